@@ -1,0 +1,163 @@
+"""Policy evaluation benchmark: our compiled fast path against regorus, side by side.
+
+Same process, same Python dict inputs, interleaved rounds (so machine noise
+hits every contender alike). Contenders:
+
+- ``floor``: a compiled ``allow := true`` through the same fast path — the
+  fixed cost of one host → wasm round trip with input encoding;
+- ``a1``: the reference policy (``a1/authz/decision``) through the fast path;
+- ``a1-cached``: the exact decision cache (encode + dict hit), what the sidecar
+  pays for a repeated decision;
+- ``regorus``: ``set_input_json(json.dumps(input))`` + ``eval_rule``.
+
+Run: ``a1 bench policy`` (or ``python -m e2e.bench_policy``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import regorus
+
+from policies.compiler import compile_files, compile_sources
+from policies.runtime import PolicyModule
+
+LIBRARY = Path(__file__).resolve().parents[1] / "policies" / "library"
+ENTRY = "a1/authz/decision"
+
+INPUTS: list[dict[str, Any]] = [
+    {"method": "GET", "path": "/t/acme/items", "tenant": "acme",
+     "subject": {"sub": "u1", "tenant": "acme", "roles": ["reader"]}},
+    {"method": "POST", "path": "/t/acme/items", "tenant": "acme",
+     "subject": {"sub": "u1", "tenant": "acme", "roles": ["reader"]}},
+    {"method": "DELETE", "path": "/t/acme/items/7", "tenant": "acme",
+     "subject": {"sub": "u2", "tenant": "acme", "roles": ["reader", "writer"]}},
+    {"method": "GET", "path": "/t/globex/items", "tenant": "globex",
+     "subject": {"sub": "u3", "tenant": "acme", "roles": ["writer"]}},
+    {"method": "PUT", "path": "/t/globex/items/1", "tenant": "globex",
+     "subject": {"sub": "ops", "tenant": "platform", "roles": ["admin"]}},
+    {"method": "GET", "path": "/t/suspended-co/items", "tenant": "suspended-co",
+     "subject": {"sub": "s", "tenant": "suspended-co", "roles": ["reader"]}},
+    {"method": "GET", "path": "/public/readme"},
+]
+
+
+def _percentile(samples: list[int], q: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] / 1000.0
+
+
+def _time(fn: Callable[[dict[str, Any]], Any], rounds: int) -> list[int]:
+    out: list[int] = []
+    clock = time.perf_counter_ns
+    for _ in range(rounds):
+        for doc in INPUTS:
+            t0 = clock()
+            fn(doc)
+            out.append(clock() - t0)
+    return out
+
+
+def run(iterations: int = 3000, blocks: int = 5) -> dict[str, Any]:
+    sources = [LIBRARY / "authz.rego"]
+    data_path = LIBRARY / "data.json"
+    t0 = time.perf_counter()
+    wasm = compile_files(sources, data_path, [ENTRY])
+    compile_ms = (time.perf_counter() - t0) * 1000
+
+    module = PolicyModule.load(wasm)
+    ev = module.evaluator(ENTRY)
+    floor_ev = PolicyModule.load(
+        compile_sources({"f.rego": "package f\nallow := true\n"}, None, ["f/allow"])
+    ).evaluator("f/allow")
+    cache: dict[bytes, Any] = {}
+
+    def cached(doc: dict[str, Any]) -> Any:
+        key = ev.encode(doc)
+        hit = cache.get(key)
+        if hit is None:
+            hit = cache[key] = ev.eval_encoded(key)
+        return hit
+
+    engine = regorus.Engine()
+    engine.add_policy_from_file(str(sources[0]))
+    engine.add_data_json(data_path.read_text())
+
+    def reg(doc: dict[str, Any]) -> Any:
+        engine.set_input_json(json.dumps(doc))
+        return engine.eval_rule("data.a1.authz.decision")
+
+    # Same answers before timing anything.
+    for doc in INPUTS:
+        ours, theirs = ev.evaluate(doc), reg(doc)
+        assert json.dumps(ours, sort_keys=True) == json.dumps(
+            {k: (int(v) if isinstance(v, float) else v) for k, v in theirs.items()}, sort_keys=True
+        ), (doc, ours, theirs)
+
+    contenders: dict[str, Callable[[dict[str, Any]], Any]] = {
+        "floor": floor_ev.evaluate, "a1": ev.evaluate, "a1-cached": cached, "regorus": reg,
+    }
+    samples: dict[str, list[int]] = {name: [] for name in contenders}
+    rounds = max(1, iterations // (blocks * len(INPUTS)))
+    for name, fn in contenders.items():  # warm-up
+        _time(fn, 20)
+    for _ in range(blocks):
+        for name, fn in contenders.items():
+            samples[name].extend(_time(fn, rounds))
+    stats = {
+        name: {
+            "median_us": statistics.median(s) / 1000.0,
+            "p99_us": _percentile(s, 0.99),
+            "n": len(s),
+        }
+        for name, s in samples.items()
+    }
+    base = stats["regorus"]
+    ratios = {
+        name: {
+            "median_vs_regorus": st["median_us"] / base["median_us"],
+            "p99_vs_regorus": st["p99_us"] / base["p99_us"],
+        }
+        for name, st in stats.items()
+    }
+    return {"compile_ms": compile_ms, "stats": stats, "ratios": ratios,
+            "input_paths": [list(p) for p in module.meta.input_paths]}
+
+
+def report(result: dict[str, Any]) -> str:
+    lines = [
+        f"reference policy a1/authz/decision: compile {result['compile_ms']:.0f} ms "
+        f"(target < 1000 ms); input paths read: {result['input_paths']}",
+        f"{'contender':<11} {'median µs':>10} {'p99 µs':>9} {'median/regorus':>15} {'p99/regorus':>12}",
+    ]
+    for name, st in result["stats"].items():
+        r = result["ratios"][name]
+        lines.append(
+            f"{name:<11} {st['median_us']:>10.2f} {st['p99_us']:>9.2f} "
+            f"{r['median_vs_regorus']:>15.3f} {r['p99_vs_regorus']:>12.3f}"
+        )
+    a1 = result["ratios"]["a1"]["median_vs_regorus"]
+    verdict = "meets target (≤ 0.5×)" if a1 <= 0.5 else ("meets must (≤ 1.0×)" if a1 <= 1.0 else "FAILS must (> 1.0×)")
+    lines.append(f"a1 median is {a1:.3f}× regorus: {verdict}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--iterations", type=int, default=30000)
+    parser.add_argument("--json", action="store_true", help="print the raw result as JSON")
+    args = parser.parse_args(argv)
+    result = run(args.iterations)
+    print(json.dumps(result, indent=2) if args.json else report(result))
+    return 0 if result["ratios"]["a1"]["median_vs_regorus"] <= 1.0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

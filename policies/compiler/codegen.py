@@ -1,0 +1,875 @@
+"""Back end: IR → WAT text for one policy module (see docs/policy-abi.md).
+
+Rule bodies compile to straight-line code with one structured loop per
+iteration point, in the style of a query planner: each literal either falls
+through (success) or branches to the innermost backtrack label, which is the
+enclosing loop's "next element" (or the body's end when nothing iterates).
+Every value is a pointer into linear memory; 0 means undefined.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from policies.compiler import ir
+from policies.compiler.builtins import BUILTINS, IMPURE_BUILTINS, PATTERN_BUILTINS
+from policies.compiler.consts import ConstPool
+from policies.compiler.errors import CompileError, unsupported
+
+E_CONFLICT = 3
+
+CONST_BASE = 0x10_0000
+
+# Runtime exports that are not builtins: name -> (params, results).
+_RUNTIME_SIGS: dict[str, tuple[str, str]] = {
+    "a1_reset": ("i32", ""),
+    "a1_alloc": ("i32", "i32"),
+    "a1_fail": ("i32", ""),
+    "a1_bool": ("i32", "i32"),
+    "a1_num": ("f64", "i32"),
+    "a1_arr_new": ("i32", "i32"),
+    "a1_arr_push": ("i32 i32", "i32"),
+    "a1_set_new": ("", "i32"),
+    "a1_set_add": ("i32 i32", "i32"),
+    "a1_obj_new": ("", "i32"),
+    "a1_obj_put": ("i32 i32 i32", "i32"),
+    "a1_truthy": ("i32", "i32"),
+    "a1_tag": ("i32", "i32"),
+    "a1_len": ("i32", "i32"),
+    "a1_key_at": ("i32 i32", "i32"),
+    "a1_val_at": ("i32 i32", "i32"),
+    "a1_get": ("i32 i32", "i32"),
+    "a1_eq": ("i32 i32", "i32"),
+    "a1_cmp_op": ("i32 i32 i32", "i32"),
+    "a1_in": ("i32 i32", "i32"),
+    "a1_in2": ("i32 i32 i32", "i32"),
+    "a1_add": ("i32 i32", "i32"),
+    "a1_sub": ("i32 i32", "i32"),
+    "a1_mul": ("i32 i32", "i32"),
+    "a1_div": ("i32 i32", "i32"),
+    "a1_rem": ("i32 i32", "i32"),
+    "a1_or": ("i32 i32", "i32"),
+    "a1_and": ("i32 i32", "i32"),
+    "a1_dfa_match": ("i32 i32", "i32"),
+    "a1_cidr_match": ("i32 i32", "i32"),
+}
+_BINOPS = {"+": "a1_add", "-": "a1_sub", "*": "a1_mul", "/": "a1_div", "%": "a1_rem",
+           "|": "a1_or", "&": "a1_and"}
+_CMP_OPS = {"<": 0, "<=": 1, ">": 2, ">=": 3}
+E_TYPE = 1
+TAG_ARRAY = 5
+
+
+@dataclass
+class Module:
+    wat: str
+    entrypoints: list[str]
+    input_paths: list[tuple[str, ...]]
+    pure: bool
+
+
+def generate(program: ir.Program, entrypoints: list[str]) -> Module:
+    return _Generator(program).module(entrypoints)
+
+
+# --------------------------------------------------------------------- helpers
+
+
+def _walk_terms(node: Any) -> Iterator[Any]:
+    """Every IR node below ``node`` (terms, literals, bodies), depth first."""
+    stack = [node]
+    while stack:
+        n = stack.pop()
+        if isinstance(n, (list, tuple)):
+            stack.extend(n)
+            continue
+        if not hasattr(n, "__dataclass_fields__"):
+            continue
+        yield n
+        if isinstance(n, ir.Const):
+            continue
+        for name in n.__dataclass_fields__:
+            stack.append(getattr(n, name))
+
+
+def _rule_deps(rule: ir.Rule, program: ir.Program) -> set[ir.RulePath]:
+    deps: set[ir.RulePath] = set()
+    for n in _walk_terms(rule.defs):
+        if isinstance(n, ir.RuleRef):
+            deps.add(n.path)
+        elif isinstance(n, ir.Call) and n.func is not None:
+            deps.add(n.func)
+        elif isinstance(n, ir.PackageRef):
+            deps.update(_package_rules(program, n.path))
+    return deps
+
+
+def _package_rules(program: ir.Program, prefix: tuple[str, ...]) -> list[ir.RulePath]:
+    return sorted(
+        p for p, r in program.rules.items()
+        if p[: len(prefix)] == prefix and len(p) > len(prefix) and r.kind != "function"
+    )
+
+
+@dataclass
+class _Fn:
+    """Per wasm-function emission state."""
+
+    lines: list[str] = field(default_factory=list)
+    locals: dict[str, str] = field(default_factory=dict)  # wasm local name -> type
+    fail: str = ""
+    closers: list[list[str]] = field(default_factory=list)
+    bound: set[str] = field(default_factory=set)
+
+    def emit(self, *lines: str) -> None:
+        self.lines.extend(lines)
+
+
+class _Generator:
+    def __init__(self, program: ir.Program) -> None:
+        self.program = program
+        self.pool = ConstPool(CONST_BASE)
+        self.labels = itertools.count()
+        self.temps = itertools.count()
+        self.imports: set[str] = set()
+        self.host_time = False
+        self.rule_ids: dict[ir.RulePath, int] = {}
+        self.functions: list[str] = []
+        self.fn = _Fn()
+        self.slots: list[tuple[str, ...]] = []
+
+    # ------------------------------------------------------------ module
+
+    def module(self, entrypoints: list[str]) -> Module:
+        roots: list[ir.Term] = []
+        for ep in entrypoints:
+            path = tuple(p for p in ep.strip("/").split("/") if p)
+            if path in self.program.rules and self.program.rules[path].kind != "function":
+                roots.append(ir.RuleRef(path, ir.Loc("<entrypoint>", 1, 1)))
+            elif path and any(p[: len(path)] == path for p in self.program.packages):
+                roots.append(ir.PackageRef(path, ir.Loc("<entrypoint>", 1, 1)))
+            else:
+                raise CompileError(
+                    None, "type", f"entrypoint {ep!r} is neither a rule nor a package"
+                )
+        reachable = self._reachable(roots)
+        self.slots = self._input_slots(roots, reachable)
+        for i, path in enumerate(sorted(reachable)):
+            self.rule_ids[path] = i
+        for path in sorted(reachable):
+            self._rule_function(self.program.rules[path])
+        self._eval_function(roots)
+        pure = not self.host_time
+        return Module(self._assemble(), list(entrypoints), self.slots, pure)
+
+    def _reachable(self, roots: list[ir.Term]) -> set[ir.RulePath]:
+        todo: list[ir.RulePath] = []
+        for root in roots:
+            if isinstance(root, ir.RuleRef):
+                todo.append(root.path)
+            elif isinstance(root, ir.PackageRef):
+                todo.extend(_package_rules(self.program, root.path))
+        seen: set[ir.RulePath] = set()
+        order: dict[ir.RulePath, int] = {}
+        # Depth-first with colouring, to reject recursion (Rego forbids it).
+        def visit(path: ir.RulePath, stack: list[ir.RulePath]) -> None:
+            if path in stack:
+                cycle = " -> ".join(".".join(p) for p in [*stack[stack.index(path):], path])
+                rule = self.program.rules[path]
+                raise CompileError(rule.loc, "type", f"recursion: {cycle}")
+            if path in seen:
+                return
+            seen.add(path)
+            order[path] = len(order)
+            rule = self.program.rules[path]
+            for dep in sorted(_rule_deps(rule, self.program)):
+                visit(dep, [*stack, path])
+        for path in todo:
+            visit(path, [])
+        return seen
+
+    def _input_slots(
+        self, roots: list[ir.Term], reachable: set[ir.RulePath]
+    ) -> list[tuple[str, ...]]:
+        """The minimal set of input paths the reachable rules read (docs/policy-abi.md)."""
+        paths: set[tuple[str, ...]] = set()
+
+        def visit(node: Any) -> None:
+            if isinstance(node, (list, tuple)):
+                for n in node:
+                    visit(n)
+                return
+            if not hasattr(node, "__dataclass_fields__") or isinstance(node, ir.Const):
+                return
+            if isinstance(node, ir.InputRoot):
+                paths.add(())
+                return
+            if isinstance(node, ir.Ref) and isinstance(node.base, ir.InputRoot):
+                paths.add(self._const_prefix(node.keys))
+                visit(node.keys)
+                return
+            for name in node.__dataclass_fields__:
+                visit(getattr(node, name))
+
+        for path in reachable:
+            visit(self.program.rules[path].defs)
+        return sorted(p for p in paths if not any(q != p and p[: len(q)] == q for q in paths))
+
+    @staticmethod
+    def _const_prefix(keys: list[ir.Term]) -> tuple[str, ...]:
+        out: list[str] = []
+        for k in keys:
+            if isinstance(k, ir.Const) and isinstance(k.value, str):
+                out.append(k.value)
+            else:
+                break
+        return tuple(out)
+
+    def _assemble(self) -> str:
+        data = self.pool.data()
+        input_base = (CONST_BASE + len(data) + 7) & ~7
+        out = ["(module"]
+        pages = (input_base + 0xFFFF) // 0x10000 + 1
+        out.append(f'  (import "env" "memory" (memory {pages}))')
+        if self.host_time:
+            out.append('  (import "env" "time_now_ns" (func $time_now_ns (result f64)))')
+        for name in sorted(self.imports):
+            params, results = self._sig(name)
+            p = f" (param {params})" if params else ""
+            r = f" (result {results})" if results else ""
+            out.append(f'  (import "a1rt" "{name}" (func ${name}{p}{r}))')
+        out.append(f'  (global $input_base i32 (i32.const {input_base}))')
+        out.append('  (export "a1_input_base" (global $input_base))')
+        out.append("  (global $slots (mut i32) (i32.const 0))")
+        out.append("  (global $epoch (mut i32) (i32.const 0))")
+        out.append("  (global $epoch_ctr (mut i32) (i32.const 0))")
+        for i in range(len(self.rule_ids)):
+            out.append(f"  (global $m{i} (mut i32) (i32.const 0))")
+            out.append(f"  (global $e{i} (mut i32) (i32.const 0))")
+        if data:
+            out.append(f'  (data (i32.const {CONST_BASE}) "{_wat_bytes(data)}")')
+        out.extend(self.functions)
+        out.append(")")
+        return "\n".join(out)
+
+    def _sig(self, name: str) -> tuple[str, str]:
+        if name in _RUNTIME_SIGS:
+            return _RUNTIME_SIGS[name]
+        for export, arity in BUILTINS.values():
+            if export == name:
+                return " ".join(["i32"] * arity), "i32"
+        raise AssertionError(name)
+
+    def call(self, name: str, *args: str) -> str:
+        self.imports.add(name)
+        return f"(call ${name}{''.join(' ' + a for a in args)})"
+
+    # ---------------------------------------------------------- functions
+
+    def _begin(self) -> _Fn:
+        self.fn = _Fn()
+        return self.fn
+
+    def _finish(self, header: str, result: str) -> None:
+        fn = self.fn
+        decls = [f"    (local {name} {ty})" for name, ty in fn.locals.items()]
+        body = [f"    {line}" for line in fn.lines]
+        self.functions.append("\n".join([f"  {header}", *decls, *body, f"    {result}", "  )"]))
+
+    def temp(self, ty: str = "i32") -> str:
+        name = f"$t{next(self.temps)}"
+        self.fn.locals[name] = ty
+        return name
+
+    def label(self, kind: str) -> str:
+        return f"${kind}{next(self.labels)}"
+
+    def var(self, name: str) -> str:
+        wasm = "$v_" + name  # Rego names and our fresh ``$_N`` names are valid WAT ids
+        self.fn.locals.setdefault(wasm, "i32")
+        return wasm
+
+    def _rule_function(self, rule: ir.Rule) -> None:
+        rid = self.rule_ids[rule.path]
+        fn = self._begin()
+        res = self.temp()
+        name = ".".join(rule.path)
+        if rule.kind == "function":
+            params = " ".join(f"(param $a{i} i32)" for i in range(rule.arity))
+            header = f"(func $r{rid} {params} (result i32) ;; {name}"
+        else:
+            header = f"(func $r{rid} (result i32) ;; {name}"
+            fn.emit(
+                f"(if (i32.eq (global.get $e{rid}) (global.get $epoch))",
+                f"  (then (return (global.get $m{rid}))))",
+            )
+        if rule.kind == "set":
+            fn.emit(f"(local.set {res} {self.call('a1_set_new')})")
+        elif rule.kind == "object":
+            fn.emit(f"(local.set {res} {self.call('a1_obj_new')})")
+        done = self.label("done")
+        fn.emit(f"block {done}")
+        constant_values = rule.kind in ("complete", "function") and all(
+            isinstance(b.value, ir.Const) for d in rule.defs for b in d.bodies
+        ) and len({repr(b.value.value) for d in rule.defs for b in d.bodies}) == 1  # type: ignore[union-attr]
+        for definition in rule.defs:
+            self._definition(rule, definition, res, done, constant_values)
+        fn.emit("end")
+        if rule.default is not None:
+            default = self.const(rule.default.value)
+            fn.emit(f"(if (i32.eqz (local.get {res})) (then (local.set {res} {default})))")
+        if rule.kind != "function":
+            fn.emit(
+                f"(global.set $m{rid} (local.get {res}))",
+                f"(global.set $e{rid} (global.get $epoch))",
+            )
+        self._finish(header, f"(local.get {res})")
+
+    def _definition(
+        self, rule: ir.Rule, definition: ir.Definition, res: str, done: str, early: bool
+    ) -> None:
+        fn = self.fn
+        chain_done = self.label("chain")
+        fn.emit(f"block {chain_done}")
+        hit = self.temp()
+        for body in definition.bodies:
+            fn.emit(f"(local.set {hit} (i32.const 0))")
+            fn.bound = set()
+            if definition.args is not None:
+                arg_fail = self.label("args")
+                fn.emit(f"block {arg_fail}")
+                fn.fail = arg_fail
+                for i, pattern in enumerate(definition.args):
+                    self.unify(pattern, f"(local.get $a{i})", pattern.loc)
+                inner_bound = set(fn.bound)
+                self._body(body, rule, res, hit, done, early, inner_bound)
+                fn.emit("end")
+            else:
+                self._body(body, rule, res, hit, done, early, set())
+            # An else branch runs only when this body produced nothing.
+            fn.emit(f"(br_if {chain_done} (local.get {hit}))")
+        fn.emit("end")
+
+    def _body(
+        self, body: ir.Body, rule: ir.Rule, res: str, hit: str, done: str, early: bool,
+        bound: set[str],
+    ) -> None:
+        def on_success() -> None:
+            fn = self.fn
+            fn.emit(f"(local.set {hit} (i32.const 1))")
+            if rule.kind == "set":
+                key = self.term(body.key)  # type: ignore[arg-type]
+                fn.emit(f"(local.set {res} {self.call('a1_set_add', f'(local.get {res})', key)})")
+                return
+            if rule.kind == "object":
+                key = self.term(body.key)  # type: ignore[arg-type]
+                value = self.term(body.value)  # type: ignore[arg-type]
+                fn.emit(
+                    f"(local.set {res} "
+                    f"{self.call('a1_obj_put', f'(local.get {res})', key, value)})"
+                )
+                return
+            value = self.term(body.value)  # type: ignore[arg-type]
+            if early:
+                fn.emit(f"(local.set {res} {value})", f"(br {done})")
+                return
+            conflict = self.call("a1_fail", f"(i32.const {E_CONFLICT})")
+            eq = self.call("a1_eq", f"(local.get {res})", value)
+            fn.emit(
+                f"(if (local.get {res})",
+                f"  (then (if (i32.eqz {eq}) (then {conflict})))",
+                f"  (else (local.set {res} {value})))",
+            )
+
+        self.query(body.lits, on_success, bound)
+
+    def _eval_function(self, roots: list[ir.Term]) -> None:
+        fn = self._begin()
+        fn.locals["$r"] = "i32"
+        fn.emit(
+            "(global.set $slots (global.get $input_base))",
+            "(call $a1_reset (i32.and (i32.add (i32.add (global.get $input_base)"
+            " (local.get $len)) (i32.const 7)) (i32.const -8)))",
+            "(global.set $epoch_ctr (i32.add (global.get $epoch_ctr) (i32.const 1)))",
+            "(global.set $epoch (global.get $epoch_ctr))",
+        )
+        self.imports.add("a1_reset")
+        self.imports.add("a1_fail")
+        done = self.label("done")
+        fn.emit(f"block {done}")
+        for i, root in enumerate(roots):
+            fn.fail = done
+            fn.emit(f"(if (i32.eq (local.get $entry) (i32.const {i})) (then")
+            fn.lines.append(f"(local.set $r {self.term_maybe(root)})")
+            fn.emit(f"(br {done})))")
+        fn.emit(self.call("a1_fail", "(i32.const 6)"), "end")
+        header = (
+            '(func $a1_eval (export "a1_eval") (param $entry i32) (param $len i32) (result i32)'
+        )
+        self._finish(header, "(local.get $r)")
+
+    # ------------------------------------------------------------ queries
+
+    def query(
+        self, lits: list[ir.Lit], on_success: Callable[[], None], bound: set[str]
+    ) -> None:
+        """Emit ``lits``; run ``on_success`` once per solution, then backtrack."""
+        fn = self.fn
+        saved = (fn.fail, fn.closers, fn.bound)
+        end = self.label("q")
+        fn.emit(f"block {end}")
+        fn.fail, fn.closers, fn.bound = end, [], set(bound)
+        for lit in lits:
+            self.literal(lit)
+        on_success()
+        fn.emit(f"(br {fn.fail})")
+        for closer in reversed(fn.closers):
+            fn.emit(*closer)
+        fn.emit("end")
+        fn.fail, fn.closers, fn.bound = saved
+
+    def literal(self, lit: ir.Lit) -> None:
+        fn = self.fn
+        if isinstance(lit, (ir.ExprLit, ir.AssignLit)) and lit.withs:
+            self._with(lit)
+            return
+        if isinstance(lit, ir.ExprLit):
+            self.condition(lit.term)
+        elif isinstance(lit, ir.AssignLit):
+            self.assign(lit)
+        elif isinstance(lit, ir.SomeDeclLit):
+            for name in lit.names:
+                fn.bound.discard(name)
+        elif isinstance(lit, ir.SomeInLit):
+            coll = self.term(lit.coll)
+            key, value = self.iterate(coll)
+            for name in self._pattern_vars(lit.value) | (
+                self._pattern_vars(lit.key) if lit.key else set()
+            ):
+                fn.bound.discard(name)
+            if lit.key is not None:
+                self.unify(lit.key, f"(local.get {key})", lit.loc)
+            self.unify(lit.value, f"(local.get {value})", lit.loc)
+        elif isinstance(lit, ir.NotLit):
+            self._not(lit)
+        elif isinstance(lit, ir.EveryLit):
+            self._every(lit)
+        else:  # pragma: no cover - the front end produces nothing else
+            raise unsupported(getattr(lit, "loc", None), type(lit).__name__)
+
+    def _pattern_vars(self, term: ir.Term) -> set[str]:
+        if isinstance(term, ir.Local):
+            return {term.name}
+        if isinstance(term, ir.ArrayLit):
+            return set().union(*(self._pattern_vars(i) for i in term.items))
+        return set()
+
+    def condition(self, term: ir.Term) -> None:
+        """Emit a test of ``term``; branch to the backtrack label when it fails."""
+        fn = self.fn
+        if isinstance(term, ir.Compare):
+            fn.emit(f"(br_if {fn.fail} (i32.eqz {self.compare(term)}))")
+        elif isinstance(term, ir.Member):
+            fn.emit(f"(br_if {fn.fail} (i32.eqz {self.member(term)}))")
+        else:
+            value = self.term(term)
+            fn.emit(f"(br_if {fn.fail} (i32.eqz {self.call('a1_truthy', value)}))")
+
+    def compare(self, term: ir.Compare) -> str:
+        lhs, rhs = self.term(term.lhs), self.term(term.rhs)
+        if term.op == "==":
+            return self.call("a1_eq", lhs, rhs)
+        if term.op == "!=":
+            return f"(i32.eqz {self.call('a1_eq', lhs, rhs)})"
+        return self.call("a1_cmp_op", f"(i32.const {_CMP_OPS[term.op]})", lhs, rhs)
+
+    def member(self, term: ir.Member) -> str:
+        value = self.term(term.value)
+        coll = self.term(term.coll)
+        if term.key is None:
+            return self.call("a1_in", value, coll)
+        return self.call("a1_in2", self.term(term.key), value, coll)
+
+    def assign(self, lit: ir.AssignLit) -> None:
+        fn = self.fn
+        lhs, rhs = lit.lhs, lit.rhs
+        if lit.declare:
+            for name in self._pattern_vars(lhs):
+                fn.bound.discard(name)
+        if self._unbound_pattern(lhs):
+            self.unify(lhs, self.term(rhs), lit.loc)
+        elif not lit.declare and self._unbound_pattern(rhs):
+            self.unify(rhs, self.term(lhs), lit.loc)
+        elif lit.declare:
+            raise CompileError(lit.loc, "type", "left side of `:=` must be a variable or array")
+        else:
+            fn.emit(f"(br_if {fn.fail} (i32.eqz {self.call('a1_eq', self.term(lhs), self.term(rhs))}))")
+
+    def _unbound_pattern(self, term: ir.Term) -> bool:
+        if isinstance(term, ir.Local):
+            return term.name not in self.fn.bound
+        if isinstance(term, ir.ArrayLit):
+            return any(self._unbound_pattern(i) for i in term.items)
+        return False
+
+    def unify(self, pattern: ir.Term, value: str, loc: ir.Loc) -> None:
+        """Bind the unbound variables of ``pattern`` to ``value``; compare the rest."""
+        fn = self.fn
+        if isinstance(pattern, ir.Local) and pattern.name not in fn.bound:
+            fn.emit(f"(local.set {self.var(pattern.name)} {value})")
+            fn.bound.add(pattern.name)
+            return
+        if isinstance(pattern, ir.ArrayLit) and self._unbound_pattern(pattern):
+            v = self.temp()
+            fn.emit(f"(local.set {v} {value})")
+            fn.emit(
+                f"(br_if {fn.fail} (i32.ne {self.call('a1_tag', f'(local.get {v})')}"
+                f" (i32.const {TAG_ARRAY})))",
+                f"(br_if {fn.fail} (i32.ne {self.call('a1_len', f'(local.get {v})')}"
+                f" (i32.const {len(pattern.items)})))",
+            )
+            for i, item in enumerate(pattern.items):
+                self.unify(item, self.call("a1_val_at", f"(local.get {v})", f"(i32.const {i})"), loc)
+            return
+        fn.emit(f"(br_if {fn.fail} (i32.eqz {self.call('a1_eq', self.term(pattern), value)}))")
+
+    def iterate(self, coll: str) -> tuple[str, str]:
+        """Open a loop over ``coll``'s elements; the rest of the query runs inside it."""
+        fn = self.fn
+        c, n, i, k, v = self.temp(), self.temp(), self.temp(), self.temp(), self.temp()
+        done, nxt = self.label("done"), self.label("next")
+        fn.emit(
+            f"(local.set {c} {coll})",
+            f"(local.set {n} {self.call('a1_len', f'(local.get {c})')})",
+            f"(br_if {fn.fail} (i32.lt_s (local.get {n}) (i32.const 0)))",
+            f"(local.set {i} (i32.const 0))",
+            f"block {done}",
+            f"loop {nxt}",
+            f"(br_if {done} (i32.ge_s (local.get {i}) (local.get {n})))",
+            f"(local.set {k} {self.call('a1_key_at', f'(local.get {c})', f'(local.get {i})')})",
+            f"(local.set {v} {self.call('a1_val_at', f'(local.get {c})', f'(local.get {i})')})",
+            f"(local.set {i} (i32.add (local.get {i}) (i32.const 1)))",
+        )
+        fn.closers.append([f"(br {nxt})", "end", "end", f"(br {fn.fail})"])
+        fn.fail = nxt
+        return k, v
+
+    def _not(self, lit: ir.NotLit) -> None:
+        fn = self.fn
+        outer = fn.fail
+        inner_fail = self.label("not")
+        fn.emit(f"block {inner_fail}")
+        saved = (fn.closers, set(fn.bound))
+        fn.fail, fn.closers = inner_fail, []
+        for inner in lit.body:
+            self.literal(inner)
+        fn.emit(f"(br {outer})")
+        for closer in reversed(fn.closers):
+            fn.emit(*closer)
+        fn.emit("end")
+        fn.closers, fn.bound = saved
+        fn.fail = outer
+
+    def _every(self, lit: ir.EveryLit) -> None:
+        fn = self.fn
+        outer = fn.fail
+        domain = self.term(lit.domain)
+        saved = (fn.closers, set(fn.bound))
+        fn.closers = []
+        c, n, i = self.temp(), self.temp(), self.temp()
+        done, nxt, body_fail = self.label("done"), self.label("next"), self.label("every")
+        fn.emit(
+            f"(local.set {c} {domain})",
+            f"(local.set {n} {self.call('a1_len', f'(local.get {c})')})",
+            f"(br_if {outer} (i32.lt_s (local.get {n}) (i32.const 0)))",
+            f"(local.set {i} (i32.const 0))",
+            f"block {done}",
+            f"loop {nxt}",
+            f"(br_if {done} (i32.ge_s (local.get {i}) (local.get {n})))",
+        )
+        if lit.key is not None:
+            fn.emit(
+                f"(local.set {self.var(lit.key)} "
+                f"{self.call('a1_key_at', f'(local.get {c})', f'(local.get {i})')})"
+            )
+            fn.bound.add(lit.key)
+        fn.emit(
+            f"(local.set {self.var(lit.value)} "
+            f"{self.call('a1_val_at', f'(local.get {c})', f'(local.get {i})')})",
+            f"(local.set {i} (i32.add (local.get {i}) (i32.const 1)))",
+        )
+        fn.bound.add(lit.value)
+        fn.emit(f"block {body_fail}")
+        fn.fail = body_fail
+        for inner in lit.body:
+            self.literal(inner)
+        fn.emit(f"(br {nxt})")
+        for closer in reversed(fn.closers):
+            fn.emit(*closer)
+        fn.emit("end", f"(br {outer})", "end", "end")
+        fn.closers, fn.bound = saved
+        fn.fail = outer
+
+    def _with(self, lit: ir.ExprLit | ir.AssignLit) -> None:
+        """Evaluate ``lit`` (first solution) with ``input`` replaced, then restore."""
+        fn = self.fn
+        outer = fn.fail
+        slots = self.temp()
+        fn.emit(
+            f"(local.set {slots} {self.call('a1_alloc', f'(i32.const {max(4, 4 * len(self.slots))})')})"
+        )
+        for idx, slot in enumerate(self.slots):
+            fn.emit(f"(i32.store offset={4 * idx} (local.get {slots}) "
+                    f"(i32.load offset={4 * idx} (global.get $slots)))")
+        for w in lit.withs:
+            target = w.target[1:]
+            value = self.term(w.value)
+            for idx, slot in enumerate(self.slots):
+                if slot[: len(target)] == target:
+                    v = value
+                    for key in slot[len(target):]:
+                        v = self.call("a1_get", v, self.const(key))
+                    fn.emit(f"(i32.store offset={4 * idx} (local.get {slots}) {v})")
+                elif target[: len(slot)] == slot:
+                    raise unsupported(w.loc, "`with` on part of an input document the policy "
+                                             "also reads whole")
+        saved_slots, saved_epoch, ok = self.temp(), self.temp(), self.temp()
+        fn.emit(
+            f"(local.set {saved_slots} (global.get $slots))",
+            f"(local.set {saved_epoch} (global.get $epoch))",
+            f"(global.set $slots (local.get {slots}))",
+            "(global.set $epoch_ctr (i32.add (global.get $epoch_ctr) (i32.const 1)))",
+            "(global.set $epoch (global.get $epoch_ctr))",
+            f"(local.set {ok} (i32.const 0))",
+        )
+        end = self.label("with")
+        fn.emit(f"block {end}")
+        saved_closers = fn.closers
+        fn.fail, fn.closers = end, []
+        plain = (
+            ir.ExprLit(lit.term, lit.loc) if isinstance(lit, ir.ExprLit)
+            else ir.AssignLit(lit.lhs, lit.rhs, lit.declare, lit.loc)
+        )
+        self.literal(plain)
+        fn.emit(f"(local.set {ok} (i32.const 1))", f"(br {end})")
+        for closer in reversed(fn.closers):
+            fn.emit(*closer)
+        fn.emit("end")
+        fn.closers, fn.fail = saved_closers, outer
+        fn.emit(
+            f"(global.set $slots (local.get {saved_slots}))",
+            f"(global.set $epoch (local.get {saved_epoch}))",
+            f"(br_if {outer} (i32.eqz (local.get {ok})))",
+        )
+
+    # -------------------------------------------------------------- terms
+
+    def const(self, value: Any) -> str:
+        return f"(i32.const {self.pool.add(value)})"
+
+    def term(self, term: ir.Term) -> str:
+        """Emit ``term``; return an expression for its (defined) value.
+
+        Undefined values branch to the backtrack label. Unbound variables used as
+        reference keys open an iteration.
+        """
+        value = self.term_maybe(term)
+        if value.startswith("(i32.const") or value.startswith("(local.get $v_"):
+            return value
+        t = self.temp()
+        self.fn.emit(f"(local.set {t} {value})", f"(br_if {self.fn.fail} (i32.eqz (local.get {t})))")
+        return f"(local.get {t})"
+
+    def term_maybe(self, term: ir.Term) -> str:
+        fn = self.fn
+        if isinstance(term, ir.Const):
+            return self.const(term.value)
+        if isinstance(term, ir.Local):
+            if term.name not in fn.bound:
+                raise CompileError(term.loc, "type", f"var {term.name.lstrip('$')} is unsafe "
+                                   "(used before it is bound)")
+            return f"(local.get {self.var(term.name)})"
+        if isinstance(term, ir.InputRoot):
+            return self._slot(())[0]
+        if isinstance(term, ir.DataRoot):
+            raise unsupported(term.loc, "reference to the whole `data` document")
+        if isinstance(term, ir.Ref):
+            return self._ref(term)
+        if isinstance(term, ir.RuleRef):
+            rule = self.program.rules[term.path]
+            if rule.kind == "function":
+                raise CompileError(term.loc, "type", f"function {'.'.join(term.path)} used as a value")
+            return f"(call $r{self.rule_ids[term.path]})"
+        if isinstance(term, ir.PackageRef):
+            return self._package(term)
+        if isinstance(term, ir.Call):
+            return self._call(term)
+        if isinstance(term, ir.BinOp):
+            return self.call(_BINOPS[term.op], self.term(term.lhs), self.term(term.rhs))
+        if isinstance(term, ir.Compare):
+            return self.call("a1_bool", self.compare(term))
+        if isinstance(term, ir.Member):
+            return self.call("a1_bool", self.member(term))
+        if isinstance(term, ir.ArrayLit):
+            arr = self.temp()
+            fn.emit(f"(local.set {arr} {self.call('a1_arr_new', f'(i32.const {len(term.items)})')})")
+            for item in term.items:
+                fn.emit(f"(local.set {arr} {self.call('a1_arr_push', f'(local.get {arr})', self.term(item))})")
+            return f"(local.get {arr})"
+        if isinstance(term, ir.SetLit):
+            s = self.temp()
+            fn.emit(f"(local.set {s} {self.call('a1_set_new')})")
+            for item in term.items:
+                fn.emit(f"(local.set {s} {self.call('a1_set_add', f'(local.get {s})', self.term(item))})")
+            return f"(local.get {s})"
+        if isinstance(term, ir.ObjectLit):
+            o = self.temp()
+            fn.emit(f"(local.set {o} {self.call('a1_obj_new')})")
+            for k, v in term.items:
+                fn.emit(
+                    f"(local.set {o} "
+                    f"{self.call('a1_obj_put', f'(local.get {o})', self.term(k), self.term(v))})"
+                )
+            return f"(local.get {o})"
+        if isinstance(term, ir.Compr):
+            return self._compr(term)
+        raise unsupported(getattr(term, "loc", None), type(term).__name__)
+
+    def _slot(self, path: tuple[str, ...]) -> tuple[str, tuple[str, ...]]:
+        for idx, slot in enumerate(self.slots):
+            if path[: len(slot)] == slot:
+                return f"(i32.load offset={4 * idx} (global.get $slots))", path[len(slot):]
+        raise AssertionError(f"no input slot for {path}")
+
+    def _ref(self, ref: ir.Ref) -> str:
+        fn = self.fn
+        keys = list(ref.keys)
+        if isinstance(ref.base, ir.InputRoot):
+            prefix = self._const_prefix(keys)
+            cur, rest = self._slot(prefix)
+            keys = [ir.Const(k, ref.loc) for k in rest] + keys[len(prefix):]
+        else:
+            cur = self.term_maybe(ref.base)
+        for key in keys:
+            t = self.temp()
+            fn.emit(f"(local.set {t} {cur})", f"(br_if {fn.fail} (i32.eqz (local.get {t})))")
+            if isinstance(key, ir.Local) and key.name not in fn.bound:
+                k, v = self.iterate(f"(local.get {t})")
+                fn.emit(f"(local.set {self.var(key.name)} (local.get {k}))")
+                fn.bound.add(key.name)
+                cur = f"(local.get {v})"
+            else:
+                cur = self.call("a1_get", f"(local.get {t})", self.term(key))
+        return cur
+
+    def _package(self, ref: ir.PackageRef) -> str:
+        fn = self.fn
+        obj = self.temp()
+        fn.emit(f"(local.set {obj} {self.call('a1_obj_new')})")
+        children: dict[str, list[ir.RulePath]] = {}
+        for path in _package_rules(self.program, ref.path):
+            children.setdefault(path[len(ref.path)], []).append(path)
+        for name, paths in sorted(children.items()):
+            if len(paths) == 1 and len(paths[0]) == len(ref.path) + 1:
+                v = self.temp()
+                fn.emit(
+                    f"(local.set {v} (call $r{self.rule_ids[paths[0]]}))",
+                    f"(if (local.get {v}) (then (local.set {obj} "
+                    f"{self.call('a1_obj_put', f'(local.get {obj})', self.const(name), f'(local.get {v})')})))",
+                )
+            else:
+                sub = self._package(ir.PackageRef((*ref.path, name), ref.loc))
+                fn.emit(
+                    f"(local.set {obj} "
+                    f"{self.call('a1_obj_put', f'(local.get {obj})', self.const(name), sub)})"
+                )
+        return f"(local.get {obj})"
+
+    def _compr(self, term: ir.Compr) -> str:
+        fn = self.fn
+        acc = self.temp()
+        new = {"array": self.call("a1_arr_new", "(i32.const 4)"), "set": self.call("a1_set_new"),
+               "object": self.call("a1_obj_new")}[term.kind]
+        fn.emit(f"(local.set {acc} {new})")
+
+        def on_success() -> None:
+            head = self.term(term.head)
+            if term.kind == "array":
+                fn.emit(f"(local.set {acc} {self.call('a1_arr_push', f'(local.get {acc})', head)})")
+            elif term.kind == "set":
+                fn.emit(f"(local.set {acc} {self.call('a1_set_add', f'(local.get {acc})', head)})")
+            else:
+                value = self.term(term.value)  # type: ignore[arg-type]
+                fn.emit(
+                    f"(local.set {acc} "
+                    f"{self.call('a1_obj_put', f'(local.get {acc})', head, value)})"
+                )
+
+        self.query(term.body, on_success, fn.bound)
+        return f"(local.get {acc})"
+
+    def _call(self, call: ir.Call) -> str:
+        if call.func is not None:
+            args = [self.term(a) for a in call.args]
+            return f"(call $r{self.rule_ids[call.func]}{''.join(' ' + a for a in args)})"
+        name = call.name
+        if name in IMPURE_BUILTINS:
+            self._arity(call, IMPURE_BUILTINS[name])
+            self.host_time = True
+            return self.call("a1_num", "(call $time_now_ns)")
+        if name in PATTERN_BUILTINS:
+            return self._pattern_call(call)
+        if name not in BUILTINS:
+            raise unsupported(call.loc, f"builtin function `{name}`")
+        export, arity = BUILTINS[name]
+        self._arity(call, arity)
+        args = [self.term(a) for a in call.args]
+        return self.call(export, *args)
+
+    def _arity(self, call: ir.Call, arity: int) -> None:
+        if len(call.args) != arity:
+            raise CompileError(
+                call.loc, "type", f"{call.name} takes {arity} arguments, got {len(call.args)}"
+            )
+
+    def _pattern_call(self, call: ir.Call) -> str:
+        self._arity(call, PATTERN_BUILTINS[call.name])
+        first = call.args[0]
+        if not isinstance(first, ir.Const) or not isinstance(first.value, str):
+            raise unsupported(call.loc, f"{call.name} with a non-constant pattern")
+        from policies.compiler import patterns  # build-time only
+
+        try:
+            if call.name == "regex.match":
+                blob, fn_name, subject = patterns.compile_regex(first.value), "a1_dfa_match", call.args[1]
+            elif call.name == "glob.match":
+                delims = call.args[1]
+                if not isinstance(delims, ir.Const) or not (
+                    delims.value is None or isinstance(delims.value, list)
+                ):
+                    raise unsupported(call.loc, "glob.match with non-constant delimiters")
+                blob = patterns.compile_glob(first.value, delims.value)
+                fn_name, subject = "a1_dfa_match", call.args[2]
+            else:
+                blob, fn_name, subject = patterns.compile_cidr(first.value), "a1_cidr_match", call.args[1]
+        except patterns.PatternError as err:
+            raise CompileError(call.loc, "unsupported" if "unsupported" in str(err) else "type",
+                               f"{call.name}: {err}") from None
+        addr = self.pool.add_blob(blob)
+        fn = self.fn
+        r = self.temp()
+        fn.emit(
+            f"(local.set {r} {self.call(fn_name, f'(i32.const {addr})', self.term(subject))})",
+            f"(if (i32.lt_s (local.get {r}) (i32.const 0)) (then "
+            f"{self.call('a1_fail', f'(i32.const {E_TYPE})')}))",
+        )
+        return self.call("a1_bool", f"(local.get {r})")
+
+
+def _wat_bytes(data: bytes) -> str:
+    return "".join(
+        chr(b) if 0x20 <= b < 0x7F and b not in (0x22, 0x5C) else f"\\{b:02x}" for b in data
+    )

@@ -1,0 +1,529 @@
+"""Front end: Rego source → regorus AST (JSON) → IR with names resolved.
+
+regorus parses (we never write a Rego parser); this module only walks its AST.
+The AST's JSON shape is not a stable API, which is why the regorus version is
+pinned exactly in pyproject.toml.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import regorus
+
+from policies.compiler import ir
+from policies.compiler.errors import CompileError, from_regorus, unsupported
+from policies.runtime.values import RegoSet
+
+MAX_EXACT_INT = 2**53
+
+_ARITH = {"Add": "+", "Sub": "-", "Mul": "*", "Div": "/", "Mod": "%"}
+_BOOL = {"Eq": "==", "Ne": "!=", "Lt": "<", "Le": "<=", "Gt": ">", "Ge": ">="}
+_SETOP = {"Union": "|", "Intersection": "&"}
+_IGNORED_IMPORTS = {("rego", "v1"), ("future", "keywords")}
+
+
+def parse_sources(sources: Mapping[str, str], data: Any = None) -> ir.Program:
+    """Parse every module with regorus, then lower all of them to one IR program."""
+    modules = []
+    for name, text in sources.items():
+        engine = regorus.Engine()
+        try:
+            engine.add_policy(name, text)
+            asts = json.loads(engine.get_ast_as_json())
+        except RuntimeError as err:
+            raise from_regorus(str(err), name) from None
+        for module in asts:
+            modules.append((name, text, module["ast"]))
+    return _Lowerer(modules, data if data is not None else {}, dict(sources)).program()
+
+
+# --------------------------------------------------------------------- helpers
+
+
+def _loc(file: str, node: Mapping[str, Any] | None) -> ir.Loc:
+    span = node.get("span") if isinstance(node, Mapping) else None
+    if isinstance(span, Mapping):
+        return ir.Loc(file, span["line"], span["col"])
+    if isinstance(node, Mapping) and "line" in node:
+        return ir.Loc(file, node["line"], node["col"])
+    return ir.Loc(file, 1, 1)
+
+
+def _variant(node: Mapping[str, Any]) -> tuple[str, Mapping[str, Any]]:
+    ((kind, body),) = node.items()
+    return kind, body
+
+
+def _span_text(text: str, span: Mapping[str, Any]) -> str:
+    return text.encode()[span["start"] : span["end"]].decode()
+
+
+class _Lowerer:
+    def __init__(self, modules: list[tuple[str, str, Any]], data: Any, sources: dict[str, str]):
+        self.modules = modules
+        self.data = data
+        self.sources = sources
+        self.rules: dict[ir.RulePath, ir.Rule] = {}
+        self.packages: set[tuple[str, ...]] = set()
+        self._fresh = itertools.count()
+        # per module state
+        self.file = ""
+        self.text = ""
+        self.package: tuple[str, ...] = ()
+        self.aliases: dict[str, ir.Term] = {}
+
+    # ------------------------------------------------------------ program
+
+    def program(self) -> ir.Program:
+        # Pass 1: every package and rule name, so references across files resolve.
+        heads: list[tuple[str, str, tuple[str, ...], Any]] = []
+        for file, text, ast in self.modules:
+            self.file, self.text = file, text
+            package = tuple(self._ref_path(ast["package"]["refr"]))
+            self.packages.add(package)
+            for rule in ast["rules"]:
+                heads.append((file, text, package, rule))
+                self._declare(package, rule)
+        # Pass 2: lower bodies with full knowledge of the namespace.
+        for file, text, ast in self.modules:
+            self.file, self.text = file, text
+            self.package = tuple(self._ref_path(ast["package"]["refr"]))
+            self.aliases = self._imports(ast.get("imports", []))
+            for f, _t, package, rule in heads:
+                if f == file and package == self.package:
+                    self._lower_rule(rule)
+        for rule in self.rules.values():
+            if not rule.defs and rule.default is None:
+                raise CompileError(rule.loc, "type", f"rule {'.'.join(rule.path)} has no body")
+        return ir.Program(self.rules, self.packages, self.data, self.sources)
+
+    def _ref_path(self, node: Mapping[str, Any]) -> list[str]:
+        kind, body = _variant(node)
+        if kind == "Var":
+            return [body["value"]]
+        if kind == "RefDot":
+            return [*self._ref_path(body["refr"]), body["field"][1]]
+        if kind == "RefBrack":
+            index_kind, index = _variant(body["index"])
+            if index_kind == "String":
+                return [*self._ref_path(body["refr"]), index["value"]]
+        raise unsupported(_loc(self.file, body), f"reference form {kind} here")
+
+    def _declare(self, package: tuple[str, ...], rule: Mapping[str, Any]) -> None:
+        kind, body = _variant(rule)
+        loc = _loc(self.file, body)
+        if kind == "Default":
+            path = self._head_path(package, body["refr"], loc)
+            self._rule(path, "complete", loc)
+            return
+        head_kind, head = _variant(body["head"])
+        refr = head["refr"]
+        if head_kind == "Func":
+            r = self._rule(self._head_path(package, refr, loc), "function", loc)
+            r.arity = len(head["args"])
+        elif head_kind == "Set":
+            self._rule(self._head_path(package, refr, loc), "set", loc)
+        elif head_kind == "Compr":
+            ref_kind, ref_body = _variant(refr)
+            if ref_kind == "RefBrack" and _variant(ref_body["index"])[0] != "String":
+                if head.get("assign") is None:
+                    raise unsupported(loc, "partial rule head `p[x]` without a value")
+                path = self._head_path(package, ref_body["refr"], loc)
+                self._rule(path, "object", loc)
+            else:
+                self._rule(self._head_path(package, refr, loc), "complete", loc)
+        else:
+            raise unsupported(loc, f"rule head {head_kind}")
+
+    def _head_path(self, package: tuple[str, ...], refr: Any, loc: ir.Loc) -> ir.RulePath:
+        parts = self._ref_path(refr)
+        if len(parts) != 1:
+            raise unsupported(loc, "multi-segment rule head `" + ".".join(parts) + "`")
+        return (*package, parts[0])
+
+    def _rule(self, path: ir.RulePath, kind: str, loc: ir.Loc) -> ir.Rule:
+        existing = self.rules.get(path)
+        if existing is None:
+            existing = ir.Rule(path, kind, [], None, loc)  # type: ignore[arg-type]
+            self.rules[path] = existing
+        elif existing.kind != kind:
+            raise CompileError(
+                loc, "type", f"rule {'.'.join(path)} defined as both {existing.kind} and {kind}"
+            )
+        return existing
+
+    def _imports(self, imports: Iterable[Mapping[str, Any]]) -> dict[str, ir.Term]:
+        aliases: dict[str, ir.Term] = {}
+        for imp in imports:
+            loc = _loc(self.file, imp)
+            path = self._ref_path(imp["refr"])
+            if tuple(path[:2]) in _IGNORED_IMPORTS:
+                continue
+            if path[0] not in ("data", "input"):
+                raise unsupported(loc, f"import {'.'.join(path)}")
+            alias_span = imp.get("as")
+            alias = _span_text(self.text, alias_span) if alias_span else path[-1]
+            root: ir.Term = ir.DataRoot(loc) if path[0] == "data" else ir.InputRoot(loc)
+            keys: list[ir.Term] = [ir.Const(p, loc) for p in path[1:]]
+            aliases[alias] = ir.Ref(root, keys, loc) if keys else root
+        return aliases
+
+    # -------------------------------------------------------------- rules
+
+    def _lower_rule(self, rule: Mapping[str, Any]) -> None:
+        kind, body = _variant(rule)
+        loc = _loc(self.file, body)
+        if kind == "Default":
+            path = self._head_path(self.package, body["refr"], loc)
+            target = self.rules[path]
+            if body.get("args"):
+                raise unsupported(loc, "default function")
+            if target.default is not None:
+                raise CompileError(loc, "type", f"multiple default rules for {'.'.join(path)}")
+            value = self._term(body["value"], set())
+            if not isinstance(value, ir.Const):
+                raise CompileError(loc, "type", "default rule value must be a constant")
+            target.default = value
+            return
+        head_kind, head = _variant(body["head"])
+        if head_kind == "Compr" and _variant(head["refr"])[0] == "RefBrack":
+            ref = _variant(head["refr"])[1]
+            path = self._head_path(self.package, ref["refr"], loc)
+        else:
+            path = self._head_path(self.package, head["refr"], loc)
+        target = self.rules[path]
+        locals_ = self._declared_locals(body, head)
+        args: list[ir.Term] | None = None
+        if head_kind == "Func":
+            args = [self._term(a, locals_) for a in head["args"]]
+        bodies = body["bodies"] or [{"assign": None, "query": {"stmts": []}}]
+        lowered: list[ir.Body] = []
+        for i, b in enumerate(bodies):
+            lits = self._query(b["query"], locals_)
+            key: ir.Term | None = None
+            value: ir.Term | None
+            if i == 0:
+                assign = head.get("assign")
+                if head_kind == "Set":
+                    key, value = self._term(head["key"], locals_), None
+                elif head_kind == "Compr" and _variant(head["refr"])[0] == "RefBrack":
+                    ref = _variant(head["refr"])[1]
+                    key = self._term(ref["index"], locals_)
+                    value = self._term(assign["value"], locals_)
+                else:
+                    value = self._term(assign["value"], locals_) if assign else ir.Const(True, loc)
+            else:
+                if target.kind not in ("complete", "function"):
+                    raise unsupported(loc, "`else` on a partial rule")
+                assign = b.get("assign")
+                value = self._term(assign["value"], locals_) if assign else ir.Const(True, loc)
+            lowered.append(ir.Body(lits, value, key, _loc(self.file, b.get("query"))))
+        target.defs.append(ir.Definition(lowered, args, loc))
+
+    def _declared_locals(self, rule: Mapping[str, Any], head: Mapping[str, Any]) -> set[str]:
+        """Names a rule declares (``:=``, ``some``, ``every``, arguments): they shadow rules."""
+        names: set[str] = set()
+
+        def visit(node: Any) -> None:
+            if isinstance(node, Mapping):
+                for kind, body in node.items():
+                    if kind == "AssignExpr" and body["op"] == "ColEq":
+                        names.update(self._vars_in(body["lhs"]))
+                    elif kind == "SomeVars":
+                        names.update(_span_text(self.text, s) for s in body["vars"])
+                    elif kind == "SomeIn":
+                        if body.get("key"):
+                            names.update(self._vars_in(body["key"]))
+                        names.update(self._vars_in(body["value"]))
+                    elif kind == "Every":
+                        for k in ("key", "value"):
+                            if body.get(k):
+                                names.add(_span_text(self.text, body[k]))
+                    visit(body)
+            elif isinstance(node, list):
+                for item in node:
+                    visit(item)
+
+        if "args" in head:
+            for a in head["args"]:
+                names.update(self._vars_in(a))
+        visit(rule["bodies"])
+        visit(head.get("assign"))
+        return names
+
+    def _vars_in(self, node: Mapping[str, Any]) -> set[str]:
+        kind, body = _variant(node)
+        if kind == "Var":
+            return {body["value"]} if body["value"] != "_" else set()
+        if kind == "Array":
+            return set().union(*(self._vars_in(i) for i in body["items"]))
+        if kind == "Object":
+            return set().union(*(self._vars_in(f[2]) for f in body["fields"]))
+        return set()
+
+    # ------------------------------------------------------------ queries
+
+    def _query(self, query: Mapping[str, Any], locals_: set[str]) -> list[ir.Lit]:
+        return [self._stmt(s, locals_) for s in query["stmts"]]
+
+    def _stmt(self, stmt: Mapping[str, Any], locals_: set[str]) -> ir.Lit:
+        withs = [self._with(w, locals_) for w in stmt.get("with_mods") or []]
+        kind, body = _variant(stmt["literal"])
+        loc = _loc(self.file, body)
+        lit: ir.Lit
+        if kind == "Expr":
+            expr_kind, expr = _variant(body["expr"])
+            if expr_kind == "AssignExpr":
+                lit = ir.AssignLit(
+                    self._term(expr["lhs"], locals_),
+                    self._term(expr["rhs"], locals_),
+                    expr["op"] == "ColEq",
+                    _loc(self.file, expr),
+                    withs,
+                )
+                return lit
+            return ir.ExprLit(self._term(body["expr"], locals_), loc, withs)
+        if kind == "NotExpr":
+            inner = ir.ExprLit(self._term(body["expr"], locals_), loc, withs)
+            return ir.NotLit([inner], loc)
+        if withs:
+            raise unsupported(withs[0].loc, f"`with` on a {kind} literal")
+        if kind == "SomeIn":
+            key = self._term(body["key"], locals_) if body.get("key") else None
+            return ir.SomeInLit(
+                key, self._term(body["value"], locals_), self._term(body["collection"], locals_), loc
+            )
+        if kind == "SomeVars":
+            return ir.SomeDeclLit([_span_text(self.text, s) for s in body["vars"]], loc)
+        if kind == "Every":
+            key = _span_text(self.text, body["key"]) if body.get("key") else None
+            value = _span_text(self.text, body["value"])
+            if key == "_":
+                key = self._fresh_name()
+            if value == "_":
+                value = self._fresh_name()
+            return ir.EveryLit(
+                key, value, self._term(body["domain"], locals_), self._query(body["query"], locals_),
+                loc,
+            )
+        raise unsupported(loc, f"literal {kind}")
+
+    def _with(self, mod: Mapping[str, Any], locals_: set[str]) -> ir.With:
+        loc = _loc(self.file, mod.get("refr"))
+        path = tuple(self._ref_path(mod["refr"]))
+        if path[0] != "input":
+            raise unsupported(loc, f"`with {'.'.join(path)}` (only `with input` is supported)")
+        return ir.With(path, self._term(mod["as"], locals_), loc)
+
+    def _fresh_name(self) -> str:
+        return f"$_{next(self._fresh)}"
+
+    # -------------------------------------------------------------- terms
+
+    def _term(self, node: Mapping[str, Any], locals_: set[str]) -> ir.Term:
+        kind, body = _variant(node)
+        loc = _loc(self.file, body)
+        if kind in ("String", "RawString"):
+            return ir.Const(body["value"], loc)
+        if kind == "Number":
+            return ir.Const(self._number(body["value"], loc), loc)
+        if kind == "Bool":
+            return ir.Const(bool(body["value"]), loc)
+        if kind == "Null":
+            return ir.Const(None, loc)
+        if kind == "Var":
+            return self._var(body["value"], locals_, loc)
+        if kind in ("RefDot", "RefBrack"):
+            # Build the whole chain first: `data.a.b.c` resolves as one path.
+            keys: list[ir.Term] = []
+            node_kind, node_body = kind, body
+            while node_kind in ("RefDot", "RefBrack"):
+                if node_kind == "RefDot":
+                    field_loc = _loc(self.file, node_body)
+                    keys.append(ir.Const(node_body["field"][1], field_loc))
+                else:
+                    keys.append(self._term(node_body["index"], locals_))
+                node_kind, node_body = _variant(node_body["refr"])
+            base = self._term({node_kind: node_body}, locals_)
+            keys.reverse()
+            if isinstance(base, ir.Ref):
+                return self._resolve(ir.Ref(base.base, [*base.keys, *keys], base.loc), loc)
+            return self._resolve(ir.Ref(base, keys, loc), loc)
+        if kind == "Array":
+            items = [self._term(i, locals_) for i in body["items"]]
+            if all(isinstance(i, ir.Const) for i in items):
+                return ir.Const([i.value for i in items], loc)  # type: ignore[union-attr]
+            return ir.ArrayLit(items, loc)
+        if kind == "Set":
+            items = [self._term(i, locals_) for i in body["items"]]
+            if all(isinstance(i, ir.Const) for i in items):
+                return ir.Const(RegoSet.of(i.value for i in items), loc)  # type: ignore[union-attr]
+            return ir.SetLit(items, loc)
+        if kind == "Object":
+            pairs = [(self._term(f[1], locals_), self._term(f[2], locals_)) for f in body["fields"]]
+            if all(isinstance(k, ir.Const) and isinstance(v, ir.Const) for k, v in pairs):
+                keys = [k.value for k, _ in pairs]  # type: ignore[union-attr]
+                if all(isinstance(k, str) for k in keys):
+                    return ir.Const({k.value: v.value for k, v in pairs}, loc)  # type: ignore[union-attr]
+            return ir.ObjectLit(pairs, loc)
+        if kind in ("ArrayCompr", "SetCompr"):
+            return ir.Compr(
+                "array" if kind == "ArrayCompr" else "set",
+                self._term(body["term"], locals_),
+                None,
+                self._query(body["query"], locals_),
+                loc,
+            )
+        if kind == "ObjectCompr":
+            return ir.Compr(
+                "object",
+                self._term(body["key"], locals_),
+                self._term(body["value"], locals_),
+                self._query(body["query"], locals_),
+                loc,
+            )
+        if kind == "Call":
+            return self._call(body, locals_, loc)
+        if kind == "UnaryExpr":
+            inner = self._term(body["expr"], locals_)
+            if isinstance(inner, ir.Const) and isinstance(inner.value, (int, float)):
+                if not isinstance(inner.value, bool):
+                    return ir.Const(-inner.value, loc)
+            return ir.BinOp("-", ir.Const(0, loc), inner, loc)
+        if kind == "ArithExpr":
+            op = _ARITH[body["op"]]
+            return ir.BinOp(op, self._term(body["lhs"], locals_), self._term(body["rhs"], locals_), loc)  # type: ignore[arg-type]
+        if kind == "BinExpr":
+            op = _SETOP.get(body["op"])
+            if op is None:
+                raise unsupported(loc, f"operator {body['op']}")
+            return ir.BinOp(op, self._term(body["lhs"], locals_), self._term(body["rhs"], locals_), loc)  # type: ignore[arg-type]
+        if kind == "BoolExpr":
+            op = _BOOL[body["op"]]
+            return ir.Compare(op, self._term(body["lhs"], locals_), self._term(body["rhs"], locals_), loc)  # type: ignore[arg-type]
+        if kind == "Membership":
+            key = self._term(body["key"], locals_) if body.get("key") else None
+            return ir.Member(
+                key, self._term(body["value"], locals_), self._term(body["collection"], locals_), loc
+            )
+        if kind == "AssignExpr":
+            raise unsupported(loc, "assignment inside an expression")
+        raise unsupported(loc, f"expression {kind}")
+
+    def _number(self, value: Any, loc: ir.Loc) -> int | float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise CompileError(loc, "syntax", f"invalid number {value!r}")
+        if isinstance(value, int) and abs(value) > MAX_EXACT_INT:
+            raise unsupported(loc, f"integer literal {value} beyond 2^53 (numbers are doubles)")
+        return value
+
+    def _var(self, name: str, locals_: set[str], loc: ir.Loc) -> ir.Term:
+        if name == "_":
+            return ir.Local(self._fresh_name(), loc)
+        if name in locals_:
+            return ir.Local(name, loc)
+        if name == "input":
+            return ir.InputRoot(loc)
+        if name == "data":
+            return ir.DataRoot(loc)
+        if name in self.aliases:
+            alias = self.aliases[name]
+            return self._resolve(alias, loc) if isinstance(alias, ir.Ref) else alias
+        if (*self.package, name) in self.rules:
+            return ir.RuleRef((*self.package, name), loc)
+        return ir.Local(name, loc)
+
+    def _resolve(self, ref: ir.Ref, loc: ir.Loc) -> ir.Term:
+        """Resolve ``data.a.b...`` against packages, rules and the data document."""
+        if isinstance(ref.base, ir.PackageRef):
+            ref = ir.Ref(
+                ir.DataRoot(ref.base.loc),
+                [ir.Const(p, ref.base.loc) for p in ref.base.path] + ref.keys,
+                ref.loc,
+            )
+        if not isinstance(ref.base, ir.DataRoot):
+            return ref
+        path: list[str] = []
+        for i, key in enumerate(ref.keys):
+            if not (isinstance(key, ir.Const) and isinstance(key.value, str)):
+                break
+            path.append(key.value)
+            rest = ref.keys[i + 1 :]
+            if tuple(path) in self.rules:
+                rule = ir.RuleRef(tuple(path), ref.loc)
+                return ir.Ref(rule, rest, ref.loc) if rest else rule
+        # A package or a prefix of packages (and nothing past it): the object of its rules.
+        prefix: tuple[str, ...] = ()
+        for key in ref.keys:
+            if not (isinstance(key, ir.Const) and isinstance(key.value, str)):
+                break
+            candidate = (*prefix, key.value)
+            if not any(p[: len(candidate)] == candidate for p in self.packages):
+                break
+            prefix = candidate
+        rest = ref.keys[len(prefix) :]
+        if prefix and not (rest and isinstance(rest[0], ir.Const)):
+            if _lookup_data(self.data, prefix) is not _MISSING:
+                raise unsupported(loc, f"data path data.{'.'.join(prefix)} mixing rules and data")
+            pkg = ir.PackageRef(prefix, ref.loc)
+            return ir.Ref(pkg, rest, ref.loc) if rest else pkg
+        # The base data document: fold constant keys into a constant.
+        doc: Any = self.data
+        used = 0
+        for key in ref.keys:
+            if not isinstance(key, ir.Const):
+                break
+            nxt = _lookup_data(doc, (key.value,))
+            if nxt is _MISSING:
+                break
+            doc, used = nxt, used + 1
+        rest = ref.keys[used:]
+        const = ir.Const(doc, ref.loc)
+        return ir.Ref(const, rest, ref.loc) if rest else const
+
+    def _call(self, body: Mapping[str, Any], locals_: set[str], loc: ir.Loc) -> ir.Term:
+        fcn = body["fcn"]
+        args = [self._term(p, locals_) for p in body["params"]]
+        try:
+            name_parts = self._ref_path(fcn)
+        except CompileError:
+            raise unsupported(loc, "call of a computed function") from None
+        head = name_parts[0]
+        target: ir.RulePath | None = None
+        if head in self.aliases and head not in locals_:
+            alias = self.aliases[head]
+            if isinstance(alias, ir.Ref) and isinstance(alias.base, ir.DataRoot):
+                target = tuple(
+                    k.value for k in alias.keys if isinstance(k, ir.Const)
+                ) + tuple(name_parts[1:])
+        elif head == "data":
+            target = tuple(name_parts[1:])
+        elif len(name_parts) == 1 and (*self.package, head) in self.rules:
+            target = (*self.package, head)
+        if target is not None:
+            rule = self.rules.get(target)
+            if rule is None or rule.kind != "function":
+                raise CompileError(loc, "type", f"unknown function {'.'.join(target)}")
+            if rule.arity != len(args):
+                raise CompileError(
+                    loc, "type",
+                    f"function {'.'.join(target)} takes {rule.arity} arguments, got {len(args)}",
+                )
+            return ir.Call(".".join(target), args, loc, func=target)
+        return ir.Call(".".join(name_parts), args, loc)
+
+
+_MISSING = object()
+
+
+def _lookup_data(doc: Any, path: Iterable[Any]) -> Any:
+    for key in path:
+        if isinstance(doc, dict) and isinstance(key, str) and key in doc:
+            doc = doc[key]
+        else:
+            return _MISSING
+    return doc

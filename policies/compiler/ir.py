@@ -1,0 +1,248 @@
+"""The compiler's IR: Rego with names resolved and syntax sugar removed.
+
+The front end (``frontend.py``) builds it from regorus's AST; the back end
+(``codegen.py``) turns it into WAT. Every node keeps its source location so a
+late error still names ``file:line:col``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal, Union
+
+
+@dataclass(frozen=True)
+class Loc:
+    file: str
+    line: int
+    col: int
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.col}"
+
+
+# --------------------------------------------------------------------- terms
+
+
+@dataclass
+class Const:
+    """A constant value (JSON types, plus ``RegoSet`` for set literals)."""
+
+    value: Any
+    loc: Loc
+
+
+@dataclass
+class Local:
+    """A body-local variable; ``_`` is renamed to a fresh name per use."""
+
+    name: str
+    loc: Loc
+
+
+@dataclass
+class InputRoot:
+    loc: Loc
+
+
+@dataclass
+class DataRoot:
+    """``data``, resolved later against rules and the data document."""
+
+    loc: Loc
+
+
+@dataclass
+class Ref:
+    """``base[k0][k1]...``; keys are terms (constants for ``.field``)."""
+
+    base: Term
+    keys: list[Term]
+    loc: Loc
+
+
+@dataclass
+class Call:
+    """A call of a builtin (``name`` dotted) or a user function (``func`` set)."""
+
+    name: str
+    args: list[Term]
+    loc: Loc
+    func: RulePath | None = None
+
+
+@dataclass
+class BinOp:
+    op: Literal["+", "-", "*", "/", "%", "|", "&"]
+    lhs: Term
+    rhs: Term
+    loc: Loc
+
+
+@dataclass
+class Compare:
+    op: Literal["==", "!=", "<", "<=", ">", ">="]
+    lhs: Term
+    rhs: Term
+    loc: Loc
+
+
+@dataclass
+class Member:
+    """``value in coll`` or ``key, value in coll`` as a boolean expression."""
+
+    key: Term | None
+    value: Term
+    coll: Term
+    loc: Loc
+
+
+@dataclass
+class ArrayLit:
+    items: list[Term]
+    loc: Loc
+
+
+@dataclass
+class SetLit:
+    items: list[Term]
+    loc: Loc
+
+
+@dataclass
+class ObjectLit:
+    items: list[tuple[Term, Term]]
+    loc: Loc
+
+
+@dataclass
+class Compr:
+    kind: Literal["array", "set", "object"]
+    head: Term
+    value: Term | None  # object comprehensions only
+    body: list[Lit]
+    loc: Loc
+
+
+@dataclass
+class RuleRef:
+    """A reference to a rule (complete, partial set or partial object)."""
+
+    path: RulePath
+    loc: Loc
+
+
+@dataclass
+class PackageRef:
+    """A reference to a package (or a prefix of packages): the object of its rules."""
+
+    path: tuple[str, ...]
+    loc: Loc
+
+
+Term = Union[
+    Const, Local, InputRoot, DataRoot, Ref, Call, BinOp, Compare, Member,
+    ArrayLit, SetLit, ObjectLit, Compr, RuleRef, PackageRef,
+]
+
+RulePath = tuple[str, ...]  # package path + rule name
+
+
+# ------------------------------------------------------------------ literals
+
+
+@dataclass
+class With:
+    target: tuple[str, ...]  # ("input",) or ("input", "a", ...)
+    value: Term
+    loc: Loc
+
+
+@dataclass
+class ExprLit:
+    """Succeeds when the term is defined and not ``false``."""
+
+    term: Term
+    loc: Loc
+    withs: list[With] = field(default_factory=list)
+
+
+@dataclass
+class AssignLit:
+    """``:=`` and ``=``: unify ``lhs`` with ``rhs``; either side may bind variables."""
+
+    lhs: Term
+    rhs: Term
+    declare: bool  # True for ``:=``
+    loc: Loc
+    withs: list[With] = field(default_factory=list)
+
+
+@dataclass
+class NotLit:
+    body: list[Lit]
+    loc: Loc
+
+
+@dataclass
+class SomeInLit:
+    key: Term | None
+    value: Term
+    coll: Term
+    loc: Loc
+
+
+@dataclass
+class SomeDeclLit:
+    names: list[str]
+    loc: Loc
+
+
+@dataclass
+class EveryLit:
+    key: str | None
+    value: str
+    domain: Term
+    body: list[Lit]
+    loc: Loc
+
+
+Lit = Union[ExprLit, AssignLit, NotLit, SomeInLit, SomeDeclLit, EveryLit]
+
+
+# --------------------------------------------------------------------- rules
+
+
+@dataclass
+class Body:
+    lits: list[Lit]
+    value: Term | None  # the head value for this body (else branches carry their own)
+    key: Term | None = None  # partial set element / partial object key
+    loc: Loc | None = None
+
+
+@dataclass
+class Definition:
+    """One ``Spec`` of a rule: a body and its ``else`` chain."""
+
+    bodies: list[Body]  # bodies[0] is the main body, the rest is its else chain
+    args: list[Term] | None  # functions only
+    loc: Loc
+
+
+@dataclass
+class Rule:
+    path: RulePath
+    kind: Literal["complete", "set", "object", "function"]
+    defs: list[Definition]
+    default: Term | None
+    loc: Loc
+    arity: int = 0
+
+
+@dataclass
+class Program:
+    rules: dict[RulePath, Rule]
+    packages: set[tuple[str, ...]]
+    data: Any  # the base data document
+    sources: dict[str, str]

@@ -1,0 +1,295 @@
+"""Loading and evaluating compiled policy modules (docs/policy-abi.md).
+
+The fast path is ``Evaluator.eval_encoded``: one ``memmove`` of the encoded
+input into linear memory, one unchecked wasm call, one decode of the result.
+An ``Evaluator`` owns a wasmtime ``Store`` and is not thread-safe: use one per
+worker thread (``PolicyModule.evaluator`` is cheap after the first call, since
+compiled code is shared through the module).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import json
+import struct
+import threading
+import time
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from typing import Any
+
+import wasmtime
+from wasmtime import _ffi as ffi
+
+from policies.runtime.values import UNDEFINED, decode, encode_input
+from policies.runtime.wasmbin import WasmFormatError, custom_sections
+
+ABI_VERSION = 1
+META_SECTION = "a1.meta"
+DEFAULT_FUEL = 10_000_000
+DEFAULT_MAX_PAGES = 256  # 16 MiB
+PAGE = 65536
+
+ERROR_NAMES = {
+    1: "type error",
+    2: "division by zero",
+    3: "conflicting values (rule, function or object key)",
+    4: "memory cap reached",
+    5: "argument out of range",
+    6: "internal runtime error",
+}
+
+
+class BundleError(Exception):
+    """A module the runtime refuses to load (the caller keeps its last good one)."""
+
+
+class PolicyError(Exception):
+    """An evaluation that did not produce a result: callers must deny."""
+
+    def __init__(self, message: str, code: int = 0) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass(frozen=True)
+class Metadata:
+    abi: int
+    entrypoints: list[str]
+    input_paths: list[tuple[str, ...]]
+    pure: bool
+    source_sha256: str
+    runtime_sha256: str
+
+    @classmethod
+    def parse(cls, payload: bytes) -> Metadata:
+        try:
+            raw = json.loads(payload)
+            meta = cls(
+                abi=int(raw["abi"]),
+                entrypoints=[str(e) for e in raw["entrypoints"]],
+                input_paths=[tuple(str(p) for p in path) for path in raw["input_paths"]],
+                pure=bool(raw["pure"]),
+                source_sha256=str(raw["source_sha256"]),
+                runtime_sha256=str(raw["runtime_sha256"]),
+            )
+        except (ValueError, KeyError, TypeError) as err:
+            raise BundleError(f"malformed {META_SECTION} section: {err}") from None
+        return meta
+
+    def to_json(self) -> bytes:
+        return json.dumps(
+            {
+                "abi": self.abi,
+                "entrypoints": self.entrypoints,
+                "input_paths": [list(p) for p in self.input_paths],
+                "pure": self.pure,
+                "source_sha256": self.source_sha256,
+                "runtime_sha256": self.runtime_sha256,
+            },
+            sort_keys=True,
+        ).encode()
+
+
+@cache
+def _engine() -> wasmtime.Engine:
+    config = wasmtime.Config()
+    config.consume_fuel = True
+    config.memory_may_move = False  # the host keeps one raw pointer per store
+    config.cranelift_opt_level = "speed"
+    return wasmtime.Engine(config)
+
+
+@cache
+def runtime_bytes() -> bytes:
+    return resources.files("policies.runtime").joinpath("a1rt.wasm").read_bytes()
+
+
+@cache
+def runtime_sha256() -> str:
+    return hashlib.sha256(runtime_bytes()).hexdigest()
+
+
+@cache
+def _runtime_module() -> wasmtime.Module:
+    return wasmtime.Module(_engine(), runtime_bytes())
+
+
+def _time_now_ns() -> float:
+    return float(time.time_ns())
+
+
+class PolicyModule:
+    """A validated, compiled policy module; evaluators are made from it."""
+
+    def __init__(self, wasm: bytes, meta: Metadata, module: wasmtime.Module) -> None:
+        self.wasm = wasm
+        self.meta = meta
+        self.version = hashlib.sha256(wasm).hexdigest()
+        self._module = module
+        self._local = threading.local()
+
+    @classmethod
+    def load(cls, wasm: bytes, *, source: str = "<module>") -> PolicyModule:
+        """Validate ``wasm`` and compile it; raise ``BundleError`` naming ``source``."""
+        try:
+            sections = custom_sections(wasm)
+        except WasmFormatError as err:
+            raise BundleError(f"{source}: {err}") from None
+        if META_SECTION not in sections:
+            raise BundleError(f"{source}: no {META_SECTION} section (not an A1 policy module)")
+        try:
+            meta = Metadata.parse(sections[META_SECTION])
+        except BundleError as err:
+            raise BundleError(f"{source}: {err}") from None
+        if meta.abi != ABI_VERSION:
+            raise BundleError(f"{source}: ABI version {meta.abi}, this runtime speaks {ABI_VERSION}")
+        if meta.runtime_sha256 != runtime_sha256():
+            raise BundleError(f"{source}: built against a different a1rt runtime")
+        try:
+            module = wasmtime.Module(_engine(), wasm)
+        except wasmtime.WasmtimeError as err:
+            first = str(err).strip().splitlines()[0]
+            raise BundleError(f"{source}: invalid WebAssembly: {first}") from None
+        exports = {e.name for e in module.exports}
+        if not {"a1_eval", "a1_input_base"} <= exports:
+            raise BundleError(f"{source}: missing a1_eval or a1_input_base export")
+        return cls(wasm, meta, module)
+
+    def evaluator(
+        self, entrypoint: str | None = None, *, fuel: int = DEFAULT_FUEL,
+        max_pages: int = DEFAULT_MAX_PAGES,
+    ) -> Evaluator:
+        """A new evaluator (own store and instance) for ``entrypoint``."""
+        return Evaluator(self, entrypoint, fuel=fuel, max_pages=max_pages)
+
+    def thread_evaluator(self, entrypoint: str | None = None) -> Evaluator:
+        """This thread's evaluator for ``entrypoint`` (created on first use)."""
+        cache_ = self._local.__dict__.setdefault("evaluators", {})
+        ev = cache_.get(entrypoint)
+        if ev is None:
+            ev = cache_[entrypoint] = self.evaluator(entrypoint)
+        return ev
+
+
+class Evaluator:
+    def __init__(
+        self, module: PolicyModule, entrypoint: str | None, *, fuel: int, max_pages: int
+    ) -> None:
+        meta = module.meta
+        if entrypoint is None:
+            entrypoint = meta.entrypoints[0]
+        norm = entrypoint.strip("/").replace(".", "/")
+        names = [e.strip("/").replace(".", "/") for e in meta.entrypoints]
+        if norm not in names:
+            raise BundleError(
+                f"entrypoint {entrypoint!r} is not in the module (has: {', '.join(meta.entrypoints)})"
+            )
+        self.module = module
+        self.entry = names.index(norm)
+        self.fuel = fuel
+        self.store = wasmtime.Store(_engine())
+        self.memory = wasmtime.Memory(
+            self.store, wasmtime.MemoryType(wasmtime.Limits(1, max_pages))
+        )
+        linker = wasmtime.Linker(_engine())
+        linker.define(self.store, "env", "memory", self.memory)
+        linker.define_func(
+            "env", "time_now_ns", wasmtime.FuncType([], [wasmtime.ValType.f64()]), _time_now_ns
+        )
+        try:
+            self._grow_for(_runtime_module())
+            self._grow_for(module._module)
+            rt = linker.instantiate(self.store, _runtime_module())
+            linker.define_instance(self.store, "a1rt", rt)
+            inst = linker.instantiate(self.store, module._module)
+        except (wasmtime.WasmtimeError, wasmtime.Trap) as err:
+            raise BundleError(f"cannot instantiate policy: {err}") from None
+        exports = inst.exports(self.store)
+        self.input_base = int(exports["a1_input_base"].value(self.store))  # type: ignore[union-attr]
+        self._err = rt.exports(self.store)["a1_err"]
+        self._func = exports["a1_eval"]
+        self._ctx = self.store._context()
+        self._func_ref = ctypes.byref(self._func._func)  # type: ignore[union-attr]
+        self._args = (ffi.wasmtime_val_raw_t * 2)()
+        self._base = ctypes.addressof(self.memory.data_ptr(self.store).contents)
+        self._views: dict[int, memoryview] = {}
+        self._fuel_left = 0
+
+    def _grow_for(self, module: wasmtime.Module) -> None:
+        """Grow the shared memory to what ``module`` imports it with (its data segments)."""
+        for imp in module.imports:
+            ty = imp.type
+            if isinstance(ty, wasmtime.MemoryType):
+                need = ty.limits.min
+                have = self.memory.size(self.store)
+                if need > have:
+                    self.memory.grow(self.store, need - have)
+
+    # ---------------------------------------------------------------- API
+
+    def encode(self, input_doc: Any) -> bytes:
+        """The bytes the policy reads from ``input_doc``: the exact decision-cache key."""
+        values = [_lookup(input_doc, path) for path in self.module.meta.input_paths]
+        return encode_input(values, self.input_base)
+
+    def evaluate(self, input_doc: Any) -> Any:
+        return self.eval_encoded(self.encode(input_doc))
+
+    def eval_encoded(self, encoded: bytes) -> Any:
+        """Evaluate with a pre-encoded input; return the result or ``UNDEFINED``."""
+        size = self.memory.data_len(self.store)
+        end = self.input_base + len(encoded)
+        if end + PAGE > size:
+            try:
+                self.memory.grow(self.store, (end + PAGE - size + PAGE - 1) // PAGE)
+            except wasmtime.WasmtimeError:
+                raise PolicyError("input exceeds the memory cap", 4) from None
+            size = self.memory.data_len(self.store)
+        ctypes.memmove(self._base + self.input_base, encoded, len(encoded))
+        self.store.set_fuel(self.fuel)
+        args = self._args
+        args[0].i32 = self.entry
+        args[1].i32 = len(encoded)
+        trap = ctypes.POINTER(ffi.wasm_trap_t)()
+        error = ffi.wasmtime_func_call_unchecked(
+            self._ctx, self._func_ref, args, 2, ctypes.byref(trap)
+        )
+        if error or trap:
+            raise self._failure(error, trap)
+        ptr = args[0].i32 & 0xFFFFFFFF
+        if ptr == 0:
+            return UNDEFINED
+        size = self.memory.data_len(self.store)
+        view = self._views.get(size)
+        if view is None:
+            view = memoryview((ctypes.c_ubyte * size).from_address(self._base)).cast("B")
+            self._views = {size: view}
+        try:
+            return decode(view, ptr)
+        except (IndexError, struct.error, ValueError) as err:
+            raise PolicyError(f"malformed result: {err}", 6) from None
+
+    def _failure(self, error: Any, trap: Any) -> PolicyError:
+        if error:
+            message = str(wasmtime.WasmtimeError._from_ptr(error))
+        else:
+            message = str(wasmtime.Trap._from_ptr(trap))
+        if "fuel" in message:
+            return PolicyError("evaluation ran out of fuel (the sandbox's instruction budget)")
+        code = int(self._err(self.store) or 0)  # type: ignore[operator]
+        if code in ERROR_NAMES:
+            return PolicyError(f"evaluation error: {ERROR_NAMES[code]}", code)
+        first = message.strip().splitlines()[0] if message.strip() else "trap"
+        return PolicyError(f"evaluation trapped: {first}")
+
+
+def _lookup(doc: Any, path: tuple[str, ...]) -> Any:
+    for key in path:
+        if isinstance(doc, dict) and key in doc:
+            doc = doc[key]
+        else:
+            return UNDEFINED
+    return doc

@@ -1,0 +1,59 @@
+"""Just enough of the WebAssembly binary format to read and add custom sections."""
+
+from __future__ import annotations
+
+MAGIC = b"\0asm\x01\0\0\0"
+
+
+class WasmFormatError(ValueError):
+    pass
+
+
+def _uleb(data: bytes, pos: int) -> tuple[int, int]:
+    result = shift = 0
+    while True:
+        if pos >= len(data):
+            raise WasmFormatError("truncated LEB128 integer")
+        byte = data[pos]
+        pos += 1
+        result |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return result, pos
+        shift += 7
+        if shift > 35:
+            raise WasmFormatError("LEB128 integer too long")
+
+
+def _leb(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte = n & 0x7F
+        n >>= 7
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def custom_sections(wasm: bytes) -> dict[str, bytes]:
+    """All custom sections by name; raises ``WasmFormatError`` on a malformed module."""
+    if wasm[:8] != MAGIC:
+        raise WasmFormatError("not a WebAssembly module (bad magic or version)")
+    pos, found = 8, {}
+    while pos < len(wasm):
+        section_id = wasm[pos]
+        size, body = _uleb(wasm, pos + 1)
+        end = body + size
+        if end > len(wasm):
+            raise WasmFormatError(f"section {section_id} runs past the end of the module")
+        if section_id == 0:
+            name_len, name_at = _uleb(wasm, body)
+            name = wasm[name_at : name_at + name_len].decode("utf-8", "replace")
+            found[name] = wasm[name_at + name_len : end]
+        pos = end
+    return found
+
+
+def add_custom_section(wasm: bytes, name: str, payload: bytes) -> bytes:
+    encoded = name.encode()
+    body = _leb(len(encoded)) + encoded + payload
+    return wasm + b"\0" + _leb(len(body)) + body

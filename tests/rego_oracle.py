@@ -1,0 +1,78 @@
+"""Differential-testing helpers: our compiled module against regorus, same inputs.
+
+Results are compared as JSON (regorus prints sets as sorted arrays, and so does
+``to_json_compatible``), with every number as a float so 1 and 1.0 agree.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import regorus
+
+from policies.compiler import compile_sources
+from policies.runtime import UNDEFINED, PolicyError, PolicyModule
+from policies.runtime.values import to_json_compatible
+
+Outcome = tuple[str, Any]  # ("value", json) | ("undefined", None) | ("error", message)
+
+
+def _floats(value: Any) -> Any:
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return value
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, list):
+        return [_floats(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _floats(v) for k, v in value.items()}
+    raise TypeError(type(value))
+
+
+class Oracle:
+    """One regorus engine per policy, reused across inputs."""
+
+    def __init__(self, sources: Mapping[str, str], data: Any = None) -> None:
+        self.engine = regorus.Engine()
+        for name, text in sources.items():
+            self.engine.add_policy(name, text)
+        if data is not None:
+            self.engine.add_data_json(json.dumps(data))
+
+    def eval(self, entrypoint: str, input_doc: Any) -> Outcome:
+        self.engine.set_input_json(json.dumps(input_doc))
+        query = "data." + entrypoint.strip("/").replace("/", ".")
+        try:
+            out = json.loads(self.engine.eval_query_as_json(query))
+        except RuntimeError as err:
+            return ("error", str(err).split("Stack backtrace")[0].strip())
+        if not out["result"]:
+            return ("undefined", None)
+        return ("value", _floats(out["result"][0]["expressions"][0]["value"]))
+
+
+class Compiled:
+    """Our side: one module with every entrypoint, one evaluator per entrypoint."""
+
+    def __init__(
+        self, sources: Mapping[str, str], entrypoints: list[str], data: Any = None
+    ) -> None:
+        self.module = PolicyModule.load(compile_sources(sources, data, entrypoints))
+        self.evaluators = {e: self.module.evaluator(e) for e in entrypoints}
+
+    def eval(self, entrypoint: str, input_doc: Any) -> Outcome:
+        try:
+            value = self.evaluators[entrypoint].evaluate(input_doc)
+        except PolicyError as err:
+            return ("error", str(err))
+        if value is UNDEFINED:
+            return ("undefined", None)
+        return ("value", _floats(to_json_compatible(value)))
+
+
+def agree(ours: Outcome, theirs: Outcome) -> bool:
+    if ours[0] != theirs[0]:
+        return False
+    return ours[0] == "error" or ours[1] == theirs[1]
