@@ -30,7 +30,8 @@ sub := input.n - input.m
 mul := input.n * input.m
 div := input.n / input.m
 mod := input.n % input.m
-neg := -input.n
+neg := 0 - input.n
+lit := -3 + input.n
 expr := (input.n + 1) * 2 - input.m
 """,
     "set_ops": """
@@ -92,7 +93,7 @@ m3 if input.a in {"x", "y", 1}
 m4 if input.a in {"k": "x"}
 m5 := input.a in input.o
 m6 if { some k, v in input.o; k == input.a }
-m7 := 1, input.a in input.xs
+m7 if { x := input.a; 1, x in input.xs }
 m8 if not input.a in input.xs
 """,
     "some_iteration": """
@@ -211,11 +212,7 @@ w3 if not inner with input as {"a": "y"}
 # Supporting modules for policies that import other packages.
 EXTRA_MODULES: dict[str, dict[str, str]] = {
     "cross_package_rules": {
-        "lib.rego": (
-            "package t.lib\nimport rego.v1\n"
-            "base := 41\n"
-            "check(x) if x > 2\n"
-        ),
+        "lib.rego": ("package t.lib\nimport rego.v1\nbase := 41\ncheck(x) if x > 2\n"),
     },
 }
 

@@ -42,13 +42,13 @@ class Oracle:
             self.engine.add_data_json(json.dumps(data))
 
     def eval(self, entrypoint: str, input_doc: Any) -> Outcome:
-        self.engine.set_input_json(json.dumps(input_doc))
+        self.engine.set_input_json(json.dumps(input_doc, ensure_ascii=False))
         query = "data." + entrypoint.strip("/").replace("/", ".")
         try:
             out = json.loads(self.engine.eval_query_as_json(query))
         except RuntimeError as err:
             return ("error", str(err).split("Stack backtrace")[0].strip())
-        if not out["result"]:
+        if not out.get("result"):
             return ("undefined", None)
         return ("value", _floats(out["result"][0]["expressions"][0]["value"]))
 

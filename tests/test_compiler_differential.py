@@ -17,15 +17,45 @@ from tests.rego_oracle import Compiled, Oracle, agree
 LIBRARY = Path(__file__).resolve().parents[1] / "policies" / "library"
 
 # Values the policies compare against, so generated inputs hit the interesting branches.
-_WORDS = ["GET", "POST", "admin", "root", "x", "y", "k", "v", "bad", "badness", "a", "b",
-          "alice", "bob", "mallory", "skip", "ab-mid-yz", "pre-suf", "abc12", "foobar",
-          "api.example.com", "api/x/y/v1", "10.1.2.3", "192.168.0.1", "2001:db8::1", "",
-          "é", "Straße", "ǅ", "  x  "]
+_WORDS = [
+    "GET",
+    "POST",
+    "admin",
+    "root",
+    "x",
+    "y",
+    "k",
+    "v",
+    "bad",
+    "badness",
+    "a",
+    "b",
+    "alice",
+    "bob",
+    "mallory",
+    "skip",
+    "ab-mid-yz",
+    "pre-suf",
+    "abc12",
+    "foobar",
+    "api.example.com",
+    "api/x/y/v1",
+    "10.1.2.3",
+    "192.168.0.1",
+    "2001:db8::1",
+    "",
+    "é",
+    "Straße",
+    "ǅ",
+    "  x  ",
+]
 scalars = st.one_of(
     st.none(),
     st.booleans(),
     st.integers(min_value=-20, max_value=20),
-    st.floats(min_value=-1e6, max_value=1e6, allow_nan=False).filter(lambda f: f == f),
+    # Short binary fractions: regorus's JSON number parser rounds long decimals
+    # differently from IEEE parsing, which is an oracle artefact, not a semantic.
+    st.integers(min_value=-4000, max_value=4000).map(lambda i: i / 8),
     st.sampled_from(_WORDS),
     st.text(max_size=6),
 )
@@ -40,14 +70,19 @@ json_values = st.recursive(
 _FIELDS = ["a", "b", "n", "m", "s", "xs", "ys", "o", "user", "method", "roles", "ip"]
 _TYPED = {
     "n": st.integers(min_value=-3, max_value=12),
-    "m": st.one_of(st.integers(min_value=-3, max_value=5), st.lists(st.lists(scalars, max_size=3), max_size=3)),
+    "m": st.one_of(
+        st.integers(min_value=-3, max_value=5), st.lists(st.lists(scalars, max_size=3), max_size=3)
+    ),
     "xs": st.lists(scalars, max_size=5),
     "ys": st.lists(scalars, max_size=5),
     "o": st.dictionaries(st.sampled_from(_WORDS), scalars, max_size=4),
     "s": st.sampled_from(_WORDS),
-    "user": st.one_of(st.sampled_from(["alice", "bob", "mallory"]),
-                      st.fixed_dictionaries({"role": st.sampled_from(["admin", "x"]),
-                                             "name": st.sampled_from(["root", "y"])})),
+    "user": st.one_of(
+        st.sampled_from(["alice", "bob", "mallory"]),
+        st.fixed_dictionaries(
+            {"role": st.sampled_from(["admin", "x"]), "name": st.sampled_from(["root", "y"])}
+        ),
+    ),
     "method": st.sampled_from(["GET", "POST", "PUT"]),
     "roles": st.lists(st.sampled_from(["admin", "reader", "writer"]), max_size=3),
 }
@@ -70,8 +105,9 @@ def inputs(draw: st.DrawFn) -> dict[str, Any]:
 def _entrypoints(sources: dict[str, str], package: tuple[str, ...]) -> list[str]:
     program = parse_sources(sources)
     rules = sorted(
-        p for p, r in program.rules.items() if p[: len(package)] == package
-        and len(p) == len(package) + 1 and r.kind != "function"
+        p
+        for p, r in program.rules.items()
+        if p[: len(package)] == package and len(p) == len(package) + 1 and r.kind != "function"
     )
     return ["/".join(package)] + ["/".join(p) for p in rules]
 
@@ -117,21 +153,28 @@ _TENANTS = st.sampled_from(["acme", "globex", "suspended-co", "", "ünïcode"])
 def authz_inputs(draw: st.DrawFn) -> dict[str, Any]:
     doc: dict[str, Any] = {}
     if draw(st.integers(0, 9)) < 9:
-        doc["method"] = draw(st.one_of(st.sampled_from(["GET", "HEAD", "POST", "PUT", "PATCH",
-                                                        "DELETE", "OPTIONS"]), json_values))
+        doc["method"] = draw(
+            st.one_of(
+                st.sampled_from(["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]),
+                json_values,
+            )
+        )
     if draw(st.integers(0, 9)) < 9:
-        doc["path"] = draw(st.one_of(
-            st.sampled_from(["/public/readme", "/t/acme/items", "/t/globex/items/1", "/", ""]),
-            json_values,
-        ))
+        doc["path"] = draw(
+            st.one_of(
+                st.sampled_from(["/public/readme", "/t/acme/items", "/t/globex/items/1", "/", ""]),
+                json_values,
+            )
+        )
     if draw(st.integers(0, 9)) < 8:
         doc["tenant"] = draw(st.one_of(_TENANTS, json_values))
     if draw(st.integers(0, 9)) < 8:
         subject: dict[str, Any] = {}
         for key, strat in (("sub", st.text(max_size=5)), ("tenant", _TENANTS), ("roles", _ROLES)):
             if draw(st.integers(0, 9)) < 8:
-                subject[key] = draw(st.one_of(strat, json_values)
-                                    if draw(st.integers(0, 9)) == 0 else strat)
+                subject[key] = draw(
+                    st.one_of(strat, json_values) if draw(st.integers(0, 9)) == 0 else strat
+                )
         doc["subject"] = subject
     return doc
 

@@ -24,8 +24,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     build = psub.add_parser("build", help="compile Rego to a WebAssembly policy module")
     build.add_argument("sources", nargs="+", type=Path, metavar="SRC.rego")
     build.add_argument("--data", type=Path, help="JSON data document compiled into the module")
-    build.add_argument("-e", "--entrypoint", action="append", default=[],
-                       help="rule or package path, e.g. a1/authz/decision (repeatable)")
+    build.add_argument(
+        "-e",
+        "--entrypoint",
+        action="append",
+        default=[],
+        help="rule or package path, e.g. a1/authz/decision (repeatable)",
+    )
     build.add_argument("-o", "--output", type=Path, required=True, metavar="OUT.wasm")
     build.set_defaults(func=_build)
 

@@ -30,7 +30,9 @@ def _source_digest(sources: Mapping[str, str], data: Any) -> str:
     return h.hexdigest()
 
 
-def to_wat(sources: Mapping[str, str], data: Any, entrypoints: Sequence[str]) -> tuple[str, Metadata]:
+def to_wat(
+    sources: Mapping[str, str], data: Any, entrypoints: Sequence[str]
+) -> tuple[str, Metadata]:
     """Compile to WAT text plus the metadata that goes into the ``a1.meta`` section."""
     if not entrypoints:
         raise CompileError(None, "type", "at least one entrypoint is required")

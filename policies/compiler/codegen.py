@@ -56,8 +56,15 @@ _RUNTIME_SIGS: dict[str, tuple[str, str]] = {
     "a1_dfa_match": ("i32 i32", "i32"),
     "a1_cidr_match": ("i32 i32", "i32"),
 }
-_BINOPS = {"+": "a1_add", "-": "a1_sub", "*": "a1_mul", "/": "a1_div", "%": "a1_rem",
-           "|": "a1_or", "&": "a1_and"}
+_BINOPS = {
+    "+": "a1_add",
+    "-": "a1_sub",
+    "*": "a1_mul",
+    "/": "a1_div",
+    "%": "a1_rem",
+    "|": "a1_or",
+    "&": "a1_and",
+}
 _CMP_OPS = {"<": 0, "<=": 1, ">": 2, ">=": 3}
 E_TYPE = 1
 TAG_ARRAY = 5
@@ -109,7 +116,8 @@ def _rule_deps(rule: ir.Rule, program: ir.Program) -> set[ir.RulePath]:
 
 def _package_rules(program: ir.Program, prefix: tuple[str, ...]) -> list[ir.RulePath]:
     return sorted(
-        p for p, r in program.rules.items()
+        p
+        for p, r in program.rules.items()
         if p[: len(prefix)] == prefix and len(p) > len(prefix) and r.kind != "function"
     )
 
@@ -174,10 +182,11 @@ class _Generator:
                 todo.extend(_package_rules(self.program, root.path))
         seen: set[ir.RulePath] = set()
         order: dict[ir.RulePath, int] = {}
+
         # Depth-first with colouring, to reject recursion (Rego forbids it).
         def visit(path: ir.RulePath, stack: list[ir.RulePath]) -> None:
             if path in stack:
-                cycle = " -> ".join(".".join(p) for p in [*stack[stack.index(path):], path])
+                cycle = " -> ".join(".".join(p) for p in [*stack[stack.index(path) :], path])
                 rule = self.program.rules[path]
                 raise CompileError(rule.loc, "type", f"recursion: {cycle}")
             if path in seen:
@@ -187,6 +196,7 @@ class _Generator:
             rule = self.program.rules[path]
             for dep in sorted(_rule_deps(rule, self.program)):
                 visit(dep, [*stack, path])
+
         for path in todo:
             visit(path, [])
         return seen
@@ -241,7 +251,7 @@ class _Generator:
             p = f" (param {params})" if params else ""
             r = f" (result {results})" if results else ""
             out.append(f'  (import "a1rt" "{name}" (func ${name}{p}{r}))')
-        out.append(f'  (global $input_base i32 (i32.const {input_base}))')
+        out.append(f"  (global $input_base i32 (i32.const {input_base}))")
         out.append('  (export "a1_input_base" (global $input_base))')
         out.append("  (global $slots (mut i32) (i32.const 0))")
         out.append("  (global $epoch (mut i32) (i32.const 0))")
@@ -312,9 +322,11 @@ class _Generator:
             fn.emit(f"(local.set {res} {self.call('a1_obj_new')})")
         done = self.label("done")
         fn.emit(f"block {done}")
-        constant_values = rule.kind in ("complete", "function") and all(
-            isinstance(b.value, ir.Const) for d in rule.defs for b in d.bodies
-        ) and len({repr(b.value.value) for d in rule.defs for b in d.bodies}) == 1  # type: ignore[union-attr]
+        constant_values = (
+            rule.kind in ("complete", "function")
+            and all(isinstance(b.value, ir.Const) for d in rule.defs for b in d.bodies)
+            and len({repr(b.value.value) for d in rule.defs for b in d.bodies}) == 1
+        )  # type: ignore[union-attr]
         for definition in rule.defs:
             self._definition(rule, definition, res, done, constant_values)
         fn.emit("end")
@@ -354,7 +366,13 @@ class _Generator:
         fn.emit("end")
 
     def _body(
-        self, body: ir.Body, rule: ir.Rule, res: str, hit: str, done: str, early: bool,
+        self,
+        body: ir.Body,
+        rule: ir.Rule,
+        res: str,
+        hit: str,
+        done: str,
+        early: bool,
         bound: set[str],
     ) -> None:
         def on_success() -> None:
@@ -368,8 +386,7 @@ class _Generator:
                 key = self.term(body.key)  # type: ignore[arg-type]
                 value = self.term(body.value)  # type: ignore[arg-type]
                 fn.emit(
-                    f"(local.set {res} "
-                    f"{self.call('a1_obj_put', f'(local.get {res})', key, value)})"
+                    f"(local.set {res} {self.call('a1_obj_put', f'(local.get {res})', key, value)})"
                 )
                 return
             value = self.term(body.value)  # type: ignore[arg-type]
@@ -413,9 +430,7 @@ class _Generator:
 
     # ------------------------------------------------------------ queries
 
-    def query(
-        self, lits: list[ir.Lit], on_success: Callable[[], None], bound: set[str]
-    ) -> None:
+    def query(self, lits: list[ir.Lit], on_success: Callable[[], None], bound: set[str]) -> None:
         """Emit ``lits``; run ``on_success`` once per solution, then backtrack."""
         fn = self.fn
         saved = (fn.fail, fn.closers, fn.bound)
@@ -445,7 +460,7 @@ class _Generator:
                 fn.bound.discard(name)
         elif isinstance(lit, ir.SomeInLit):
             coll = self.term(lit.coll)
-            key, value = self.iterate(coll)
+            key, value = self.iterate(coll, strict=True)
             for name in self._pattern_vars(lit.value) | (
                 self._pattern_vars(lit.key) if lit.key else set()
             ):
@@ -469,14 +484,14 @@ class _Generator:
 
     def condition(self, term: ir.Term) -> None:
         """Emit a test of ``term``; branch to the backtrack label when it fails."""
-        fn = self.fn
+        # Operands first: evaluating them may open a loop and move the backtrack label.
         if isinstance(term, ir.Compare):
-            fn.emit(f"(br_if {fn.fail} (i32.eqz {self.compare(term)}))")
+            test = self.compare(term)
         elif isinstance(term, ir.Member):
-            fn.emit(f"(br_if {fn.fail} (i32.eqz {self.member(term)}))")
+            test = self.member(term)
         else:
-            value = self.term(term)
-            fn.emit(f"(br_if {fn.fail} (i32.eqz {self.call('a1_truthy', value)}))")
+            test = self.call("a1_truthy", self.term(term))
+        self.fn.emit(f"(br_if {self.fn.fail} (i32.eqz {test}))")
 
     def compare(self, term: ir.Compare) -> str:
         lhs, rhs = self.term(term.lhs), self.term(term.rhs)
@@ -487,11 +502,20 @@ class _Generator:
         return self.call("a1_cmp_op", f"(i32.const {_CMP_OPS[term.op]})", lhs, rhs)
 
     def member(self, term: ir.Member) -> str:
-        value = self.term(term.value)
-        coll = self.term(term.coll)
-        if term.key is None:
-            return self.call("a1_in", value, coll)
-        return self.call("a1_in2", self.term(term.key), value, coll)
+        """``in`` is false, never undefined, when an operand is undefined (as in regorus)."""
+        operands = (
+            [term.value, term.coll] if term.key is None else [term.key, term.value, term.coll]
+        )
+        temps = []
+        for operand in operands:
+            t = self.temp()
+            self.fn.emit(f"(local.set {t} {self.term_maybe(operand)})")
+            temps.append(f"(local.get {t})")
+        defined = temps[0]
+        for t in temps[1:]:
+            defined = f"(i32.and (i32.ne {defined} (i32.const 0)) (i32.ne {t} (i32.const 0)))"
+        name = "a1_in" if term.key is None else "a1_in2"
+        return f"(if (result i32) {defined} (then {self.call(name, *temps)}) (else (i32.const 0)))"
 
     def assign(self, lit: ir.AssignLit) -> None:
         fn = self.fn
@@ -506,7 +530,8 @@ class _Generator:
         elif lit.declare:
             raise CompileError(lit.loc, "type", "left side of `:=` must be a variable or array")
         else:
-            fn.emit(f"(br_if {fn.fail} (i32.eqz {self.call('a1_eq', self.term(lhs), self.term(rhs))}))")
+            test = self.call("a1_eq", self.term(lhs), self.term(rhs))
+            fn.emit(f"(br_if {fn.fail} (i32.eqz {test}))")
 
     def _unbound_pattern(self, term: ir.Term) -> bool:
         if isinstance(term, ir.Local):
@@ -532,19 +557,27 @@ class _Generator:
                 f" (i32.const {len(pattern.items)})))",
             )
             for i, item in enumerate(pattern.items):
-                self.unify(item, self.call("a1_val_at", f"(local.get {v})", f"(i32.const {i})"), loc)
+                self.unify(
+                    item, self.call("a1_val_at", f"(local.get {v})", f"(i32.const {i})"), loc
+                )
             return
-        fn.emit(f"(br_if {fn.fail} (i32.eqz {self.call('a1_eq', self.term(pattern), value)}))")
+        test = self.call("a1_eq", self.term(pattern), value)
+        fn.emit(f"(br_if {fn.fail} (i32.eqz {test}))")
 
-    def iterate(self, coll: str) -> tuple[str, str]:
-        """Open a loop over ``coll``'s elements; the rest of the query runs inside it."""
+    def iterate(self, coll: str, *, strict: bool = False) -> tuple[str, str]:
+        """Open a loop over ``coll``'s elements; the rest of the query runs inside it.
+
+        Iterating a scalar is undefined for a reference (``x[_]``) and a type error
+        for ``some .. in`` (``strict``), as in regorus.
+        """
         fn = self.fn
         c, n, i, k, v = self.temp(), self.temp(), self.temp(), self.temp(), self.temp()
         done, nxt = self.label("done"), self.label("next")
+        not_coll = self.call("a1_fail", f"(i32.const {E_TYPE})") if strict else f"(br {fn.fail})"
         fn.emit(
             f"(local.set {c} {coll})",
             f"(local.set {n} {self.call('a1_len', f'(local.get {c})')})",
-            f"(br_if {fn.fail} (i32.lt_s (local.get {n}) (i32.const 0)))",
+            f"(if (i32.lt_s (local.get {n}) (i32.const 0)) (then {not_coll}))",
             f"(local.set {i} (i32.const 0))",
             f"block {done}",
             f"loop {nxt}",
@@ -618,24 +651,26 @@ class _Generator:
         fn = self.fn
         outer = fn.fail
         slots = self.temp()
-        fn.emit(
-            f"(local.set {slots} {self.call('a1_alloc', f'(i32.const {max(4, 4 * len(self.slots))})')})"
-        )
-        for idx, slot in enumerate(self.slots):
-            fn.emit(f"(i32.store offset={4 * idx} (local.get {slots}) "
-                    f"(i32.load offset={4 * idx} (global.get $slots)))")
+        size = f"(i32.const {max(4, 4 * len(self.slots))})"
+        fn.emit(f"(local.set {slots} {self.call('a1_alloc', size)})")
+        for idx in range(len(self.slots)):
+            fn.emit(
+                f"(i32.store offset={4 * idx} (local.get {slots}) "
+                f"(i32.load offset={4 * idx} (global.get $slots)))"
+            )
         for w in lit.withs:
             target = w.target[1:]
             value = self.term(w.value)
             for idx, slot in enumerate(self.slots):
                 if slot[: len(target)] == target:
                     v = value
-                    for key in slot[len(target):]:
+                    for key in slot[len(target) :]:
                         v = self.call("a1_get", v, self.const(key))
                     fn.emit(f"(i32.store offset={4 * idx} (local.get {slots}) {v})")
                 elif target[: len(slot)] == slot:
-                    raise unsupported(w.loc, "`with` on part of an input document the policy "
-                                             "also reads whole")
+                    raise unsupported(
+                        w.loc, "`with` on part of an input document the policy also reads whole"
+                    )
         saved_slots, saved_epoch, ok = self.temp(), self.temp(), self.temp()
         fn.emit(
             f"(local.set {saved_slots} (global.get $slots))",
@@ -650,7 +685,8 @@ class _Generator:
         saved_closers = fn.closers
         fn.fail, fn.closers = end, []
         plain = (
-            ir.ExprLit(lit.term, lit.loc) if isinstance(lit, ir.ExprLit)
+            ir.ExprLit(lit.term, lit.loc)
+            if isinstance(lit, ir.ExprLit)
             else ir.AssignLit(lit.lhs, lit.rhs, lit.declare, lit.loc)
         )
         self.literal(plain)
@@ -680,7 +716,9 @@ class _Generator:
         if value.startswith("(i32.const") or value.startswith("(local.get $v_"):
             return value
         t = self.temp()
-        self.fn.emit(f"(local.set {t} {value})", f"(br_if {self.fn.fail} (i32.eqz (local.get {t})))")
+        self.fn.emit(
+            f"(local.set {t} {value})", f"(br_if {self.fn.fail} (i32.eqz (local.get {t})))"
+        )
         return f"(local.get {t})"
 
     def term_maybe(self, term: ir.Term) -> str:
@@ -689,8 +727,11 @@ class _Generator:
             return self.const(term.value)
         if isinstance(term, ir.Local):
             if term.name not in fn.bound:
-                raise CompileError(term.loc, "type", f"var {term.name.lstrip('$')} is unsafe "
-                                   "(used before it is bound)")
+                raise CompileError(
+                    term.loc,
+                    "type",
+                    f"var {term.name.lstrip('$')} is unsafe (used before it is bound)",
+                )
             return f"(local.get {self.var(term.name)})"
         if isinstance(term, ir.InputRoot):
             return self._slot(())[0]
@@ -701,7 +742,12 @@ class _Generator:
         if isinstance(term, ir.RuleRef):
             rule = self.program.rules[term.path]
             if rule.kind == "function":
-                raise CompileError(term.loc, "type", f"function {'.'.join(term.path)} used as a value")
+                raise CompileError(
+                    term.loc, "type", f"function {'.'.join(term.path)} used as a value"
+                )
+            constant = _constant_value(rule)
+            if constant is not None:
+                return self.const(constant.value)
             return f"(call $r{self.rule_ids[term.path]})"
         if isinstance(term, ir.PackageRef):
             return self._package(term)
@@ -715,15 +761,19 @@ class _Generator:
             return self.call("a1_bool", self.member(term))
         if isinstance(term, ir.ArrayLit):
             arr = self.temp()
-            fn.emit(f"(local.set {arr} {self.call('a1_arr_new', f'(i32.const {len(term.items)})')})")
+            fn.emit(
+                f"(local.set {arr} {self.call('a1_arr_new', f'(i32.const {len(term.items)})')})"
+            )
             for item in term.items:
-                fn.emit(f"(local.set {arr} {self.call('a1_arr_push', f'(local.get {arr})', self.term(item))})")
+                pushed = self.call("a1_arr_push", f"(local.get {arr})", self.term(item))
+                fn.emit(f"(local.set {arr} {pushed})")
             return f"(local.get {arr})"
         if isinstance(term, ir.SetLit):
             s = self.temp()
             fn.emit(f"(local.set {s} {self.call('a1_set_new')})")
             for item in term.items:
-                fn.emit(f"(local.set {s} {self.call('a1_set_add', f'(local.get {s})', self.term(item))})")
+                added = self.call("a1_set_add", f"(local.get {s})", self.term(item))
+                fn.emit(f"(local.set {s} {added})")
             return f"(local.get {s})"
         if isinstance(term, ir.ObjectLit):
             o = self.temp()
@@ -741,7 +791,7 @@ class _Generator:
     def _slot(self, path: tuple[str, ...]) -> tuple[str, tuple[str, ...]]:
         for idx, slot in enumerate(self.slots):
             if path[: len(slot)] == slot:
-                return f"(i32.load offset={4 * idx} (global.get $slots))", path[len(slot):]
+                return f"(i32.load offset={4 * idx} (global.get $slots))", path[len(slot) :]
         raise AssertionError(f"no input slot for {path}")
 
     def _ref(self, ref: ir.Ref) -> str:
@@ -750,7 +800,7 @@ class _Generator:
         if isinstance(ref.base, ir.InputRoot):
             prefix = self._const_prefix(keys)
             cur, rest = self._slot(prefix)
-            keys = [ir.Const(k, ref.loc) for k in rest] + keys[len(prefix):]
+            keys = [ir.Const(k, ref.loc) for k in rest] + keys[len(prefix) :]
         else:
             cur = self.term_maybe(ref.base)
         for key in keys:
@@ -775,10 +825,12 @@ class _Generator:
         for name, paths in sorted(children.items()):
             if len(paths) == 1 and len(paths[0]) == len(ref.path) + 1:
                 v = self.temp()
+                put = self.call(
+                    "a1_obj_put", f"(local.get {obj})", self.const(name), f"(local.get {v})"
+                )
                 fn.emit(
                     f"(local.set {v} (call $r{self.rule_ids[paths[0]]}))",
-                    f"(if (local.get {v}) (then (local.set {obj} "
-                    f"{self.call('a1_obj_put', f'(local.get {obj})', self.const(name), f'(local.get {v})')})))",
+                    f"(if (local.get {v}) (then (local.set {obj} {put})))",
                 )
             else:
                 sub = self._package(ir.PackageRef((*ref.path, name), ref.loc))
@@ -791,8 +843,11 @@ class _Generator:
     def _compr(self, term: ir.Compr) -> str:
         fn = self.fn
         acc = self.temp()
-        new = {"array": self.call("a1_arr_new", "(i32.const 4)"), "set": self.call("a1_set_new"),
-               "object": self.call("a1_obj_new")}[term.kind]
+        new = {
+            "array": self.call("a1_arr_new", "(i32.const 4)"),
+            "set": self.call("a1_set_new"),
+            "object": self.call("a1_obj_new"),
+        }[term.kind]
         fn.emit(f"(local.set {acc} {new})")
 
         def on_success() -> None:
@@ -844,7 +899,11 @@ class _Generator:
 
         try:
             if call.name == "regex.match":
-                blob, fn_name, subject = patterns.compile_regex(first.value), "a1_dfa_match", call.args[1]
+                blob, fn_name, subject = (
+                    patterns.compile_regex(first.value),
+                    "a1_dfa_match",
+                    call.args[1],
+                )
             elif call.name == "glob.match":
                 delims = call.args[1]
                 if not isinstance(delims, ir.Const) or not (
@@ -854,10 +913,17 @@ class _Generator:
                 blob = patterns.compile_glob(first.value, delims.value)
                 fn_name, subject = "a1_dfa_match", call.args[2]
             else:
-                blob, fn_name, subject = patterns.compile_cidr(first.value), "a1_cidr_match", call.args[1]
+                blob, fn_name, subject = (
+                    patterns.compile_cidr(first.value),
+                    "a1_cidr_match",
+                    call.args[1],
+                )
         except patterns.PatternError as err:
-            raise CompileError(call.loc, "unsupported" if "unsupported" in str(err) else "type",
-                               f"{call.name}: {err}") from None
+            raise CompileError(
+                call.loc,
+                "unsupported" if "unsupported" in str(err) else "type",
+                f"{call.name}: {err}",
+            ) from None
         addr = self.pool.add_blob(blob)
         fn = self.fn
         r = self.temp()
@@ -867,6 +933,19 @@ class _Generator:
             f"{self.call('a1_fail', f'(i32.const {E_TYPE})')}))",
         )
         return self.call("a1_bool", f"(local.get {r})")
+
+
+def _constant_value(rule: ir.Rule) -> ir.Const | None:
+    """The value of a rule that is one unconditional constant (``x := 3``): inlined."""
+    if rule.kind == "complete" and len(rule.defs) == 1:
+        (definition,) = rule.defs
+        if len(definition.bodies) == 1:
+            (body,) = definition.bodies
+            if not body.lits and isinstance(body.value, ir.Const):
+                return body.value
+    if rule.kind == "complete" and not rule.defs and rule.default is not None:
+        return rule.default
+    return None
 
 
 def _wat_bytes(data: bytes) -> str:

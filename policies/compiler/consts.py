@@ -7,10 +7,9 @@ absolute pointers, so a policy never constructs a constant at evaluation time.
 from __future__ import annotations
 
 import json
-import struct
 from typing import Any
 
-from policies.runtime.values import RegoSet, encode_input
+from policies.runtime.values import RegoSet, encode_value
 
 
 def _canonical(value: Any) -> str:
@@ -50,9 +49,7 @@ class ConstPool:
         """Address of ``value``'s record (deduplicated)."""
         key = _canonical(value)
         if key not in self.index:
-            addr = self.base + len(self.buf)
-            blob = encode_input([value], addr)
-            (ptr,) = struct.unpack_from("<I", blob, 0)
+            blob, ptr = encode_value(value, self.base + len(self.buf))
             self._place(blob)
             self.index[key] = ptr
         return self.index[key]

@@ -30,6 +30,7 @@ def parse_sources(sources: Mapping[str, str], data: Any = None) -> ir.Program:
     """Parse every module with regorus, then lower all of them to one IR program."""
     modules = []
     for name, text in sources.items():
+        _LINES[name] = _Lines(text)
         engine = regorus.Engine()
         try:
             engine.add_policy(name, text)
@@ -44,12 +45,35 @@ def parse_sources(sources: Mapping[str, str], data: Any = None) -> ir.Program:
 # --------------------------------------------------------------------- helpers
 
 
-def _loc(file: str, node: Mapping[str, Any] | None) -> ir.Loc:
+class _Lines:
+    """Byte offset → (line, col): regorus spans give byte offsets; columns count characters."""
+
+    def __init__(self, text: str) -> None:
+        self.data = text.encode()
+
+    def loc(self, file: str, offset: int) -> ir.Loc:
+        line_start = self.data.rfind(b"\n", 0, offset) + 1
+        line = self.data.count(b"\n", 0, offset) + 1
+        return ir.Loc(file, line, len(self.data[line_start:offset].decode(errors="replace")) + 1)
+
+
+_LINES: dict[str, _Lines] = {}
+
+
+def _loc(file: str, node: Any) -> ir.Loc:
+    """The start of ``node`` (a variant wrapper, a node with a span, or a bare span)."""
+    if isinstance(node, Mapping) and len(node) == 1:
+        ((_, inner),) = node.items()
+        if isinstance(inner, Mapping) and "span" in inner:
+            node = inner
     span = node.get("span") if isinstance(node, Mapping) else None
+    if not isinstance(span, Mapping) and isinstance(node, Mapping) and "start" in node:
+        span = node
     if isinstance(span, Mapping):
+        lines = _LINES.get(file)
+        if lines is not None and "start" in span:
+            return lines.loc(file, span["start"])
         return ir.Loc(file, span["line"], span["col"])
-    if isinstance(node, Mapping) and "line" in node:
-        return ir.Loc(file, node["line"], node["col"])
     return ir.Loc(file, 1, 1)
 
 
@@ -295,7 +319,10 @@ class _Lowerer:
         if kind == "SomeIn":
             key = self._term(body["key"], locals_) if body.get("key") else None
             return ir.SomeInLit(
-                key, self._term(body["value"], locals_), self._term(body["collection"], locals_), loc
+                key,
+                self._term(body["value"], locals_),
+                self._term(body["collection"], locals_),
+                loc,
             )
         if kind == "SomeVars":
             return ir.SomeDeclLit([_span_text(self.text, s) for s in body["vars"]], loc)
@@ -307,13 +334,16 @@ class _Lowerer:
             if value == "_":
                 value = self._fresh_name()
             return ir.EveryLit(
-                key, value, self._term(body["domain"], locals_), self._query(body["query"], locals_),
+                key,
+                value,
+                self._term(body["domain"], locals_),
+                self._query(body["query"], locals_),
                 loc,
             )
         raise unsupported(loc, f"literal {kind}")
 
     def _with(self, mod: Mapping[str, Any], locals_: set[str]) -> ir.With:
-        loc = _loc(self.file, mod.get("refr"))
+        loc = _leftmost(self.file, mod["refr"])
         path = tuple(self._ref_path(mod["refr"]))
         if path[0] != "input":
             raise unsupported(loc, f"`with {'.'.join(path)}` (only `with input` is supported)")
@@ -361,7 +391,7 @@ class _Lowerer:
         if kind == "Set":
             items = [self._term(i, locals_) for i in body["items"]]
             if all(isinstance(i, ir.Const) for i in items):
-                return ir.Const(RegoSet.of(i.value for i in items), loc)  # type: ignore[union-attr]
+                return ir.Const(RegoSet(i.value for i in items), loc)  # type: ignore[union-attr]
             return ir.SetLit(items, loc)
         if kind == "Object":
             pairs = [(self._term(f[1], locals_), self._term(f[2], locals_)) for f in body["fields"]]
@@ -390,25 +420,34 @@ class _Lowerer:
             return self._call(body, locals_, loc)
         if kind == "UnaryExpr":
             inner = self._term(body["expr"], locals_)
-            if isinstance(inner, ir.Const) and isinstance(inner.value, (int, float)):
-                if not isinstance(inner.value, bool):
-                    return ir.Const(-inner.value, loc)
-            return ir.BinOp("-", ir.Const(0, loc), inner, loc)
+            value = inner.value if isinstance(inner, ir.Const) else None
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                return ir.Const(-value, loc)
+            raise CompileError(loc, "type", "unary minus only applies to numeric literals")
         if kind == "ArithExpr":
             op = _ARITH[body["op"]]
-            return ir.BinOp(op, self._term(body["lhs"], locals_), self._term(body["rhs"], locals_), loc)  # type: ignore[arg-type]
+            return ir.BinOp(
+                op, self._term(body["lhs"], locals_), self._term(body["rhs"], locals_), loc
+            )  # type: ignore[arg-type]
         if kind == "BinExpr":
             op = _SETOP.get(body["op"])
             if op is None:
                 raise unsupported(loc, f"operator {body['op']}")
-            return ir.BinOp(op, self._term(body["lhs"], locals_), self._term(body["rhs"], locals_), loc)  # type: ignore[arg-type]
+            return ir.BinOp(
+                op, self._term(body["lhs"], locals_), self._term(body["rhs"], locals_), loc
+            )  # type: ignore[arg-type]
         if kind == "BoolExpr":
             op = _BOOL[body["op"]]
-            return ir.Compare(op, self._term(body["lhs"], locals_), self._term(body["rhs"], locals_), loc)  # type: ignore[arg-type]
+            return ir.Compare(
+                op, self._term(body["lhs"], locals_), self._term(body["rhs"], locals_), loc
+            )  # type: ignore[arg-type]
         if kind == "Membership":
             key = self._term(body["key"], locals_) if body.get("key") else None
             return ir.Member(
-                key, self._term(body["value"], locals_), self._term(body["collection"], locals_), loc
+                key,
+                self._term(body["value"], locals_),
+                self._term(body["collection"], locals_),
+                loc,
             )
         if kind == "AssignExpr":
             raise unsupported(loc, "assignment inside an expression")
@@ -487,6 +526,7 @@ class _Lowerer:
 
     def _call(self, body: Mapping[str, Any], locals_: set[str], loc: ir.Loc) -> ir.Term:
         fcn = body["fcn"]
+        loc = _leftmost(self.file, fcn)
         args = [self._term(p, locals_) for p in body["params"]]
         try:
             name_parts = self._ref_path(fcn)
@@ -497,9 +537,9 @@ class _Lowerer:
         if head in self.aliases and head not in locals_:
             alias = self.aliases[head]
             if isinstance(alias, ir.Ref) and isinstance(alias.base, ir.DataRoot):
-                target = tuple(
-                    k.value for k in alias.keys if isinstance(k, ir.Const)
-                ) + tuple(name_parts[1:])
+                target = tuple(k.value for k in alias.keys if isinstance(k, ir.Const)) + tuple(
+                    name_parts[1:]
+                )
         elif head == "data":
             target = tuple(name_parts[1:])
         elif len(name_parts) == 1 and (*self.package, head) in self.rules:
@@ -510,7 +550,8 @@ class _Lowerer:
                 raise CompileError(loc, "type", f"unknown function {'.'.join(target)}")
             if rule.arity != len(args):
                 raise CompileError(
-                    loc, "type",
+                    loc,
+                    "type",
                     f"function {'.'.join(target)} takes {rule.arity} arguments, got {len(args)}",
                 )
             return ir.Call(".".join(target), args, loc, func=target)
@@ -518,6 +559,14 @@ class _Lowerer:
 
 
 _MISSING = object()
+
+
+def _leftmost(file: str, node: Mapping[str, Any]) -> ir.Loc:
+    """Where a reference starts: ``http.send`` at ``h``, not at its last dot."""
+    kind, body = _variant(node)
+    while kind in ("RefDot", "RefBrack"):
+        kind, body = _variant(body["refr"])
+    return _loc(file, body)
 
 
 def _lookup_data(doc: Any, path: Iterable[Any]) -> Any:

@@ -8,7 +8,7 @@ late error still names ``file:line:col``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
 
 @dataclass(frozen=True)
@@ -140,10 +140,23 @@ class PackageRef:
     loc: Loc
 
 
-Term = Union[
-    Const, Local, InputRoot, DataRoot, Ref, Call, BinOp, Compare, Member,
-    ArrayLit, SetLit, ObjectLit, Compr, RuleRef, PackageRef,
-]
+Term = (
+    Const
+    | Local
+    | InputRoot
+    | DataRoot
+    | Ref
+    | Call
+    | BinOp
+    | Compare
+    | Member
+    | ArrayLit
+    | SetLit
+    | ObjectLit
+    | Compr
+    | RuleRef
+    | PackageRef
+)
 
 RulePath = tuple[str, ...]  # package path + rule name
 
@@ -207,7 +220,7 @@ class EveryLit:
     loc: Loc
 
 
-Lit = Union[ExprLit, AssignLit, NotLit, SomeInLit, SomeDeclLit, EveryLit]
+Lit = ExprLit | AssignLit | NotLit | SomeInLit | SomeDeclLit | EveryLit
 
 
 # --------------------------------------------------------------------- rules

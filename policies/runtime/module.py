@@ -145,7 +145,9 @@ class PolicyModule:
         except BundleError as err:
             raise BundleError(f"{source}: {err}") from None
         if meta.abi != ABI_VERSION:
-            raise BundleError(f"{source}: ABI version {meta.abi}, this runtime speaks {ABI_VERSION}")
+            raise BundleError(
+                f"{source}: ABI version {meta.abi}, this runtime speaks {ABI_VERSION}"
+            )
         if meta.runtime_sha256 != runtime_sha256():
             raise BundleError(f"{source}: built against a different a1rt runtime")
         try:
@@ -159,7 +161,10 @@ class PolicyModule:
         return cls(wasm, meta, module)
 
     def evaluator(
-        self, entrypoint: str | None = None, *, fuel: int = DEFAULT_FUEL,
+        self,
+        entrypoint: str | None = None,
+        *,
+        fuel: int = DEFAULT_FUEL,
         max_pages: int = DEFAULT_MAX_PAGES,
     ) -> Evaluator:
         """A new evaluator (own store and instance) for ``entrypoint``."""
@@ -184,9 +189,8 @@ class Evaluator:
         norm = entrypoint.strip("/").replace(".", "/")
         names = [e.strip("/").replace(".", "/") for e in meta.entrypoints]
         if norm not in names:
-            raise BundleError(
-                f"entrypoint {entrypoint!r} is not in the module (has: {', '.join(meta.entrypoints)})"
-            )
+            have = ", ".join(meta.entrypoints)
+            raise BundleError(f"entrypoint {entrypoint!r} is not in the module (has: {have})")
         self.module = module
         self.entry = names.index(norm)
         self.fuel = fuel
@@ -199,6 +203,7 @@ class Evaluator:
         linker.define_func(
             "env", "time_now_ns", wasmtime.FuncType([], [wasmtime.ValType.f64()]), _time_now_ns
         )
+        self.store.set_fuel(fuel)  # instantiation runs initialisers, which burn fuel too
         try:
             self._grow_for(_runtime_module())
             self._grow_for(module._module)
@@ -232,8 +237,8 @@ class Evaluator:
 
     def encode(self, input_doc: Any) -> bytes:
         """The bytes the policy reads from ``input_doc``: the exact decision-cache key."""
-        values = [_lookup(input_doc, path) for path in self.module.meta.input_paths]
-        return encode_input(values, self.input_base)
+        paths = self.module.meta.input_paths
+        return encode_input([_lookup(input_doc, p) for p in paths], self.input_base, paths)
 
     def evaluate(self, input_doc: Any) -> Any:
         return self.eval_encoded(self.encode(input_doc))

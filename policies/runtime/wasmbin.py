@@ -34,23 +34,35 @@ def _leb(n: int) -> bytes:
             return bytes(out)
 
 
-def custom_sections(wasm: bytes) -> dict[str, bytes]:
-    """All custom sections by name; raises ``WasmFormatError`` on a malformed module."""
+def _sections(wasm: bytes) -> list[tuple[int, int, int, str | None, bytes]]:
+    """(id, start, end, custom name, custom payload) for every section."""
     if wasm[:8] != MAGIC:
         raise WasmFormatError("not a WebAssembly module (bad magic or version)")
-    pos, found = 8, {}
+    pos, out = 8, []
     while pos < len(wasm):
         section_id = wasm[pos]
         size, body = _uleb(wasm, pos + 1)
         end = body + size
         if end > len(wasm):
             raise WasmFormatError(f"section {section_id} runs past the end of the module")
+        name, payload = None, b""
         if section_id == 0:
             name_len, name_at = _uleb(wasm, body)
             name = wasm[name_at : name_at + name_len].decode("utf-8", "replace")
-            found[name] = wasm[name_at + name_len : end]
+            payload = wasm[name_at + name_len : end]
+        out.append((section_id, pos, end, name, payload))
         pos = end
-    return found
+    return out
+
+
+def custom_sections(wasm: bytes) -> dict[str, bytes]:
+    """All custom sections by name; raises ``WasmFormatError`` on a malformed module."""
+    return {name: payload for _, _, _, name, payload in _sections(wasm) if name is not None}
+
+
+def without_custom_section(wasm: bytes, name: str) -> bytes:
+    kept = [wasm[start:end] for _, start, end, n, _ in _sections(wasm) if n != name]
+    return MAGIC + b"".join(kept)
 
 
 def add_custom_section(wasm: bytes, name: str, payload: bytes) -> bytes:

@@ -1,0 +1,78 @@
+"""Bad policies get one clear line naming file:line:col, and the right exit code."""
+
+from __future__ import annotations
+
+import pytest
+
+from policies.compiler import CompileError, compile_sources
+
+HEADER = "package t\nimport rego.v1\n"
+
+
+def _error(src: str, entry: str = "t/x") -> CompileError:
+    with pytest.raises(CompileError) as info:
+        compile_sources({"p.rego": HEADER + src}, None, [entry])
+    return info.value
+
+
+@pytest.mark.parametrize(
+    ("src", "where", "construct"),
+    [
+        (
+            "x if regex.match(input.p, input.s)",
+            "p.rego:3:6",
+            "regex.match with a non-constant pattern",
+        ),
+        ("x := http.send({})", "p.rego:3:6", "builtin function `http.send`"),
+        ("a.b.c := 1\nx := 1", "p.rego:3:1", "multi-segment rule head `a.b.c`"),
+        ("x if { y := 1 with data.q as 2 }", "p.rego:3:", "`with data.q`"),
+        ("x := 9007199254740993", "p.rego:3:6", "integer literal 9007199254740993"),
+    ],
+)
+def test_unsupported_constructs_name_place_and_construct(
+    src: str, where: str, construct: str
+) -> None:
+    err = _error(src)
+    assert err.kind == "unsupported"
+    assert err.exit_code == 3
+    line = str(err)
+    assert line.startswith(where), line
+    assert f"unsupported: {construct}" in line, line
+    assert "\n" not in line
+
+
+def test_syntax_error_is_one_line_with_location() -> None:
+    err = _error("x := {\n")
+    assert err.exit_code == 2
+    assert str(err).startswith("p.rego:"), str(err)
+    assert "Stack backtrace" not in str(err)
+    assert "\n" not in str(err)
+
+
+def test_unsafe_variable_is_a_type_error() -> None:
+    err = _error("x if { y > 1 }")
+    assert err.exit_code == 2
+    assert str(err).startswith("p.rego:3:8: error: var y is unsafe"), str(err)
+
+
+def test_recursion_is_rejected() -> None:
+    err = _error("x if y\ny if x")
+    assert err.exit_code == 2
+    assert "recursion" in str(err)
+
+
+def test_unknown_entrypoint() -> None:
+    err = _error("x := 1", entry="t/nope")
+    assert "entrypoint 't/nope'" in str(err)
+
+
+def test_wrong_arity() -> None:
+    err = _error('x := startswith("a")')
+    assert "startswith takes 2 arguments, got 1" in str(err)
+    assert str(err).startswith("p.rego:3:6")
+
+
+def test_invalid_regex_names_the_call() -> None:
+    err = _error('x if regex.match("(a", input.s)')
+    assert str(err).startswith("p.rego:3:6"), str(err)
+    assert "regex.match" in str(err)
