@@ -376,20 +376,20 @@ class _Generator:
         bound: set[str],
     ) -> None:
         def on_success() -> None:
+            # The head is evaluated before the body counts as a hit: a body whose
+            # head value is undefined falls through to the else branch.
             fn = self.fn
-            fn.emit(f"(local.set {hit} (i32.const 1))")
-            if rule.kind == "set":
-                key = self.term(body.key)  # type: ignore[arg-type]
-                fn.emit(f"(local.set {res} {self.call('a1_set_add', f'(local.get {res})', key)})")
-                return
-            if rule.kind == "object":
-                key = self.term(body.key)  # type: ignore[arg-type]
-                value = self.term(body.value)  # type: ignore[arg-type]
+            if rule.kind in ("set", "object"):
+                operands = [body.key] if rule.kind == "set" else [body.key, body.value]
+                args = self.terms(operands)  # type: ignore[arg-type]
+                name = "a1_set_add" if rule.kind == "set" else "a1_obj_put"
                 fn.emit(
-                    f"(local.set {res} {self.call('a1_obj_put', f'(local.get {res})', key, value)})"
+                    f"(local.set {hit} (i32.const 1))",
+                    f"(local.set {res} {self.call(name, f'(local.get {res})', *args)})",
                 )
                 return
             value = self.term(body.value)  # type: ignore[arg-type]
+            fn.emit(f"(local.set {hit} (i32.const 1))")
             if early:
                 fn.emit(f"(local.set {res} {value})", f"(br {done})")
                 return
@@ -494,12 +494,16 @@ class _Generator:
         self.fn.emit(f"(br_if {self.fn.fail} (i32.eqz {test}))")
 
     def compare(self, term: ir.Compare) -> str:
-        lhs, rhs = self.term(term.lhs), self.term(term.rhs)
-        if term.op == "==":
+        """A test of ``term`` for a condition: backtracks when an operand is undefined."""
+        return self._compare_values(term.op, self.terms([term.lhs, term.rhs]))
+
+    def _compare_values(self, op: str, values: list[str]) -> str:
+        lhs, rhs = values
+        if op == "==":
             return self.call("a1_eq", lhs, rhs)
-        if term.op == "!=":
+        if op == "!=":
             return f"(i32.eqz {self.call('a1_eq', lhs, rhs)})"
-        return self.call("a1_cmp_op", f"(i32.const {_CMP_OPS[term.op]})", lhs, rhs)
+        return self.call("a1_cmp_op", f"(i32.const {_CMP_OPS[op]})", lhs, rhs)
 
     def member(self, term: ir.Member) -> str:
         """``in`` is false, never undefined, when an operand is undefined (as in regorus)."""
@@ -530,7 +534,7 @@ class _Generator:
         elif lit.declare:
             raise CompileError(lit.loc, "type", "left side of `:=` must be a variable or array")
         else:
-            test = self.call("a1_eq", self.term(lhs), self.term(rhs))
+            test = self.call("a1_eq", *self.terms([lhs, rhs]))
             fn.emit(f"(br_if {fn.fail} (i32.eqz {test}))")
 
     def _unbound_pattern(self, term: ir.Term) -> bool:
@@ -713,13 +717,55 @@ class _Generator:
         reference keys open an iteration.
         """
         value = self.term_maybe(term)
-        if value.startswith("(i32.const") or value.startswith("(local.get $v_"):
+        if self._always_defined(value):
             return value
         t = self.temp()
         self.fn.emit(
             f"(local.set {t} {value})", f"(br_if {self.fn.fail} (i32.eqz (local.get {t})))"
         )
         return f"(local.get {t})"
+
+    @staticmethod
+    def _always_defined(value: str) -> bool:
+        return value.startswith("(i32.const") or value.startswith("(local.get $v_")
+
+    def operands(self, terms: list[ir.Term]) -> tuple[list[str], str | None]:
+        """Evaluate every operand, undefined ones included; return them and an
+        "all defined" test (None when they always are).
+
+        regorus evaluates expressions eagerly, with undefined as a value that
+        propagates: an error in a later operand is raised even when an earlier
+        one is undefined. The order is observable, so we keep it.
+        """
+        values, maybe = [], []
+        for t in terms:
+            v = self.term_maybe(t)
+            if not self._always_defined(v):
+                tmp = self.temp()
+                self.fn.emit(f"(local.set {tmp} {v})")
+                v = f"(local.get {tmp})"
+                maybe.append(v)
+            values.append(v)
+        if not maybe:
+            return values, None
+        test = f"(i32.ne {maybe[0]} (i32.const 0))"
+        for v in maybe[1:]:
+            test = f"(i32.and {test} (i32.ne {v} (i32.const 0)))"
+        return values, test
+
+    @staticmethod
+    def guarded(expr: str, defined: str | None) -> str:
+        """``expr`` when the operands are defined, else undefined (0)."""
+        if defined is None:
+            return expr
+        return f"(if (result i32) {defined} (then {expr}) (else (i32.const 0)))"
+
+    def terms(self, terms: list[ir.Term]) -> list[str]:
+        """Evaluate every operand, then backtrack if any is undefined."""
+        values, defined = self.operands(terms)
+        if defined is not None:
+            self.fn.emit(f"(br_if {self.fn.fail} (i32.eqz {defined}))")
+        return values
 
     def term_maybe(self, term: ir.Term) -> str:
         fn = self.fn
@@ -754,39 +800,47 @@ class _Generator:
         if isinstance(term, ir.Call):
             return self._call(term)
         if isinstance(term, ir.BinOp):
-            return self.call(_BINOPS[term.op], self.term(term.lhs), self.term(term.rhs))
+            values, defined = self.operands([term.lhs, term.rhs])
+            return self.guarded(self.call(_BINOPS[term.op], *values), defined)
         if isinstance(term, ir.Compare):
-            return self.call("a1_bool", self.compare(term))
+            values, defined = self.operands([term.lhs, term.rhs])
+            return self.guarded(
+                self.call("a1_bool", self._compare_values(term.op, values)), defined
+            )
         if isinstance(term, ir.Member):
             return self.call("a1_bool", self.member(term))
-        if isinstance(term, ir.ArrayLit):
-            arr = self.temp()
-            fn.emit(
-                f"(local.set {arr} {self.call('a1_arr_new', f'(i32.const {len(term.items)})')})"
-            )
-            for item in term.items:
-                pushed = self.call("a1_arr_push", f"(local.get {arr})", self.term(item))
-                fn.emit(f"(local.set {arr} {pushed})")
-            return f"(local.get {arr})"
-        if isinstance(term, ir.SetLit):
-            s = self.temp()
-            fn.emit(f"(local.set {s} {self.call('a1_set_new')})")
-            for item in term.items:
-                added = self.call("a1_set_add", f"(local.get {s})", self.term(item))
-                fn.emit(f"(local.set {s} {added})")
-            return f"(local.get {s})"
-        if isinstance(term, ir.ObjectLit):
-            o = self.temp()
-            fn.emit(f"(local.set {o} {self.call('a1_obj_new')})")
-            for k, v in term.items:
-                fn.emit(
-                    f"(local.set {o} "
-                    f"{self.call('a1_obj_put', f'(local.get {o})', self.term(k), self.term(v))})"
-                )
-            return f"(local.get {o})"
+        if isinstance(term, (ir.ArrayLit, ir.SetLit, ir.ObjectLit)):
+            return self._collection(term)
         if isinstance(term, ir.Compr):
             return self._compr(term)
         raise unsupported(getattr(term, "loc", None), type(term).__name__)
+
+    def _collection(self, term: ir.ArrayLit | ir.SetLit | ir.ObjectLit) -> str:
+        """A literal with computed elements: undefined if any element is.
+
+        Operands come first: they may open loops, and each solution needs its
+        own collection.
+        """
+        fn = self.fn
+        if isinstance(term, ir.ObjectLit):
+            values, defined = self.operands([x for pair in term.items for x in pair])
+            new, add = self.call("a1_obj_new"), "a1_obj_put"
+            groups = [values[i : i + 2] for i in range(0, len(values), 2)]
+        else:
+            values, defined = self.operands(term.items)
+            if isinstance(term, ir.ArrayLit):
+                new, add = self.call("a1_arr_new", f"(i32.const {len(values)})"), "a1_arr_push"
+            else:
+                new, add = self.call("a1_set_new"), "a1_set_add"
+            groups = [[v] for v in values]
+        c = self.temp()
+        steps = [f"(local.set {c} {new})"]
+        steps += [f"(local.set {c} {self.call(add, f'(local.get {c})', *g)})" for g in groups]
+        if defined is None:
+            fn.emit(*steps)
+        else:
+            fn.emit(f"(local.set {c} (i32.const 0))", f"(if {defined} (then", *steps, "))")
+        return f"(local.get {c})"
 
     def _slot(self, path: tuple[str, ...]) -> tuple[str, tuple[str, ...]]:
         for idx, slot in enumerate(self.slots):
@@ -805,14 +859,20 @@ class _Generator:
             cur = self.term_maybe(ref.base)
         for key in keys:
             t = self.temp()
-            fn.emit(f"(local.set {t} {cur})", f"(br_if {fn.fail} (i32.eqz (local.get {t})))")
+            fn.emit(f"(local.set {t} {cur})")
             if isinstance(key, ir.Local) and key.name not in fn.bound:
+                # Nothing to iterate in an undefined collection: no solutions.
+                fn.emit(f"(br_if {fn.fail} (i32.eqz (local.get {t})))")
                 k, v = self.iterate(f"(local.get {t})")
                 fn.emit(f"(local.set {self.var(key.name)} (local.get {k}))")
                 fn.bound.add(key.name)
                 cur = f"(local.get {v})"
             else:
-                cur = self.call("a1_get", f"(local.get {t})", self.term(key))
+                (k,), defined = self.operands([key])
+                test = f"(i32.ne (local.get {t}) (i32.const 0))"
+                if defined is not None:
+                    test = f"(i32.and {test} {defined})"
+                cur = self.guarded(self.call("a1_get", f"(local.get {t})", k), test)
         return cur
 
     def _package(self, ref: ir.PackageRef) -> str:
@@ -868,8 +928,9 @@ class _Generator:
 
     def _call(self, call: ir.Call) -> str:
         if call.func is not None:
-            args = [self.term(a) for a in call.args]
-            return f"(call $r{self.rule_ids[call.func]}{''.join(' ' + a for a in args)})"
+            args, defined = self.operands(call.args)
+            expr = f"(call $r{self.rule_ids[call.func]}{''.join(' ' + a for a in args)})"
+            return self.guarded(expr, defined)
         name = call.name
         if name in IMPURE_BUILTINS:
             self._arity(call, IMPURE_BUILTINS[name])
@@ -881,8 +942,8 @@ class _Generator:
             raise unsupported(call.loc, f"builtin function `{name}`")
         export, arity = BUILTINS[name]
         self._arity(call, arity)
-        args = [self.term(a) for a in call.args]
-        return self.call(export, *args)
+        args, defined = self.operands(call.args)
+        return self.guarded(self.call(export, *args), defined)
 
     def _arity(self, call: ir.Call, arity: int) -> None:
         if len(call.args) != arity:
@@ -926,13 +987,19 @@ class _Generator:
             ) from None
         addr = self.pool.add_blob(blob)
         fn = self.fn
-        r = self.temp()
-        fn.emit(
-            f"(local.set {r} {self.call(fn_name, f'(i32.const {addr})', self.term(subject))})",
+        (value,), defined = self.operands([subject])
+        r, out = self.temp(), self.temp()
+        steps = [
+            f"(local.set {r} {self.call(fn_name, f'(i32.const {addr})', value)})",
             f"(if (i32.lt_s (local.get {r}) (i32.const 0)) (then "
             f"{self.call('a1_fail', f'(i32.const {E_TYPE})')}))",
-        )
-        return self.call("a1_bool", f"(local.get {r})")
+            f"(local.set {out} {self.call('a1_bool', f'(local.get {r})')})",
+        ]
+        if defined is None:
+            fn.emit(*steps)
+        else:
+            fn.emit(f"(local.set {out} (i32.const 0))", f"(if {defined} (then", *steps, "))")
+        return f"(local.get {out})"
 
 
 def _constant_value(rule: ir.Rule) -> ir.Const | None:
