@@ -145,6 +145,26 @@ ac := array.concat(input.xs, ["tail"])
 lit := {"a": input.a, "b": [input.n, {"c": input.s}]}
 keyed := {input.s: 1}
 """,
+    "more_builtins": """
+pr := product(input.xs)
+sl := array.slice(input.xs, 1, input.n)
+ts := trim_space(input.s)
+tn := to_number(input.s)
+ab := abs(input.n)
+rd := [round(input.a), ceil(input.a), floor(input.a)]
+rg := numbers.range(input.n, 3)
+ix := indexof(input.s, "a")
+ss := substring(input.s, 1, input.n)
+rv := strings.reverse(input.s)
+fi := format_int(input.n, 2)
+ok := object.keys(input.o)
+orm := object.remove(input.o, ["GET", "k"])
+ou := object.union(input.o, {"k": "v", "z": 1})
+un := union({{1, 2}, {2, 3}, {x | some x in input.xs}})
+it := intersection({{1, 2, "a"}, {x | some x in input.xs}})
+so := sort(input.xs)
+ar := array.reverse(input.xs)
+""",
     "types": """
 t := [is_string(input.a), is_number(input.a), is_boolean(input.a), is_array(input.a), is_set(input.a), is_object(input.a), is_null(input.a)]
 tn := type_name(input.a)
