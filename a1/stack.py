@@ -1,0 +1,421 @@
+"""Assemble a runnable A1 stack: state directory, config files, ports, processes.
+
+One ``Stack`` is used by ``a1 up``, by the e2e fixtures (on free ports, in a
+temporary state directory) and by the conformance suite. Layout of the state
+directory (default ``.a1/``)::
+
+    pki/ca.pem, ca-key.pem, server.pem, server-key.pem, jwt-signing-key.pem
+    jwks.json         cells.yaml       authz.wasm
+    sidecar.yaml      envoy.yaml       cells/<name>.db      logs/<process>.log
+
+Keys, certificates, cells.yaml and the cell databases are reused when present;
+the policy and the config files are regenerated on every ``prepare()``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+import tempfile
+import urllib.request
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from a1 import envoy_bootstrap, pki
+from a1.errors import UserError
+from a1.launcher import (
+    Launcher,
+    Probe,
+    ProcessSpec,
+    check_ports_free,
+    free_ports,
+    grpc_health_probe,
+    http_probe,
+)
+
+DEFAULT_STATE_DIR = Path(".a1")
+LOOPBACK = "127.0.0.1"
+ENTRYPOINT = "a1/authz/decision"
+POLICY_LIBRARY = Path(__file__).resolve().parent.parent / "policies" / "library"
+DEFAULT_POLICY = POLICY_LIBRARY / "authz.rego"
+DEFAULT_POLICY_DATA = POLICY_LIBRARY / "data.json"
+DEFAULT_INTERNAL_BASE = 10100
+
+
+def cell_names(count: int) -> list[str]:
+    return [f"cell-{i}" for i in range(1, count + 1)]
+
+
+@dataclass(frozen=True)
+class StackPorts:
+    """Every loopback port of a stack. Defaults are ``a1 up``'s."""
+
+    http: int = 10000
+    https: int = 10443
+    admin: int = 9901
+    sidecar_grpc: int = DEFAULT_INTERNAL_BASE
+    sidecar_http: int = DEFAULT_INTERNAL_BASE + 1
+    sidecar_metrics: int = DEFAULT_INTERNAL_BASE + 2
+    cells: tuple[int, ...] = tuple(DEFAULT_INTERNAL_BASE + 11 + i for i in range(3))
+
+    @classmethod
+    def defaults(cls, n_cells: int, internal_base: int = DEFAULT_INTERNAL_BASE,
+                 http: int = 10000, https: int = 10443, admin: int = 9901) -> StackPorts:
+        """Fixed ports: sidecar at base..base+2, cell i at base+10+i."""
+        if not 1024 <= internal_base <= 65535 - 11 - n_cells:
+            raise UserError(f"--internal-port-base: {internal_base} leaves no room for "
+                            f"{n_cells} cells below 65536", 2)
+        return cls(http, https, admin, internal_base, internal_base + 1, internal_base + 2,
+                   tuple(internal_base + 11 + i for i in range(n_cells)))
+
+    @classmethod
+    def free(cls, n_cells: int) -> StackPorts:
+        """Distinct ports the kernel just handed out (for tests)."""
+        p = free_ports(6 + n_cells)
+        return cls(p[0], p[1], p[2], p[3], p[4], p[5], tuple(p[6:]))
+
+    def labelled(self, names: Sequence[str], with_sidecar: bool = True) -> list[tuple[str, int]]:
+        out = [("Envoy HTTP listener, --http-port", self.http),
+               ("Envoy HTTPS listener, --https-port", self.https),
+               ("Envoy admin, --admin-port", self.admin)]
+        if with_sidecar:
+            out += [("sidecar gRPC, --internal-port-base", self.sidecar_grpc),
+                    ("sidecar HTTP, --internal-port-base", self.sidecar_http),
+                    ("sidecar metrics, --internal-port-base", self.sidecar_metrics)]
+        out += [(f"{n}, --internal-port-base", p) for n, p in zip(names, self.cells, strict=True)]
+        return out
+
+
+@dataclass(frozen=True)
+class StackOptions:
+    state_dir: Path = DEFAULT_STATE_DIR
+    cells: int = 3
+    cell_names: tuple[str, ...] | None = None  # None: cell-1..cell-N
+    mode: str = "grpc"
+    ports: StackPorts | None = None  # None: StackPorts.defaults(cells)
+    policy: Path = DEFAULT_POLICY
+    policy_data: Path | None = DEFAULT_POLICY_DATA
+    health_interval_ms: int = 1000
+    authz_timeout_ms: int = 500
+    access_log: bool = True
+    envoy_log_level: str = "info"
+    envoy_concurrency: int | None = None
+    sidecar_settings: dict[str, Any] = field(default_factory=dict)  # merged into sidecar.yaml
+    ready_timeout: float = 60.0
+
+
+@dataclass(frozen=True)
+class StackFiles:
+    state_dir: Path
+
+    @property
+    def pki(self) -> pki.DevPKI:
+        return pki.DevPKI(self.state_dir)
+
+    @property
+    def cells_table(self) -> Path:
+        return self.state_dir / "cells.yaml"
+
+    @property
+    def policy_module(self) -> Path:
+        return self.state_dir / "authz.wasm"
+
+    @property
+    def sidecar_config(self) -> Path:
+        return self.state_dir / "sidecar.yaml"
+
+    @property
+    def envoy_config(self) -> Path:
+        return self.state_dir / "envoy.yaml"
+
+    @property
+    def logs(self) -> Path:
+        return self.state_dir / "logs"
+
+    def cell_db(self, name: str) -> Path:
+        return self.state_dir / "cells" / f"{name}.db"
+
+
+def write_atomic(path: Path, data: bytes) -> bool:
+    """Replace ``path`` by rename (watchers never see half a file); False if unchanged."""
+    if path.exists() and path.read_bytes() == data:
+        return False
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return True
+
+
+_compiled: dict[bytes, bytes] = {}
+
+
+def compile_policy(policy: Path, data: Path | None) -> bytes:
+    """Compile with ``policies.compiler``; memoised per process on the sources' bytes,
+    so a test session that starts several stacks compiles once."""
+    sources: list[bytes] = []
+    for p in (policy, data):
+        if p is None:
+            continue
+        try:
+            sources.append(p.read_bytes())
+        except OSError as err:
+            raise UserError(f"{p}: cannot read policy file: {err.strerror}", 2) from None
+    key = hashlib.sha256(b"\0".join([str(policy).encode(), str(data).encode(), *sources])).digest()
+    if key not in _compiled:
+        try:
+            from policies.compiler import CompileError, compile_files
+        except ImportError as err:
+            raise UserError(f"the policy compiler is not available ({err})") from None
+        try:
+            _compiled[key] = compile_files([policy], data, [ENTRYPOINT])
+        except CompileError as err:  # already "file:line:col: kind: message"
+            raise UserError(str(err), err.exit_code) from None
+    return _compiled[key]
+
+
+def ensure_cells_table(path: Path, names: list[str]) -> tuple[Any, str | None]:
+    """Reuse cells.yaml if it has exactly ``names``; grow it with ``add_cell`` (minimal
+    movement) if ``names`` extends it; otherwise write a fresh balanced table.
+    Returns the table and, if an existing table changed, a note saying how."""
+    from ext_proc.cells import CellTable
+
+    if not path.exists():
+        table = CellTable.balanced(names)
+        table.save(path)
+        return table, None
+    table = CellTable.load(path)
+    have = list(table.cells)
+    if have == names:
+        return table, None
+    if names[: len(have)] == have:
+        before = table
+        for name in names[len(have):]:
+            table = table.add_cell(name)
+        table.save(path)
+        moved = sum(1 for b in range(table.buckets)
+                    if table.cell_of_bucket(b) != before.cell_of_bucket(b))
+        return table, (f"{path}: added {', '.join(names[len(have):])}; {moved} of "
+                       f"{table.buckets} buckets moved, all to the new cells")
+    table = CellTable.balanced(names)
+    table.save(path)
+    return table, (f"{path}: had cells {', '.join(have)}; rewrote it balanced over "
+                   f"{', '.join(names)} (items stored on the old cells may now be elsewhere)")
+
+
+class Stack:
+    """One A1 stack: cells, the sidecar and Envoy, on loopback."""
+
+    def __init__(self, options: StackOptions, launcher: Launcher | None = None) -> None:
+        if options.cell_names is not None:
+            options = replace(options, cells=len(options.cell_names))
+        if options.cells < 1:
+            raise UserError("--cells: at least one cell is required", 2)
+        if options.mode not in envoy_bootstrap.MODES:
+            raise UserError(f"--mode: must be one of {', '.join(envoy_bootstrap.MODES)}", 2)
+        ports = options.ports or StackPorts.defaults(options.cells)
+        if len(ports.cells) != options.cells:
+            raise UserError(f"ports: {len(ports.cells)} cell ports for {options.cells} cells", 2)
+        self.options = replace(options, ports=ports, state_dir=options.state_dir.resolve())
+        self.ports = ports
+        self.files = StackFiles(self.options.state_dir)
+        self.cell_names = list(options.cell_names or cell_names(options.cells))
+        self._launcher = launcher
+        self._own_launcher = launcher is None
+        self.notes: list[str] = []  # things prepare() changed that the user should know
+
+    @property
+    def launcher(self) -> Launcher:
+        """The launcher running this stack's processes (created on first use)."""
+        if self._launcher is None:
+            self._launcher = Launcher()
+        return self._launcher
+
+    @property
+    def with_sidecar(self) -> bool:
+        return self.options.mode in envoy_bootstrap.SIDECAR_MODES
+
+    # -- addresses --------------------------------------------------------------------
+
+    @property
+    def http_url(self) -> str:
+        return f"http://{LOOPBACK}:{self.ports.http}"
+
+    @property
+    def https_url(self) -> str:
+        return f"https://localhost:{self.ports.https}"
+
+    @property
+    def admin_url(self) -> str:
+        return f"http://{LOOPBACK}:{self.ports.admin}"
+
+    @property
+    def sidecar_grpc_address(self) -> str:
+        return f"{LOOPBACK}:{self.ports.sidecar_grpc}"
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://{LOOPBACK}:{self.ports.sidecar_metrics}/metrics"
+
+    def cell_url(self, name: str) -> str:
+        return f"http://{LOOPBACK}:{self.ports.cells[self.cell_names.index(name)]}"
+
+    # -- files ------------------------------------------------------------------------
+
+    def bootstrap_params(self, mode: str | None = None) -> envoy_bootstrap.BootstrapParams:
+        files = self.files
+        return envoy_bootstrap.BootstrapParams(
+            cells=[envoy_bootstrap.CellEndpoint(n, LOOPBACK, p)
+                   for n, p in zip(self.cell_names, self.ports.cells, strict=True)],
+            jwks_path=files.pki.jwks, tls_cert=files.pki.server_cert,
+            tls_key=files.pki.server_key, mode=mode or self.options.mode,
+            bind_address=LOOPBACK, http_port=self.ports.http, https_port=self.ports.https,
+            admin_port=self.ports.admin,
+            sidecar_grpc=self.sidecar_grpc_address,
+            sidecar_http=f"{LOOPBACK}:{self.ports.sidecar_http}",
+            authz_timeout_ms=self.options.authz_timeout_ms,
+            health_interval_ms=self.options.health_interval_ms,
+            access_log=files.logs / "envoy-access.log" if self.options.access_log else None,
+        )
+
+    def sidecar_settings(self) -> dict[str, Any]:
+        files = self.files
+        doc: dict[str, Any] = {
+            "grpc_address": self.sidecar_grpc_address,
+            "http_address": f"{LOOPBACK}:{self.ports.sidecar_http}",
+            "metrics_address": f"{LOOPBACK}:{self.ports.sidecar_metrics}",
+            "policy": {"module": str(files.policy_module), "entrypoint": ENTRYPOINT},
+            "cells": {"table": str(files.cells_table)},
+            "tenant": {"from": "path"},
+            "decision_log": {"path": str(files.logs / "decisions.jsonl"), "queue": 10000},
+        }
+        doc.update(self.options.sidecar_settings)
+        return doc
+
+    def prepare(self) -> None:
+        """Write everything the processes need into the state directory."""
+        files = self.files
+        try:
+            files.state_dir.mkdir(parents=True, exist_ok=True)
+            files.logs.mkdir(exist_ok=True)
+            (files.state_dir / "cells").mkdir(exist_ok=True)
+        except OSError as err:
+            raise UserError(f"{files.state_dir}: cannot create state directory: "
+                            f"{err.strerror}") from None
+        pki.ensure_pki(files.state_dir)
+        _, note = ensure_cells_table(files.cells_table, self.cell_names)
+        if note:
+            self.notes.append(note)
+        if self.with_sidecar:
+            wasm = compile_policy(self.options.policy, self.options.policy_data)
+            write_atomic(files.policy_module, wasm)
+            write_atomic(files.sidecar_config,
+                         yaml.safe_dump(self.sidecar_settings(), sort_keys=False).encode())
+        bootstrap = envoy_bootstrap.render_bootstrap(self.bootstrap_params())
+        write_atomic(files.envoy_config, envoy_bootstrap.dump(bootstrap).encode())
+
+    # -- processes --------------------------------------------------------------------
+
+    def cell_spec(self, name: str) -> ProcessSpec:
+        port = self.ports.cells[self.cell_names.index(name)]
+        return ProcessSpec(
+            name=name,
+            argv=[sys.executable, "-m", "a1.cell", "--name", name, "--port", str(port),
+                  "--db", str(self.files.cell_db(name)),
+                  "--cells-table", str(self.files.cells_table)],
+            log_path=self.files.logs / f"{name}.log",
+            ready=http_probe(f"{self.cell_url(name)}/healthz"),
+        )
+
+    def sidecar_spec(self) -> ProcessSpec:
+        return ProcessSpec(
+            name="sidecar",
+            argv=[sys.executable, "-m", "ext_proc", "--config", str(self.files.sidecar_config)],
+            log_path=self.files.logs / "sidecar.log",
+            ready=grpc_health_probe(self.sidecar_grpc_address),
+        )
+
+    def envoy_spec(self) -> ProcessSpec:
+        argv = ["envoy", "-c", str(self.files.envoy_config), "--disable-hot-restart",
+                "-l", self.options.envoy_log_level, "--drain-time-s", "1"]
+        if self.options.envoy_concurrency:
+            argv += ["--concurrency", str(self.options.envoy_concurrency)]
+        return ProcessSpec(
+            name="envoy", argv=argv, log_path=self.files.logs / "envoy.log",
+            ready=self.envoy_ready_probe(),
+        )
+
+    def envoy_ready_probe(self) -> Probe:
+        """Admin /ready, and every cell host healthy in Envoy's own eyes.
+
+        /ready only says the first health-check round *finished*; on a loaded
+        machine a cell's first check can time out, leaving it unhealthy (503 "no
+        healthy upstream") for a moment after /ready. So wait for the hosts too.
+        """
+        ready = http_probe(f"{self.admin_url}/ready")
+        wanted = [f"{envoy_bootstrap.cluster_name(n)}::{LOOPBACK}:{p}::health_flags::healthy"
+                  for n, p in zip(self.cell_names, self.ports.cells, strict=True)]
+
+        def check() -> bool:
+            if not ready():
+                return False
+            with urllib.request.urlopen(f"{self.admin_url}/clusters", timeout=2) as resp:
+                lines = set(resp.read().decode().splitlines())
+            return all(w in lines for w in wanted)
+
+        return Probe(f"Envoy {self.admin_url}/ready and all cell hosts healthy", check)
+
+    def start(self) -> None:
+        """Prepare, check the ports, start cells + sidecar, then Envoy; wait until ready."""
+        self.prepare()
+        check_ports_free((label, LOOPBACK, port) for label, port
+                         in self.ports.labelled(self.cell_names, self.with_sidecar))
+        timeout = self.options.ready_timeout
+        first = [self.launcher.start(self.cell_spec(n)).name for n in self.cell_names]
+        if self.with_sidecar:
+            first.append(self.launcher.start(self.sidecar_spec()).name)
+        self.launcher.wait_ready(first, timeout=timeout)
+        # Envoy last: its first health-check round then finds every cell up.
+        self.launcher.start(self.envoy_spec())
+        self.launcher.wait_ready(["envoy"], timeout=timeout)
+
+    def stop(self) -> None:
+        if self._launcher is None:
+            return
+        if self._own_launcher:
+            self._launcher.close()
+        else:
+            for name in ["envoy", "sidecar", *reversed(self.cell_names)]:
+                if name in self.launcher.names():
+                    self.launcher.stop(name)
+
+    def __enter__(self) -> Stack:
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- helpers ----------------------------------------------------------------------
+
+    def token(self, tenant: str, roles: Sequence[str], sub: str | None = None,
+              ttl: int = 3600) -> str:
+        return pki.mint_token(self.files.state_dir, tenant, list(roles), sub=sub, ttl=ttl)
+
+    def cell_table(self) -> Any:
+        from ext_proc.cells import CellTable
+
+        return CellTable.load(self.files.cells_table)
