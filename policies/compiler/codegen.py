@@ -981,9 +981,7 @@ class _Generator:
                 )
         except patterns.PatternError as err:
             raise CompileError(
-                call.loc,
-                "unsupported" if "unsupported" in str(err) else "type",
-                f"{call.name}: {err}",
+                call.loc, "unsupported" if err.unsupported else "type", f"{call.name}: {err}"
             ) from None
         addr = self.pool.add_blob(blob)
         fn = self.fn
