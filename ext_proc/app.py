@@ -1,0 +1,130 @@
+"""Process wiring: config → engine → servers; clean shutdown on SIGTERM/SIGINT.
+
+``python -m ext_proc --config FILE.yaml``. Everything runs on one asyncio loop
+(gRPC via grpc.aio, the HTTP fast path as a Protocol), so there is one policy
+evaluator per process; the metrics server, the config watcher and the decision-log
+writer are daemon threads that never touch the request path.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+
+from ext_proc.config import SidecarConfig, load_config
+from ext_proc.decision_log import DecisionLog
+from ext_proc.engine import Engine
+from ext_proc.errors import ConfigError
+from ext_proc.grpc_common import bind, make_server, set_serving
+from ext_proc.grpc_server import make_handlers
+from ext_proc.http_server import start_http
+from ext_proc.metrics import make_registry, serve_metrics
+from ext_proc.source import ConfigSource, FileConfigSource
+from ext_proc.stats import Stats
+
+log = logging.getLogger("ext_proc")
+
+
+def setup_logging(level: int = logging.INFO) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%Y-%m-%dT%H:%M:%S")
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+
+
+async def serve(cfg: SidecarConfig, source: ConfigSource) -> int:
+    stats = Stats()
+    dlog = None
+    if cfg.decision_log_path is not None:
+        try:
+            dlog = DecisionLog(cfg.decision_log_path, cfg.decision_log_queue)
+        except OSError as err:
+            raise ConfigError(f"{cfg.source}: decision_log.path: {err}") from None
+        dlog.start()
+
+    def load_failed(message: str) -> None:
+        stats.add_load_failure()
+
+    engine = Engine(cfg.tenant, cfg.entrypoint, cfg.cache_size, stats, dlog)
+    source.start(engine.apply, load_failed)
+
+    metrics = None
+    if cfg.metrics_address:
+        try:
+            metrics = serve_metrics(cfg.metrics_address, make_registry(engine))
+        except OSError as err:
+            raise ConfigError(f"{cfg.source}: metrics_address: {err}") from None
+
+    server, health = make_server(make_handlers(engine))
+    try:
+        bind(server, cfg.grpc_address)
+    except Exception as err:  # grpc raises RuntimeError on bind failures
+        raise ConfigError(
+            f"{cfg.source}: grpc_address: cannot bind {cfg.grpc_address}: {err}"
+        ) from None
+    await server.start()
+    await set_serving(health, True)
+
+    http = None
+    if cfg.http_address:
+        try:
+            http = await start_http(engine, cfg.http_address)
+        except OSError as err:
+            raise ConfigError(f"{cfg.source}: http_address: {err}") from None
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    log.info(
+        "serving grpc=%s http=%s metrics=%s policy=%s cells=%s",
+        cfg.grpc_address,
+        cfg.http_address or "-",
+        cfg.metrics_address or "-",
+        engine.policy_version,
+        engine.snapshot.cells.version if engine.snapshot is not None else "-",
+    )
+    await stop.wait()
+
+    log.info("shutting down")
+    await set_serving(health, False)
+    if http is not None:
+        http.close()
+    await server.stop(grace=1.0)
+    source.stop()
+    if dlog is not None:
+        dlog.stop()
+        log.info("decision log flushed: %d written, %d dropped", dlog.written, dlog.dropped)
+    if metrics is not None:
+        metrics.shutdown()  # type: ignore[attr-defined]
+    log.info("stopped")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m ext_proc", description=__doc__)
+    parser.add_argument("--config", required=True, help="sidecar YAML config")
+    parser.add_argument(
+        "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
+    )
+    args = parser.parse_args(argv)
+    setup_logging(getattr(logging, args.log_level))
+    try:
+        cfg = load_config(args.config)
+        source = FileConfigSource(
+            cfg.policy_module, cfg.cells_table, cfg.entrypoint, cfg.watch_interval
+        )
+        source.load_initial()
+        return asyncio.run(serve(cfg, source))
+    except ConfigError as err:
+        print(f"ext_proc: {err}", file=sys.stderr)
+        return err.code
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,183 @@
+"""The sidecar's own config file (``--config FILE.yaml``), validated field by field.
+
+Schema (docs: notes/contracts.md)::
+
+    grpc_address: 127.0.0.1:PORT        # or unix:/path/sock
+    http_address: 127.0.0.1:PORT        # optional: HTTP ext_authz fast path
+    metrics_address: 127.0.0.1:PORT     # optional: Prometheus /metrics
+    policy: {module: /path/authz.wasm, entrypoint: a1/authz/decision}
+    cells: {table: /path/cells.yaml}
+    tenant: {from: path}                # | {from: header, name: x-tenant-id}
+                                        # | {from: host, pattern: "{tenant}.example.com"}
+    decision_log: {path: /path/decisions.jsonl, queue: 10000}   # optional
+    # optional tuning (defaults shown):
+    cache: {size: 100000}               # decision cache entries; 0 disables it
+    watch: {interval: 0.2}              # seconds between file polls
+
+Relative paths are resolved against the config file's directory.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ext_proc.errors import ConfigError
+from ext_proc.yamlio import read_yaml
+
+DEFAULT_ENTRYPOINT = "a1/authz/decision"
+
+
+@dataclass(frozen=True)
+class TenantSource:
+    """Where the *target* tenant comes from: ``path`` (/t/{tenant}/…), a header, or the host."""
+
+    kind: str = "path"  # path | header | host
+    header: str = ""  # kind == header: lower-case header name
+    pattern: str = ""  # kind == host: e.g. "{tenant}.example.com"
+
+
+@dataclass(frozen=True)
+class SidecarConfig:
+    source: str
+    grpc_address: str
+    http_address: str | None
+    metrics_address: str | None
+    policy_module: Path
+    entrypoint: str
+    cells_table: Path
+    tenant: TenantSource
+    decision_log_path: Path | None = None
+    decision_log_queue: int = 10000
+    cache_size: int = 100_000
+    watch_interval: float = 0.2
+
+
+_TOP = (
+    "grpc_address", "http_address", "metrics_address", "policy", "cells", "tenant",
+    "decision_log", "cache", "watch",
+)  # fmt: skip
+
+
+def load_config(path: str | Path) -> SidecarConfig:
+    return parse_config(read_yaml(path), str(path), Path(path).resolve().parent)
+
+
+def parse_config(d: Any, source: str, base: Path) -> SidecarConfig:
+    def bad(field: str, problem: str) -> ConfigError:
+        return ConfigError(f"{source}: {field}: {problem}")
+
+    def section(name: str, keys: tuple[str, ...], required: bool) -> dict[str, Any]:
+        v = d.get(name)
+        if v is None:
+            if required:
+                raise bad(name, "missing")
+            return {}
+        if not isinstance(v, dict):
+            raise bad(name, "must be a mapping")
+        for k in v:
+            if k not in keys:
+                raise bad(f"{name}.{k}", f"unknown field (expected {', '.join(keys)})")
+        return v
+
+    def string(sec: dict[str, Any], name: str, field: str, required: bool = True) -> str | None:
+        v = sec.get(name)
+        if v is None:
+            if required:
+                raise bad(field, "missing")
+            return None
+        if not isinstance(v, str) or not v.strip():
+            raise bad(field, f"must be a non-empty string, got {v!r}")
+        return v.strip()
+
+    def address(name: str, required: bool, unix_ok: bool) -> str | None:
+        v = string(d, name, name, required)
+        if v is None:
+            return None
+        if v.startswith("unix:"):
+            if not unix_ok or len(v) <= 5:
+                raise bad(name, f"expected HOST:PORT, got {v!r}")
+            return v
+        host, sep, port = v.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise bad(name, f"expected HOST:PORT{' or unix:/path' if unix_ok else ''}, got {v!r}")
+        return v
+
+    def path(sec: dict[str, Any], name: str, field: str) -> Path:
+        p = Path(str(string(sec, name, field)))
+        return p if p.is_absolute() else base / p
+
+    def integer(sec: dict[str, Any], name: str, field: str, default: int, lo: int, hi: int) -> int:
+        v = sec.get(name, default)
+        if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:
+            raise bad(field, f"must be an integer in [{lo}, {hi}], got {v!r}")
+        return v
+
+    if not isinstance(d, dict):
+        raise ConfigError(f"{source}: expected a mapping (grpc_address, policy, cells, ...)")
+    for k in d:
+        if k not in _TOP:
+            raise bad(str(k), f"unknown field (expected {', '.join(_TOP)})")
+
+    grpc_address = address("grpc_address", True, True)
+    http_address = address("http_address", False, True)
+    metrics_address = address("metrics_address", False, False)
+
+    policy = section("policy", ("module", "entrypoint"), True)
+    module = path(policy, "module", "policy.module")
+    entrypoint = string(policy, "entrypoint", "policy.entrypoint", False) or DEFAULT_ENTRYPOINT
+
+    cells = section("cells", ("table",), True)
+    table = path(cells, "table", "cells.table")
+
+    t = section("tenant", ("from", "name", "pattern"), False)
+    kind = string(t, "from", "tenant.from", False) or "path"
+    if kind == "path":
+        for k in ("name", "pattern"):
+            if k in t:
+                raise bad(f"tenant.{k}", "not used with tenant.from: path")
+        tenant = TenantSource("path")
+    elif kind == "header":
+        name = string(t, "name", "tenant.name")
+        assert name is not None
+        if not all(c.isalnum() or c in "-_" for c in name):
+            raise bad("tenant.name", f"invalid header name {name!r}")
+        tenant = TenantSource("header", header=name.lower())
+    elif kind == "host":
+        pattern = string(t, "pattern", "tenant.pattern")
+        assert pattern is not None
+        if pattern.count("{tenant}") != 1:
+            raise bad("tenant.pattern", f"must contain {{tenant}} exactly once, got {pattern!r}")
+        tenant = TenantSource("host", pattern=pattern.lower())
+    else:
+        raise bad("tenant.from", f"must be path, header or host, got {kind!r}")
+
+    log = section("decision_log", ("path", "queue"), False)
+    log_path = path(log, "path", "decision_log.path") if log else None
+    log_queue = integer(log, "queue", "decision_log.queue", 10000, 1, 10_000_000)
+
+    cache = section("cache", ("size",), False)
+    watch = section("watch", ("interval",), False)
+    interval = watch.get("interval", 0.2)
+    if (
+        not isinstance(interval, int | float)
+        or isinstance(interval, bool)
+        or not (0.01 <= interval <= 60)
+    ):
+        raise bad("watch.interval", f"must be a number of seconds in [0.01, 60], got {interval!r}")
+
+    return SidecarConfig(
+        source=source,
+        grpc_address=str(grpc_address),
+        http_address=http_address,
+        metrics_address=metrics_address,
+        policy_module=module,
+        entrypoint=entrypoint,
+        cells_table=table,
+        tenant=tenant,
+        decision_log_path=log_path,
+        decision_log_queue=log_queue,
+        cache_size=integer(cache, "size", "cache.size", 100_000, 0, 100_000_000),
+        watch_interval=float(interval),
+    )

@@ -1,0 +1,378 @@
+"""The decision pipeline shared by the three front doors (ext_authz gRPC, ext_proc, HTTP).
+
+identity + target tenant → cell → policy (through the exact decision cache) → a
+``Decision`` that each front door renders once and then reuses.
+
+Concurrency: the engine serves from one immutable ``Snapshot`` (policy module, cell
+table, cache) that a ``ConfigSource`` swaps in with a single attribute store.
+Evaluators are not thread-safe, so each thread keeps its own, rebuilt when the
+snapshot changes. Everything that goes wrong inside ``decide`` is a deny.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any
+
+from ext_proc.cells import CellTable
+from ext_proc.config import DEFAULT_ENTRYPOINT, TenantSource
+from ext_proc.decision_log import DecisionLog
+from ext_proc.logutil import RateLimited, describe
+from ext_proc.policy import UNDEFINED, PolicyError
+from ext_proc.stats import Stats, ThreadStats
+from ext_proc.tenant import make_tenant_fn
+
+log = logging.getLogger("ext_proc.engine")
+
+CELL_HEADER = "x-a1-cell"
+VERSION_HEADER = "x-a1-policy-version"
+REASON_HEADER = "x-a1-deny-reason"
+A1_PREFIX = "x-a1-"
+
+_perf_ns = time.perf_counter_ns
+_now = time.time
+
+
+class Decision:
+    """One outcome, immutable once built; front doors memoise their renderings in ``rendered``.
+
+    ``headers`` are the upstream request headers to set on allow, or the client
+    response headers on deny. ``set_names`` lets a front door strip every other
+    client-supplied ``x-a1-*`` header.
+    """
+
+    __slots__ = (
+        "allow", "body", "cell", "headers", "reason", "rendered", "result", "set_names",
+        "status", "version",
+    )  # fmt: skip
+
+    def __init__(
+        self,
+        allow: bool,
+        status: int,
+        reason: str,
+        headers: tuple[tuple[str, str], ...],
+        body: bytes,
+        cell: str,
+        version: str,
+        result: str,
+    ) -> None:
+        self.allow = allow
+        self.status = status
+        self.reason = reason
+        self.headers = headers
+        self.body = body
+        self.cell = cell
+        self.version = version
+        self.result = result  # metric label: allow | deny | error
+        self.set_names = frozenset(k for k, _ in headers)
+        self.rendered: dict[Any, Any] = {}
+
+    def __repr__(self) -> str:
+        return (
+            f"Decision(allow={self.allow}, status={self.status}, reason={self.reason!r}, "
+            f"cell={self.cell!r}, headers={self.headers!r})"
+        )
+
+
+def deny(
+    status: int, reason: str, cell: str = "", version: str = "", result: str = "deny"
+) -> Decision:
+    reason = _header_safe(reason)
+    return Decision(
+        False,
+        status,
+        reason,
+        ((REASON_HEADER, reason), ("content-type", "application/json")),
+        json.dumps({"error": reason}).encode(),
+        cell,
+        version,
+        result,
+    )
+
+
+def _header_safe(value: str) -> str:
+    """Printable ASCII only: a policy string must not be able to break a header."""
+    if value.isascii() and value.isprintable():
+        return value
+    return "".join(c if " " <= c <= "~" else "?" for c in value)
+
+
+_valid_header_name = re.compile(r"[a-z0-9][a-z0-9._-]*").fullmatch
+
+
+class DecisionCache:
+    """Bounded LRU over ``(encoded input, cell)``, lock-free under the GIL.
+
+    Each OrderedDict operation is atomic; a race between a hit's move_to_end and
+    another thread's eviction only costs a KeyError that is ignored.
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._d: OrderedDict[Any, Decision] = OrderedDict()
+
+    def get(self, key: Any) -> Decision | None:
+        d = self._d.get(key)
+        if d is not None:
+            try:  # noqa: SIM105 - contextlib.suppress costs more on the hot path
+                self._d.move_to_end(key)
+            except KeyError:
+                pass
+        return d
+
+    def put(self, key: Any, value: Decision) -> None:
+        self._d[key] = value
+        if len(self._d) > self.size:
+            try:  # noqa: SIM105 - contextlib.suppress costs more on the hot path
+                self._d.popitem(last=False)
+            except KeyError:
+                pass
+
+    def __len__(self) -> int:
+        return len(self._d)
+
+
+class Caches:
+    """The two layers of the decision cache of one snapshot (pure policies only).
+
+    ``exact`` is keyed on ``(ev.encode(input), cell)``: exactly the values the
+    policy reads, so requests that differ only in what the policy ignores share
+    an entry. ``memo`` sits in front of ``encode`` (about 5 us): it is keyed on the
+    raw request fields that the input and the cell are computed from, so a repeat
+    request costs one tuple hash. Both are invalidated together, by replacing the
+    snapshot, whenever the bundle version or the cell table changes.
+    """
+
+    __slots__ = ("exact", "memo")
+
+    def __init__(self, size: int) -> None:
+        self.exact = DecisionCache(size)
+        self.memo = DecisionCache(size)
+
+    def __len__(self) -> int:
+        return len(self.exact)
+
+
+class Snapshot:
+    """What the engine serves from: a policy module, a cell table and their caches."""
+
+    __slots__ = ("cache", "cells", "entrypoint", "module", "version")
+
+    def __init__(self, module: Any, cells: CellTable, entrypoint: str, cache_size: int) -> None:
+        self.module = module
+        self.cells = cells
+        self.entrypoint = entrypoint
+        self.version: str = module.version
+        pure = bool(getattr(module.meta, "pure", False))
+        # A new snapshot means new caches: the bundle version is implicit in the keys.
+        self.cache = Caches(cache_size) if pure and cache_size > 0 else None
+
+
+class _Local(threading.local):
+    snap: Snapshot | None = None
+    ev: Any = None
+    stats: ThreadStats | None = None
+
+
+class Engine:
+    """``decide(method, path, host, tenant_header, subject) -> Decision``; never raises."""
+
+    def __init__(
+        self,
+        tenant: TenantSource | None = None,
+        entrypoint: str = DEFAULT_ENTRYPOINT,
+        cache_size: int = 100_000,
+        stats: Stats | None = None,
+        decision_log: DecisionLog | None = None,
+    ) -> None:
+        tenant = tenant or TenantSource()
+        self.tenant_header: str | None = tenant.header if tenant.kind == "header" else None
+        self._tenant_fn = make_tenant_fn(tenant)
+        self.entrypoint = entrypoint
+        self.cache_size = cache_size
+        self.stats = stats or Stats()
+        self.decision_log = decision_log
+        self._snap: Snapshot | None = None
+        self._limited = RateLimited(log)
+        self._local = _Local()
+        self._no_policy = deny(503, "no policy loaded", result="error")
+        self._eval_error = deny(500, "policy evaluation failed", result="error")
+        self._internal_error = deny(500, "internal error", result="error")
+
+    # -- configuration (the ConfigSource sink) -------------------------------------------
+
+    def apply(self, module: Any, cells: CellTable) -> None:
+        """Install a new (policy module, cell table) pair atomically."""
+        snap = Snapshot(module, cells, self.entrypoint, self.cache_size)
+        self._snap = snap
+        self.stats.set_versions(snap.version, cells.version)
+
+    @property
+    def snapshot(self) -> Snapshot | None:
+        return self._snap
+
+    @property
+    def policy_version(self) -> str:
+        return self._snap.version if self._snap is not None else ""
+
+    def set_tenant_fn(self, fn: Callable[[str, str, str | None], str | None]) -> None:
+        self._tenant_fn = fn
+
+    # -- the hot path -----------------------------------------------------------------------
+
+    def decide(
+        self,
+        method: str,
+        path: str,
+        host: str = "",
+        tenant_header: str | None = None,
+        subject: dict[str, Any] | None = None,
+        subject_key: Any = None,
+    ) -> Decision:
+        """Decide one request. ``subject_key``, if given, must determine ``subject``
+        exactly (the raw claims carrier); it enables the memo in front of ``encode``."""
+        t0 = _perf_ns()
+        loc = self._local
+        st = loc.stats
+        if st is None:
+            st = loc.stats = self.stats.mine()
+        tenant: str | None = None
+        cached = False
+        try:
+            snap = self._snap
+            if snap is None:
+                d = self._no_policy
+            else:
+                q = path.find("?")
+                if q >= 0:
+                    path = path[:q]
+                tenant = self._tenant_fn(path, host, tenant_header)
+                cache = snap.cache
+                memo_key = None
+                if cache is not None and (subject_key is not None or subject is None):
+                    # Everything the input and the cell derive from: a hit skips encode too.
+                    memo_key = (method, path, tenant, subject_key)
+                    d = cache.memo.get(memo_key)  # type: ignore[assignment]
+                    if d is not None:
+                        st.cache_hits += 1
+                        cached = True
+                if not cached:
+                    d, cached = self._decide(snap, loc, st, method, path, tenant, subject)
+                    if memo_key is not None and d.result != "error":
+                        cache.memo.put(memo_key, d)  # type: ignore[union-attr]
+        except PolicyError as err:
+            st.eval_errors += 1
+            self._limited.log(logging.WARNING, "eval", "policy evaluation error (deny): %s", err)
+            d = self._eval_error
+        except Exception as err:
+            st.eval_errors += 1
+            self._limited.log(logging.ERROR, "internal", "internal error (deny): %s", describe(err))
+            d = self._internal_error
+        elapsed = _perf_ns() - t0
+        st.record(d.result, d.cell, elapsed)
+        dl = self.decision_log
+        if dl is not None:
+            sub = subject.get("sub") if subject is not None else None
+            dl.append(
+                (_now(), method, path, tenant, sub, d.cell, d.allow, d.status, d.reason,
+                 d.version, cached, elapsed)
+            )  # fmt: skip
+        return d
+
+    def _decide(
+        self,
+        snap: Snapshot,
+        loc: _Local,
+        st: ThreadStats,
+        method: str,
+        path: str,
+        tenant: str | None,
+        subject: dict[str, Any] | None,
+    ) -> tuple[Decision, bool]:
+        """Cell, input document, exact cache on the encoded input, evaluation.
+
+        Returns the decision and whether it came from the cache."""
+        inp: dict[str, Any] = {"method": method, "path": path}
+        if tenant is not None:
+            inp["tenant"] = tenant
+            cell = snap.cells.lookup(tenant)
+        elif subject is not None and isinstance(subject.get("tenant"), str):
+            cell = snap.cells.lookup(subject["tenant"])
+        else:
+            cell = snap.cells.lookup("")
+        if subject is not None:
+            inp["subject"] = subject
+        if loc.snap is not snap:
+            loc.ev = snap.module.evaluator(snap.entrypoint)
+            loc.snap = snap
+        ev = loc.ev
+        key = ev.encode(inp)
+        cache = snap.cache
+        if cache is None:
+            d = self._render(ev.eval_encoded(key), cell, snap.version)
+        else:
+            ck = (key, cell)
+            hit = cache.exact.get(ck)
+            if hit is not None:
+                st.cache_hits += 1
+                return hit, True
+            d = self._render(ev.eval_encoded(key), cell, snap.version)
+            if d.result != "error":
+                cache.exact.put(ck, d)
+        if d.result == "error":
+            st.eval_errors += 1
+        return d, False
+
+    def _render(self, result: Any, cell: str, version: str) -> Decision:
+        """Map the policy's decision object to a Decision; anything malformed denies."""
+        if result is UNDEFINED or not isinstance(result, dict):
+            self._limited.log(
+                logging.WARNING,
+                "shape",
+                "policy decision is %s, not an object (deny)",
+                _short(result),
+            )
+            return deny(500, "policy decision undefined", cell, version, "error")
+        allow = result.get("allow")
+        reason = result.get("reason")
+        if not isinstance(reason, str):
+            reason = "allowed" if allow is True else "denied"
+        if allow is True:
+            headers = [(CELL_HEADER, cell), (VERSION_HEADER, version)]
+            extra = result.get("headers")
+            if extra is not None:
+                if not isinstance(extra, dict):
+                    self._limited.log(
+                        logging.WARNING,
+                        "shape",
+                        "policy decision headers is %s (deny)",
+                        _short(extra),
+                    )
+                    return deny(500, "policy decision malformed", cell, version, "error")
+                for k, v in sorted(extra.items()):
+                    if not isinstance(k, str) or not isinstance(v, str):
+                        return deny(500, "policy decision malformed", cell, version, "error")
+                    k = k.lower()
+                    if not _valid_header_name(k):
+                        return deny(500, "policy decision malformed", cell, version, "error")
+                    if k not in (CELL_HEADER, VERSION_HEADER):
+                        headers.append((k, _header_safe(v)))
+            return Decision(True, 200, reason, tuple(headers), b"", cell, version, "allow")
+        status = result.get("status")
+        if isinstance(status, float) and status.is_integer():
+            status = int(status)
+        if not isinstance(status, int) or isinstance(status, bool) or not 400 <= status <= 599:
+            status = 403
+        return deny(status, reason, cell, version)
+
+
+def _short(v: Any) -> str:
+    s = repr(v)
+    return s if len(s) < 80 else s[:77] + "..."

@@ -1,0 +1,96 @@
+"""Prometheus exposition of the sidecar's counters, computed at scrape time.
+
+Metrics (all on the metrics port, ``/metrics``):
+``a1_decisions_total{result,cell}``, ``a1_decision_latency_seconds`` (histogram),
+``a1_policy_eval_errors_total``, ``a1_policy_load_failures_total``,
+``a1_policy_version`` (info:
+``a1_policy_version_info{version,cells_version}``), ``a1_cache_hits_total``,
+``a1_cache_entries``, ``a1_decision_log_dropped_total``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    InfoMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
+
+from ext_proc.stats import LATENCY_BUCKETS
+
+if TYPE_CHECKING:
+    from ext_proc.engine import Engine
+
+
+class EngineCollector(Collector):
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def collect(self) -> Iterator[Metric]:
+        eng = self.engine
+        s = eng.stats.snapshot()
+        decisions = CounterMetricFamily(
+            "a1_decisions", "Authorization decisions.", labels=["result", "cell"]
+        )
+        for (result, cell), n in sorted(s["decisions"].items()):  # type: ignore[attr-defined]
+            decisions.add_metric([result, cell], n)
+        yield decisions
+
+        counts: list[int] = s["latency_counts"]  # type: ignore[assignment]
+        cumulative, buckets = 0, []
+        for bound, c in zip((*map(str, LATENCY_BUCKETS), "+Inf"), counts, strict=True):
+            cumulative += c
+            buckets.append((bound, cumulative))
+        yield HistogramMetricFamily(
+            "a1_decision_latency_seconds",
+            "Time to decide, inside the engine (cache hits included).",
+            buckets=buckets,
+            sum_value=s["latency_sum_ns"] / 1e9,  # type: ignore[operator]
+        )
+        yield CounterMetricFamily(
+            "a1_policy_eval_errors",
+            "Decisions denied because evaluation failed (trap, bad result, internal error).",
+            value=s["eval_errors"],
+        )
+        yield CounterMetricFamily(
+            "a1_policy_load_failures",
+            "New policy modules or cell tables refused (the last good one kept serving).",
+            value=s["load_failures"],
+        )
+        info = InfoMetricFamily("a1_policy_version", "The policy and cell table being served.")
+        info.add_metric([], {"version": s["policy_version"], "cells_version": s["cells_version"]})  # type: ignore[dict-item]
+        yield info
+        yield CounterMetricFamily(
+            "a1_cache_hits",
+            "Decisions served from the exact decision cache.",
+            value=s["cache_hits"],
+        )
+        snap = eng.snapshot
+        entries = len(snap.cache) if snap is not None and snap.cache is not None else 0
+        yield GaugeMetricFamily("a1_cache_entries", "Entries in the decision cache.", value=entries)
+        dl = eng.decision_log
+        yield CounterMetricFamily(
+            "a1_decision_log_dropped",
+            "Decision-log entries dropped because the queue was full.",
+            value=dl.dropped if dl is not None else 0,
+        )
+
+
+def make_registry(engine: Engine) -> CollectorRegistry:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(EngineCollector(engine))
+    return registry
+
+
+def serve_metrics(address: str, registry: CollectorRegistry) -> object:
+    """Start ``/metrics`` on a daemon thread; returns the server (``.shutdown()`` to stop)."""
+    host, _, port = address.rpartition(":")
+    server, _thread = start_http_server(int(port), addr=host.strip("[]"), registry=registry)
+    return server
