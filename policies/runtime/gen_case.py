@@ -1,0 +1,167 @@
+"""Generates a1rt_case.c: the Unicode case tables of the runtime.
+
+The tables come from regorus itself (Rust's `to_lowercase`/`to_uppercase`),
+because regorus is the differential oracle and its Unicode version is newer
+than Python's `unicodedata`. The two properties Final_Sigma needs,
+Case_Ignorable and Cased, are read off the same engine by probing how it
+lowers a capital sigma after each code point.
+
+Run `python -m policies.runtime.gen_case` (needs the pinned regorus); the
+output is deterministic for a given regorus version.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable
+from importlib import metadata
+from pathlib import Path
+
+OUT = Path(__file__).with_name("a1rt_case.c")
+SIGMA = "\u03a3"
+FINAL = "\u03c2"
+
+
+def _code_points() -> list[str]:
+    return [chr(c) for c in range(0x110000) if not 0xD800 <= c < 0xE000]
+
+
+def _map(fn: str, strings: list[str]) -> list[str]:
+    import regorus
+
+    engine = regorus.Engine()
+    engine.add_policy("gen.rego", f"package gen\nimport rego.v1\nx := [{fn}(s) | some s in input]")
+    engine.set_input_json(json.dumps(strings))
+    out = engine.eval_rule("data.gen.x")
+    if not isinstance(out, list) or len(out) != len(strings):
+        raise RuntimeError(f"regorus returned an unexpected result for {fn}")
+    return out
+
+
+def _ranges(flags: Iterable[tuple[int, bool]]) -> list[tuple[int, int]]:
+    out: list[tuple[int, int]] = []
+    for cp, on in flags:
+        if not on:
+            continue
+        if out and out[-1][1] == cp - 1:
+            out[-1] = (out[-1][0], cp)
+        else:
+            out.append((cp, cp))
+    return out
+
+
+def _mapping_table(name: str, chars: list[str], mapped: list[str]) -> list[str]:
+    src: list[int] = []
+    dst: list[int] = []
+    multi: list[int] = []
+    for c, m in zip(chars, mapped, strict=True):
+        if m == c:
+            continue
+        if len(m) > 3:
+            raise RuntimeError(f"mapping of U+{ord(c):04X} longer than 3")
+        src.append(ord(c))
+        if len(m) == 1:
+            dst.append(ord(m))
+        else:
+            dst.append(0x80000000 | (len(multi) << 2) | len(m))
+            multi.extend(ord(x) for x in m)
+    return [
+        _array(f"k_{name}_src", src),
+        _array(f"k_{name}_dst", dst),
+        _array(f"k_{name}_multi", multi or [0]),
+        f"#define N_{name.upper()} {len(src)}u\n",
+    ]
+
+
+def _array(name: str, values: list[int]) -> str:
+    body = ",".join(
+        ("\n    " if i % 8 == 0 else " ") + f"0x{v:X}" for i, v in enumerate(values)
+    )
+    return f"static const u32 {name}[{len(values)}] = {{{body}\n}};\n"
+
+
+def _range_table(name: str, ranges: list[tuple[int, int]]) -> str:
+    flat = [x for r in ranges for x in r]
+    return _array(name, flat) + f"#define N_{name.upper()[2:]} {len(ranges)}u\n"
+
+
+FUNCS = """
+static u32 map_lookup(const u32 *src, const u32 *dst, const u32 *multi, u32 n, u32 cp,
+                      u32 *out) {
+    u32 lo = 0, hi = n;
+    while (lo < hi) {
+        u32 mid = (lo + hi) >> 1;
+        if (src[mid] == cp) {
+            u32 d = dst[mid];
+            if (!(d & 0x80000000u)) {
+                out[0] = d;
+                return 1;
+            }
+            u32 at = (d >> 2) & 0xFFFFFu, len = d & 3u;
+            for (u32 i = 0; i < len; i++) out[i] = multi[at + i];
+            return len;
+        }
+        if (src[mid] < cp) lo = mid + 1;
+        else hi = mid;
+    }
+    out[0] = cp;
+    return 1;
+}
+
+static int in_ranges(const u32 *r, u32 n, u32 cp) {
+    u32 lo = 0, hi = n;
+    while (lo < hi) {
+        u32 mid = (lo + hi) >> 1;
+        if (cp < r[2 * mid]) hi = mid;
+        else if (cp > r[2 * mid + 1]) lo = mid + 1;
+        else return 1;
+    }
+    return 0;
+}
+
+u32 a1_case_lower(u32 cp, u32 *out) {
+    return map_lookup(k_lower_src, k_lower_dst, k_lower_multi, N_LOWER, cp, out);
+}
+
+u32 a1_case_upper(u32 cp, u32 *out) {
+    return map_lookup(k_upper_src, k_upper_dst, k_upper_multi, N_UPPER, cp, out);
+}
+
+int a1_case_ignorable(u32 cp) { return in_ranges(k_ci, N_CI, cp); }
+
+int a1_cased(u32 cp) { return in_ranges(k_cased, N_CASED, cp); }
+"""
+
+
+def generate(mapper: Callable[[str, list[str]], list[str]] = _map) -> str:
+    chars = _code_points()
+    lower = mapper("lower", chars)
+    upper = mapper("upper", chars)
+    # Final_Sigma probes: "A" c SIGMA lowers to a final sigma iff c is
+    # case-ignorable or cased; c SIGMA does iff c is cased and not ignorable.
+    p1 = mapper("lower", ["A" + c + SIGMA for c in chars])
+    p2 = mapper("lower", [c + SIGMA for c in chars])
+    ignorable = [(ord(c), a.endswith(FINAL) and not b.endswith(FINAL))
+                 for c, a, b in zip(chars, p1, p2, strict=True)]
+    cased = [(ord(c), b.endswith(FINAL)) for c, b in zip(chars, p2, strict=True)]
+    version = metadata.version("celine-regorus")
+    parts = [
+        "/* Generated by policies/runtime/gen_case.py from regorus "
+        f"{version}: do not edit. */\n",
+        '#include "a1rt.h"\n\n',
+        *_mapping_table("lower", chars, lower),
+        *_mapping_table("upper", chars, upper),
+        _range_table("k_ci", _ranges(ignorable)),
+        _range_table("k_cased", _ranges(cased)),
+        FUNCS,
+    ]
+    return "".join(parts)
+
+
+def main() -> None:
+    OUT.write_text(generate())
+    print(f"wrote {OUT}")
+
+
+if __name__ == "__main__":
+    main()
