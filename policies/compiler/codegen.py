@@ -320,16 +320,8 @@ class _Generator:
             fn.emit(f"(local.set {res} {self.call('a1_set_new')})")
         elif rule.kind == "object":
             fn.emit(f"(local.set {res} {self.call('a1_obj_new')})")
-        done = self.label("done")
-        fn.emit(f"block {done}")
-        constant_values = (
-            rule.kind in ("complete", "function")
-            and all(isinstance(b.value, ir.Const) for d in rule.defs for b in d.bodies)
-            and len({repr(b.value.value) for d in rule.defs for b in d.bodies}) == 1
-        )  # type: ignore[union-attr]
         for definition in rule.defs:
-            self._definition(rule, definition, res, done, constant_values)
-        fn.emit("end")
+            self._definition(rule, definition, res)
         if rule.default is not None:
             default = self.const(rule.default.value)
             fn.emit(f"(if (i32.eqz (local.get {res})) (then (local.set {res} {default})))")
@@ -340,9 +332,13 @@ class _Generator:
             )
         self._finish(header, f"(local.get {res})")
 
-    def _definition(
-        self, rule: ir.Rule, definition: ir.Definition, res: str, done: str, early: bool
-    ) -> None:
+    def _definition(self, rule: ir.Rule, definition: ir.Definition, res: str) -> None:
+        """One definition and its else chain.
+
+        As in regorus, every definition is evaluated (so an error in a later
+        one is raised even after an earlier one succeeded), and a body whose
+        value is a constant stops at its first solution.
+        """
         fn = self.fn
         chain_done = self.label("chain")
         fn.emit(f"block {chain_done}")
@@ -357,10 +353,10 @@ class _Generator:
                 for i, pattern in enumerate(definition.args):
                     self.unify(pattern, f"(local.get $a{i})", pattern.loc)
                 inner_bound = set(fn.bound)
-                self._body(body, rule, res, hit, done, early, inner_bound)
+                self._body(body, rule, res, hit, chain_done, inner_bound)
                 fn.emit("end")
             else:
-                self._body(body, rule, res, hit, done, early, set())
+                self._body(body, rule, res, hit, chain_done, set())
             # An else branch runs only when this body produced nothing.
             fn.emit(f"(br_if {chain_done} (local.get {hit}))")
         fn.emit("end")
@@ -371,8 +367,7 @@ class _Generator:
         rule: ir.Rule,
         res: str,
         hit: str,
-        done: str,
-        early: bool,
+        chain_done: str,
         bound: set[str],
     ) -> None:
         def on_success() -> None:
@@ -390,9 +385,6 @@ class _Generator:
                 return
             value = self.term(body.value)  # type: ignore[arg-type]
             fn.emit(f"(local.set {hit} (i32.const 1))")
-            if early:
-                fn.emit(f"(local.set {res} {value})", f"(br {done})")
-                return
             conflict = self.call("a1_fail", f"(i32.const {E_CONFLICT})")
             eq = self.call("a1_eq", f"(local.get {res})", value)
             fn.emit(
@@ -400,6 +392,8 @@ class _Generator:
                 f"  (then (if (i32.eqz {eq}) (then {conflict})))",
                 f"  (else (local.set {res} {value})))",
             )
+            if isinstance(body.value, ir.Const):
+                fn.emit(f"(br {chain_done})")
 
         self.query(body.lits, on_success, bound)
 
