@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from policies.runtime.values import (
     UNDEFINED,
+    FrozenDict,
     RegoSet,
     decode,
     encode_input,
@@ -170,9 +171,25 @@ def test_object_with_compound_keys_decodes_to_hashable_keys() -> None:
     optr = at  # the object record, written by hand: keys in Rego order
     mem += struct.pack("<II", 7, len(keys)) + b"".join(struct.pack("<II", k, val) for k in keys)
     got = decode(mem, optr)
-    assert got == {None: True, 1: True, (1, (2,)): True, (("k", (3,)),): True,
+    assert got == {None: True, 1: True, (1, (2,)): True, FrozenDict({"k": (3,)}): True,
                    RegoSet([(4,)]): True}
     hash(tuple(got))
+    assert to_json_compatible(got) == {
+        "null": True, "1": True, "[1,[2]]": True, '{"k":[3]}': True, "[[4]]": True,
+    }
+    with pytest.raises(TypeError):
+        next(k for k in got if isinstance(k, FrozenDict))["x"] = 1
+
+
+def test_object_keys_python_cannot_separate() -> None:
+    f, fp = encode_value(False, BASE + 64)
+    z, zp = encode_value(0, BASE + 128)
+    mem = bytearray(BASE + 256)
+    mem[BASE : BASE + 24] = struct.pack("<IIIIII", 7, 2, fp, zp, zp, fp)
+    mem[BASE + 64 : BASE + 64 + len(f)] = f
+    mem[BASE + 128 : BASE + 128 + len(z)] = z
+    with pytest.raises(ValueError, match="cannot tell apart"):
+        decode(mem, BASE)
 
 
 def test_object_with_array_key_decodes_to_tuple_key() -> None:

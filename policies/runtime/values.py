@@ -16,6 +16,7 @@ from typing import Any, Final
 
 __all__ = [
     "UNDEFINED",
+    "FrozenDict",
     "RegoSet",
     "decode",
     "encode_input",
@@ -85,6 +86,21 @@ class RegoSet(tuple):  # type: ignore[type-arg]
 
     def __repr__(self) -> str:
         return "RegoSet({" + ", ".join(repr(x) for x in self) + "})"
+
+
+class FrozenDict(dict):  # type: ignore[type-arg]
+    """A Rego object used as an object key: a read-only, hashable dict."""
+
+    __slots__ = ()
+
+    def __hash__(self) -> int:  # type: ignore[override]
+        return hash(tuple(self.items()))
+
+    def _read_only(self, *args: Any, **kwargs: Any) -> Any:
+        raise TypeError("FrozenDict is read-only")
+
+    __setitem__ = __delitem__ = clear = pop = popitem = setdefault = update = _read_only
+    __ior__ = _read_only
 
 
 # ---------------------------------------------------------------- the order
@@ -167,7 +183,10 @@ def _json_key(k: Any) -> str:
         return k
     import json
 
-    return json.dumps(to_json_compatible(k), separators=(",", ":"), sort_keys=True)
+    # as regorus (serde_json) renders a non-string key: compact, UTF-8 kept
+    return json.dumps(
+        to_json_compatible(k), separators=(",", ":"), sort_keys=True, ensure_ascii=False
+    )
 
 
 # ---------------------------------------------------------------- encoding
@@ -376,7 +395,10 @@ def _dec(buf: Any, ptr: int) -> Any:
         if not n:
             return {}
         flat = _ptrs(2 * n).unpack_from(buf, ptr + 8)
-        return {_key(_dec(buf, flat[i])): _dec(buf, flat[i + 1]) for i in range(0, 2 * n, 2)}
+        d = {_key(_dec(buf, flat[i])): _dec(buf, flat[i + 1]) for i in range(0, 2 * n, 2)}
+        if len(d) != n:  # Rego keys are unique; Python equates false/0, true/1
+            raise ValueError("object has keys that Python cannot tell apart (false and 0?)")
+        return d
     if tag == T_SET:
         if not n:
             return RegoSet._sorted(())
@@ -390,15 +412,15 @@ def _pos(x: float) -> bool:
 
 def _key(k: Any) -> Any:
     """A hashable form for a non-string object key (Python keys must hash):
-    arrays become tuples, objects tuples of (key, value) pairs, sets RegoSets
-    of such forms; strings, numbers, booleans and null stay as they are."""
+    arrays become tuples, objects FrozenDicts, sets RegoSets of such forms;
+    strings, numbers, booleans and null stay as they are."""
     t = type(k)
     if t is str:
         return k
     if t is list:
         return tuple(_key(x) for x in k)
     if t is dict:
-        return tuple((_key(a), _key(b)) for a, b in k.items())
+        return FrozenDict((_key(a), _key(b)) for a, b in k.items())
     if t is RegoSet:
         return RegoSet._sorted([_key(x) for x in k])
     return k
