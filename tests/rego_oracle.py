@@ -1,7 +1,7 @@
 """Differential-testing helpers: our compiled module against regorus, same inputs.
 
 Results are compared as JSON (regorus prints sets as sorted arrays, and so does
-``to_json_compatible``), with every number as a float so 1 and 1.0 agree.
+the evaluator's ``json_form``), with every number as a float so 1 and 1.0 agree.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import regorus
 
 from policies.compiler import compile_sources
 from policies.runtime import UNDEFINED, PolicyError, PolicyModule
-from policies.runtime.values import to_json_compatible
 
 Outcome = tuple[str, Any]  # ("value", json) | ("undefined", None) | ("error", message)
 
@@ -64,12 +63,12 @@ class Compiled:
 
     def eval(self, entrypoint: str, input_doc: Any) -> Outcome:
         try:
-            value = self.evaluators[entrypoint].evaluate(input_doc)
+            value = self.evaluators[entrypoint].evaluate(input_doc, json_form=True)
         except PolicyError as err:
             return ("error", str(err))
         if value is UNDEFINED:
             return ("undefined", None)
-        return ("value", _floats(to_json_compatible(value)))
+        return ("value", _floats(value))
 
 
 def agree(ours: Outcome, theirs: Outcome) -> bool:

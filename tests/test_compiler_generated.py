@@ -143,7 +143,7 @@ INPUTS: list[dict[str, Any]] = [
 ]
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(src=programs())
 def test_generated_policies_agree_with_regorus(src: str) -> None:
     sources = {"g.rego": src}

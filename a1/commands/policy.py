@@ -120,8 +120,8 @@ def _parse_json(text: str, where: str) -> Any:
 
 
 def result_object(value: Any) -> dict[str, Any]:
-    """``{"result": value}``, or ``{}`` when undefined; sets become sorted arrays."""
-    return {} if value is UNDEFINED else {"result": to_json_compatible(value)}
+    """``{"result": value}``, or ``{}`` when undefined (``value`` in JSON form)."""
+    return {} if value is UNDEFINED else {"result": value}
 
 
 def _eval(args: argparse.Namespace) -> int:
@@ -133,7 +133,7 @@ def _eval(args: argparse.Namespace) -> int:
     status = 0
     for where, doc in _read_inputs(args):
         try:
-            value = evaluator.evaluate(doc)
+            value = evaluator.evaluate(doc, json_form=True)
         except PolicyError as err:
             print(f"a1: {where}: {err}", file=sys.stderr)
             status = 1

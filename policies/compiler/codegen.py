@@ -337,7 +337,8 @@ class _Generator:
 
         As in regorus, every definition is evaluated (so an error in a later
         one is raised even after an earlier one succeeded), and a body whose
-        value is a constant stops at its first solution.
+        head (value, or set element / object key and value) is constant stops
+        at its first solution.
         """
         fn = self.fn
         chain_done = self.label("chain")
@@ -382,6 +383,8 @@ class _Generator:
                     f"(local.set {hit} (i32.const 1))",
                     f"(local.set {res} {self.call(name, f'(local.get {res})', *args)})",
                 )
+                if all(isinstance(t, ir.Const) for t in operands):
+                    fn.emit(f"(br {chain_done})")
                 return
             value = self.term(body.value)  # type: ignore[arg-type]
             fn.emit(f"(local.set {hit} (i32.const 1))")

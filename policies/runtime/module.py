@@ -240,11 +240,15 @@ class Evaluator:
         paths = self.module.meta.input_paths
         return encode_input([_lookup(input_doc, p) for p in paths], self.input_base, paths)
 
-    def evaluate(self, input_doc: Any) -> Any:
-        return self.eval_encoded(self.encode(input_doc))
+    def evaluate(self, input_doc: Any, *, json_form: bool = False) -> Any:
+        return self.eval_encoded(self.encode(input_doc), json_form=json_form)
 
-    def eval_encoded(self, encoded: bytes) -> Any:
-        """Evaluate with a pre-encoded input; return the result or ``UNDEFINED``."""
+    def eval_encoded(self, encoded: bytes, *, json_form: bool = False) -> Any:
+        """Evaluate with a pre-encoded input; return the result or ``UNDEFINED``.
+
+        ``json_form`` returns the JSON form (sets as sorted lists, non-string
+        object keys rendered as JSON), as ``a1 policy eval`` prints it.
+        """
         size = self.memory.data_len(self.store)
         end = self.input_base + len(encoded)
         if end + PAGE > size:
@@ -273,7 +277,7 @@ class Evaluator:
             view = memoryview((ctypes.c_ubyte * size).from_address(self._base)).cast("B")
             self._views = {size: view}
         try:
-            return decode(view, ptr)
+            return decode(view, ptr, json_form=json_form)
         except (IndexError, struct.error, ValueError) as err:
             raise PolicyError(f"malformed result: {err}", 6) from None
 

@@ -375,7 +375,8 @@ def _ptrs(n: int) -> struct.Struct:
     return s
 
 
-def _dec(buf: Any, ptr: int) -> Any:
+def _dec(buf: Any, ptr: int, js: bool = False) -> Any:
+    """Decode one record; ``js`` gives the JSON form (sets as lists, keys as strings)."""
     tag, n = _HDR.unpack_from(buf, ptr)
     tag &= 0xFF
     if tag == T_STR:
@@ -390,19 +391,21 @@ def _dec(buf: Any, ptr: int) -> Any:
     if tag == T_NULL:
         return None
     if tag == T_ARR:
-        return [_dec(buf, p) for p in _ptrs(n).unpack_from(buf, ptr + 8)] if n else []
+        return [_dec(buf, p, js) for p in _ptrs(n).unpack_from(buf, ptr + 8)] if n else []
     if tag == T_OBJ:
         if not n:
             return {}
         flat = _ptrs(2 * n).unpack_from(buf, ptr + 8)
-        d = {_key(_dec(buf, flat[i])): _dec(buf, flat[i + 1]) for i in range(0, 2 * n, 2)}
+        key = _json_key if js else _key
+        d = {
+            key(_dec(buf, flat[i], js)): _dec(buf, flat[i + 1], js) for i in range(0, 2 * n, 2)
+        }
         if len(d) != n:  # Rego keys are unique; Python equates false/0, true/1
             raise ValueError("object has keys that Python cannot tell apart (false and 0?)")
         return d
     if tag == T_SET:
-        if not n:
-            return RegoSet._sorted(())
-        return RegoSet._sorted([_dec(buf, p) for p in _ptrs(n).unpack_from(buf, ptr + 8)])
+        items = [_dec(buf, p, js) for p in _ptrs(n).unpack_from(buf, ptr + 8)] if n else []
+        return items if js else RegoSet._sorted(items)
     raise ValueError(f"bad value tag {tag} at {ptr:#x}")
 
 
@@ -426,16 +429,18 @@ def _key(k: Any) -> Any:
     return k
 
 
-def decode(buf: Any, ptr: int) -> Any:
+def decode(buf: Any, ptr: int, *, json_form: bool = False) -> Any:
     """The value at ``ptr`` in ``buf`` (linear memory from address 0).
 
     Integral numbers below 2^53 become ``int``; sets ``RegoSet``; pointer 0
-    ``UNDEFINED``. Raises ``ValueError`` for a malformed record (and
-    ``struct.error``/``IndexError`` for one outside ``buf``).
+    ``UNDEFINED``. With ``json_form`` the result is what ``to_json_compatible``
+    would make of it, built directly, so keys Python would conflate (``false``
+    and ``0``) stay apart as their JSON renderings. Raises ``ValueError`` for a
+    malformed record (and ``struct.error``/``IndexError`` for one outside ``buf``).
     """
     if ptr == 0:
         return UNDEFINED
     try:
-        return _dec(buf, ptr)
+        return _dec(buf, ptr, json_form)
     except RecursionError:
         raise ValueError("value nested too deeply") from None
