@@ -29,6 +29,7 @@ import socket
 import ssl
 import subprocess
 import sys
+import sysconfig
 import threading
 import time
 import urllib.error
@@ -117,6 +118,15 @@ def tcp_probe(host: str, port: int, timeout: float = 0.5) -> Probe:
 
 
 # -- ports ----------------------------------------------------------------------------
+
+
+def find_executable(name: str) -> str | None:
+    """``name`` on PATH, else beside this interpreter (where pip put ``envoy``, say,
+    when a version manager's shims have not been refreshed)."""
+    found = shutil.which(name)
+    if found is None and os.sep not in name:
+        found = shutil.which(name, path=sysconfig.get_path("scripts"))
+    return found
 
 
 def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
@@ -228,7 +238,7 @@ class Launcher:
             old = self._procs.get(spec.name)
             if old is not None and old.alive():
                 raise LaunchError(f"{spec.name} is already running (pid {old.pid})")
-            exe = shutil.which(spec.argv[0])
+            exe = find_executable(spec.argv[0])
             if exe is None:
                 raise LaunchError(f"{spec.name}: cannot run {spec.argv[0]!r}: not found on PATH")
             proc = self._spawner.submit(self._spawn, spec, exe).result()
