@@ -63,6 +63,7 @@ from types import FrameType
 from typing import Any
 
 from a1 import envoy_bootstrap
+from a1.argtypes import non_negative, positive
 from a1.errors import UserError
 from a1.launcher import (
     Launcher,
@@ -832,26 +833,6 @@ def report(result: dict[str, Any]) -> str:
 # -- entry point ----------------------------------------------------------------------
 
 
-def _positive(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {v}")
-    return v
-
-
-def _non_negative(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {v}")
-    return v
-
-
 def _cases(text: str) -> tuple[str, ...]:
     keys = [k.strip().lower() for k in text.split(",") if k.strip()]
     bad = [k for k in keys if k not in CASES]
@@ -863,27 +844,27 @@ def _cases(text: str) -> tuple[str, ...]:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     d = Settings()
-    p.add_argument("--duration", type=_positive, default=d.duration,
+    p.add_argument("--duration", type=positive, default=d.duration,
                    help=f"seconds per timed run, each phase (default {d.duration})")
-    p.add_argument("--connections", type=_positive, default=d.connections,
+    p.add_argument("--connections", type=positive, default=d.connections,
                    help=f"wrk connections in the throughput phase (default {d.connections})")
     p.add_argument("--cases", type=_cases, default=d.cases,
                    help="which cases, e.g. a,b,c (default a,b,c,d,e): a=Envoy RBAC, "
                    "b=no-op grpcio ext_authz, c=sidecar gRPC, d=sidecar HTTP, e=sidecar ext_proc")
-    p.add_argument("--rate", type=_non_negative, default=d.rate,
+    p.add_argument("--rate", type=non_negative, default=d.rate,
                    help=f"total requests/s of the fixed-rate phase; 0 skips it (default {d.rate})")
-    p.add_argument("--rounds", type=_positive, default=d.rounds,
+    p.add_argument("--rounds", type=positive, default=d.rounds,
                    help=f"interleaved rounds over the cases (default {d.rounds})")
-    p.add_argument("--warmup", type=_non_negative, default=d.warmup,
+    p.add_argument("--warmup", type=non_negative, default=d.warmup,
                    help=f"seconds of untimed load before each throughput run (default {d.warmup})")
-    p.add_argument("--envoy-concurrency", type=_positive, default=d.concurrency,
+    p.add_argument("--envoy-concurrency", type=positive, default=d.concurrency,
                    help=f"Envoy worker threads, the same for every case (default {d.concurrency})")
     p.add_argument("--upstream", choices=("direct", "cells"), default=d.upstream,
                    help="direct: Envoy answers on the chosen cell's route (default); "
                    "cells: the demo cells serve")
     p.add_argument("--decision-log", action="store_true",
                    help="keep the sidecar's decision log on (off by default: the floor has none)")
-    p.add_argument("--jwt-cache", type=_non_negative, default=d.jwt_cache, metavar="SIZE",
+    p.add_argument("--jwt-cache", type=non_negative, default=d.jwt_cache, metavar="SIZE",
                    help="give jwt_authn a verified-token cache of SIZE entries in every case "
                    "(default 0: as the bootstrap ships, with a 1000-entry cache)")
     p.add_argument("--keep", action="store_true",

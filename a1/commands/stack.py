@@ -11,6 +11,7 @@ from pathlib import Path
 from types import FrameType
 
 from a1 import envoy_bootstrap, pki
+from a1.argtypes import port, positive
 from a1.errors import UserError
 from a1.launcher import Launcher
 from a1.stack import (
@@ -30,7 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         description="Generate dev keys and config into the state directory, "
                         "start cells, the sidecar and Envoy, wait until healthy, and supervise "
                         "them until Ctrl-C or SIGTERM.")
-    up.add_argument("--cells", type=_positive, default=None,
+    up.add_argument("--cells", type=positive, default=None,
                     help="number of cells (default: those of an existing cells.yaml, else 3)")
     _state_dir(up)
     _ports(up)
@@ -46,7 +47,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     token.add_argument("--tenant", required=True, help="the caller's tenant claim")
     token.add_argument("--roles", required=True, type=_roles,
                        help="comma-separated roles, e.g. reader,writer")
-    token.add_argument("--ttl", type=_positive, default=3600, help="lifetime in seconds")
+    token.add_argument("--ttl", type=positive, default=3600, help="lifetime in seconds")
     token.add_argument("--sub", help="subject (default <tenant>-user)")
     _state_dir(token)
     token.set_defaults(func=cmd_token)
@@ -58,7 +59,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                                 "directory (cells from its cells.yaml, else --cells).")
     boot.add_argument("--mode", choices=envoy_bootstrap.MODES, default="grpc",
                       help="grpc (default) | http | ext_proc | rbac | none")
-    boot.add_argument("--cells", type=_positive, default=3,
+    boot.add_argument("--cells", type=positive, default=3,
                       help="number of cells if the state directory has no cells.yaml")
     _state_dir(boot)
     _ports(boot)
@@ -85,23 +86,6 @@ def _rel(path: Path) -> str:
         return str(path)
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def _port(text: str) -> int:
-    value = _positive(text)
-    if value > 65535:
-        raise argparse.ArgumentTypeError(f"not a TCP port: {value}")
-    return value
-
-
 def _roles(text: str) -> list[str]:
     roles = [r.strip() for r in text.split(",")]
     if text.strip() == "":
@@ -117,10 +101,10 @@ def _state_dir(p: argparse.ArgumentParser) -> None:
 
 
 def _ports(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--http-port", type=_port, default=10000, help="Envoy HTTP (default 10000)")
-    p.add_argument("--https-port", type=_port, default=10443, help="Envoy HTTPS (default 10443)")
-    p.add_argument("--admin-port", type=_port, default=9901, help="Envoy admin (default 9901)")
-    p.add_argument("--internal-port-base", type=_port, default=DEFAULT_INTERNAL_BASE,
+    p.add_argument("--http-port", type=port, default=10000, help="Envoy HTTP (default 10000)")
+    p.add_argument("--https-port", type=port, default=10443, help="Envoy HTTPS (default 10443)")
+    p.add_argument("--admin-port", type=port, default=9901, help="Envoy admin (default 9901)")
+    p.add_argument("--internal-port-base", type=port, default=DEFAULT_INTERNAL_BASE,
                    help="sidecar gRPC/HTTP/metrics on BASE..BASE+2, cell i on BASE+10+i "
                    f"(default {DEFAULT_INTERNAL_BASE})")
 
