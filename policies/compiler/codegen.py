@@ -19,9 +19,13 @@ from policies.compiler.builtins import BUILTINS, IMPURE_BUILTINS, PATTERN_BUILTI
 from policies.compiler.consts import ConstPool
 from policies.compiler.errors import CompileError, unsupported
 
+# Error codes the generated code raises (docs/policy-abi.md).
+E_TYPE = 1
 E_CONFLICT = 3
+E_INTERNAL = 6
 
 CONST_BASE = 0x10_0000
+TAG_ARRAY = 5
 
 # Runtime exports that are not builtins: name -> (params, results).
 _RUNTIME_SIGS: dict[str, tuple[str, str]] = {
@@ -66,8 +70,6 @@ _BINOPS = {
     "&": "a1_and",
 }
 _CMP_OPS = {"<": 0, "<=": 1, ">": 2, ">=": 3}
-E_TYPE = 1
-TAG_ARRAY = 5
 
 
 @dataclass
@@ -419,7 +421,7 @@ class _Generator:
             fn.emit(f"(if (i32.eq (local.get $entry) (i32.const {i})) (then")
             fn.lines.append(f"(local.set $r {self.term_maybe(root)})")
             fn.emit(f"(br {done})))")
-        fn.emit(self.call("a1_fail", "(i32.const 6)"), "end")
+        fn.emit(self.call("a1_fail", f"(i32.const {E_INTERNAL})"), "end")
         header = (
             '(func $a1_eval (export "a1_eval") (param $entry i32) (param $len i32) (result i32)'
         )

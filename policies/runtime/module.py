@@ -13,7 +13,6 @@ import ctypes
 import hashlib
 import json
 import struct
-import threading
 import time
 from dataclasses import dataclass
 from functools import cache
@@ -129,7 +128,6 @@ class PolicyModule:
         self.meta = meta
         self.version = hashlib.sha256(wasm).hexdigest()
         self._module = module
-        self._local = threading.local()
 
     @classmethod
     def load(cls, wasm: bytes, *, source: str = "<module>") -> PolicyModule:
@@ -169,14 +167,6 @@ class PolicyModule:
     ) -> Evaluator:
         """A new evaluator (own store and instance) for ``entrypoint``."""
         return Evaluator(self, entrypoint, fuel=fuel, max_pages=max_pages)
-
-    def thread_evaluator(self, entrypoint: str | None = None) -> Evaluator:
-        """This thread's evaluator for ``entrypoint`` (created on first use)."""
-        cache_ = self._local.__dict__.setdefault("evaluators", {})
-        ev = cache_.get(entrypoint)
-        if ev is None:
-            ev = cache_[entrypoint] = self.evaluator(entrypoint)
-        return ev
 
 
 class Evaluator:
