@@ -138,3 +138,17 @@ def test_policy_test_reports_failures(tmp_path: Path) -> None:
     assert res.returncode == 1
     assert "FAIL: data.p.test_bad" in res.stdout
     assert res.stdout.strip().endswith("FAIL: 1/2")
+
+
+def test_build_writes_wat_for_inspection(tmp_path: Path) -> None:
+    out, wat = tmp_path / "p.wasm", tmp_path / "p.wat"
+    src = tmp_path / "p.rego"
+    src.write_text("package p\nimport rego.v1\nallow if input.user == \"admin\"\n")
+    res = a1("policy", "build", str(src), "-e", "p/allow", "-o", str(out), "--wat", str(wat))
+    assert res.returncode == 0, res.stderr
+    text = wat.read_text()
+    assert text.startswith("(module") and '(export "a1_eval"' in text
+    inp = tmp_path / "in.json"
+    inp.write_text('{"user": "admin"}')
+    res = a1("policy", "eval", str(out), "--input", str(inp))
+    assert json.loads(res.stdout) == {"result": True}

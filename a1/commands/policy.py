@@ -11,7 +11,15 @@ from pathlib import Path
 from typing import Any
 
 from a1.errors import UserError
-from policies.compiler import CompileError, compile_files, compile_sources, load_data
+from policies.compiler import (
+    CompileError,
+    assemble,
+    compile_files,
+    compile_sources,
+    load_data,
+    read_sources,
+    to_wat,
+)
 from policies.compiler.frontend import parse_sources
 from policies.runtime import UNDEFINED, BundleError, PolicyError, PolicyModule
 from policies.runtime.values import to_json_compatible
@@ -32,6 +40,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="rule or package path, e.g. a1/authz/decision (repeatable)",
     )
     build.add_argument("-o", "--output", type=Path, required=True, metavar="OUT.wasm")
+    build.add_argument("--wat", type=Path, metavar="OUT.wat",
+                       help="also write the generated WebAssembly text, for inspection")
     build.set_defaults(func=_build)
 
     ev = psub.add_parser("eval", help="evaluate a module (or Rego sources) on an input")
@@ -58,9 +68,13 @@ def _build(args: argparse.Namespace) -> int:
         raise UserError("at least one -e/--entrypoint is required (e.g. -e a1/authz/decision)", 2)
     started = time.perf_counter()
     try:
-        wasm = compile_files(args.sources, args.data, args.entrypoint)
+        data = load_data(args.data) if args.data else None
+        wat, meta = to_wat(read_sources(args.sources), data, args.entrypoint)
+        wasm = assemble(wat, meta)
     except CompileError as err:
         raise _compile_error(err) from None
+    if args.wat:
+        args.wat.write_text(wat)
     args.output.write_bytes(wasm)
     took = (time.perf_counter() - started) * 1000
     print(f"wrote {args.output} ({len(wasm)} bytes, {took:.0f} ms)", file=sys.stderr)

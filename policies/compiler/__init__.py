@@ -19,7 +19,15 @@ from policies.compiler.frontend import parse_sources
 from policies.runtime.module import ABI_VERSION, META_SECTION, Metadata, runtime_sha256
 from policies.runtime.wasmbin import add_custom_section
 
-__all__ = ["CompileError", "compile_files", "compile_sources", "to_wat"]
+__all__ = [
+    "CompileError",
+    "assemble",
+    "compile_files",
+    "compile_sources",
+    "load_data",
+    "read_sources",
+    "to_wat",
+]
 
 
 def _source_digest(sources: Mapping[str, str], data: Any) -> str:
@@ -49,16 +57,20 @@ def to_wat(
     return module.wat, meta
 
 
-def compile_sources(
-    sources: Mapping[str, str], data: Any = None, entrypoints: Sequence[str] = ()
-) -> bytes:
-    """Compile Rego modules (name → text) and a data document into a policy module."""
-    wat, meta = to_wat(sources, data, entrypoints)
+def assemble(wat: str, meta: Metadata) -> bytes:
+    """WAT text plus metadata → a policy module (the ``a1.meta`` section appended)."""
     try:
         wasm = wasmtime.wat2wasm(wat)
     except wasmtime.WasmtimeError as err:  # a compiler bug, never the user's fault
         raise CompileError(None, "type", f"internal compiler error: {err}") from None
     return add_custom_section(bytes(wasm), META_SECTION, meta.to_json())
+
+
+def compile_sources(
+    sources: Mapping[str, str], data: Any = None, entrypoints: Sequence[str] = ()
+) -> bytes:
+    """Compile Rego modules (name → text) and a data document into a policy module."""
+    return assemble(*to_wat(sources, data, entrypoints))
 
 
 def load_data(path: Path) -> Any:
@@ -70,9 +82,8 @@ def load_data(path: Path) -> Any:
         raise CompileError(None, "syntax", f"{path}:{err.lineno}:{err.colno}: {err.msg}") from None
 
 
-def compile_files(
-    paths: Sequence[Path | str], data: Path | str | None = None, entrypoints: Sequence[str] = ()
-) -> bytes:
+def read_sources(paths: Sequence[Path | str]) -> dict[str, str]:
+    """File name → text, with a one-line error naming an unreadable file."""
     sources: dict[str, str] = {}
     for p in paths:
         path = Path(p)
@@ -80,4 +91,11 @@ def compile_files(
             sources[str(path)] = path.read_text()
         except OSError as err:
             raise CompileError(None, "syntax", f"{path}: {err.strerror}") from None
-    return compile_sources(sources, load_data(Path(data)) if data else None, entrypoints)
+    return sources
+
+
+def compile_files(
+    paths: Sequence[Path | str], data: Path | str | None = None, entrypoints: Sequence[str] = ()
+) -> bytes:
+    document = load_data(Path(data)) if data else None
+    return compile_sources(read_sources(paths), document, entrypoints)
