@@ -30,7 +30,6 @@ def parse_sources(sources: Mapping[str, str], data: Any = None) -> ir.Program:
     """Parse every module with regorus, then lower all of them to one IR program."""
     modules = []
     for name, text in sources.items():
-        _LINES[name] = _Lines(text)
         engine = regorus.Engine()
         try:
             engine.add_policy(name, text)
@@ -57,10 +56,7 @@ class _Lines:
         return ir.Loc(file, line, len(self.data[line_start:offset].decode(errors="replace")) + 1)
 
 
-_LINES: dict[str, _Lines] = {}
-
-
-def _loc(file: str, node: Any) -> ir.Loc:
+def _loc(file: str, lines: _Lines | None, node: Any) -> ir.Loc:
     """The start of ``node`` (a variant wrapper, a node with a span, or a bare span)."""
     if isinstance(node, Mapping) and len(node) == 1:
         ((_, inner),) = node.items()
@@ -70,7 +66,6 @@ def _loc(file: str, node: Any) -> ir.Loc:
     if not isinstance(span, Mapping) and isinstance(node, Mapping) and "start" in node:
         span = node
     if isinstance(span, Mapping):
-        lines = _LINES.get(file)
         if lines is not None and "start" in span:
             return lines.loc(file, span["start"])
         return ir.Loc(file, span["line"], span["col"])
@@ -97,6 +92,7 @@ class _Lowerer:
         # per module state
         self.file = ""
         self.text = ""
+        self.lines: _Lines | None = None
         self.package: tuple[str, ...] = ()
         self.aliases: dict[str, ir.Term] = {}
 
@@ -106,7 +102,7 @@ class _Lowerer:
         # Pass 1: every package and rule name, so references across files resolve.
         heads: list[tuple[str, str, tuple[str, ...], Any]] = []
         for file, text, ast in self.modules:
-            self.file, self.text = file, text
+            self.file, self.text, self.lines = file, text, _Lines(text)
             package = tuple(self._ref_path(ast["package"]["refr"]))
             self.packages.add(package)
             for rule in ast["rules"]:
@@ -114,7 +110,7 @@ class _Lowerer:
                 self._declare(package, rule)
         # Pass 2: lower bodies with full knowledge of the namespace.
         for file, text, ast in self.modules:
-            self.file, self.text = file, text
+            self.file, self.text, self.lines = file, text, _Lines(text)
             self.package = tuple(self._ref_path(ast["package"]["refr"]))
             self.aliases = self._imports(ast.get("imports", []))
             for f, _t, package, rule in heads:
@@ -124,6 +120,16 @@ class _Lowerer:
             if not rule.defs and rule.default is None:
                 raise CompileError(rule.loc, "type", f"rule {'.'.join(rule.path)} has no body")
         return ir.Program(self.rules, self.packages, self.data, self.sources)
+
+    def _loc(self, node: Any) -> ir.Loc:
+        return _loc(self.file, self.lines, node)
+
+    def _leftmost(self, node: Mapping[str, Any]) -> ir.Loc:
+        """Where a reference starts: ``http.send`` at ``h``, not at its last dot."""
+        kind, body = _variant(node)
+        while kind in ("RefDot", "RefBrack"):
+            kind, body = _variant(body["refr"])
+        return self._loc(body)
 
     def _ref_path(self, node: Mapping[str, Any]) -> list[str]:
         kind, body = _variant(node)
@@ -135,11 +141,11 @@ class _Lowerer:
             index_kind, index = _variant(body["index"])
             if index_kind == "String":
                 return [*self._ref_path(body["refr"]), index["value"]]
-        raise unsupported(_loc(self.file, body), f"reference form {kind} here")
+        raise unsupported(self._loc(body), f"reference form {kind} here")
 
     def _declare(self, package: tuple[str, ...], rule: Mapping[str, Any]) -> None:
         kind, body = _variant(rule)
-        loc = _loc(self.file, body)
+        loc = self._loc(body)
         if kind == "Default":
             path = self._head_path(package, body["refr"], loc)
             self._rule(path, "complete", loc)
@@ -183,7 +189,7 @@ class _Lowerer:
     def _imports(self, imports: Iterable[Mapping[str, Any]]) -> dict[str, ir.Term]:
         aliases: dict[str, ir.Term] = {}
         for imp in imports:
-            loc = _loc(self.file, imp)
+            loc = self._loc(imp)
             path = self._ref_path(imp["refr"])
             if tuple(path[:2]) in _IGNORED_IMPORTS:
                 continue
@@ -200,7 +206,7 @@ class _Lowerer:
 
     def _lower_rule(self, rule: Mapping[str, Any]) -> None:
         kind, body = _variant(rule)
-        loc = _loc(self.file, body)
+        loc = self._loc(body)
         if kind == "Default":
             path = self._head_path(self.package, body["refr"], loc)
             target = self.rules[path]
@@ -245,7 +251,7 @@ class _Lowerer:
                     raise unsupported(loc, "`else` on a partial rule")
                 assign = b.get("assign")
                 value = self._term(assign["value"], locals_) if assign else ir.Const(True, loc)
-            lowered.append(ir.Body(lits, value, key, _loc(self.file, b.get("query"))))
+            lowered.append(ir.Body(lits, value, key, self._loc(b.get("query"))))
         target.defs.append(ir.Definition(lowered, args, loc))
 
     def _declared_locals(self, rule: Mapping[str, Any], head: Mapping[str, Any]) -> set[str]:
@@ -297,7 +303,7 @@ class _Lowerer:
     def _stmt(self, stmt: Mapping[str, Any], locals_: set[str]) -> ir.Lit:
         withs = [self._with(w, locals_) for w in stmt.get("with_mods") or []]
         kind, body = _variant(stmt["literal"])
-        loc = _loc(self.file, body)
+        loc = self._loc(body)
         lit: ir.Lit
         if kind == "Expr":
             expr_kind, expr = _variant(body["expr"])
@@ -306,7 +312,7 @@ class _Lowerer:
                     self._term(expr["lhs"], locals_),
                     self._term(expr["rhs"], locals_),
                     expr["op"] == "ColEq",
-                    _loc(self.file, expr),
+                    self._loc(expr),
                     withs,
                 )
                 return lit
@@ -343,7 +349,7 @@ class _Lowerer:
         raise unsupported(loc, f"literal {kind}")
 
     def _with(self, mod: Mapping[str, Any], locals_: set[str]) -> ir.With:
-        loc = _leftmost(self.file, mod["refr"])
+        loc = self._leftmost(mod["refr"])
         path = tuple(self._ref_path(mod["refr"]))
         if path[0] != "input":
             raise unsupported(loc, f"`with {'.'.join(path)}` (only `with input` is supported)")
@@ -356,7 +362,7 @@ class _Lowerer:
 
     def _term(self, node: Mapping[str, Any], locals_: set[str]) -> ir.Term:
         kind, body = _variant(node)
-        loc = _loc(self.file, body)
+        loc = self._loc(body)
         if kind in ("String", "RawString"):
             return ir.Const(body["value"], loc)
         if kind == "Number":
@@ -373,7 +379,7 @@ class _Lowerer:
             node_kind, node_body = kind, body
             while node_kind in ("RefDot", "RefBrack"):
                 if node_kind == "RefDot":
-                    field_loc = _loc(self.file, node_body)
+                    field_loc = self._loc(node_body)
                     keys.append(ir.Const(node_body["field"][1], field_loc))
                 else:
                     keys.append(self._term(node_body["index"], locals_))
@@ -526,7 +532,7 @@ class _Lowerer:
 
     def _call(self, body: Mapping[str, Any], locals_: set[str], loc: ir.Loc) -> ir.Term:
         fcn = body["fcn"]
-        loc = _leftmost(self.file, fcn)
+        loc = self._leftmost(fcn)
         args = [self._term(p, locals_) for p in body["params"]]
         try:
             name_parts = self._ref_path(fcn)
@@ -559,14 +565,6 @@ class _Lowerer:
 
 
 _MISSING = object()
-
-
-def _leftmost(file: str, node: Mapping[str, Any]) -> ir.Loc:
-    """Where a reference starts: ``http.send`` at ``h``, not at its last dot."""
-    kind, body = _variant(node)
-    while kind in ("RefDot", "RefBrack"):
-        kind, body = _variant(body["refr"])
-    return _loc(file, body)
 
 
 def _lookup_data(doc: Any, path: Iterable[Any]) -> Any:
