@@ -47,6 +47,15 @@ def check_bytes(engine: Engine, data: bytes) -> bytes:
     return check_request(engine, SlimCheckRequest.FromString(data))
 
 
+def _set_headers(field: Any, headers: tuple[tuple[str, str], ...]) -> None:
+    """Append ``headers`` to a repeated HeaderValueOption field, overwriting upstream copies."""
+    for k, v in headers:
+        opt = field.add()
+        opt.header.key = k
+        opt.header.value = v
+        opt.append_action = _OVERWRITE
+
+
 def render_check(d: Decision, remove: tuple[str, ...]) -> bytes:
     """The serialized CheckResponse for ``d``, stripping the client's ``remove`` headers."""
     key = ("check", remove)
@@ -57,22 +66,14 @@ def render_check(d: Decision, remove: tuple[str, ...]) -> bytes:
     if d.allow:
         resp.status.code = _GRPC_OK
         ok = resp.ok_response
-        for k, v in d.headers:
-            opt = ok.headers.add()
-            opt.header.key = k
-            opt.header.value = v
-            opt.append_action = _OVERWRITE
+        _set_headers(ok.headers, d.headers)
         ok.headers_to_remove.extend(remove)
     else:
         resp.status.code = _GRPC_PERMISSION_DENIED
         resp.status.message = d.reason
         denied = resp.denied_response
         denied.status.code = d.status  # type: ignore[assignment]
-        for k, v in d.headers:
-            opt = denied.headers.add()
-            opt.header.key = k
-            opt.header.value = v
-            opt.append_action = _OVERWRITE
+        _set_headers(denied.headers, d.headers)
         denied.body = d.body.decode()
     b = resp.SerializeToString()
     if len(d.rendered) < _MAX_RENDERINGS:
