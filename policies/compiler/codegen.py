@@ -166,7 +166,7 @@ class _Generator:
                     None, "type", f"entrypoint {ep!r} is neither a rule nor a package"
                 )
         reachable = self._reachable(roots)
-        self.slots = self._input_slots(roots, reachable)
+        self.slots = self._input_slots(reachable)
         for i, path in enumerate(sorted(reachable)):
             self.rule_ids[path] = i
         for path in sorted(reachable):
@@ -183,7 +183,6 @@ class _Generator:
             elif isinstance(root, ir.PackageRef):
                 todo.extend(_package_rules(self.program, root.path))
         seen: set[ir.RulePath] = set()
-        order: dict[ir.RulePath, int] = {}
 
         # Depth-first with colouring, to reject recursion (Rego forbids it).
         def visit(path: ir.RulePath, stack: list[ir.RulePath]) -> None:
@@ -194,7 +193,6 @@ class _Generator:
             if path in seen:
                 return
             seen.add(path)
-            order[path] = len(order)
             rule = self.program.rules[path]
             for dep in sorted(_rule_deps(rule, self.program)):
                 visit(dep, [*stack, path])
@@ -203,9 +201,7 @@ class _Generator:
             visit(path, [])
         return seen
 
-    def _input_slots(
-        self, roots: list[ir.Term], reachable: set[ir.RulePath]
-    ) -> list[tuple[str, ...]]:
+    def _input_slots(self, reachable: set[ir.RulePath]) -> list[tuple[str, ...]]:
         """The minimal set of input paths the reachable rules read (docs/policy-abi.md)."""
         paths: set[tuple[str, ...]] = set()
 
