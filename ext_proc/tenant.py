@@ -12,6 +12,29 @@ from collections.abc import Callable
 
 from ext_proc.config import TenantSource
 
+# The one tenant-id grammar. The sidecar, the cells and `a1 token` all call
+# `tenant_error`; docs/security.md states it. Lower-case ASCII only, so there is
+# exactly one spelling of every tenant (no case folding, no percent-encoding,
+# no Unicode look-alikes), and it is safe in a path segment, a header and a
+# file name as it stands.
+TENANT_GRAMMAR = "[a-z0-9][a-z0-9-]{0,62}"
+TENANT_RE = re.compile(f"{TENANT_GRAMMAR}\\Z")  # fullmatch, and no trailing "\n" slips by
+
+
+def tenant_error(tenant: str) -> str | None:
+    """Why ``tenant`` is not a canonical tenant id, or None if it is."""
+    if TENANT_RE.match(tenant):
+        return None
+    if not tenant:
+        return "tenant id is empty"
+    if len(tenant) > 63:
+        return f"tenant id is {len(tenant)} characters long; at most 63 are allowed"
+    return f"tenant id {tenant[:80]!r} does not match {TENANT_GRAMMAR}"
+
+
+def is_tenant_id(tenant: str) -> bool:
+    return TENANT_RE.match(tenant) is not None
+
 # (path without query, host, value of the configured tenant header or None) -> tenant
 TenantFn = Callable[[str, str, "str | None"], "str | None"]
 
