@@ -5,6 +5,9 @@ Run as ``python -m a1.cell --name cell-1 --port P --db PATH --cells-table cells.
 Cells share nothing: each has its own process and its own database file. A cell
 refuses (421 Misdirected Request) any tenant that the cell table does not map to
 it, so even a misrouted request can never read or write another cell's data.
+The tenant is the raw path segment after ``/t/`` and must match the one tenant
+grammar (``ext_proc.tenant``) exactly as the sidecar sees it: it is never
+percent-decoded, so ``%61%63me`` is a 400, not ``acme``.
 The table is the same ``cells.yaml`` the sidecar uses; the cell re-reads it when
 the file changes and keeps its last good table if the new one is invalid.
 
@@ -38,6 +41,7 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from ext_proc.cells import CellTable
+from ext_proc.tenant import tenant_error
 
 MAX_BODY = 1 << 20
 MAX_LIST = 1000
@@ -190,22 +194,31 @@ class CellHandler(BaseHTTPRequestHandler):
             phrase = "Error"
         self._send(code, {"error": message or phrase, "cell": self.server.cell_name}, close=True)
 
-    def _error(self, status: int, message: str, close: bool = False) -> None:
-        self._send(status, {"error": message, "cell": self.server.cell_name}, close=close)
+    def _error(self, status: int, message: str, close: bool = False,
+               headers: dict[str, str] | None = None) -> None:
+        self._send(status, {"error": message, "cell": self.server.cell_name}, headers,
+                   close=close)
 
     def _route(self) -> tuple[str, list[str], dict[str, list[str]]] | None:
-        """(tenant, rest-of-path segments, query) for /t/{tenant}/..., else None."""
+        """(tenant, rest-of-path segments, query) for /t/{tenant}/..., else None.
+
+        The tenant is the raw path segment, never percent-decoded: :meth:`_guard`
+        checks it against the tenant grammar exactly as the sidecar does.
+        """
         url = urlsplit(self.path)
         parts = url.path.split("/")
         if len(parts) < 3 or parts[0] != "" or parts[1] != "t":
             return None
-        tenant = unquote(parts[2])
-        if not tenant or "/" in tenant:
-            return None
-        return tenant, parts[3:], parse_qs(url.query)
+        return parts[2], parts[3:], parse_qs(url.query)
 
     def _guard(self, tenant: str) -> bool:
-        """421 unless the cell table maps ``tenant`` to this cell."""
+        """400 unless ``tenant`` is a canonical tenant id; 421 unless it maps to this cell."""
+        problem = tenant_error(tenant)
+        if problem is not None:
+            reason = f"path: {problem}"
+            self._error(HTTPStatus.BAD_REQUEST, reason, headers={
+                "x-a1-deny-reason": reason.encode("ascii", "backslashreplace").decode()})
+            return False
         table = self.server.tables.table()
         owner = table.lookup(tenant)
         if owner != self.server.cell_name:
@@ -288,11 +301,14 @@ class CellHandler(BaseHTTPRequestHandler):
         if not ok:
             return
         route = self._route()
-        if route is None or route[1] != ["items"]:
+        if route is None:
             self._error(HTTPStatus.NOT_FOUND, f"no such resource: {urlsplit(self.path).path}")
             return
         tenant = route[0]
         if not self._guard(tenant):
+            return
+        if route[1] != ["items"]:
+            self._error(HTTPStatus.NOT_FOUND, f"no such resource: {urlsplit(self.path).path}")
             return
         created_by = self.headers.get("x-a1-subject", "")
         item = self.server.store.add(tenant, body, created_by)

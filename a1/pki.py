@@ -2,9 +2,12 @@
 
 Everything lives in the stack's state directory and is reused when present, so
 a restarted stack keeps accepting the tokens and trusting the CA it handed out.
-Private keys are written with mode 0600. Nothing here is meant for production:
-the CA has no revocation, and anyone who can read the state directory can mint
-tokens.
+The state and PKI directories are kept at mode 0700 (tightened if they already
+existed with wider modes), and private keys are created 0600 with
+``O_EXCL|O_NOFOLLOW`` under an unpredictable temporary name, then renamed into
+place: a planted symlink is never followed, neither at the temporary nor at the
+final name. Nothing here is meant for production: the CA has no revocation, and
+anyone who can read the state directory can mint tokens.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ import hashlib
 import ipaddress
 import json
 import os
+import secrets
+import stat
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +32,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from a1.errors import UserError
+from ext_proc.tenant import tenant_error
 
 ISSUER = "a1-dev"
 AUDIENCE = "a1"
@@ -35,6 +41,10 @@ SERVER_DAYS = 397
 RENEW_BEFORE = dt.timedelta(days=2)
 SERVER_NAMES = ("localhost",)
 SERVER_IPS = ("127.0.0.1", "::1")
+# The longest lifetime (exp - iat) of a token: `a1 token --ttl` is bounded by it and
+# Envoy's jwt_authn refuses longer-lived tokens (JwtProvider.max_lifetime).
+MAX_TOKEN_LIFETIME_S = 86_400
+PRIVATE_DIR_MODE = 0o700
 
 
 @dataclass(frozen=True)
@@ -71,7 +81,8 @@ class DevPKI:
 def ensure_pki(state_dir: Path) -> DevPKI:
     """Create whatever is missing or about to expire; reuse everything else."""
     pki = DevPKI(Path(state_dir))
-    pki.ca_cert.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(pki.state_dir)
+    private_dir(pki.ca_cert.parent)
     ca_key, ca_cert, ca_new = _ensure_ca(pki)
     _ensure_server(pki, ca_key, ca_cert, force=ca_new)
     _ensure_jwt_key(pki)
@@ -85,14 +96,48 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+def private_dir(path: Path) -> None:
+    """Create ``path`` (mode 0700) or tighten an existing one to 0700; never via a symlink."""
+    try:
+        path.mkdir(mode=PRIVATE_DIR_MODE, parents=True, exist_ok=True)
+        st = os.lstat(path)
+        if not stat.S_ISDIR(st.st_mode):
+            raise UserError(f"{path}: not a directory (a symlink is not accepted here)")
+        if stat.S_IMODE(st.st_mode) != PRIVATE_DIR_MODE:
+            os.chmod(path, PRIVATE_DIR_MODE, follow_symlinks=False)
+    except OSError as err:
+        raise UserError(f"{path}: cannot create a private directory: {err.strerror}") from None
+
+
+def _refuse_symlink(path: Path) -> None:
+    if path.is_symlink():
+        raise UserError(f"{path}: is a symlink; refusing to follow it (remove it to regenerate)")
+
+
 def _write_private(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
+    """Write a key 0600: a fresh file (O_EXCL|O_NOFOLLOW) renamed over ``path``.
+
+    The temporary name is unpredictable and opened exclusively, so nothing planted
+    in the directory is opened or followed; ``rename`` replaces a symlink at
+    ``path`` itself, never what it points to.
+    """
     data = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                              serialization.NoEncryption())
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        fd = os.open(tmp, flags, 0o600)
+    except OSError as err:
+        raise UserError(f"{tmp}: cannot create private key file: {err.strerror}") from None
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def _write_public(path: Path, data: bytes) -> None:
@@ -102,6 +147,7 @@ def _write_public(path: Path, data: bytes) -> None:
 
 
 def _read_key(path: Path) -> ec.EllipticCurvePrivateKey:
+    _refuse_symlink(path)
     try:
         key = serialization.load_pem_private_key(path.read_bytes(), password=None)
     except ValueError as err:
@@ -123,6 +169,7 @@ def _fresh(cert: x509.Certificate) -> bool:
 
 
 def _ensure_ca(pki: DevPKI) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate, bool]:
+    _refuse_symlink(pki.ca_key)
     if pki.ca_key.exists() and pki.ca_cert.exists():
         key, cert = _read_key(pki.ca_key), _read_cert(pki.ca_cert)
         if _fresh(cert) and cert.public_key() == key.public_key():
@@ -153,6 +200,7 @@ def _ensure_ca(pki: DevPKI) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificat
 
 def _ensure_server(pki: DevPKI, ca_key: ec.EllipticCurvePrivateKey, ca_cert: x509.Certificate,
                    force: bool) -> None:
+    _refuse_symlink(pki.server_key)
     if not force and pki.server_key.exists() and pki.server_cert.exists():
         key, cert = _read_key(pki.server_key), _read_cert(pki.server_cert)
         if (_fresh(cert) and cert.issuer == ca_cert.subject
@@ -197,6 +245,7 @@ def public_jwk(key: ec.EllipticCurvePrivateKey) -> dict[str, str]:
 
 
 def _ensure_jwt_key(pki: DevPKI) -> None:
+    _refuse_symlink(pki.jwt_key)
     if pki.jwt_key.exists():
         key = _read_key(pki.jwt_key)
     else:
@@ -217,7 +266,18 @@ def mint_token(
     issuer: str = ISSUER,
     audience: str = AUDIENCE,
 ) -> str:
-    """A development JWT signed with the state directory's ES256 key."""
+    """A development JWT signed with the state directory's ES256 key.
+
+    ``tenant`` must be a canonical tenant id and ``ttl`` at most
+    :data:`MAX_TOKEN_LIFETIME_S` (Envoy refuses longer-lived tokens). A negative
+    ``ttl`` is allowed, for tests of expired tokens.
+    """
+    problem = tenant_error(tenant)
+    if problem is not None:
+        raise UserError(f"--tenant: {problem}", 2)
+    if ttl > MAX_TOKEN_LIFETIME_S:
+        raise UserError(f"--ttl: {ttl} seconds is over the maximum token lifetime of "
+                        f"{MAX_TOKEN_LIFETIME_S} seconds", 2)
     pki = DevPKI(Path(state_dir))
     if not pki.jwt_key.exists():
         raise UserError(f"{pki.jwt_key}: no JWT signing key; run `a1 up --state-dir "

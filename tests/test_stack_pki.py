@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 import ssl
 import stat
@@ -128,3 +129,127 @@ def test_tampered_token_fails_verification(state: Path) -> None:
 def test_minting_without_a_key_names_the_missing_file(tmp_path: Path) -> None:
     with pytest.raises(UserError, match=r"jwt-signing-key\.pem"):
         pki.mint_token(tmp_path, "acme", ["reader"])
+
+
+# -- private files: no symlink is followed, directories are 0700 ---------------------
+
+
+def test_state_and_pki_directories_are_owner_only(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    p = pki.ensure_pki(state)
+    assert stat.S_IMODE(state.stat().st_mode) == 0o700
+    assert stat.S_IMODE(p.ca_key.parent.stat().st_mode) == 0o700
+
+
+def test_wider_existing_directories_are_tightened(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    (state / "pki").mkdir(parents=True)
+    os.chmod(state, 0o755)
+    os.chmod(state / "pki", 0o777)
+    pki.ensure_pki(state)
+    assert stat.S_IMODE(state.stat().st_mode) == 0o700
+    assert stat.S_IMODE((state / "pki").stat().st_mode) == 0o700
+
+
+def test_stack_prepare_tightens_the_state_directory(tmp_path: Path) -> None:
+    from a1.stack import Stack, StackOptions
+
+    state = tmp_path / "state"
+    state.mkdir(mode=0o755)
+    os.chmod(state, 0o755)
+    Stack(StackOptions(state_dir=state, cells=1, mode="none")).prepare()
+    assert stat.S_IMODE(state.stat().st_mode) == 0o700
+
+
+def test_symlinked_pki_directory_is_refused(tmp_path: Path) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (tmp_path / "state").mkdir()
+    (tmp_path / "state" / "pki").symlink_to(elsewhere)
+    with pytest.raises(UserError, match=r"pki: not a directory"):
+        pki.ensure_pki(tmp_path / "state")
+    assert list(elsewhere.iterdir()) == []
+
+
+def test_symlink_planted_at_the_old_temporary_name_is_not_followed(tmp_path: Path) -> None:
+    """The key used to be written through a fixed `.NAME.tmp`, following a planted symlink."""
+    state = tmp_path / "state"
+    (state / "pki").mkdir(parents=True)
+    victim = tmp_path / "victim.pem"
+    names = ("ca-key.pem", "server-key.pem", "jwt-signing-key.pem")
+    for name in names:
+        (state / "pki" / f".{name}.tmp").symlink_to(victim)
+    p = pki.ensure_pki(state)
+    assert not victim.exists()
+    for key in (p.ca_key, p.server_key, p.jwt_key):
+        assert not key.is_symlink() and stat.S_IMODE(key.stat().st_mode) == 0o600
+
+
+def test_exclusive_create_refuses_a_symlink_at_the_temporary_name(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Even a guessed temporary name is never opened through a symlink (O_EXCL|O_NOFOLLOW)."""
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    monkeypatch.setattr(pki.secrets, "token_hex", lambda n: "guessed")
+    victim = tmp_path / "victim.pem"
+    victim.write_text("precious\n")
+    target = tmp_path / "key.pem"
+    (tmp_path / ".key.pem.guessed.tmp").symlink_to(victim)
+    with pytest.raises(UserError, match=r"\.key\.pem\.guessed\.tmp: cannot create"):
+        pki._write_private(target, ec.generate_private_key(ec.SECP256R1()))
+    assert victim.read_text() == "precious\n" and not target.exists()
+
+
+@pytest.mark.parametrize("dangling", [True, False])
+def test_symlink_at_a_key_path_is_refused_not_followed(tmp_path: Path, dangling: bool) -> None:
+    state = tmp_path / "state"
+    (state / "pki").mkdir(parents=True)
+    victim = tmp_path / "victim.pem"
+    if not dangling:  # a valid key the attacker controls: must not be adopted either
+        other = pki.ensure_pki(tmp_path / "other")
+        victim.write_bytes(other.jwt_key.read_bytes())
+    (state / "pki" / "jwt-signing-key.pem").symlink_to(victim)
+    with pytest.raises(UserError, match=r"jwt-signing-key\.pem: is a symlink"):
+        pki.ensure_pki(state)
+    assert victim.exists() is not dangling
+
+
+# -- tokens: the tenant grammar and the lifetime bound --------------------------------
+
+
+@pytest.mark.parametrize("tenant", ["%61%63me", "Acme", "acme/../globex", "", "-acme", "a" * 64,
+                                    "acme\n", "acmé", "a_b", "..", "acme%2Fglobex"])
+def test_minting_refuses_a_tenant_outside_the_grammar(state: Path, tenant: str) -> None:
+    with pytest.raises(UserError, match=r"^--tenant: ") as err:
+        pki.mint_token(state, tenant, ["reader"])
+    assert "\n" not in str(err.value)
+
+
+def test_minting_refuses_a_lifetime_over_the_maximum(state: Path) -> None:
+    pki.mint_token(state, "acme", ["reader"], ttl=pki.MAX_TOKEN_LIFETIME_S)
+    with pytest.raises(UserError, match=r"^--ttl: .*maximum token lifetime of 86400 seconds$"):
+        pki.mint_token(state, "acme", ["reader"], ttl=pki.MAX_TOKEN_LIFETIME_S + 1)
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--tenant", "%61%63me", "--roles", "reader"], "a1: --tenant: tenant id '%61%63me' does "
+                                                    "not match [a-z0-9][a-z0-9-]{0,62}\n"),
+    (["--tenant", "acme", "--roles", "reader", "--ttl", "86401"],
+     "a1: --ttl: 86401 seconds is over the maximum token lifetime of 86400 seconds\n"),
+])
+def test_a1_token_refuses_with_one_line(state: Path, capsys: pytest.CaptureFixture[str],
+                                        args: list[str], message: str) -> None:
+    from a1.cli import main
+
+    assert main(["token", *args, "--state-dir", str(state)]) == 2
+    out = capsys.readouterr()
+    assert out.out == "" and out.err == message
+
+
+def test_a1_token_mints_platform_admin(state: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from a1.cli import main
+
+    assert main(["token", "--tenant", "platform", "--roles", "platform-admin",
+                 "--state-dir", str(state)]) == 0
+    claims = pki.verify_token(state, capsys.readouterr().out.strip())
+    assert claims["roles"] == ["platform-admin"] and claims["exp"] - claims["iat"] == 3600
