@@ -305,7 +305,7 @@ class Stack:
         """Write everything the processes need into the state directory."""
         files = self.files
         try:
-            files.state_dir.mkdir(parents=True, exist_ok=True)
+            pki.private_dir(files.state_dir)  # 0700, tightened if it already existed
             files.logs.mkdir(exist_ok=True)
             (files.state_dir / "cells").mkdir(exist_ok=True)
         except OSError as err:
