@@ -5,6 +5,9 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -12,9 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from a1.cell import CellServer, Store, TableWatcher
+from a1.launcher import free_ports
 from ext_proc.cells import CellTable
+from ext_proc.tenant import is_tenant_id
 
 CELLS = ["cell-1", "cell-2"]
 
@@ -156,3 +163,103 @@ def test_echo_shows_only_a1_headers(cell: Cell) -> None:
     tenant = tenant_on(cell.tables.table(), "cell-1")
     status, _, doc = cell.request("GET", f"/t/{tenant}/echo")
     assert status == 200 and doc["headers"] == {"x-a1-subject": "alice"}
+
+
+# -- the tenant grammar, against a real cell process ----------------------------------
+
+
+class CellProcess:
+    """``python -m a1.cell`` on a free port, as ``a1 up`` runs it; acme is pinned to it."""
+
+    def __init__(self, tmp: Path) -> None:
+        table = tmp / "cells.yaml"
+        CellTable.balanced(CELLS).with_overrides({"acme": "cell-1"}).save(table)
+        self.port = free_ports(1)[0]
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "a1.cell", "--name", "cell-1", "--port", str(self.port),
+             "--db", str(tmp / "cell-1.db"), "--cells-table", str(table)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                if self.raw(b"GET /healthz HTTP/1.1\r\nhost: c\r\n\r\n")[0] == 200:
+                    return
+            except OSError:
+                pass
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.close()
+                pytest.fail(f"cell did not start: {self.proc.stderr.read()!r}")  # type: ignore[union-attr]
+            time.sleep(0.05)
+
+    def raw(self, request: bytes) -> tuple[int, dict[str, str], Any]:
+        """Send ``request`` byte for byte (no client-side normalisation or encoding)."""
+        with socket.create_connection(("127.0.0.1", self.port), timeout=5) as s:
+            s.sendall(request)
+            resp = http.client.HTTPResponse(s)
+            resp.begin()
+            body = resp.read()
+        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, json.loads(body)
+
+    def get(self, path: str | bytes) -> tuple[int, dict[str, str], Any]:
+        target = path if isinstance(path, bytes) else path.encode()
+        return self.raw(b"GET " + target + b" HTTP/1.1\r\nhost: c\r\nconnection: close\r\n\r\n")
+
+    def post(self, path: str, body: bytes) -> tuple[int, dict[str, str], Any]:
+        return self.raw(f"POST {path} HTTP/1.1\r\nhost: c\r\ncontent-type: application/json\r\n"
+                        f"content-length: {len(body)}\r\nconnection: close\r\n\r\n".encode()
+                        + body)
+
+    def close(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
+        if self.proc.stderr:
+            self.proc.stderr.close()
+
+
+@pytest.fixture(scope="module")
+def cell_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CellProcess]:
+    c = CellProcess(tmp_path_factory.mktemp("cell-process"))
+    yield c
+    c.close()
+
+
+def test_percent_encoded_tenant_is_400_not_the_decoded_tenant(cell_process: CellProcess) -> None:
+    """A caller whose tenant claim is `%61%63me` used to read acme's items."""
+    assert cell_process.post("/t/acme/items", b'{"secret": "acme only"}')[0] == 201
+    status, headers, doc = cell_process.get("/t/%61%63me/items")
+    assert status == 400, doc
+    assert "acme only" not in json.dumps(doc)
+    assert doc == {"error": "path: tenant id '%61%63me' does not match "
+                            "[a-z0-9][a-z0-9-]{0,62}", "cell": "cell-1"}
+    assert headers["x-a1-deny-reason"] == doc["error"] and headers["x-a1-cell"] == "cell-1"
+
+
+@pytest.mark.parametrize("segment", [
+    "%61%63me", "ACME", "Acme", "acm%65", "acme%2Fglobex", "acme%2fglobex", "%2e%2e", "..", ".",
+    "a_b", "-acme", "a" * 64, "acme%00", "acme%20", "acme\\globex", "acme;x", "acme:1", "acme@x",
+    "acme%0a", "ac+me", "",
+])
+def test_non_canonical_tenant_segments_are_400(cell_process: CellProcess, segment: str) -> None:
+    for method in ("GET", "POST"):
+        path = f"/t/{segment}/items"
+        status, headers, doc = (cell_process.get(path) if method == "GET"
+                                else cell_process.post(path, b"{}"))
+        assert status == 400, (method, path, doc)
+        assert doc["error"].startswith("path: tenant id") and headers["x-a1-deny-reason"]
+
+
+def test_non_ascii_tenant_bytes_are_400(cell_process: CellProcess) -> None:
+    status, headers, doc = cell_process.get("/t/acmé/items".encode())
+    assert status == 400 and headers["x-a1-deny-reason"].isascii(), doc
+
+
+@settings(max_examples=150, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.text(alphabet=st.sampled_from("abcme0123-_.%2fFAC~!$&'()*+,;=:@"), max_size=70))
+def test_cell_accepts_exactly_the_tenant_grammar(cell_process: CellProcess,
+                                                 segment: str) -> None:
+    status, _, doc = cell_process.get(f"/t/{segment}/items")
+    if is_tenant_id(segment):
+        assert status in (200, 421), doc  # served, or refused as another cell's tenant
+    else:
+        assert status == 400, doc
