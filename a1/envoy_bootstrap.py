@@ -30,12 +30,13 @@ from typing import Any
 
 import yaml
 
+from a1 import package_data
 from a1.errors import UserError
 
 MODES = ("grpc", "http", "ext_proc", "rbac", "none")
 SIDECAR_MODES = ("grpc", "http", "ext_proc")
 
-TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "envoy"
+TEMPLATE_DIR = package_data.envoy_templates()
 
 _WHOLE = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
 _ANY = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")

@@ -26,7 +26,7 @@ from typing import Any
 
 import yaml
 
-from a1 import envoy_bootstrap, pki
+from a1 import envoy_bootstrap, package_data, pki
 from a1.errors import UserError
 from a1.launcher import (
     Launcher,
@@ -41,7 +41,7 @@ from a1.launcher import (
 DEFAULT_STATE_DIR = Path(".a1")
 LOOPBACK = "127.0.0.1"
 ENTRYPOINT = "a1/authz/decision"
-POLICY_LIBRARY = Path(__file__).resolve().parent.parent / "policies" / "library"
+POLICY_LIBRARY = package_data.policy_library()
 DEFAULT_POLICY = POLICY_LIBRARY / "authz.rego"
 DEFAULT_POLICY_DATA = POLICY_LIBRARY / "data.json"
 DEFAULT_INTERNAL_BASE = 10100

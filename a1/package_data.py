@@ -1,0 +1,44 @@
+"""Where A1's shipped data lives: the Envoy templates and the shipped policies.
+
+Everything is found through ``importlib.resources``, relative to the imported
+packages, never to a source checkout: an installed wheel and an editable install
+of the repository resolve the same way, from any working directory.
+
+- The Envoy templates sit at the top of the repository in ``envoy/``. That
+  directory is not a Python package (``envoy`` is the namespace of the Envoy
+  wheel and of the xDS protobuf classes, which it must not shadow), so the
+  symlink ``a1/envoy_templates -> ../envoy`` makes them package data of ``a1``;
+  a wheel carries them as real files under ``a1/envoy_templates/``.
+- The shipped policies are package data of ``policies`` (``policies/library``).
+- The policy runtime ``a1rt.wasm`` is package data of ``policies.runtime``,
+  read by ``policies.runtime.module``.
+
+A1 installs as files, never zipped: the stack hands these paths to Envoy, the
+compiler and the sidecar, so a resource that is not a real file is refused.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+from a1.errors import UserError
+
+
+def packaged(package: str, *parts: str) -> Path:
+    """The real path of ``parts`` inside ``package``, symlinks resolved."""
+    found = resources.files(package).joinpath(*parts)
+    if not isinstance(found, Path):
+        where = "/".join((package.replace(".", "/"), *parts))
+        raise UserError(f"{where}: A1 must be installed as files, not from a zip archive", 2)
+    return found.resolve()
+
+
+def envoy_templates() -> Path:
+    """The directory holding ``bootstrap.yaml`` and ``fragments/``."""
+    return packaged("a1", "envoy_templates")
+
+
+def policy_library() -> Path:
+    """The directory of the shipped policy, its tests and its data."""
+    return packaged("policies", "library")
