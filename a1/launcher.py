@@ -15,6 +15,17 @@ Guarantees:
 - Readiness is polled (``Probe``), never slept for. A child that exits while we
   wait, or later without being asked to, is reported by name with its exit code
   and the tail of its log.
+- A child restarted under the same name keeps its place in the stop order, and
+  ``close`` first lets a spawn in flight finish and be recorded, so a child
+  forked while a shutdown begins is stopped too, not orphaned.
+
+Supervision (``a1/supervisor.py``, used by ``a1 up``) builds on these: a child
+that dies unasked is reported with its log tail and restarted alone, with capped
+exponential backoff, until too many failures in a window; the others are never
+touched. Only Ctrl-C or SIGTERM to ``a1`` (→ :meth:`Launcher.close`) stops
+everything, or giving up on Envoy or the sidecar, which ``a1 up`` reports and
+exits non-zero for. :meth:`Launcher.supervise` remains for one-shot runs (the
+benchmarks, tests) where any death is fatal.
 """
 
 from __future__ import annotations
@@ -241,11 +252,17 @@ class Launcher:
             exe = find_executable(spec.argv[0])
             if exe is None:
                 raise LaunchError(f"{spec.name}: cannot run {spec.argv[0]!r}: not found on PATH")
-            proc = self._spawner.submit(self._spawn, spec, exe).result()
-            self._procs[spec.name] = proc
-            return proc
+            return self._spawner.submit(self._spawn, spec, exe).result()
 
     def _spawn(self, spec: ProcessSpec, exe: str) -> ManagedProcess:
+        proc = self._popen(spec, exe)
+        # Recorded here, in the spawner thread, not by start(): a start() interrupted
+        # while waiting must not lose a child that was forked. (The GIL makes this
+        # one dict store atomic; start() holds the lock meanwhile.)
+        self._procs[spec.name] = proc
+        return proc
+
+    def _popen(self, spec: ProcessSpec, exe: str) -> ManagedProcess:
         spec.log_path.parent.mkdir(parents=True, exist_ok=True)
         argv = [exe, *spec.argv[1:]]
         if self.use_pdeathsig:
@@ -365,6 +382,11 @@ class Launcher:
                 print(f"a1 launcher: stopping {proc.name}: {err}", file=sys.stderr)
 
     def close(self) -> None:
+        # A start() interrupted (Ctrl-C) while its child was being forked: let the
+        # spawner finish and record it, so stop_all sees it. (Not shutdown(): the
+        # spawner thread's exit would SIGKILL every child through PDEATHSIG.)
+        with contextlib.suppress(RuntimeError):
+            self._spawner.submit(lambda: None).result()
         self.stop_all()
         with self._lock:
             self._closed = True

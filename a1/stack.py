@@ -137,6 +137,11 @@ class StackFiles:
     def logs(self) -> Path:
         return self.state_dir / "logs"
 
+    @property
+    def status(self) -> Path:
+        """``a1 up``'s supervisor status (docs/supervisor.md)."""
+        return self.state_dir / "status.json"
+
     def cell_db(self, name: str) -> Path:
         return self.state_dir / "cells" / f"{name}.db"
 

@@ -191,3 +191,26 @@ def test_free_ports_are_distinct_and_bindable() -> None:
     for p in ports:
         with socket.socket() as s:
             s.bind(("127.0.0.1", p))
+
+
+def test_a_start_interrupted_while_forking_is_still_stopped_by_close(tmp_path: Path) -> None:
+    """Ctrl-C while a child is being forked: close() must still find and stop it."""
+    lau = Launcher(use_pdeathsig=False)  # no parent-death signal to hide an orphan
+    busy = threading.Event()
+    lau._spawner.submit(busy.wait, 10)  # start() has to wait its turn for the spawner
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    signal.setitimer(signal.ITIMER_REAL, 0.2)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            lau.start(ProcessSpec("late", ["sleep", "60"], tmp_path / "late.log"))
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    busy.set()
+    lau.close()
+    assert lau.names() == ["late"], "the child forked after the interrupt was lost"
+    assert not lau["late"].alive()

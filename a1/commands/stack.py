@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import signal
 import subprocess
 import sys
@@ -13,7 +14,7 @@ from types import FrameType
 from a1 import envoy_bootstrap, pki
 from a1.argtypes import port, positive
 from a1.errors import UserError
-from a1.launcher import Launcher
+from a1.launcher import Launcher, http_probe
 from a1.stack import (
     DEFAULT_INTERNAL_BASE,
     DEFAULT_POLICY,
@@ -24,6 +25,7 @@ from a1.stack import (
     StackPorts,
     write_atomic,
 )
+from a1.supervisor import GaveUp, RestartPolicy, Supervisor
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -133,35 +135,66 @@ def cmd_up(args: argparse.Namespace) -> int:
                            mode=args.mode, ports=_stack_ports(args, n_cells),
                            policy=args.policy, policy_data=args.policy_data)
     stop = threading.Event()
+    supervising = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         if not stop.is_set():
             stop.set()
-            raise KeyboardInterrupt
+            if not supervising.is_set():  # interrupt a start; the supervisor polls `stop`
+                raise KeyboardInterrupt
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     launcher = Launcher()
     stack = Stack(options, launcher)
+    supervisor = _supervisor(stack, launcher)
+    adopted = False
+    gave_up: GaveUp | None = None
     try:
         try:
+            with contextlib.suppress(OSError):  # a stale one, from a SIGKILLed run
+                stack.files.status.unlink()
             stack.start()
+            supervisor.adopt()
+            adopted = True
             _print_banner(stack)
-            dead = launcher.supervise(stop)
+            supervising.set()
+            gave_up = supervisor.run(stop)
         except KeyboardInterrupt:
-            dead = None
-        if dead is not None:
-            print(f"a1: {launcher.death_report(dead)}", file=sys.stderr)
-            print("a1: stopping the rest", file=sys.stderr)
+            pass
+        if gave_up is not None:
+            print(f"a1: stopping the stack: {gave_up.report}; see {stack.files.status}",
+                  file=sys.stderr, flush=True)
             return 1
-        print("a1: stopping", file=sys.stderr)
+        print("a1: stopping", file=sys.stderr, flush=True)
         return 0
     finally:
         stop.set()  # from here on a second Ctrl-C/SIGTERM is ignored, not half-handled
         for s in previous:
             signal.signal(s, signal.SIG_IGN)
+        if adopted:
+            supervisor.stopped("stopping")
         launcher.close()
+        if adopted:
+            supervisor.stopped("failed" if gave_up is not None else "stopped")
         for s, handler in previous.items():
             signal.signal(s, handler)
+
+
+def _supervisor(stack: Stack, launcher: Launcher) -> Supervisor:
+    """Every component, with who its death affects (docs/supervisor.md)."""
+    sup = Supervisor(launcher, RestartPolicy(), stack.files.status)
+    for name in stack.cell_names:
+        sup.watch(name, kind="cell",
+                  impact=f"{name} is down: its tenants get 503, other cells keep serving")
+    if stack.with_sidecar:
+        sup.watch("sidecar", kind="sidecar", critical=True, stack_wide=True,
+                  impact="the sidecar is down: Envoy denies every request with 503 "
+                  "(fails closed)")
+    # A restarted Envoy is ready at /ready: a cell given up on must not keep it "starting".
+    sup.watch("envoy", kind="envoy", critical=True, stack_wide=True,
+              impact="Envoy is down: no tenant can reach the stack",
+              ready=http_probe(f"{stack.admin_url}/ready"))
+    return sup
 
 
 def _print_banner(stack: Stack) -> None:
@@ -180,6 +213,7 @@ def _print_banner(stack: Stack) -> None:
     lines += [
         f"  cells    {cells}",
         f"  logs     {f.logs}/",
+        f"  status   {f.status}",
         "",
         "Try (token for tenant acme, roles reader,writer, valid 1h; "
         f"mint more with `a1 token --state-dir {f.state_dir}`):",
@@ -189,6 +223,7 @@ def _print_banner(stack: Stack) -> None:
         f"  curl -s --cacert {f.pki.ca_cert} -H \"authorization: Bearer $TOKEN\" "
         f"{stack.https_url}/t/acme/items",
         "",
+        "A component that dies is reported and restarted alone (docs/supervisor.md). "
         "Ctrl-C stops everything.",
     ]
     lines += [f"note: {n}" for n in stack.notes]
