@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from policies.runtime.values import (
     UNDEFINED,
+    DecodeLimitError,
     FrozenDict,
     RegoSet,
     decode,
@@ -151,8 +152,75 @@ def test_decode_errors() -> None:
     with pytest.raises(struct.error):
         decode(b"\0" * 8 + b"\x04\0\0\0", 8)
     # a cycle (array pointing at itself) is refused, not a crash
-    with pytest.raises(ValueError, match="nested too deeply"):
+    with pytest.raises(ValueError, match="nested deeper than 100 levels"):
         decode(b"\0" * 8 + struct.pack("<III", 5, 1, 8) + b"\0" * 4, 8)
+
+
+def _count(v: Any) -> tuple[int, int, int]:
+    """(values, string bytes, depth of non-empty collections): the budget's oracle."""
+    if isinstance(v, str):
+        return 1, len(v.encode()), 0
+    if isinstance(v, dict):
+        parts = [_count(x) for kv in v.items() for x in kv]
+    elif isinstance(v, (list, tuple, RegoSet)):
+        parts = [_count(x) for x in v]
+    else:
+        return 1, 0, 0
+    if not parts:
+        return 1, 0, 0
+    return (
+        1 + sum(p[0] for p in parts),
+        sum(p[1] for p in parts),
+        1 + max(p[2] for p in parts),
+    )
+
+
+@settings(max_examples=300, deadline=None)
+@given(values)
+def test_decode_budget_is_exact(v: Any) -> None:
+    data, ptr = encode_value(v, BASE)
+    mem = memory_with(data, BASE)
+    nodes, size, depth = _count(v)
+    for js in (False, True):
+        assert same(decode(mem, ptr, max_nodes=nodes, max_bytes=size, max_depth=depth), v)
+        decode(mem, ptr, json_form=js, max_nodes=nodes, max_bytes=size, max_depth=depth)
+        if nodes > 1:
+            with pytest.raises(DecodeLimitError, match=f"more than {nodes - 1} values"):
+                decode(mem, ptr, json_form=js, max_nodes=nodes - 1)
+        if size:
+            with pytest.raises(DecodeLimitError, match=f"more than {size - 1} bytes"):
+                decode(mem, ptr, json_form=js, max_bytes=size - 1)
+        if depth:
+            with pytest.raises(DecodeLimitError, match=f"deeper than {depth - 1} levels"):
+                decode(mem, ptr, json_form=js, max_depth=depth - 1)
+
+
+def _shared_tree(levels: int, leaf: bytes) -> tuple[bytearray, int]:
+    """Records where each level is a 2-array pointing twice at the level below."""
+    mem = bytearray(8) + leaf + bytes(-len(leaf) % 8)
+    ptr = 8
+    for _ in range(levels):
+        at = len(mem)
+        mem += struct.pack("<IIII", 5, 2, ptr, ptr)
+        ptr = at
+    return mem, ptr
+
+
+def test_shared_records_are_charged_each_time_they_are_decoded() -> None:
+    mem, ptr = _shared_tree(40, struct.pack("<IId", 3, 0, 1.0))  # 2^41 values
+    with pytest.raises(DecodeLimitError, match="more than 100000 values"):
+        decode(mem, ptr)
+    mem, ptr = _shared_tree(12, struct.pack("<II", 4, 1000) + b"a" * 1000)  # 4 MB of strings
+    with pytest.raises(DecodeLimitError, match="more than 1048576 bytes of strings"):
+        decode(mem, ptr)
+
+
+def test_a_header_claiming_billions_of_items_is_refused_before_reading() -> None:
+    for tag in (5, 6, 7):
+        with pytest.raises(DecodeLimitError, match="values"):
+            decode(b"\0" * 8 + struct.pack("<II", tag, 0xFFFF_FFFF), 8)
+    with pytest.raises(DecodeLimitError, match="bytes of strings"):
+        decode(b"\0" * 8 + struct.pack("<II", 4, 0xFFFF_FFFF), 8)
 
 
 def test_object_with_compound_keys_decodes_to_hashable_keys() -> None:

@@ -22,7 +22,15 @@ from typing import Any
 import wasmtime
 from wasmtime import _ffi as ffi
 
-from policies.runtime.values import UNDEFINED, decode, encode_input
+from policies.runtime.values import (
+    DEFAULT_MAX_BYTES,
+    DEFAULT_MAX_DEPTH,
+    DEFAULT_MAX_NODES,
+    UNDEFINED,
+    DecodeLimitError,
+    decode,
+    encode_input,
+)
 from policies.runtime.wasmbin import WasmFormatError, custom_sections
 
 ABI_VERSION = 1
@@ -51,6 +59,14 @@ class PolicyError(Exception):
     def __init__(self, message: str, code: int = 0) -> None:
         super().__init__(message)
         self.code = code
+
+
+class ResultTooLarge(PolicyError):
+    """A result past the host's decode budget (values, string bytes, depth): deny.
+
+    Shared records make a tiny policy return an exponential tree; the budget
+    keeps decoding it from blocking the sidecar.
+    """
 
 
 @dataclass(frozen=True)
@@ -164,14 +180,37 @@ class PolicyModule:
         *,
         fuel: int = DEFAULT_FUEL,
         max_pages: int = DEFAULT_MAX_PAGES,
+        max_nodes: int = DEFAULT_MAX_NODES,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        max_depth: int = DEFAULT_MAX_DEPTH,
     ) -> Evaluator:
-        """A new evaluator (own store and instance) for ``entrypoint``."""
-        return Evaluator(self, entrypoint, fuel=fuel, max_pages=max_pages)
+        """A new evaluator (own store and instance) for ``entrypoint``.
+
+        ``fuel`` and ``max_pages`` bound the wasm call; ``max_nodes``,
+        ``max_bytes`` and ``max_depth`` bound decoding its result.
+        """
+        return Evaluator(
+            self,
+            entrypoint,
+            fuel=fuel,
+            max_pages=max_pages,
+            max_nodes=max_nodes,
+            max_bytes=max_bytes,
+            max_depth=max_depth,
+        )
 
 
 class Evaluator:
     def __init__(
-        self, module: PolicyModule, entrypoint: str | None, *, fuel: int, max_pages: int
+        self,
+        module: PolicyModule,
+        entrypoint: str | None,
+        *,
+        fuel: int = DEFAULT_FUEL,
+        max_pages: int = DEFAULT_MAX_PAGES,
+        max_nodes: int = DEFAULT_MAX_NODES,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        max_depth: int = DEFAULT_MAX_DEPTH,
     ) -> None:
         meta = module.meta
         if entrypoint is None:
@@ -184,6 +223,7 @@ class Evaluator:
         self.module = module
         self.entry = names.index(norm)
         self.fuel = fuel
+        self.limits = {"max_nodes": max_nodes, "max_bytes": max_bytes, "max_depth": max_depth}
         self.store = wasmtime.Store(_engine())
         self.memory = wasmtime.Memory(
             self.store, wasmtime.MemoryType(wasmtime.Limits(1, max_pages))
@@ -267,7 +307,9 @@ class Evaluator:
             view = memoryview((ctypes.c_ubyte * size).from_address(self._base)).cast("B")
             self._views = {size: view}
         try:
-            return decode(view, ptr, json_form=json_form)
+            return decode(view, ptr, json_form=json_form, **self.limits)
+        except DecodeLimitError as err:
+            raise ResultTooLarge(f"result too large: {err}") from None
         except (IndexError, struct.error, ValueError) as err:
             raise PolicyError(f"malformed result: {err}", 6) from None
 

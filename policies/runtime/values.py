@@ -15,7 +15,11 @@ from collections.abc import Iterable, Sequence
 from typing import Any, Final
 
 __all__ = [
+    "DEFAULT_MAX_BYTES",
+    "DEFAULT_MAX_DEPTH",
+    "DEFAULT_MAX_NODES",
     "UNDEFINED",
+    "DecodeLimitError",
     "FrozenDict",
     "RegoSet",
     "decode",
@@ -375,11 +379,31 @@ def _ptrs(n: int) -> struct.Struct:
     return s
 
 
-def _dec(buf: Any, ptr: int, js: bool = False) -> Any:
-    """Decode one record; ``js`` gives the JSON form (sets as lists, keys as strings)."""
+class DecodeLimitError(ValueError):
+    """A result bigger or deeper than the decoder's budget.
+
+    The runtime shares values by pointer, so a few hundred bytes of policy can
+    return a tree with millions of nodes; decoding it would block the caller.
+    """
+
+
+DEFAULT_MAX_NODES: Final = 100_000
+DEFAULT_MAX_BYTES: Final = 1 << 20  # string bytes, keys included
+DEFAULT_MAX_DEPTH: Final = 100
+
+
+def _dec(buf: Any, ptr: int, js: bool, b: list[int], d: int) -> Any:
+    """Decode one record; ``js`` gives the JSON form (sets as lists, keys as strings).
+
+    ``b`` is the budget left, ``[values, string bytes]``, charged before any
+    work; ``d`` the levels of non-empty collections left.
+    """
     tag, n = _HDR.unpack_from(buf, ptr)
     tag &= 0xFF
     if tag == T_STR:
+        b[1] -= n
+        if b[1] < 0:
+            raise DecodeLimitError("bytes")
         return str(buf[ptr + 8 : ptr + 8 + n], "utf-8")
     if tag == T_NUM:
         x = _F64.unpack_from(buf, ptr + 8)[0]
@@ -391,20 +415,37 @@ def _dec(buf: Any, ptr: int, js: bool = False) -> Any:
     if tag == T_NULL:
         return None
     if tag == T_ARR:
-        return [_dec(buf, p, js) for p in _ptrs(n).unpack_from(buf, ptr + 8)] if n else []
+        if not n:
+            return []
+        b[0] -= n
+        if b[0] < 0 or d <= 0:
+            raise DecodeLimitError("depth" if d <= 0 else "values")
+        d -= 1
+        return [_dec(buf, p, js, b, d) for p in _ptrs(n).unpack_from(buf, ptr + 8)]
     if tag == T_OBJ:
         if not n:
             return {}
+        b[0] -= 2 * n
+        if b[0] < 0 or d <= 0:
+            raise DecodeLimitError("depth" if d <= 0 else "values")
+        d -= 1
         flat = _ptrs(2 * n).unpack_from(buf, ptr + 8)
         key = _json_key if js else _key
-        d = {
-            key(_dec(buf, flat[i], js)): _dec(buf, flat[i + 1], js) for i in range(0, 2 * n, 2)
+        o = {
+            key(_dec(buf, flat[i], js, b, d)): _dec(buf, flat[i + 1], js, b, d)
+            for i in range(0, 2 * n, 2)
         }
-        if len(d) != n:  # Rego keys are unique; Python equates false/0, true/1
+        if len(o) != n:  # Rego keys are unique; Python equates false/0, true/1
             raise ValueError("object has keys that Python cannot tell apart (false and 0?)")
-        return d
+        return o
     if tag == T_SET:
-        items = [_dec(buf, p, js) for p in _ptrs(n).unpack_from(buf, ptr + 8)] if n else []
+        if not n:
+            return [] if js else RegoSet._sorted(())
+        b[0] -= n
+        if b[0] < 0 or d <= 0:
+            raise DecodeLimitError("depth" if d <= 0 else "values")
+        d -= 1
+        items = [_dec(buf, p, js, b, d) for p in _ptrs(n).unpack_from(buf, ptr + 8)]
         return items if js else RegoSet._sorted(items)
     raise ValueError(f"bad value tag {tag} at {ptr:#x}")
 
@@ -429,18 +470,36 @@ def _key(k: Any) -> Any:
     return k
 
 
-def decode(buf: Any, ptr: int, *, json_form: bool = False) -> Any:
+def decode(
+    buf: Any,
+    ptr: int,
+    *,
+    json_form: bool = False,
+    max_nodes: int = DEFAULT_MAX_NODES,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    max_depth: int = DEFAULT_MAX_DEPTH,
+) -> Any:
     """The value at ``ptr`` in ``buf`` (linear memory from address 0).
 
     Integral numbers below 2^53 become ``int``; sets ``RegoSet``; pointer 0
     ``UNDEFINED``. With ``json_form`` the result is what ``to_json_compatible``
     would make of it, built directly, so keys Python would conflate (``false``
     and ``0``) stay apart as their JSON renderings. Raises ``ValueError`` for a
-    malformed record (and ``struct.error``/``IndexError`` for one outside ``buf``).
+    malformed record (and ``struct.error``/``IndexError`` for one outside ``buf``),
+    and ``DecodeLimitError`` past ``max_nodes`` values (the root and every
+    element, key and value), ``max_bytes`` bytes of strings or ``max_depth``
+    nested collections, counted as decoded, so shared records count each time.
     """
     if ptr == 0:
         return UNDEFINED
     try:
-        return _dec(buf, ptr, json_form)
+        return _dec(buf, ptr, json_form, [max_nodes - 1, max_bytes], max_depth)
+    except DecodeLimitError as err:
+        what = str(err)
+        if what == "values":
+            raise DecodeLimitError(f"result has more than {max_nodes} values") from None
+        if what == "bytes":
+            raise DecodeLimitError(f"result has more than {max_bytes} bytes of strings") from None
+        raise DecodeLimitError(f"result is nested deeper than {max_depth} levels") from None
     except RecursionError:
-        raise ValueError("value nested too deeply") from None
+        raise DecodeLimitError("result is nested too deeply to decode") from None
