@@ -61,7 +61,7 @@ INPUTS: list[dict[str, Any]] = [
         "method": "PUT",
         "path": "/t/globex/items/1",
         "tenant": "globex",
-        "subject": {"sub": "ops", "tenant": "platform", "roles": ["admin"]},
+        "subject": {"sub": "ops", "tenant": "platform", "roles": ["platform-admin"]},
     },
     {
         "method": "GET",

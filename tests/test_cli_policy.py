@@ -125,7 +125,7 @@ def test_policy_test_runs_shipped_tests() -> None:
     res = a1("policy", "test", str(LIBRARY), "-v")
     assert res.returncode == 0, res.stdout + res.stderr
     assert "PASS: data.a1.authz_test.test_cross_tenant_denied" in res.stdout
-    assert res.stdout.strip().endswith("PASS: 9/9")
+    assert res.stdout.strip().endswith("PASS: 14/14")
 
 
 def test_policy_test_reports_failures(tmp_path: Path) -> None:

@@ -145,7 +145,8 @@ def test_corpus_agrees_with_regorus(name: str, doc: dict[str, Any]) -> None:
 
 # ------------------------------------------------------------ shipped policy
 
-_ROLES = st.lists(st.sampled_from(["reader", "writer", "admin", "auditor", ""]), max_size=3)
+_ROLES = st.lists(st.sampled_from(["reader", "writer", "admin", "platform-admin", "auditor", ""]),
+                 max_size=3)
 _TENANTS = st.sampled_from(["acme", "globex", "suspended-co", "", "ünïcode"])
 
 

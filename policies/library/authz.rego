@@ -8,6 +8,9 @@
 #   input.subject.sub       caller subject (JWT `sub`)
 #   input.subject.tenant    caller tenant (JWT claim)
 #   input.subject.roles     caller roles (JWT claim), e.g. ["reader", "writer"]
+# Roles: reader (GET, HEAD), writer (also POST, PUT, PATCH, DELETE) and admin
+# (any method), all within the caller's own tenant; platform-admin, any method
+# in any tenant.
 # Data:
 #   data.a1.tenants.suspended   set of suspended tenant ids
 package a1.authz
@@ -26,8 +29,16 @@ allow if {
 	startswith(input.path, "/public/")
 }
 
+# A platform admin may act in any tenant (never a suspended one).
 allow if {
 	not suspended
+	is_platform_admin
+}
+
+# A tenant admin may do anything, but only within their own tenant.
+allow if {
+	not suspended
+	same_tenant
 	is_admin
 }
 
@@ -45,22 +56,32 @@ permitted := {
 
 is_admin if "admin" in input.subject.roles
 
+is_platform_admin if "platform-admin" in input.subject.roles
+
 same_tenant if {
 	input.tenant != ""
 	input.tenant == input.subject.tenant
+}
+
+# A request for a tenant that is not the caller's own, by anyone but a platform admin.
+cross_tenant if {
+	not is_platform_admin
+	input.tenant != ""
+	not same_tenant
 }
 
 suspended if input.tenant in data.a1.tenants.suspended
 
 suspended if input.subject.tenant in data.a1.tenants.suspended
 
-reason := "tenant suspended" if {
+# The cross-tenant check comes first: a caller learns nothing about another
+# tenant (not even whether it is suspended) beyond "not yours".
+reason := "cross-tenant request" if {
+	not allow
+	cross_tenant
+} else := "tenant suspended" if {
 	not allow
 	suspended
-} else := "cross-tenant request" if {
-	not allow
-	not is_admin
-	input.tenant != input.subject.tenant
 } else := "no role permits this method" if {
 	not allow
 } else := "allowed"
