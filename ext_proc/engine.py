@@ -13,27 +13,30 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
+from ext_proc.bounded import ENTRY_OVERHEAD, ByteLRU, MiB
 from ext_proc.cells import CellTable
 from ext_proc.config import DEFAULT_ENTRYPOINT, TenantSource
 from ext_proc.decision_log import DecisionLog
 from ext_proc.logutil import RateLimited, describe
 from ext_proc.policy import UNDEFINED, PolicyError
+from ext_proc.request import A1_PREFIX, DEFAULT_MAX_PATH, RequestFacts, RequestReader
 from ext_proc.stats import Stats, ThreadStats
-from ext_proc.tenant import make_tenant_fn
+from policies.headers import drop_label, forbidden_header_reason, header_value_reason
 
 log = logging.getLogger("ext_proc.engine")
 
 CELL_HEADER = "x-a1-cell"
 VERSION_HEADER = "x-a1-policy-version"
 REASON_HEADER = "x-a1-deny-reason"
-A1_PREFIX = "x-a1-"
+__all__ = ["A1_PREFIX", "Decision", "Engine", "deny"]
+DEFAULT_CACHE_BYTES = 64 * MiB  # both layers together (each gets half)
+# What a front door may memoise per decision (its pre-serialized responses).
+RENDER_BUDGET = 512
 
 _perf_ns = time.perf_counter_ns
 _now = time.time
@@ -48,8 +51,8 @@ class Decision:
     """
 
     __slots__ = (
-        "allow", "body", "cell", "headers", "reason", "rendered", "result", "set_names",
-        "status", "version",
+        "allow", "body", "cell", "cost", "dropped", "headers", "reason", "rendered",
+        "rendered_bytes", "result", "set_names", "status", "version",
     )  # fmt: skip
 
     def __init__(
@@ -62,6 +65,7 @@ class Decision:
         cell: str,
         version: str,
         result: str,
+        dropped: tuple[str, ...] = (),
     ) -> None:
         self.allow = allow
         self.status = status
@@ -72,7 +76,23 @@ class Decision:
         self.version = version
         self.result = result  # metric label: allow | deny | error
         self.set_names = frozenset(k for k, _ in headers)
-        self.rendered: dict[Any, Any] = {}
+        self.dropped = dropped  # metric labels of policy headers refused (policies.headers)
+        self.rendered: dict[Any, bytes] = {}
+        self.rendered_bytes = 0
+        # Bytes charged to a cache holding this decision: its strings, the renderings
+        # budget and a fixed overhead (ext_proc.bounded).
+        self.cost = (
+            len(reason) + len(body) + len(cell) + len(version)
+            + sum(len(k) + len(v) + 64 for k, v in headers)
+            + RENDER_BUDGET + 2 * ENTRY_OVERHEAD
+        )  # fmt: skip
+
+    def memo_render(self, key: Any, b: bytes) -> None:
+        """Keep a front door's rendering, within ``RENDER_BUDGET`` bytes per decision."""
+        n = len(b) + sizeof_key(key)
+        if self.rendered_bytes + n <= RENDER_BUDGET:
+            self.rendered[key] = b
+            self.rendered_bytes += n
 
     def __repr__(self) -> str:
         return (
@@ -104,39 +124,16 @@ def _header_safe(value: str) -> str:
     return "".join(c if " " <= c <= "~" else "?" for c in value)
 
 
-_valid_header_name = re.compile(r"[a-z0-9][a-z0-9._-]*").fullmatch
-
-
-class DecisionCache:
-    """Bounded LRU over ``(encoded input, cell)``, lock-free under the GIL.
-
-    Each OrderedDict operation is atomic; a race between a hit's move_to_end and
-    another thread's eviction only costs a KeyError that is ignored.
-    """
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self._d: OrderedDict[Any, Decision] = OrderedDict()
-
-    def get(self, key: Any) -> Decision | None:
-        d = self._d.get(key)
-        if d is not None:
-            try:  # noqa: SIM105 - contextlib.suppress costs more on the hot path
-                self._d.move_to_end(key)
-            except KeyError:
-                pass
-        return d
-
-    def put(self, key: Any, value: Decision) -> None:
-        self._d[key] = value
-        if len(self._d) > self.size:
-            try:  # noqa: SIM105 - contextlib.suppress costs more on the hot path
-                self._d.popitem(last=False)
-            except KeyError:
-                pass
-
-    def __len__(self) -> int:
-        return len(self._d)
+def sizeof_key(key: Any) -> int:
+    """Bytes of a flat tuple key's str/bytes parts (memo, exact and rendering keys)."""
+    n = 0
+    for part in key:
+        t = type(part)
+        if t is str or t is bytes:
+            n += len(part)
+        elif t is tuple:
+            n += sum(len(x) for x in part)
+    return n
 
 
 class Caches:
@@ -148,13 +145,18 @@ class Caches:
     raw request fields that the input and the cell are computed from, so a repeat
     request costs one tuple hash. Both are invalidated together, by replacing the
     snapshot, whenever the bundle version or the cell table changes.
+
+    Each layer holds at most ``size`` entries and ``max_bytes / 2`` bytes: a key
+    costs its strings' lengths plus ``ENTRY_OVERHEAD``, and each layer also
+    charges the decision it points to (``Decision.cost``), so that a decision
+    evicted from one layer is still paid for while the other keeps it alive.
     """
 
     __slots__ = ("exact", "memo")
 
-    def __init__(self, size: int) -> None:
-        self.exact = DecisionCache(size)
-        self.memo = DecisionCache(size)
+    def __init__(self, size: int, max_bytes: int = DEFAULT_CACHE_BYTES) -> None:
+        self.exact: ByteLRU[Decision] = ByteLRU(size, max_bytes // 2)
+        self.memo: ByteLRU[Decision] = ByteLRU(size, max_bytes // 2)
 
     def __len__(self) -> int:
         return len(self.exact)
@@ -165,14 +167,23 @@ class Snapshot:
 
     __slots__ = ("cache", "cells", "entrypoint", "module", "version")
 
-    def __init__(self, module: Any, cells: CellTable, entrypoint: str, cache_size: int) -> None:
+    def __init__(
+        self,
+        module: Any,
+        cells: CellTable,
+        entrypoint: str,
+        cache_size: int,
+        cache_bytes: int = DEFAULT_CACHE_BYTES,
+    ) -> None:
         self.module = module
         self.cells = cells
         self.entrypoint = entrypoint
         self.version: str = module.version
         pure = bool(getattr(module.meta, "pure", False))
         # A new snapshot means new caches: the bundle version is implicit in the keys.
-        self.cache = Caches(cache_size) if pure and cache_size > 0 else None
+        self.cache = (
+            Caches(cache_size, cache_bytes) if pure and cache_size > 0 and cache_bytes > 0 else None
+        )
 
 
 class _Local(threading.local):
@@ -182,7 +193,8 @@ class _Local(threading.local):
 
 
 class Engine:
-    """``decide(method, path, host, tenant_header, subject) -> Decision``; never raises."""
+    """``decide_facts(RequestFacts) -> Decision``; never raises. ``decide(method, path,
+    host, tenant_header, subject)`` reads the facts first (``ext_proc.request``)."""
 
     def __init__(
         self,
@@ -191,12 +203,13 @@ class Engine:
         cache_size: int = 100_000,
         stats: Stats | None = None,
         decision_log: DecisionLog | None = None,
+        cache_bytes: int = DEFAULT_CACHE_BYTES,
+        max_path: int = DEFAULT_MAX_PATH,
     ) -> None:
-        tenant = tenant or TenantSource()
-        self.tenant_header: str | None = tenant.header if tenant.kind == "header" else None
-        self._tenant_fn = make_tenant_fn(tenant)
+        self.reader = RequestReader(tenant, max_path)
         self.entrypoint = entrypoint
         self.cache_size = cache_size
+        self.cache_bytes = cache_bytes
         self.stats = stats or Stats()
         self.decision_log = decision_log
         self._snap: Snapshot | None = None
@@ -210,7 +223,7 @@ class Engine:
 
     def apply(self, module: Any, cells: CellTable) -> None:
         """Install a new (policy module, cell table) pair atomically."""
-        snap = Snapshot(module, cells, self.entrypoint, self.cache_size)
+        snap = Snapshot(module, cells, self.entrypoint, self.cache_size, self.cache_bytes)
         self._snap = snap
         self.stats.set_versions(snap.version, cells.version)
 
@@ -222,8 +235,13 @@ class Engine:
     def policy_version(self) -> str:
         return self._snap.version if self._snap is not None else ""
 
+    @property
+    def tenant_header(self) -> str | None:
+        return self.reader.tenant_header
+
     def set_tenant_fn(self, fn: Callable[[str, str, str | None], str | None]) -> None:
-        self._tenant_fn = fn
+        self.reader.tenant_fn = fn
+        self.reader.tenant_kind = "custom"
 
     # -- the hot path -----------------------------------------------------------------------
 
@@ -236,26 +254,44 @@ class Engine:
         subject: dict[str, Any] | None = None,
         subject_key: Any = None,
     ) -> Decision:
-        """Decide one request. ``subject_key``, if given, must determine ``subject``
-        exactly (the raw claims carrier); it enables the memo in front of ``encode``."""
+        """Decide one request given as fields. ``subject_key``, if given, must determine
+        ``subject`` exactly (the raw claims carrier); it enables the memo."""
+        try:
+            f = self.reader.facts(method, path, host, tenant_header, subject, subject_key)
+        except Exception as err:
+            st = self._stats()
+            st.eval_errors += 1
+            self._limited.log(logging.ERROR, "internal", "internal error (deny): %s", describe(err))
+            st.record("error", "", 0)
+            return self._internal_error
+        return self.decide_facts(f)
+
+    def _stats(self) -> ThreadStats:
+        loc = self._local
+        st = loc.stats
+        if st is None:
+            st = loc.stats = self.stats.mine()
+        return st
+
+    def decide_facts(self, f: RequestFacts) -> Decision:
+        """Decide one request (see ``ext_proc.request`` for how facts are read)."""
         t0 = _perf_ns()
         loc = self._local
         st = loc.stats
         if st is None:
             st = loc.stats = self.stats.mine()
-        tenant: str | None = None
+        method, path, tenant, subject = f.method, f.path, f.tenant, f.subject
         cached = False
         try:
             snap = self._snap
-            if snap is None:
+            if f.status:
+                d = deny(f.status, f.reason, version=snap.version if snap is not None else "")
+            elif snap is None:
                 d = self._no_policy
             else:
-                q = path.find("?")
-                if q >= 0:
-                    path = path[:q]
-                tenant = self._tenant_fn(path, host, tenant_header)
                 cache = snap.cache
                 memo_key = None
+                subject_key = f.subject_key
                 if cache is not None and (subject_key is not None or subject is None):
                     # Everything the input and the cell derive from: a hit skips encode too.
                     memo_key = (method, path, tenant, subject_key)
@@ -266,7 +302,8 @@ class Engine:
                 if not cached:
                     d, cached = self._decide(snap, loc, st, method, path, tenant, subject)
                     if memo_key is not None and d.result != "error":
-                        cache.memo.put(memo_key, d)  # type: ignore[union-attr]
+                        cost = sizeof_key(memo_key) + ENTRY_OVERHEAD + d.cost
+                        cache.memo.put(memo_key, d, cost)  # type: ignore[union-attr]
         except PolicyError as err:
             st.eval_errors += 1
             self._limited.log(logging.WARNING, "eval", "policy evaluation error (deny): %s", err)
@@ -277,6 +314,8 @@ class Engine:
             d = self._internal_error
         elapsed = _perf_ns() - t0
         st.record(d.result, d.cell, elapsed)
+        if d.dropped:
+            st.drop_headers(d.dropped)
         dl = self.decision_log
         if dl is not None:
             sub = subject.get("sub") if subject is not None else None
@@ -325,7 +364,7 @@ class Engine:
                 return hit, True
             d = self._render(ev.eval_encoded(key), cell, snap.version)
             if d.result != "error":
-                cache.exact.put(ck, d)
+                cache.exact.put(ck, d, len(key) + len(cell) + ENTRY_OVERHEAD + d.cost)
         if d.result == "error":
             st.eval_errors += 1
         return d, False
@@ -346,6 +385,7 @@ class Engine:
             reason = "allowed" if allow is True else "denied"
         if allow is True:
             headers = [(CELL_HEADER, cell), (VERSION_HEADER, version)]
+            dropped: list[str] = []
             extra = result.get("headers")
             if extra is not None:
                 if not isinstance(extra, dict):
@@ -356,15 +396,24 @@ class Engine:
                         _short(extra),
                     )
                     return deny(500, "policy decision malformed", cell, version, "error")
-                for k, v in sorted(extra.items()):
+                for k, v in sorted(extra.items(), key=lambda kv: str(kv[0])):
                     if not isinstance(k, str) or not isinstance(v, str):
                         return deny(500, "policy decision malformed", cell, version, "error")
                     k = k.lower()
-                    if not _valid_header_name(k):
-                        return deny(500, "policy decision malformed", cell, version, "error")
-                    if k not in (CELL_HEADER, VERSION_HEADER):
-                        headers.append((k, _header_safe(v)))
-            return Decision(True, 200, reason, tuple(headers), b"", cell, version, "allow")
+                    why = forbidden_header_reason(k)
+                    label = drop_label(k)
+                    if why is None:
+                        why = header_value_reason(v)
+                        label = "invalid-value"
+                    if why is not None:
+                        # Refused, not fatal: the rest of the decision stands.
+                        dropped.append(label)
+                        self._limited.log(logging.WARNING, "header",
+                                          "policy header dropped: %s", why)  # fmt: skip
+                        continue
+                    headers.append((k, _header_safe(v)))
+            return Decision(True, 200, reason, tuple(headers), b"", cell, version, "allow",
+                            tuple(dropped))  # fmt: skip
         status = result.get("status")
         if isinstance(status, float) and status.is_integer():
             status = int(status)

@@ -22,21 +22,15 @@ from envoy.config.core.v3 import base_pb2
 from envoy.service.auth.v3 import external_auth_pb2
 from envoy.service.ext_proc.v3 import external_processor_pb2 as ep
 
-from ext_proc.claims import (
-    JWT_NAMESPACE,
-    PAYLOAD_HEADER,
-    subject_from_header,
-    subject_from_metadata_bytes,
-)
-from ext_proc.engine import A1_PREFIX, Decision, Engine, deny
+from ext_proc.engine import Decision, Engine, deny
 from ext_proc.grpc_common import AUTH_SERVICE, EXT_PROC_SERVICE, identity
 from ext_proc.logutil import RateLimited, describe
+from ext_proc.request import remove_names
 from ext_proc.slim import SlimCheckRequest
 
 _OVERWRITE = base_pb2.HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD
 _GRPC_OK = 0
 _GRPC_PERMISSION_DENIED = 7
-_MAX_RENDERINGS = 64
 
 
 # -- ext_authz ---------------------------------------------------------------------------
@@ -76,8 +70,7 @@ def render_check(d: Decision, remove: tuple[str, ...]) -> bytes:
         _set_headers(denied.headers, d.headers)
         denied.body = d.body.decode()
     b = resp.SerializeToString()
-    if len(d.rendered) < _MAX_RENDERINGS:
-        d.rendered[key] = b
+    d.memo_render(key, b)
     return b
 
 
@@ -85,26 +78,9 @@ def check_request(engine: Engine, req: Any) -> bytes:
     """Decide a CheckRequest, parsed as ``SlimCheckRequest`` (see ext_proc.slim).
 
     Claims come only from jwt_authn's dynamic metadata, never from a header."""
-    attrs = req.attributes
-    http = attrs.request.http
-    headers = http.headers
-    if not headers and http.header_map:
-        headers = {
-            h.key: (h.raw_value.decode("utf-8", "replace") if h.raw_value else h.value)
-            for h in base_pb2.HeaderMap.FromString(http.header_map).headers
-        }
-    th = engine.tenant_header
-    tenant_header = headers.get(th) if th is not None else None
-    a1 = [k for k in headers if k.startswith(A1_PREFIX)]
-    raw = attrs.metadata_context
-    subject = subject_from_metadata_bytes(raw)
-    d = engine.decide(http.method, http.path, http.host, tenant_header, subject, raw)
-    if d.allow and a1:
-        set_names = d.set_names
-        remove = tuple(sorted(k for k in a1 if k not in set_names))
-    else:
-        remove = ()
-    return render_check(d, remove)
+    f = engine.reader.from_check(req)
+    d = engine.decide_facts(f)
+    return render_check(d, remove_names(d.allow, d.set_names, f.a1_names))
 
 
 # -- ext_proc ----------------------------------------------------------------------------
@@ -138,8 +114,7 @@ def render_process(d: Decision, remove: tuple[str, ...]) -> bytes:
         imm.body = d.body
         imm.details = "a1_denied"
     b = resp.SerializeToString()
-    if len(d.rendered) < _MAX_RENDERINGS:
-        d.rendered[key] = b
+    d.memo_render(key, b)
     return b
 
 
@@ -158,40 +133,9 @@ _PASS = {w: _empty(w) for w in (
 def process_headers(engine: Engine, req: Any) -> bytes:
     """Decide a request_headers message. Claims: forwarded jwt_authn metadata, else the
     ``x-a1-jwt-payload`` header that jwt_authn wrote."""
-    method = path = host = ""
-    payload: str | None = None
-    tenant_header: str | None = None
-    th = engine.tenant_header
-    a1: list[str] = []
-    for h in req.request_headers.headers.headers:
-        k = h.key
-        v = h.raw_value.decode("utf-8", "replace") if h.raw_value else h.value
-        if k[:1] == ":":
-            if k == ":path":
-                path = v
-            elif k == ":method":
-                method = v
-            elif k == ":authority":
-                host = v
-        elif k.startswith(A1_PREFIX):
-            a1.append(k)
-            if k == PAYLOAD_HEADER:
-                # Two copies (a forged one and Envoy's) are ambiguous: trust neither.
-                payload = v if payload is None else ""
-        elif k == th:
-            tenant_header = v
-        elif k == "host" and not host:
-            host = v
-    skey: Any = None
-    subject = None
-    if JWT_NAMESPACE in req.metadata_context.filter_metadata:
-        skey = req.metadata_context.SerializeToString()
-        subject = subject_from_metadata_bytes(skey)
-    elif payload is not None:
-        skey, subject = payload, subject_from_header(payload)
-    d = engine.decide(method, path, host, tenant_header, subject, skey)
-    remove = tuple(sorted(k for k in a1 if k not in d.set_names)) if d.allow and a1 else ()
-    return render_process(d, remove)
+    f = engine.reader.from_process(req)
+    d = engine.decide_facts(f)
+    return render_process(d, remove_names(d.allow, d.set_names, f.a1_names))
 
 
 _INTERNAL = deny(500, "internal error", result="error")

@@ -20,16 +20,14 @@ import logging
 from http import HTTPStatus
 from typing import Any
 
-from ext_proc.claims import PAYLOAD_HEADER, subject_from_header
-from ext_proc.engine import A1_PREFIX, Decision, Engine
+from ext_proc.engine import Decision, Engine
 from ext_proc.logutil import RateLimited, describe
+from ext_proc.request import remove_names
 
 log = logging.getLogger("ext_proc.http")
 _limited = RateLimited(log)
 
 MAX_HEAD = 64 * 1024
-MAX_BODY = 1024 * 1024
-_MAX_RENDERINGS = 64
 
 
 def _reason(status: int) -> str:
@@ -49,11 +47,10 @@ def render_http(d: Decision, remove: tuple[str, ...], head: bool) -> bytes:
     if remove:
         lines.append(f"x-envoy-auth-headers-to-remove: {', '.join(remove)}")
     lines.append(f"content-length: {len(d.body)}")
-    b = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+    b = ("\r\n".join(lines) + "\r\n\r\n").encode()
     if not head:
         b += d.body
-    if len(d.rendered) < _MAX_RENDERINGS:
-        d.rendered[key] = b
+    d.memo_render(key, b)
     return b
 
 
@@ -95,7 +92,7 @@ class AuthzProtocol(asyncio.Protocol):
                     self._fail(out, 431, "request header too large")
                     return
                 break
-            head = buf[:end].decode("latin-1")
+            head = buf[:end]
             buf = buf[end + 4 :]
             try:
                 resp, body_len, close = self._handle(head)
@@ -120,53 +117,16 @@ class AuthzProtocol(asyncio.Protocol):
         self._transport.close()
         self._buf = b""
 
-    def _handle(self, head: str) -> tuple[bytes, int, bool]:
+    def _handle(self, head: bytes) -> tuple[bytes, int, bool]:
         """(response bytes, request body length to skip, close connection?)."""
-        lines = head.split("\r\n")
-        parts = lines[0].split(" ")
-        if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
-            return _error(400, "malformed request line"), 0, True
-        method, path, version = parts
         eng = self._engine
-        th = eng.tenant_header
-        host = ""
-        payload: str | None = None
-        tenant_header: str | None = None
-        body_len = 0
-        close = version == "HTTP/1.0"
-        a1: list[str] = []
-        for line in lines[1:]:
-            k, sep, v = line.partition(":")
-            if not sep:
-                return _error(400, "malformed header line"), 0, True
-            k = k.lower()
-            c = k[0] if k else ""
-            if c == "x" and k.startswith(A1_PREFIX):
-                a1.append(k)
-                if k == PAYLOAD_HEADER:
-                    # Two copies (a forged one and Envoy's) are ambiguous: trust neither.
-                    payload = v.strip() if payload is None else ""
-            elif k == th:
-                tenant_header = v.strip()
-            elif c == "h" and k == "host":
-                host = v.strip()
-            elif c == "c":
-                if k == "content-length":
-                    try:
-                        body_len = int(v)
-                    except ValueError:
-                        return _error(400, "bad content-length"), 0, True
-                    if not 0 <= body_len <= MAX_BODY:
-                        return _error(413, "request body too large"), 0, True
-                elif k == "connection":
-                    lv = v.strip().lower()
-                    close = lv == "close" or (close and lv != "keep-alive")
-            elif c == "t" and k == "transfer-encoding":
-                return _error(501, "chunked request bodies are not supported"), 0, True
-        subject = subject_from_header(payload) if payload is not None else None
-        d = eng.decide(method, path, host, tenant_header, subject, payload)
-        remove = tuple(sorted(k for k in a1 if k not in d.set_names)) if d.allow and a1 else ()
-        return render_http(d, remove, method == "HEAD"), body_len, close
+        parsed = eng.reader.from_http(head)
+        f = parsed.facts
+        if parsed.close and f.status:  # framing is broken: answer and drop the connection
+            return _error(f.status, f.reason), 0, True
+        d = eng.decide_facts(f)
+        remove = remove_names(d.allow, d.set_names, f.a1_names)
+        return render_http(d, remove, f.method == "HEAD"), parsed.body_len, parsed.close
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._transport = None

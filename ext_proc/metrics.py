@@ -5,7 +5,9 @@ Metrics (all on the metrics port, ``/metrics``):
 ``a1_policy_eval_errors_total``, ``a1_policy_load_failures_total``,
 ``a1_policy_version`` (info:
 ``a1_policy_version_info{version,cells_version}``), ``a1_cache_hits_total``,
-``a1_cache_entries``, ``a1_decision_log_dropped_total``.
+``a1_cache_entries``, ``a1_cache_bytes``, ``a1_decision_log_dropped_total``,
+``a1_policy_headers_dropped_total{header}`` (header: a fixed forbidden name or a
+class such as ``x-envoy-*``, ``:pseudo``, ``invalid-name``, ``invalid-value``).
 """
 
 from __future__ import annotations
@@ -75,6 +77,20 @@ class EngineCollector(Collector):
         snap = eng.snapshot
         entries = len(snap.cache) if snap is not None and snap.cache is not None else 0
         yield GaugeMetricFamily("a1_cache_entries", "Entries in the decision cache.", value=entries)
+        cache = snap.cache if snap is not None else None
+        yield GaugeMetricFamily(
+            "a1_cache_bytes",
+            "Bytes charged to the decision cache (both layers; bound: cache.max_bytes).",
+            value=cache.exact.bytes + cache.memo.bytes if cache is not None else 0,
+        )
+        dropped = CounterMetricFamily(
+            "a1_policy_headers_dropped",
+            "Headers a policy decision tried to set that the sidecar refused.",
+            labels=["header"],
+        )
+        for label, n in sorted(s["headers_dropped"].items()):  # type: ignore[attr-defined]
+            dropped.add_metric([label], n)
+        yield dropped
         dl = eng.decision_log
         yield CounterMetricFamily(
             "a1_decision_log_dropped",

@@ -47,11 +47,13 @@ def _build() -> Any:
             f.type_name = type_name
 
     http = fdp.message_type.add(name="HttpRequest")
+    # Declared as bytes (same wire type as string): upb would refuse invalid UTF-8
+    # with a parse error (an RPC failure); the sidecar decodes and answers 400 instead.
     for name in ("method", "path", "host"):
-        field(http, name, _number(http_request, name), _F.TYPE_STRING)
+        field(http, name, _number(http_request, name), _F.TYPE_BYTES)
     entry = http.nested_type.add(name="HeadersEntry")
     field(entry, "key", 1, _F.TYPE_STRING)
-    field(entry, "value", 2, _F.TYPE_STRING)
+    field(entry, "value", 2, _F.TYPE_BYTES)
     entry.options.map_entry = True
     field(http, "headers", _number(http_request, "headers"), _F.TYPE_MESSAGE,
           ".a1.slim.HttpRequest.HeadersEntry", rep=True)  # fmt: skip

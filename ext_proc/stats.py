@@ -21,7 +21,10 @@ _BOUNDS_NS = tuple(int(b * 1e9) for b in LATENCY_BUCKETS)
 class ThreadStats:
     """One deciding thread's counters. Only that thread writes them."""
 
-    __slots__ = ("cache_hits", "decisions", "eval_errors", "latency_counts", "latency_sum_ns")
+    __slots__ = (
+        "cache_hits", "decisions", "eval_errors", "headers_dropped", "latency_counts",
+        "latency_sum_ns",
+    )  # fmt: skip
 
     def __init__(self) -> None:
         self.decisions: dict[tuple[str, str], int] = {}
@@ -29,6 +32,12 @@ class ThreadStats:
         self.latency_sum_ns = 0
         self.cache_hits = 0
         self.eval_errors = 0
+        self.headers_dropped: dict[str, int] = {}  # label (policies.headers.drop_label) -> n
+
+    def drop_headers(self, labels: tuple[str, ...]) -> None:
+        d = self.headers_dropped
+        for label in labels:
+            d[label] = d.get(label, 0) + 1
 
     def record(self, result: str, cell: str, elapsed_ns: int) -> None:
         key = (result, cell)
@@ -79,11 +88,14 @@ class Stats:
                 "cells_version": self.cells_version,
             }
         decisions: dict[tuple[str, str], int] = {}
+        dropped: dict[str, int] = {}
         counts = [0] * (len(_BOUNDS_NS) + 1)
         total_ns = hits = errors = 0
         for st in threads:
             for k, v in list(st.decisions.items()):
                 decisions[k] = decisions.get(k, 0) + v
+            for k2, v2 in list(st.headers_dropped.items()):
+                dropped[k2] = dropped.get(k2, 0) + v2
             for i, c in enumerate(st.latency_counts):
                 counts[i] += c
             total_ns += st.latency_sum_ns
@@ -95,5 +107,6 @@ class Stats:
             latency_sum_ns=total_ns,
             cache_hits=hits,
             eval_errors=errors,
+            headers_dropped=dropped,
         )
         return out

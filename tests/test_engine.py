@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -286,6 +287,9 @@ def expected(ev: Any, version: str, method: str, path: str, subject: Any) -> tup
         return (False, 400, "path has an empty segment (//)", "")
     if path.startswith("/t/") and not tenant:
         return (False, 400, "target tenant id is empty", "")
+    claim = (subject or {}).get("tenant")
+    if isinstance(claim, str) and not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,62}", claim):
+        return (False, 403, "tenant claim is not a canonical tenant id", "")
     if tenant:
         inp["tenant"] = tenant
     if subject is not None:
