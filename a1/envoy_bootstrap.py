@@ -32,6 +32,7 @@ import yaml
 
 from a1 import package_data
 from a1.errors import UserError
+from a1.pki import MAX_TOKEN_LIFETIME_S
 
 MODES = ("grpc", "http", "ext_proc", "rbac", "none")
 SIDECAR_MODES = ("grpc", "http", "ext_proc")
@@ -81,6 +82,7 @@ class BootstrapParams:
     pinned_cell: str | None = None  # rbac/none: the one cell that serves (default: first)
     issuer: str = "a1-dev"
     audience: str = "a1"
+    max_token_lifetime_s: int = MAX_TOKEN_LIFETIME_S  # jwt_authn max_lifetime
     # HTTP ext_authz: request headers (besides the defaults) sent to the sidecar.
     http_authz_headers: Sequence[str] = field(default=("x-a1-jwt-payload",))
     node_id: str = "a1-edge"
@@ -165,6 +167,9 @@ def _check(params: BootstrapParams) -> None:
     for name, port in ports.items():
         if not 0 < port < 65536:
             raise UserError(f"{name}: {port} is not a TCP port", 2)
+    if params.max_token_lifetime_s <= 0:
+        raise UserError(f"max_token_lifetime_s: must be positive, got "
+                        f"{params.max_token_lifetime_s}", 2)
 
 
 def cluster_name(cell: str) -> str:
@@ -181,7 +186,8 @@ def render_bootstrap(params: BootstrapParams, template_dir: Path = TEMPLATE_DIR)
 
     filters: list[Any] = [render_file(frag / "jwt_authn.yaml", {
         "issuer": params.issuer, "audience": params.audience,
-        "jwks_path": str(params.jwks_path)})]
+        "jwks_path": str(params.jwks_path),
+        "max_lifetime": f"{params.max_token_lifetime_s}s"})]
     healthz_per_filter: dict[str, Any] = {}
     if params.mode != "none":
         authz = render_file(frag / _AUTHZ_FRAGMENT[params.mode], {

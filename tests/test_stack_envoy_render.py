@@ -153,3 +153,46 @@ def test_bad_cell_name_is_refused() -> None:
                            jwks_path=Path("j"), tls_cert=Path("c"), tls_key=Path("k"))
     with pytest.raises(UserError, match="invalid cell name 'bad name'"):
         eb.render_bootstrap(p)
+
+
+# -- edge hardening: one canonical path, tokens from the header only, bounded lifetime --
+
+
+@pytest.mark.parametrize("listener", [0, 1])
+def test_every_listener_normalises_the_path_before_any_filter(listener: int) -> None:
+    cfg = hcm(roundtrip(), listener)
+    assert cfg["normalize_path"] is True and cfg["merge_slashes"] is True
+    assert cfg["path_with_escaped_slashes_action"] == "REJECT_REQUEST"
+    assert cfg["use_remote_address"] is True
+    assert cfg["common_http_protocol_options"]["headers_with_underscores_action"] == \
+        "REJECT_REQUEST"
+    assert cfg["request_headers_timeout"] == "10s"
+    assert cfg["http2_protocol_options"]["max_concurrent_streams"] == 100
+
+
+def test_listeners_and_cell_clusters_bound_their_buffers() -> None:
+    doc = roundtrip()
+    for lst in doc["static_resources"]["listeners"]:
+        assert lst["per_connection_buffer_limit_bytes"] == 32768
+    for c in doc["static_resources"]["clusters"]:
+        if c["name"].startswith("cell_"):
+            assert c["per_connection_buffer_limit_bytes"] == 32768
+
+
+@pytest.mark.parametrize("mode", eb.MODES)
+def test_tokens_only_from_the_bearer_header_and_always_expiring(mode: str) -> None:
+    from a1.pki import MAX_TOKEN_LIFETIME_S
+
+    provider = hcm(roundtrip(mode))["http_filters"][0]["typed_config"]["providers"]["a1-dev"]
+    assert provider["from_headers"] == [{"name": "authorization", "value_prefix": "Bearer "}]
+    assert "from_params" not in provider and "from_cookies" not in provider
+    assert provider["require_expiration"] is True
+    assert provider["max_lifetime"] == f"{MAX_TOKEN_LIFETIME_S}s" == "86400s"
+
+
+def test_max_token_lifetime_is_a_parameter() -> None:
+    provider = hcm(roundtrip(max_token_lifetime_s=600))["http_filters"][0]["typed_config"][
+        "providers"]["a1-dev"]
+    assert provider["max_lifetime"] == "600s"
+    with pytest.raises(UserError, match=r"^max_token_lifetime_s: must be positive"):
+        roundtrip(max_token_lifetime_s=0)
