@@ -153,16 +153,24 @@ def test_ctrl_c_stops_everything(up_factory: type[Up], tmp_path: Path) -> None:
     assert up.children() == []
 
 
-def test_a_dying_child_is_named_and_the_rest_are_stopped(up_factory: type[Up],
-                                                         tmp_path: Path) -> None:
+def test_a_dying_child_is_named_and_restarted_alone(up_factory: type[Up],
+                                                    tmp_path: Path) -> None:
+    """The supervisor's behaviour (e2e/test_up_supervisor.py has the traffic checks)."""
     up = up_factory(tmp_path / "state", "--mode", "none", "--cells", "2")
     up.wait_up()
-    victim = [p for p in up.children()
-              if b"--name\0cell-2\0" in Path(f"/proc/{p}/cmdline").read_bytes()]
-    assert len(victim) == 1
-    os.kill(victim[0], signal.SIGKILL)
-    assert up.proc.wait(timeout=30) != 0
-    assert "cell-2" in up.stderr() and "unexpectedly" in up.stderr()
+    cells = {name: [p for p in up.children()
+                    if f"--name\0{name}\0".encode() in Path(f"/proc/{p}/cmdline").read_bytes()]
+             for name in ("cell-1", "cell-2")}
+    assert [len(v) for v in cells.values()] == [1, 1]
+    os.kill(cells["cell-2"][0], signal.SIGKILL)
+    poll(lambda: "cell-2 is back" in up.stderr(), timeout=30, what="cell-2 restarted")
+    assert f"cell-2 (pid {cells['cell-2'][0]}) exited with signal SIGKILL unexpectedly" \
+        in up.stderr()
+    assert up.proc.poll() is None  # a1 up, Envoy and cell-1 kept running
+    assert cells["cell-1"][0] in up.children() and cells["cell-2"][0] not in up.children()
+    assert len(up.children()) == 3
+    up.proc.send_signal(signal.SIGTERM)
+    assert up.proc.wait(timeout=30) == 0
     assert up.children() == []
 
 
