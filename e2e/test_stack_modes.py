@@ -22,7 +22,8 @@ def test_sidecar_variants_decide_and_route_like_grpc(start_stack: Callable[..., 
                                                      mode: str) -> None:
     stack = start_stack(mode=mode, cells=2)
     client = Client(stack.http_url)
-    for cell, names in tenants_by_cell(stack, per_cell=2, prefix=mode).items():
+    prefix = mode.replace("_", "-")  # a tenant id has no "_"
+    for cell, names in tenants_by_cell(stack, per_cell=2, prefix=prefix).items():
         for t in names:
             writer, reader = stack.token(t, ["reader", "writer"]), stack.token(t, ["reader"])
             created = client.post(f"/t/{t}/items", writer, {"mode": mode})
