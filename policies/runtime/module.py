@@ -14,6 +14,7 @@ import hashlib
 import json
 import struct
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -31,13 +32,20 @@ from policies.runtime.values import (
     decode,
     encode_input,
 )
-from policies.runtime.wasmbin import WasmFormatError, custom_sections
+from policies.runtime.wasmbin import WasmFormatError, custom_sections, section_ids
 
 ABI_VERSION = 1
 META_SECTION = "a1.meta"
 DEFAULT_FUEL = 10_000_000
 DEFAULT_MAX_PAGES = 256  # 16 MiB
 PAGE = 65536
+MAX_META_BYTES = 1 << 20
+RUNTIME_END = 0x10_0000  # a1rt's stack and static data end here (docs/policy-abi.md)
+START_SECTION = 8
+
+# The policy module's interface, as ``_describe`` renders a type.
+EXPORTS = {"a1_eval": "func (i32, i32) -> (i32)", "a1_input_base": "global i32"}
+HOST_IMPORTS = {"time_now_ns": "func () -> (f64)"}
 
 ERROR_NAMES = {
     1: "type error",
@@ -80,19 +88,30 @@ class Metadata:
 
     @classmethod
     def parse(cls, payload: bytes) -> Metadata:
+        """The section's JSON, every field checked for its exact type."""
+        if len(payload) > MAX_META_BYTES:
+            raise BundleError(
+                f"malformed {META_SECTION} section: {len(payload)} bytes, "
+                f"more than {MAX_META_BYTES}"
+            )
         try:
             raw = json.loads(payload)
-            meta = cls(
-                abi=int(raw["abi"]),
-                entrypoints=[str(e) for e in raw["entrypoints"]],
-                input_paths=[tuple(str(p) for p in path) for path in raw["input_paths"]],
-                pure=bool(raw["pure"]),
-                source_sha256=str(raw["source_sha256"]),
-                runtime_sha256=str(raw["runtime_sha256"]),
-            )
-        except (ValueError, KeyError, TypeError) as err:
-            raise BundleError(f"malformed {META_SECTION} section: {err}") from None
-        return meta
+        except (ValueError, RecursionError) as err:
+            what = "nested too deeply" if isinstance(err, RecursionError) else err
+            raise BundleError(f"malformed {META_SECTION} section: {what}") from None
+        if not isinstance(raw, dict):
+            raise BundleError(f"malformed {META_SECTION} section: not a JSON object")
+        return cls(
+            abi=_field(raw, "abi", "an integer", lambda v: type(v) is int),
+            entrypoints=_field(raw, "entrypoints", "a non-empty list of strings", _names),
+            input_paths=[
+                tuple(p)
+                for p in _field(raw, "input_paths", "a list of lists of strings", _paths)
+            ],
+            pure=_field(raw, "pure", "a boolean", lambda v: type(v) is bool),
+            source_sha256=_field(raw, "source_sha256", "a string", lambda v: type(v) is str),
+            runtime_sha256=_field(raw, "runtime_sha256", "a string", lambda v: type(v) is str),
+        )
 
     def to_json(self) -> bytes:
         return json.dumps(
@@ -106,6 +125,90 @@ class Metadata:
             },
             sort_keys=True,
         ).encode()
+
+
+def _field(raw: dict[str, Any], name: str, want: str, ok: Callable[[Any], bool]) -> Any:
+    if name not in raw:
+        raise BundleError(f"malformed {META_SECTION} section: no field {name!r}")
+    value = raw[name]
+    if not ok(value):
+        got = type(value).__name__
+        raise BundleError(f"malformed {META_SECTION} section: {name} must be {want}, got {got}")
+    return value
+
+
+def _names(v: Any) -> bool:
+    return type(v) is list and bool(v) and all(type(e) is str and e for e in v)
+
+
+def _paths(v: Any) -> bool:
+    return type(v) is list and all(
+        type(p) is list and all(type(k) is str for k in p) for p in v
+    )
+
+
+def _one_line(err: Exception) -> str:
+    """wasmtime's multi-line report as one line: the summary and the root cause."""
+    lines = [ln.strip() for ln in str(err).splitlines()]
+    lines = [ln for ln in lines if ln and ln != "Caused by:" and not ln.startswith("Stack")]
+    if not lines:
+        return "unknown error"
+    cause = lines[-1].lstrip("0123456789: ")
+    return lines[0] if len(lines) == 1 else f"{lines[0]}: {cause}"
+
+
+def _describe(ty: Any) -> str:
+    """A wasm extern type as the load errors show it: ``func (i32, i32) -> (i32)``."""
+    if isinstance(ty, wasmtime.FuncType):
+        params = ", ".join(str(t) for t in ty.params)
+        results = ", ".join(str(t) for t in ty.results)
+        return f"func ({params}) -> ({results})"
+    if isinstance(ty, wasmtime.GlobalType):
+        return f"global (mut {ty.content})" if ty.mutable else f"global {ty.content}"
+    if isinstance(ty, wasmtime.MemoryType):
+        limits = ty.limits
+        kind = "memory64" if ty.is_64 else "shared memory" if ty.is_shared else "memory"
+        if ty.page_size != PAGE:
+            kind += f" (pages of {ty.page_size} bytes)"
+        return f"{kind} {limits.min}" + (f" {limits.max}" if limits.max is not None else "")
+    if isinstance(ty, wasmtime.TableType):
+        return "table"
+    return type(ty).__name__
+
+
+def _check_interface(module: wasmtime.Module) -> None:
+    """Every export the host uses and every import, by kind and exact type.
+
+    The host calls ``a1_eval`` unchecked (its signature is trusted), so a wrong
+    type must never get past here; other exports are never touched.
+    """
+    exports = {e.name: _describe(e.type) for e in module.exports}
+    for name, want in EXPORTS.items():
+        got = exports.get(name)
+        if got is None:
+            raise BundleError(f"missing export {name} (expected {want})")
+        if got != want:
+            raise BundleError(f"export {name}: expected {want}, got {got}")
+    runtime = _runtime_exports()
+    memory = False
+    for imp in module.imports:
+        where = f"import {imp.module}.{imp.name}"
+        got = _describe(imp.type)
+        if (imp.module, imp.name) == ("env", "memory"):
+            memory = True
+            want = "memory <min pages>"
+            if got.startswith("memory ") and got.count(" ") == 1:
+                continue
+        elif imp.module == "env" and imp.name in HOST_IMPORTS:
+            want = HOST_IMPORTS[imp.name]
+        elif imp.module == "a1rt" and imp.name in runtime:
+            want = runtime[imp.name]
+        else:
+            raise BundleError(f"{where}: neither the host nor the a1rt runtime provides it")
+        if got != want:
+            raise BundleError(f"{where}: expected {want}, got {got}")
+    if not memory:
+        raise BundleError("no import env.memory (the memory it shares with a1rt)")
 
 
 @cache
@@ -132,6 +235,11 @@ def _runtime_module() -> wasmtime.Module:
     return wasmtime.Module(_engine(), runtime_bytes())
 
 
+@cache
+def _runtime_exports() -> dict[str, str]:
+    return {e.name: _describe(e.type) for e in _runtime_module().exports}
+
+
 def _time_now_ns() -> float:
     return float(time.time_ns())
 
@@ -150,6 +258,7 @@ class PolicyModule:
         """Validate ``wasm`` and compile it; raise ``BundleError`` naming ``source``."""
         try:
             sections = custom_sections(wasm)
+            ids = section_ids(wasm)
         except WasmFormatError as err:
             raise BundleError(f"{source}: {err}") from None
         if META_SECTION not in sections:
@@ -167,11 +276,13 @@ class PolicyModule:
         try:
             module = wasmtime.Module(_engine(), wasm)
         except wasmtime.WasmtimeError as err:
-            first = str(err).strip().splitlines()[0]
-            raise BundleError(f"{source}: invalid WebAssembly: {first}") from None
-        exports = {e.name for e in module.exports}
-        if not {"a1_eval", "a1_input_base"} <= exports:
-            raise BundleError(f"{source}: missing a1_eval or a1_input_base export")
+            raise BundleError(f"{source}: invalid WebAssembly: {_one_line(err)}") from None
+        if START_SECTION in ids:
+            raise BundleError(f"{source}: has a start function (a policy runs only in a1_eval)")
+        try:
+            _check_interface(module)
+        except BundleError as err:
+            raise BundleError(f"{source}: {err}") from None
         return cls(wasm, meta, module)
 
     def evaluator(
@@ -234,18 +345,32 @@ class Evaluator:
             "env", "time_now_ns", wasmtime.FuncType([], [wasmtime.ValType.f64()]), _time_now_ns
         )
         self.store.set_fuel(fuel)  # instantiation runs initialisers, which burn fuel too
+        self._grow_for(_runtime_module(), max_pages)
+        self._grow_for(module._module, max_pages)
         try:
-            self._grow_for(_runtime_module())
-            self._grow_for(module._module)
             rt = linker.instantiate(self.store, _runtime_module())
             linker.define_instance(self.store, "a1rt", rt)
             inst = linker.instantiate(self.store, module._module)
         except (wasmtime.WasmtimeError, wasmtime.Trap) as err:
-            raise BundleError(f"cannot instantiate policy: {err}") from None
+            raise BundleError(f"cannot instantiate policy: {_one_line(err)}") from None
         exports = inst.exports(self.store)
-        self.input_base = int(exports["a1_input_base"].value(self.store))  # type: ignore[union-attr]
+        base = exports["a1_input_base"]
+        if not isinstance(base, wasmtime.Global):  # load checked it; never trust a cast
+            raise BundleError("export a1_input_base: expected global i32")
+        self.input_base = int(base.value(self.store))  # type: ignore[arg-type]
+        cap = max_pages * PAGE
+        if self.input_base & 7 or not RUNTIME_END <= self.input_base < cap:
+            raise BundleError(
+                f"export a1_input_base: {self.input_base:#x} is not an 8-aligned address "
+                f"in [{RUNTIME_END:#x}, {cap:#x})"
+            )
         self._err = rt.exports(self.store)["a1_err"]
-        self._func = exports["a1_eval"]
+        func = exports["a1_eval"]
+        if not isinstance(func, wasmtime.Func) or _describe(func.type(self.store)) != EXPORTS[
+            "a1_eval"
+        ]:  # load checked it; the unchecked call below must never see another type
+            raise BundleError(f"export a1_eval: expected {EXPORTS['a1_eval']}")
+        self._func = func
         self._ctx = self.store._context()
         self._func_ref = ctypes.byref(self._func._func)  # type: ignore[union-attr]
         self._args = (ffi.wasmtime_val_raw_t * 2)()
@@ -253,12 +378,17 @@ class Evaluator:
         self._views: dict[int, memoryview] = {}
         self._fuel_left = 0
 
-    def _grow_for(self, module: wasmtime.Module) -> None:
+    def _grow_for(self, module: wasmtime.Module, max_pages: int) -> None:
         """Grow the shared memory to what ``module`` imports it with (its data segments)."""
         for imp in module.imports:
             ty = imp.type
             if isinstance(ty, wasmtime.MemoryType):
                 need = ty.limits.min
+                if need > max_pages:
+                    raise BundleError(
+                        f"import env.memory: needs {need} pages at start, "
+                        f"more than the cap of {max_pages}"
+                    )
                 have = self.memory.size(self.store)
                 if need > have:
                     self.memory.grow(self.store, need - have)

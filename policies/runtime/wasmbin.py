@@ -48,6 +48,8 @@ def _sections(wasm: bytes) -> list[tuple[int, int, int, str | None, bytes]]:
         name, payload = None, b""
         if section_id == 0:
             name_len, name_at = _uleb(wasm, body)
+            if name_at + name_len > end:
+                raise WasmFormatError("custom section name runs past its section")
             name = wasm[name_at : name_at + name_len].decode("utf-8", "replace")
             payload = wasm[name_at + name_len : end]
         out.append((section_id, pos, end, name, payload))
@@ -56,8 +58,20 @@ def _sections(wasm: bytes) -> list[tuple[int, int, int, str | None, bytes]]:
 
 
 def custom_sections(wasm: bytes) -> dict[str, bytes]:
-    """All custom sections by name; raises ``WasmFormatError`` on a malformed module."""
-    return {name: payload for _, _, _, name, payload in _sections(wasm) if name is not None}
+    """All custom sections by name; raises ``WasmFormatError`` on a malformed module
+    or on a name that appears twice (which of the two would count is ambiguous)."""
+    out: dict[str, bytes] = {}
+    for _, _, _, name, payload in _sections(wasm):
+        if name is not None:
+            if name in out:
+                raise WasmFormatError(f"custom section {name} appears twice")
+            out[name] = payload
+    return out
+
+
+def section_ids(wasm: bytes) -> list[int]:
+    """The id of every section in order (1 type, 2 import, ..., 8 start, 0 custom)."""
+    return [section_id for section_id, _, _, _, _ in _sections(wasm)]
 
 
 def without_custom_section(wasm: bytes, name: str) -> bytes:
