@@ -34,6 +34,7 @@ import atexit
 import contextlib
 import errno
 import os
+import re
 import shutil
 import signal
 import socket
@@ -67,6 +68,9 @@ _PDEATHSIG_EXEC = (
     "    sys.stderr.write('a1 launcher: cannot run %s: %s\\n'%(sys.argv[2],e.strerror))\n"
     "    os._exit(127)\n"
 )
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")  # all but \t and \n
 
 
 class LaunchError(UserError):
@@ -221,7 +225,11 @@ class ManagedProcess:
                 data = f.read()
         except OSError:
             return ""
-        return "\n".join(data.decode(errors="replace").splitlines()[-lines:])
+        text = data.decode(errors="replace")
+        # Shown on the operator's terminal: a logged request path must not smuggle
+        # escape sequences (colours, window titles, cursor moves) into it.
+        text = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+        return "\n".join(text.splitlines()[-lines:])
 
 
 def _pdeathsig_supported() -> bool:

@@ -351,9 +351,10 @@ class Supervisor:
         comp.restarts += 1
         try:
             proc = self.launcher.start(spec)
-        except LaunchError as err:
-            comp.last_exit = Exit(None, str(err), time.time())
-            self._report(f"a1: restarting {comp.name}: {err}")
+        except (LaunchError, OSError) as err:  # e.g. the program is gone, or the log dir
+            why = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
+            comp.last_exit = Exit(None, why, time.time())
+            self._report(f"a1: restarting {comp.name}: {why}")
             return self._after_failure(comp, now)
         comp.pid = proc.pid
         comp.deadline = now + self.policy.ready_timeout

@@ -214,3 +214,17 @@ def test_a_start_interrupted_while_forking_is_still_stopped_by_close(tmp_path: P
     lau.close()
     assert lau.names() == ["late"], "the child forked after the interrupt was lost"
     assert not lau["late"].alive()
+
+
+def test_a_log_tail_cannot_smuggle_terminal_escapes(launcher: Launcher, tmp_path: Path) -> None:
+    """The tail is printed on the operator's terminal; a logged path is attacker text."""
+    launcher.start(ProcessSpec("loud", py(r"""
+        import sys
+        sys.stdout.write("GET /t/\x1b[2J\x1b]0;owned\x07x\rfake line\x9b31m\tok\n")
+        sys.exit(3)
+    """), tmp_path / "loud.log", ready=tcp_probe("127.0.0.1", 1)))
+    with pytest.raises(LaunchError) as err:
+        launcher.wait_ready(timeout=20)
+    text = str(err.value)
+    assert "GET /t/\\x1b[2J\\x1b]0;owned\\x07x\\x0dfake line\\x9b31m\tok" in text
+    assert not any(c in text for c in "\x1b\x07\r\x9b")

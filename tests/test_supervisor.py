@@ -346,3 +346,34 @@ def test_backoff_doubles_and_never_exceeds_the_cap(initial: float, cap: float,
 def test_a_nonsense_policy_is_refused(bad: dict[str, float]) -> None:
     with pytest.raises(ValueError):
         RestartPolicy(**bad)  # type: ignore[arg-type]
+
+
+def test_the_status_file_replaces_a_planted_symlink_not_its_target(
+        launcher: Launcher, lines: Lines, tmp_path: Path) -> None:
+    target = tmp_path / "precious"
+    target.write_text("keep me")
+    path = tmp_path / "status.json"
+    path.symlink_to(target)
+    start(launcher, tmp_path, "a", ["sleep", "60"])
+    sup = Supervisor(launcher, FAST, path, report=lines)
+    sup.watch("a")
+    sup.adopt()
+    assert target.read_text() == "keep me"
+    assert not path.is_symlink() and json.loads(path.read_text())["stack"] == "running"
+
+
+def test_a_restart_that_raises_oserror_is_a_counted_failure(launcher: Launcher, lines: Lines,
+                                                            tmp_path: Path) -> None:
+    logs = tmp_path / "logs"
+    pid = launcher.start(ProcessSpec("a", ["sleep", "60"], logs / "a.log")).pid
+    sup = Supervisor(launcher, FAST, report=lines)
+    sup.watch("a", critical=True)
+    sup.adopt()
+    (logs / "a.log").unlink()
+    logs.rmdir()
+    logs.write_text("not a directory")  # the log cannot be opened: the start fails
+    os.kill(pid, signal.SIGKILL)
+    gave_up = drive(sup, lambda: False)
+    assert gave_up is not None and gave_up.name == "a"
+    assert len(lines.matching("restarting a: File exists")) == 4
+    assert sup["a"].last_exit is not None and sup["a"].last_exit.code is None
