@@ -54,10 +54,12 @@ import a1, conformance, control, e2e, ext_proc, policies
 from a1 import package_data
 from a1.stack import DEFAULT_POLICY, DEFAULT_POLICY_DATA
 from a1.envoy_bootstrap import TEMPLATE_DIR
+import e2e.bench_policy, e2e.bench_sidecar  # what `a1 bench` imports
 import envoy.config.core.v3 as protos
 print(json.dumps({
     "a1": a1.__file__, "policies": policies.__file__, "ext_proc": ext_proc.__file__,
     "control": control.__file__, "conformance": conformance.__file__, "e2e": e2e.__file__,
+    "bench": e2e.bench_policy.__file__,
     "templates": str(package_data.envoy_templates() / "bootstrap.yaml"),
     "template_dir": str(TEMPLATE_DIR / "fragments" / "hcm.yaml"),
     "runtime": str(resources.files("policies.runtime") / "a1rt.wasm"),
@@ -69,6 +71,7 @@ print(json.dumps({
 
 @dataclass(frozen=True)
 class Installed:
+    src: Path  # the copy of the working tree the wheel was built from
     wheel: Path
     venv: Path
 
@@ -96,9 +99,9 @@ def run(argv: list[str | Path], **kw: object) -> subprocess.CompletedProcess[str
     return result
 
 
-def shipped_packages() -> list[str]:
+def shipped_packages(root: Path) -> list[str]:
     """Top-level packages the wheel ships, from pyproject's packages.find include list."""
-    config = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    config = tomllib.loads((root / "pyproject.toml").read_text())
     include = config["tool"]["setuptools"]["packages"]["find"]["include"]
     return sorted({pattern.rstrip("*").rstrip(".") for pattern in include})
 
@@ -115,11 +118,10 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
     dist = base / "dist"
     run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index",
          "-q", "-w", dist, src])
-    shutil.rmtree(src)  # nothing may come from the copy once the wheel exists
     (wheel,) = dist.glob("a1-*.whl")
     venv = base / "venv"
     run([sys.executable, "-m", "venv", "--system-site-packages", venv])
-    inst = Installed(wheel, venv)
+    inst = Installed(src, wheel, venv)
     (inst.site / "sitecustomize.py").write_text(SITECUSTOMIZE.format(root=str(ROOT)))
     run([inst.python, "-m", "pip", "install", "--no-deps", "--no-index", "--ignore-installed",
          "-q", wheel], env=inst.env(), cwd=base)
@@ -128,6 +130,7 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
 
 def test_the_wheel_ships_every_module_and_the_data_and_no_top_level_envoy(
         installed: Installed) -> None:
+    root = installed.src  # not the checkout: other work may change it meanwhile
     with zipfile.ZipFile(installed.wheel) as zf:
         names = set(zf.namelist())
         shipped = {n for n in names if ".dist-info/" not in n}
@@ -135,23 +138,23 @@ def test_the_wheel_ships_every_module_and_the_data_and_no_top_level_envoy(
         # envoy/ stays a directory of templates: a top-level `envoy` in the wheel would
         # overwrite the Envoy wheel's package and the xDS protobuf classes.
         assert not any(n.startswith(("envoy/", "tests/")) for n in shipped)
-        assert set(top_level.decode().split()) == set(shipped_packages())
+        assert set(top_level.decode().split()) == set(shipped_packages(root))
 
-        modules = {p.relative_to(ROOT).as_posix()
-                   for pkg in shipped_packages() for p in (ROOT / pkg).rglob("*.py")
+        modules = {p.relative_to(root).as_posix()
+                   for pkg in shipped_packages(root) for p in (root / pkg).rglob("*.py")
                    if "__pycache__" not in p.parts}
         assert modules == {n for n in shipped if n.endswith(".py")}
 
-        templates = sorted(p for p in (ROOT / "envoy").rglob("*.yaml"))
+        templates = sorted(p for p in (root / "envoy").rglob("*.yaml"))
         assert templates, "no Envoy templates in envoy/"
         for t in templates:
-            assert zf.read(f"a1/envoy_templates/{t.relative_to(ROOT / 'envoy').as_posix()}") \
+            assert zf.read(f"a1/envoy_templates/{t.relative_to(root / 'envoy').as_posix()}") \
                 == t.read_bytes(), t
-        data = [ROOT / "policies" / "runtime" / "a1rt.wasm",
-                *(ROOT / "policies" / "library").glob("*.rego"),
-                ROOT / "policies" / "library" / "data.json"]
+        data = [root / "policies" / "runtime" / "a1rt.wasm",
+                *(root / "policies" / "library").glob("*.rego"),
+                root / "policies" / "library" / "data.json"]
         for d in data:
-            assert zf.read(d.relative_to(ROOT).as_posix()) == d.read_bytes(), d
+            assert zf.read(d.relative_to(root).as_posix()) == d.read_bytes(), d
 
 
 def test_the_installed_copy_resolves_everything_inside_the_venv(
