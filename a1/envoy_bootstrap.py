@@ -74,7 +74,7 @@ class BootstrapParams:
     https_port: int = 10443
     admin_port: int = 9901
     sidecar_grpc: str = "127.0.0.1:10100"  # HOST:PORT or unix:/path
-    sidecar_http: str = "127.0.0.1:10101"  # HOST:PORT
+    sidecar_http: str = "127.0.0.1:10101"  # HOST:PORT or unix:/path
     authz_timeout_ms: int = 500
     upstream_timeout_ms: int = 15_000
     health_interval_ms: int = 1000
@@ -192,7 +192,9 @@ def render_bootstrap(params: BootstrapParams, template_dir: Path = TEMPLATE_DIR)
     if params.mode != "none":
         authz = render_file(frag / _AUTHZ_FRAGMENT[params.mode], {
             **timeouts,
-            "sidecar_http_uri": f"http://{params.sidecar_http}",
+            # Over a Unix socket the URI's host is only a name: the cluster connects.
+            "sidecar_http_uri": "http://a1-sidecar" if params.sidecar_http.startswith("unix:")
+            else f"http://{params.sidecar_http}",
             "http_allowed_headers": [{"exact": h.lower()} for h in params.http_authz_headers],
         })
         healthz_per_filter[authz["name"]] = authz.pop("per_route_disabled")

@@ -79,14 +79,16 @@ class StackPorts:
         p = free_ports(6 + n_cells)
         return cls(p[0], p[1], p[2], p[3], p[4], p[5], tuple(p[6:]))
 
-    def labelled(self, names: Sequence[str], with_sidecar: bool = True) -> list[tuple[str, int]]:
+    def labelled(self, names: Sequence[str], with_sidecar: bool = True,
+                 sidecar_tcp: bool = False) -> list[tuple[str, int]]:
         out = [("Envoy HTTP listener, --http-port", self.http),
                ("Envoy HTTPS listener, --https-port", self.https),
                ("Envoy admin, --admin-port", self.admin)]
-        if with_sidecar:
+        if with_sidecar and sidecar_tcp:  # default: the decision ports are Unix sockets
             out += [("sidecar gRPC, --internal-port-base", self.sidecar_grpc),
-                    ("sidecar HTTP, --internal-port-base", self.sidecar_http),
-                    ("sidecar metrics, --internal-port-base", self.sidecar_metrics)]
+                    ("sidecar HTTP, --internal-port-base", self.sidecar_http)]
+        if with_sidecar:
+            out += [("sidecar metrics, --internal-port-base", self.sidecar_metrics)]
         out += [(f"{n}, --internal-port-base", p) for n, p in zip(names, self.cells, strict=True)]
         return out
 
@@ -106,6 +108,9 @@ class StackOptions:
     envoy_log_level: str = "info"
     envoy_concurrency: int | None = None
     sidecar_settings: dict[str, Any] = field(default_factory=dict)  # merged into sidecar.yaml
+    # The sidecar's decision ports: "unix" (sockets in the state directory, mode 0600:
+    # only this user can ask for a decision) or "tcp" (loopback ports, any local process).
+    sidecar_transport: str = "unix"
     ready_timeout: float = 60.0
 
 
@@ -234,6 +239,15 @@ class Stack:
         self.ports = ports
         self.files = StackFiles(self.options.state_dir)
         self.cell_names = list(options.cell_names or cell_names(options.cells))
+        if self.options.sidecar_transport not in ("unix", "tcp"):
+            raise UserError("sidecar_transport: must be unix or tcp", 2)
+        if self.options.sidecar_transport == "unix" and self.with_sidecar:
+            from ext_proc.uds import path_error
+
+            for address in (self.sidecar_grpc_address, self.sidecar_http_address):
+                why = path_error(address.removeprefix("unix:"))
+                if why is not None:
+                    raise UserError(f"--state-dir: {why}", 2)
         self._launcher = launcher
         self._own_launcher = launcher is None
         self.notes: list[str] = []  # things prepare() changed that the user should know
@@ -265,7 +279,15 @@ class Stack:
 
     @property
     def sidecar_grpc_address(self) -> str:
+        if self.options.sidecar_transport == "unix":
+            return f"unix:{self.files.state_dir / 'sidecar-grpc.sock'}"
         return f"{LOOPBACK}:{self.ports.sidecar_grpc}"
+
+    @property
+    def sidecar_http_address(self) -> str:
+        if self.options.sidecar_transport == "unix":
+            return f"unix:{self.files.state_dir / 'sidecar-http.sock'}"
+        return f"{LOOPBACK}:{self.ports.sidecar_http}"
 
     @property
     def metrics_url(self) -> str:
@@ -286,7 +308,7 @@ class Stack:
             bind_address=LOOPBACK, http_port=self.ports.http, https_port=self.ports.https,
             admin_port=self.ports.admin,
             sidecar_grpc=self.sidecar_grpc_address,
-            sidecar_http=f"{LOOPBACK}:{self.ports.sidecar_http}",
+            sidecar_http=self.sidecar_http_address,
             authz_timeout_ms=self.options.authz_timeout_ms,
             health_interval_ms=self.options.health_interval_ms,
             access_log=files.logs / "envoy-access.log" if self.options.access_log else None,
@@ -296,7 +318,7 @@ class Stack:
         files = self.files
         doc: dict[str, Any] = {
             "grpc_address": self.sidecar_grpc_address,
-            "http_address": f"{LOOPBACK}:{self.ports.sidecar_http}",
+            "http_address": self.sidecar_http_address,
             "metrics_address": f"{LOOPBACK}:{self.ports.sidecar_metrics}",
             "policy": {"module": str(files.policy_module), "entrypoint": ENTRYPOINT},
             "cells": {"table": str(files.cells_table)},
@@ -383,7 +405,8 @@ class Stack:
         """Prepare, check the ports, start cells + sidecar, then Envoy; wait until ready."""
         self.prepare()
         check_ports_free((label, LOOPBACK, port) for label, port
-                         in self.ports.labelled(self.cell_names, self.with_sidecar))
+                         in self.ports.labelled(self.cell_names, self.with_sidecar,
+                                                self.options.sidecar_transport == "tcp"))
         timeout = self.options.ready_timeout
         first = [self.launcher.start(self.cell_spec(n)).name for n in self.cell_names]
         if self.with_sidecar:

@@ -15,6 +15,7 @@ import signal
 import sys
 from collections.abc import Sequence
 
+from ext_proc import claims, uds
 from ext_proc.config import SidecarConfig, load_config
 from ext_proc.decision_log import DecisionLog
 from ext_proc.engine import Engine
@@ -22,6 +23,7 @@ from ext_proc.errors import ConfigError
 from ext_proc.grpc_common import bind, make_server, set_serving
 from ext_proc.grpc_server import make_handlers
 from ext_proc.http_server import start_http
+from ext_proc.logutil import describe
 from ext_proc.metrics import make_registry, serve_metrics
 from ext_proc.source import ConfigSource, FileConfigSource
 from ext_proc.stats import Stats
@@ -44,7 +46,9 @@ async def serve(cfg: SidecarConfig, source: ConfigSource) -> int:
     dlog = None
     if cfg.decision_log_path is not None:
         try:
-            dlog = DecisionLog(cfg.decision_log_path, cfg.decision_log_queue)
+            dlog = DecisionLog(
+                cfg.decision_log_path, cfg.decision_log_queue, max_bytes=cfg.decision_log_max_bytes
+            )
         except OSError as err:
             raise ConfigError(f"{cfg.source}: decision_log.path: {err}") from None
         dlog.start()
@@ -52,7 +56,11 @@ async def serve(cfg: SidecarConfig, source: ConfigSource) -> int:
     def load_failed(message: str) -> None:
         stats.add_load_failure()
 
-    engine = Engine(cfg.tenant, cfg.entrypoint, cfg.cache_size, stats, dlog)
+    claims.configure(cfg.claims_cache_size, cfg.claims_cache_max_bytes)
+    engine = Engine(
+        cfg.tenant, cfg.entrypoint, cfg.cache_size, stats, dlog,
+        cache_bytes=cfg.cache_max_bytes, max_path=cfg.max_path,
+    )  # fmt: skip
     source.start(engine.apply, load_failed)
 
     metrics = None
@@ -62,22 +70,37 @@ async def serve(cfg: SidecarConfig, source: ConfigSource) -> int:
         except OSError as err:
             raise ConfigError(f"{cfg.source}: metrics_address: {err}") from None
 
+    sockets: list[tuple[str, tuple[int, int]]] = []  # unix sockets we bound, removed at exit
     server, health = make_server(make_handlers(engine))
+    where = f"{cfg.source}: grpc_address"
+    gpath = uds.unix_path(cfg.grpc_address)
+    if gpath is not None:
+        uds.clear_stale(gpath, where)
     try:
-        bind(server, cfg.grpc_address)
+        with uds.private_umask():
+            bind(server, cfg.grpc_address)
     except Exception as err:  # grpc raises RuntimeError on bind failures
-        raise ConfigError(
-            f"{cfg.source}: grpc_address: cannot bind {cfg.grpc_address}: {err}"
-        ) from None
+        raise ConfigError(f"{where}: cannot bind {cfg.grpc_address}: {err}") from None
+    if gpath is not None:
+        sockets.append((gpath, uds.secure(gpath, where)))
     await server.start()
-    await set_serving(health, True)
 
     http = None
     if cfg.http_address:
+        where = f"{cfg.source}: http_address"
+        hpath = uds.unix_path(cfg.http_address)
+        if hpath is not None:
+            uds.clear_stale(hpath, where)
         try:
-            http = await start_http(engine, cfg.http_address)
+            with uds.private_umask():
+                http = await start_http(engine, cfg.http_address)
         except OSError as err:
-            raise ConfigError(f"{cfg.source}: http_address: {err}") from None
+            raise ConfigError(f"{where}: {err}") from None
+        if hpath is not None:
+            sockets.append((hpath, uds.secure(hpath, where)))
+
+    # SERVING only once every door is bound: the launcher's readiness probe asks gRPC.
+    await set_serving(health, True)
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -104,6 +127,8 @@ async def serve(cfg: SidecarConfig, source: ConfigSource) -> int:
         log.info("decision log flushed: %d written, %d dropped", dlog.written, dlog.dropped)
     if metrics is not None:
         metrics.shutdown()  # type: ignore[attr-defined]
+    for path, ident in sockets:
+        uds.remove_if_ours(path, ident)
     log.info("stopped")
     return 0
 
@@ -128,3 +153,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return err.code
     except KeyboardInterrupt:
         return 130
+    except Exception as err:  # a bug, still reported as one line (traceback at DEBUG)
+        log.debug("startup failed", exc_info=True)
+        print(f"ext_proc: {args.config}: cannot start: {describe(err)}", file=sys.stderr)
+        return 1

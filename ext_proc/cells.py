@@ -28,6 +28,7 @@ from typing import Any
 import yaml
 
 from ext_proc.errors import ConfigError
+from ext_proc.tenant import tenant_error
 from ext_proc.yamlio import read_yaml
 
 DEFAULT_BUCKETS = 16384
@@ -222,7 +223,7 @@ class CellTable:
                 )
             if last < first or last >= buckets:
                 raise bad(f"{field}[1]", f"last bucket {last} outside [{first}, {buckets - 1}]")
-            if cell not in known:
+            if not isinstance(cell, str) or cell not in known:
                 raise bad(f"{field}[2]", f"unknown cell {cell!r} (not in cells)")
             table.extend([cell] * (last - first + 1))
         if len(table) != buckets:
@@ -235,7 +236,10 @@ class CellTable:
         for tenant, cell in overrides.items():
             if not isinstance(tenant, str) or not tenant:
                 raise bad("overrides", f"tenant key {tenant!r} must be a non-empty string")
-            if cell not in known:
+            why = tenant_error(tenant)
+            if why is not None:
+                raise bad(f"overrides.{tenant[:80]}", why)
+            if not isinstance(cell, str) or cell not in known:
                 raise bad(f"overrides.{tenant}", f"unknown cell {cell!r} (not in cells)")
         return cls(buckets, cells, table, overrides)
 

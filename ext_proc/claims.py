@@ -20,15 +20,51 @@ from typing import Any
 from envoy.config.core.v3 import base_pb2
 from google.protobuf.message import DecodeError
 
+from ext_proc.bounded import ENTRY_OVERHEAD, MiB, sizeof
+
 JWT_NAMESPACE = "envoy.filters.http.jwt_authn"
 JWT_PAYLOAD_KEY = "jwt_payload"
 PAYLOAD_HEADER = "x-a1-jwt-payload"
 
 Subject = dict[str, Any]
 
-_MAX_CACHED = 4096
+# Decoded subjects, memoised on the raw carrier. Each cache is bounded in entries
+# and in bytes (carrier length + the subject's strings + ENTRY_OVERHEAD) and is
+# cleared when either bound is reached: tokens repeat, so it refills at once.
+DEFAULT_CLAIMS_ENTRIES = 4096
+DEFAULT_CLAIMS_BYTES = 8 * MiB
+_limits = [DEFAULT_CLAIMS_ENTRIES, DEFAULT_CLAIMS_BYTES]  # per cache
 _header_cache: dict[str, Subject | None] = {}
 _metadata_cache: dict[bytes, Subject | None] = {}
+_bytes = {"header": 0, "metadata": 0}
+
+
+def configure(max_entries: int, max_bytes: int) -> None:
+    """Set the bounds of each claims cache (``claims_cache`` in the config); empties them."""
+    _limits[:] = [max_entries, max_bytes]
+    clear()
+
+
+def clear() -> None:
+    _header_cache.clear()
+    _metadata_cache.clear()
+    _bytes["header"] = _bytes["metadata"] = 0
+
+
+def cache_bytes() -> int:
+    """Bytes charged to both claims caches together."""
+    return _bytes["header"] + _bytes["metadata"]
+
+
+def _remember(cache: dict[Any, Subject | None], which: str, key: Any, subject: Any) -> None:
+    cost = len(key) + sizeof(subject) + ENTRY_OVERHEAD
+    if cost > _limits[1]:
+        return  # larger than the whole budget: decoded again next time
+    if len(cache) >= _limits[0] or _bytes[which] + cost > _limits[1]:
+        cache.clear()
+        _bytes[which] = 0
+    cache[key] = subject
+    _bytes[which] += cost
 
 
 def subject_from_claims(claims: Any) -> Subject | None:
@@ -60,11 +96,9 @@ def subject_from_header(value: str) -> Subject | None:
     try:
         raw = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
         subject = subject_from_claims(json.loads(raw))
-    except (binascii.Error, ValueError, UnicodeDecodeError):
+    except (binascii.Error, ValueError, UnicodeDecodeError, RecursionError):
         subject = None
-    if len(_header_cache) >= _MAX_CACHED:
-        _header_cache.clear()
-    _header_cache[value] = subject
+    _remember(_header_cache, "header", value, subject)
     return subject
 
 
@@ -78,9 +112,7 @@ def subject_from_metadata_bytes(raw: bytes) -> Subject | None:
                 subject = subject_from_metadata(base_pb2.Metadata.FromString(raw))
             except DecodeError:
                 subject = None
-        if len(_metadata_cache) >= _MAX_CACHED:
-            _metadata_cache.clear()
-        _metadata_cache[raw] = subject
+        _remember(_metadata_cache, "metadata", raw, subject)
     return subject  # type: ignore[return-value]
 
 

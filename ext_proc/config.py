@@ -9,24 +9,33 @@ Schema (docs: notes/contracts.md)::
     cells: {table: /path/cells.yaml}
     tenant: {from: path}                # | {from: header, name: x-tenant-id}
                                         # | {from: host, pattern: "{tenant}.example.com"}
-    decision_log: {path: /path/decisions.jsonl, queue: 10000}   # optional
+    decision_log: {path: /path/decisions.jsonl, queue: 10000, max_bytes: 16MiB}  # optional
     # optional tuning (defaults shown):
-    cache: {size: 100000}               # decision cache entries; 0 disables it
+    cache: {size: 100000, max_bytes: 64MiB}   # decision cache (both layers); 0 disables it
+    claims_cache: {size: 4096, max_bytes: 8MiB}  # decoded claims, per carrier kind
+    limits: {max_path: 8192}            # bytes of :path (query included); longer is a 414
     watch: {interval: 0.2}              # seconds between file polls
 
-Relative paths are resolved against the config file's directory.
+Sizes in bytes are integers or strings with a unit: ``512KiB``, ``64MiB``, ``1GiB``.
+Relative paths are resolved against the config file's directory. ``unix:`` addresses
+are created mode 0600 (see ``ext_proc.uds``).
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ext_proc.errors import ConfigError
+from ext_proc.uds import path_error
 from ext_proc.yamlio import read_yaml
 
 DEFAULT_ENTRYPOINT = "a1/authz/decision"
+MiB = 1024 * 1024
+_UNITS = {"": 1, "b": 1, "kib": 1024, "mib": MiB, "gib": 1024 * MiB}
+_SIZE = re.compile(r"\s*(\d+)\s*([kmg]ib|b)?\s*\Z", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -50,13 +59,18 @@ class SidecarConfig:
     tenant: TenantSource
     decision_log_path: Path | None = None
     decision_log_queue: int = 10000
+    decision_log_max_bytes: int = 16 * MiB
     cache_size: int = 100_000
+    cache_max_bytes: int = 64 * MiB
+    claims_cache_size: int = 4096
+    claims_cache_max_bytes: int = 8 * MiB
+    max_path: int = 8192
     watch_interval: float = 0.2
 
 
 _TOP = (
     "grpc_address", "http_address", "metrics_address", "policy", "cells", "tenant",
-    "decision_log", "cache", "watch",
+    "decision_log", "cache", "claims_cache", "limits", "watch",
 )  # fmt: skip
 
 
@@ -98,7 +112,14 @@ def parse_config(d: Any, source: str, base: Path) -> SidecarConfig:
         if v.startswith("unix:"):
             if not unix_ok or len(v) <= 5:
                 raise bad(name, f"expected HOST:PORT, got {v!r}")
-            return v
+            p = v[5:]
+            if p.startswith("//"):  # unix:///abs (gRPC's URI form)
+                p = p[2:]
+            p = str(Path(p)) if Path(p).is_absolute() else str(base / p)
+            why = path_error(p)
+            if why is not None:
+                raise bad(name, why)
+            return "unix:" + p
         host, sep, port = v.rpartition(":")
         if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
             raise bad(name, f"expected HOST:PORT{' or unix:/path' if unix_ok else ''}, got {v!r}")
@@ -113,6 +134,16 @@ def parse_config(d: Any, source: str, base: Path) -> SidecarConfig:
         if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:
             raise bad(field, f"must be an integer in [{lo}, {hi}], got {v!r}")
         return v
+
+    def size(sec: dict[str, Any], name: str, field: str, default: int, lo: int, hi: int) -> int:
+        v = sec.get(name, default)
+        n = v
+        if isinstance(v, str):
+            m = _SIZE.match(v)
+            n = int(m.group(1)) * _UNITS[(m.group(2) or "").lower()] if m else None
+        if not isinstance(n, int) or isinstance(n, bool) or not lo <= n <= hi:
+            raise bad(field, f"must be a size in bytes in [{lo}, {hi}] (e.g. 64MiB), got {v!r}")
+        return n
 
     if not isinstance(d, dict):
         raise ConfigError(f"{source}: expected a mapping (grpc_address, policy, cells, ...)")
@@ -153,11 +184,14 @@ def parse_config(d: Any, source: str, base: Path) -> SidecarConfig:
     else:
         raise bad("tenant.from", f"must be path, header or host, got {kind!r}")
 
-    log = section("decision_log", ("path", "queue"), False)
+    log = section("decision_log", ("path", "queue", "max_bytes"), False)
     log_path = path(log, "path", "decision_log.path") if log else None
     log_queue = integer(log, "queue", "decision_log.queue", 10000, 1, 10_000_000)
+    log_bytes = size(log, "max_bytes", "decision_log.max_bytes", 16 * MiB, 64 * 1024, 1 << 40)
 
-    cache = section("cache", ("size",), False)
+    cache = section("cache", ("size", "max_bytes"), False)
+    claims = section("claims_cache", ("size", "max_bytes"), False)
+    limits = section("limits", ("max_path",), False)
     watch = section("watch", ("interval",), False)
     interval = watch.get("interval", 0.2)
     if (
@@ -178,6 +212,13 @@ def parse_config(d: Any, source: str, base: Path) -> SidecarConfig:
         tenant=tenant,
         decision_log_path=log_path,
         decision_log_queue=log_queue,
+        decision_log_max_bytes=log_bytes,
         cache_size=integer(cache, "size", "cache.size", 100_000, 0, 100_000_000),
+        cache_max_bytes=size(cache, "max_bytes", "cache.max_bytes", 64 * MiB, 0, 1 << 40),
+        claims_cache_size=integer(claims, "size", "claims_cache.size", 4096, 0, 10_000_000),
+        claims_cache_max_bytes=size(
+            claims, "max_bytes", "claims_cache.max_bytes", 8 * MiB, 0, 1 << 40
+        ),
+        max_path=integer(limits, "max_path", "limits.max_path", 8192, 256, 1 << 20),
         watch_interval=float(interval),
     )

@@ -2,8 +2,11 @@
 
 A decision only appends a tuple to a deque (atomic under the GIL, no lock, no
 wake-up); formatting JSON and writing happen on the writer thread, which drains
-the queue every ``interval`` seconds. When the queue is full the entry is dropped
-and counted (``a1_decision_log_dropped_total``): the log never slows a decision.
+the queue every ``interval`` seconds. When the queue is full, in entries
+(``decision_log.queue``) or in bytes (``decision_log.max_bytes``: the entry's
+strings plus ``ENTRY_OVERHEAD``), the entry is dropped and counted
+(``a1_decision_log_dropped_total``): the log never slows a decision nor grows
+without bound.
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ from collections import deque
 from json.encoder import encode_basestring as _esc  # type: ignore[attr-defined]
 from pathlib import Path
 from typing import Any
+
+from ext_proc.bounded import ENTRY_OVERHEAD, MiB
 
 log = logging.getLogger("ext_proc.decision_log")
 
@@ -42,10 +47,34 @@ def format_entry(e: Entry) -> str:
     )
 
 
+DEFAULT_QUEUE_BYTES = 16 * MiB
+
+
+def entry_cost(e: Entry) -> int:
+    """Bytes charged for a queued entry: method, path, tenant, sub, cell, reason, version."""
+    n = ENTRY_OVERHEAD
+    for i in (1, 2, 3, 4, 5, 8, 9):
+        v = e[i]
+        if v is not None:
+            n += len(v)
+    return n
+
+
 class DecisionLog:
-    def __init__(self, path: Path, queue_size: int = 10000, interval: float = 0.05) -> None:
+    def __init__(
+        self,
+        path: Path,
+        queue_size: int = 10000,
+        interval: float = 0.05,
+        max_bytes: int = DEFAULT_QUEUE_BYTES,
+    ) -> None:
         self.path = path
         self.queue_size = queue_size
+        self.max_bytes = max_bytes
+        # Queued bytes = queued_bytes - drained_bytes; each counter has one writer (the
+        # deciding thread, the writer thread), so no lock is needed.
+        self.queued_bytes = 0
+        self.drained_bytes = 0
         self.dropped = 0  # written only by deciding threads; a lost increment is tolerable
         self.written = 0
         self._q: deque[Entry] = deque()
@@ -56,10 +85,19 @@ class DecisionLog:
 
     def append(self, entry: Entry) -> None:
         q = self._q
-        if len(q) >= self.queue_size:
+        cost = entry_cost(entry)
+        if (
+            len(q) >= self.queue_size
+            or self.queued_bytes - self.drained_bytes + cost > self.max_bytes
+        ):
             self.dropped += 1
         else:
+            self.queued_bytes += cost
             q.append(entry)
+
+    @property
+    def pending_bytes(self) -> int:
+        return self.queued_bytes - self.drained_bytes
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="decision-log", daemon=True)
@@ -75,11 +113,15 @@ class DecisionLog:
         if not q:
             return
         lines = []
+        drained = 0
         try:
             while True:
-                lines.append(format_entry(q.popleft()))
+                e = q.popleft()
+                drained += entry_cost(e)
+                lines.append(format_entry(e))
         except IndexError:
             pass
+        self.drained_bytes += drained
         try:
             self._file.write("\n".join(lines) + "\n")
             self._file.flush()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ext_proc.errors import ConfigError
+from ext_proc.logutil import describe
 from policies.runtime import UNDEFINED, BundleError, PolicyError, PolicyModule
 
 __all__ = ["UNDEFINED", "BundleError", "PolicyError", "PolicyModule", "load_policy"]
@@ -21,6 +22,9 @@ def load_policy(data: bytes, entrypoint: str, source: str) -> Any:
     except BundleError as err:
         reason = str(err).removeprefix(f"{source}: ")  # the runtime names the source too
         raise ConfigError(f"{source}: policy.module: invalid policy module: {reason}") from None
+    except Exception as err:  # a loader bug must still be a refusal, never a crash
+        why = describe(err)
+        raise ConfigError(f"{source}: policy.module: invalid policy module: {why}") from None
     if entrypoint not in module.meta.entrypoints:
         raise ConfigError(
             f"{source}: policy.entrypoint: the module has no entrypoint {entrypoint!r} "
@@ -30,4 +34,7 @@ def load_policy(data: bytes, entrypoint: str, source: str) -> Any:
         module.evaluator(entrypoint)
     except (BundleError, PolicyError) as err:
         raise ConfigError(f"{source}: policy.module: does not instantiate: {err}") from None
+    except Exception as err:
+        why = describe(err)
+        raise ConfigError(f"{source}: policy.module: does not instantiate: {why}") from None
     return module

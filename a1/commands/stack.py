@@ -209,7 +209,7 @@ def _print_banner(stack: Stack) -> None:
     ]
     if stack.with_sidecar:
         lines.append(f"  sidecar  gRPC {stack.sidecar_grpc_address}, "
-                     f"HTTP 127.0.0.1:{stack.ports.sidecar_http}, metrics {stack.metrics_url}")
+                     f"HTTP {stack.sidecar_http_address}, metrics {stack.metrics_url}")
     lines += [
         f"  cells    {cells}",
         f"  logs     {f.logs}/",

@@ -1,0 +1,100 @@
+"""Unix domain sockets for the decision ports: private to the user that runs the stack.
+
+A decision port answers "allow" to whoever can reach it and trusts the claims it
+is sent (the HTTP door reads them from a header). On TCP loopback any local
+process can connect; a Unix socket with mode 0600 in the (0700) state directory
+admits only the same user (and root). The socket is created under umask 0177, so
+it is never briefly world-accessible, then checked and chmod-ed to 0600. A stale
+socket file is removed only if it is a socket (never a symlink or a regular file)
+and no live process answers on it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import socket
+import stat
+from collections.abc import Iterator
+
+from ext_proc.errors import ConfigError
+
+SUN_PATH_MAX = 107  # bytes: sockaddr_un.sun_path is 108 on Linux, NUL included
+UNIX_PREFIX = "unix:"
+
+
+def unix_path(address: str) -> str | None:
+    """``unix:/path`` → ``/path``; None for HOST:PORT."""
+    return address[len(UNIX_PREFIX):] if address.startswith(UNIX_PREFIX) else None
+
+
+def path_error(path: str) -> str | None:
+    """Why ``path`` cannot be a Unix socket path, or None."""
+    if not path.startswith("/"):
+        return f"unix socket path must be absolute, got {path!r}"
+    n = len(os.fsencode(path))
+    if n > SUN_PATH_MAX:
+        return (f"unix socket path is {n} bytes long; at most {SUN_PATH_MAX} fit in "
+                f"sun_path (use a shorter state directory): {path}")  # fmt: skip
+    return None
+
+
+def clear_stale(path: str, where: str) -> None:
+    """Make ``path`` free for bind(): remove a dead socket, refuse anything else."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    except OSError as err:
+        raise ConfigError(f"{where}: {path}: {err.strerror}") from None
+    if stat.S_ISLNK(st.st_mode):
+        raise ConfigError(f"{where}: {path} is a symlink; refusing to bind there")
+    if not stat.S_ISSOCK(st.st_mode):
+        raise ConfigError(f"{where}: {path} exists and is not a socket; refusing to remove it")
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.settimeout(0.5)
+        probe.connect(path)
+    except OSError as err:
+        if err.errno not in (errno.ECONNREFUSED, errno.ENOENT):
+            raise ConfigError(f"{where}: {path}: {err.strerror}") from None
+    else:
+        raise ConfigError(f"{where}: {path} is in use by a running process")
+    finally:
+        probe.close()
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+
+
+@contextlib.contextmanager
+def private_umask() -> Iterator[None]:
+    """Files and sockets created inside are at most 0600 (umask is process-wide: use it
+    only while nothing else creates files)."""
+    old = os.umask(0o177)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+def secure(path: str, where: str) -> tuple[int, int]:
+    """Check the bound socket and set mode 0600; returns its (device, inode)."""
+    try:
+        st = os.lstat(path)
+        if not stat.S_ISSOCK(st.st_mode):
+            raise ConfigError(f"{where}: {path} is not the socket just bound")
+        os.chmod(path, 0o600)
+    except OSError as err:
+        raise ConfigError(f"{where}: {path}: {err.strerror}") from None
+    return st.st_dev, st.st_ino
+
+
+def remove_if_ours(path: str, ident: tuple[int, int]) -> None:
+    """At shutdown: unlink the socket we bound, not one another process put there since."""
+    try:
+        st = os.lstat(path)
+        if stat.S_ISSOCK(st.st_mode) and (st.st_dev, st.st_ino) == ident:
+            os.unlink(path)
+    except OSError:
+        pass
