@@ -26,6 +26,7 @@ E_INTERNAL = 6
 
 CONST_BASE = 0x10_0000
 TAG_ARRAY = 5
+TAG_OBJECT = 7
 
 # Runtime exports that are not builtins: name -> (params, results).
 _RUNTIME_SIGS: dict[str, tuple[str, str]] = {
@@ -155,12 +156,18 @@ class _Generator:
 
     def module(self, entrypoints: list[str]) -> Module:
         roots: list[ir.Term] = []
+        where = ir.Loc("<entrypoint>", 1, 1)
         for ep in entrypoints:
             path = tuple(p for p in ep.strip("/").split("/") if p)
-            if path in self.program.rules and self.program.rules[path].kind != "function":
-                roots.append(ir.RuleRef(path, ir.Loc("<entrypoint>", 1, 1)))
+            overridden = _lookup(self.program.data, path) if path in self.program.rules else None
+            if overridden is not None:
+                roots.append(ir.Const(overridden[0], where))  # data wins, as in regorus
+            elif path in self.program.rules and self.program.rules[path].kind == "function":
+                roots.append(_UNDEFINED)  # regorus: a function is not a value
+            elif path in self.program.rules:
+                roots.append(ir.RuleRef(path, where))
             elif path and any(p[: len(path)] == path for p in self.program.packages):
-                roots.append(ir.PackageRef(path, ir.Loc("<entrypoint>", 1, 1)))
+                roots.append(ir.PackageRef(path, where))
             else:
                 raise CompileError(
                     None, "type", f"entrypoint {ep!r} is neither a rule nor a package"
@@ -320,9 +327,14 @@ class _Generator:
             fn.emit(f"(local.set {res} {self.call('a1_obj_new')})")
         for definition in rule.defs:
             self._definition(rule, definition, res)
-        if rule.default is not None:
+        if isinstance(rule.default, ir.Const):
             default = self.const(rule.default.value)
             fn.emit(f"(if (i32.eqz (local.get {res})) (then (local.set {res} {default})))")
+        elif rule.default is not None:  # a computed default, e.g. a comprehension
+            skip = self.label("default")
+            fn.emit(f"block {skip}", f"(br_if {skip} (local.get {res}))")
+            fn.fail, fn.closers, fn.bound = skip, [], set()
+            fn.emit(f"(local.set {res} {self.term(rule.default)})", "end")
         if rule.kind != "function":
             fn.emit(
                 f"(global.set $m{rid} (local.get {res}))",
@@ -415,7 +427,8 @@ class _Generator:
         for i, root in enumerate(roots):
             fn.fail = done
             fn.emit(f"(if (i32.eq (local.get $entry) (i32.const {i})) (then")
-            fn.lines.append(f"(local.set $r {self.term_maybe(root)})")
+            value = "(i32.const 0)" if root is _UNDEFINED else self.term_maybe(root)
+            fn.lines.append(f"(local.set $r {value})")
             fn.emit(f"(br {done})))")
         fn.emit(self.call("a1_fail", f"(i32.const {E_INTERNAL})"), "end")
         header = (
@@ -475,6 +488,8 @@ class _Generator:
             return {term.name}
         if isinstance(term, ir.ArrayLit):
             return set().union(*(self._pattern_vars(i) for i in term.items))
+        if isinstance(term, ir.ObjectLit):
+            return set().union(*(self._pattern_vars(v) for _, v in term.items))
         return set()
 
     def condition(self, term: ir.Term) -> None:
@@ -522,12 +537,21 @@ class _Generator:
         if lit.declare:
             for name in self._pattern_vars(lhs):
                 fn.bound.discard(name)
-        if self._unbound_pattern(lhs):
+        if (
+            isinstance(lhs, ir.ArrayLit)
+            and isinstance(rhs, ir.ArrayLit)
+            and len(lhs.items) == len(rhs.items)
+            and (self._unbound_pattern(lhs) or self._unbound_pattern(rhs))
+        ):
+            # [a, 1] = [2, b]: element by element, left to right.
+            for left, right in zip(lhs.items, rhs.items, strict=True):
+                self.assign(ir.AssignLit(left, right, lit.declare, lit.loc))
+        elif self._unbound_pattern(lhs):
             self.unify(lhs, self.term(rhs), lit.loc)
         elif not lit.declare and self._unbound_pattern(rhs):
             self.unify(rhs, self.term(lhs), lit.loc)
         elif lit.declare:
-            raise CompileError(lit.loc, "type", "left side of `:=` must be a variable or array")
+            raise CompileError(lit.loc, "type", "left side of `:=` must be a variable or pattern")
         else:
             test = self.call("a1_eq", *self.terms([lhs, rhs]))
             fn.emit(f"(br_if {fn.fail} (i32.eqz {test}))")
@@ -537,6 +561,8 @@ class _Generator:
             return term.name not in self.fn.bound
         if isinstance(term, ir.ArrayLit):
             return any(self._unbound_pattern(i) for i in term.items)
+        if isinstance(term, ir.ObjectLit):
+            return any(self._unbound_pattern(v) for _, v in term.items)
         return False
 
     def unify(self, pattern: ir.Term, value: str, loc: ir.Loc) -> None:
@@ -559,6 +585,26 @@ class _Generator:
                 self.unify(
                     item, self.call("a1_val_at", f"(local.get {v})", f"(i32.const {i})"), loc
                 )
+            return
+        if isinstance(pattern, ir.ObjectLit) and self._unbound_pattern(pattern):
+            # As regorus: each key of the pattern must be in the object (other keys
+            # may be too), and its value must unify with the key's pattern.
+            v = self.temp()
+            fn.emit(
+                f"(local.set {v} {value})",
+                f"(br_if {fn.fail} (i32.ne {self.call('a1_tag', f'(local.get {v})')}"
+                f" (i32.const {TAG_OBJECT})))",
+            )
+            for key, item in pattern.items:
+                if self._unbound_pattern(key):
+                    raise unsupported(key.loc, "a variable object key in a pattern")
+                got = self.temp()
+                fn.emit(
+                    f"(local.set {got} "
+                    f"{self.call('a1_get', f'(local.get {v})', self.term(key))})",
+                    f"(br_if {fn.fail} (i32.eqz (local.get {got})))",
+                )
+                self.unify(item, f"(local.get {got})", loc)
             return
         test = self.call("a1_eq", self.term(pattern), value)
         fn.emit(f"(br_if {fn.fail} (i32.eqz {test}))")
@@ -871,13 +917,29 @@ class _Generator:
         return cur
 
     def _package(self, ref: ir.PackageRef) -> str:
+        """The package's object: its data merged with its rules; data wins (regorus)."""
         fn = self.fn
         obj = self.temp()
         fn.emit(f"(local.set {obj} {self.call('a1_obj_new')})")
+        found = _lookup(self.program.data, ref.path)
+        doc = found[0] if found is not None and isinstance(found[0], dict) else {}
         children: dict[str, list[ir.RulePath]] = {}
         for path in _package_rules(self.program, ref.path):
             children.setdefault(path[len(ref.path)], []).append(path)
+        merged = {  # subpackages whose data is an object: merged below
+            name
+            for name, paths in children.items()
+            if isinstance(doc.get(name), dict) and len(paths[0]) > len(ref.path) + 1
+        }
+        for key, value in sorted(doc.items()):
+            if key not in merged:
+                put = self.call(
+                    "a1_obj_put", f"(local.get {obj})", self.const(key), self.const(value)
+                )
+                fn.emit(f"(local.set {obj} {put})")
         for name, paths in sorted(children.items()):
+            if name in doc and name not in merged:
+                continue  # the data document's value wins
             if len(paths) == 1 and len(paths[0]) == len(ref.path) + 1:
                 v = self.temp()
                 put = self.call(
@@ -995,6 +1057,18 @@ class _Generator:
         return f"(local.get {out})"
 
 
+_UNDEFINED = ir.Const(None, ir.Loc("<undefined>", 1, 1))
+
+
+def _lookup(doc: Any, path: tuple[str, ...]) -> tuple[Any] | None:
+    """``(value,)`` at ``path`` in the data document, or None when there is none."""
+    for key in path:
+        if not (isinstance(doc, dict) and key in doc):
+            return None
+        doc = doc[key]
+    return (doc,)
+
+
 def _constant_value(rule: ir.Rule) -> ir.Const | None:
     """The value of a rule that is one unconditional constant (``x := 3``): inlined."""
     if rule.kind == "complete" and len(rule.defs) == 1:
@@ -1003,7 +1077,7 @@ def _constant_value(rule: ir.Rule) -> ir.Const | None:
             (body,) = definition.bodies
             if not body.lits and isinstance(body.value, ir.Const):
                 return body.value
-    if rule.kind == "complete" and not rule.defs and rule.default is not None:
+    if rule.kind == "complete" and not rule.defs and isinstance(rule.default, ir.Const):
         return rule.default
     return None
 

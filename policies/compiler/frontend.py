@@ -117,9 +117,20 @@ class _Lowerer:
                 if f == file and package == self.package:
                     self._lower_rule(rule)
         for rule in self.rules.values():
+            self._check_data_prefixes(rule)
             if not rule.defs and rule.default is None:
                 raise CompileError(rule.loc, "type", f"rule {'.'.join(rule.path)} has no body")
         return ir.Program(self.rules, self.packages, self.data, self.sources)
+
+    def _check_data_prefixes(self, rule: ir.Rule) -> None:
+        """A rule extends the data document: every prefix there must be an object."""
+        for n in range(1, len(rule.path)):
+            value = _lookup_data(self.data, rule.path[:n])
+            if value is not _MISSING and not isinstance(value, dict):
+                where = "data." + ".".join(rule.path[:n])
+                raise CompileError(
+                    rule.loc, "type", f"previous value is not an object: {where} in the data"
+                )
 
     def _loc(self, node: Any) -> ir.Loc:
         return _loc(self.file, self.lines, node)
@@ -214,10 +225,7 @@ class _Lowerer:
                 raise unsupported(loc, "default function")
             if target.default is not None:
                 raise CompileError(loc, "type", f"multiple default rules for {'.'.join(path)}")
-            value = self._term(body["value"], set())
-            if not isinstance(value, ir.Const):
-                raise CompileError(loc, "type", "default rule value must be a constant")
-            target.default = value
+            target.default = self._term(body["value"], set())
             return
         head_kind, head = _variant(body["head"])
         if head_kind == "Compr" and _variant(head["refr"])[0] == "RefBrack":
@@ -323,6 +331,9 @@ class _Lowerer:
         if withs:
             raise unsupported(withs[0].loc, f"`with` on a {kind} literal")
         if kind == "SomeIn":
+            for pattern in (body.get("key"), body["value"]):
+                if pattern is not None:
+                    self._check_some_vars(pattern)
             key = self._term(body["key"], locals_) if body.get("key") else None
             return ir.SomeInLit(
                 key,
@@ -331,7 +342,11 @@ class _Lowerer:
                 loc,
             )
         if kind == "SomeVars":
-            return ir.SomeDeclLit([_span_text(self.text, s) for s in body["vars"]], loc)
+            names = [_span_text(self.text, s) for s in body["vars"]]
+            for span, name in zip(body["vars"], names, strict=True):
+                if self._global_name(name):
+                    raise unsupported(self._loc(span), f"`some {name}` naming a rule or import")
+            return ir.SomeDeclLit(names, loc)
         if kind == "Every":
             key = _span_text(self.text, body["key"]) if body.get("key") else None
             value = _span_text(self.text, body["value"])
@@ -347,6 +362,23 @@ class _Lowerer:
                 loc,
             )
         raise unsupported(loc, f"literal {kind}")
+
+    def _global_name(self, name: str) -> bool:
+        return (*self.package, name) in self.rules or name in self.aliases
+
+    def _check_some_vars(self, node: Mapping[str, Any]) -> None:
+        """regorus refuses ``some x in ...`` where ``x`` names a rule or an import."""
+        kind, body = _variant(node)
+        if kind == "Var" and self._global_name(body["value"]):
+            raise CompileError(
+                self._loc(body), "type", f"var `{body['value']}` used before definition below"
+            )
+        if kind == "Array":
+            for item in body["items"]:
+                self._check_some_vars(item)
+        elif kind == "Object":
+            for field in body["fields"]:
+                self._check_some_vars(field[2])
 
     def _with(self, mod: Mapping[str, Any], locals_: set[str]) -> ir.With:
         loc = self._leftmost(mod["refr"])
@@ -475,15 +507,47 @@ class _Lowerer:
             return ir.InputRoot(loc)
         if name == "data":
             return ir.DataRoot(loc)
+        # A rule of the package shadows an import of the same name (as in regorus).
+        if (*self.package, name) in self.rules:
+            return self._rule_ref((*self.package, name), [], loc)
         if name in self.aliases:
             alias = self.aliases[name]
             return self._resolve(alias, loc) if isinstance(alias, ir.Ref) else alias
-        if (*self.package, name) in self.rules:
-            return ir.RuleRef((*self.package, name), loc)
         return ir.Local(name, loc)
 
+    def _rule_ref(self, path: ir.RulePath, rest: list[ir.Term], loc: ir.Loc) -> ir.Term:
+        """A reference to a rule; a value at the same path in the data document wins."""
+        overridden = _lookup_data(self.data, path)
+        if overridden is not _MISSING and self.rules[path].kind != "function":
+            return self._index_const(overridden, rest, loc)
+        rule = ir.RuleRef(path, loc)
+        return ir.Ref(rule, rest, loc) if rest else rule
+
+    @staticmethod
+    def _index_const(doc: Any, keys: list[ir.Term], loc: ir.Loc) -> ir.Term:
+        """``doc[k0][k1]...``, folding constant keys that exist (numbers index objects as
+        their string form, as regorus does for references into ``data``)."""
+        used = 0
+        for key in keys:
+            if not isinstance(key, ir.Const):
+                break
+            nxt = _lookup_data(doc, (_data_key(doc, key.value),))
+            if nxt is _MISSING:
+                break
+            doc, used = nxt, used + 1
+        rest = [
+            ir.Const(_data_key(doc, k.value), k.loc) if i == 0 and isinstance(k, ir.Const) else k
+            for i, k in enumerate(keys[used:])
+        ]
+        const = ir.Const(doc, loc)
+        return ir.Ref(const, rest, loc) if rest else const
+
     def _resolve(self, ref: ir.Ref, loc: ir.Loc) -> ir.Term:
-        """Resolve ``data.a.b...`` against packages, rules and the data document."""
+        """Resolve ``data.a.b...`` against packages, rules and the data document.
+
+        As in regorus, a value in the data document at a rule's path wins over
+        the rule, and a package evaluates to its data merged with its rules.
+        """
         if isinstance(ref.base, ir.PackageRef):
             ref = ir.Ref(
                 ir.DataRoot(ref.base.loc),
@@ -492,43 +556,34 @@ class _Lowerer:
             )
         if not isinstance(ref.base, ir.DataRoot):
             return ref
+        keys = ref.keys
         path: list[str] = []
-        for i, key in enumerate(ref.keys):
+        for i, key in enumerate(keys):
             if not (isinstance(key, ir.Const) and isinstance(key.value, str)):
                 break
             path.append(key.value)
-            rest = ref.keys[i + 1 :]
             if tuple(path) in self.rules:
-                rule = ir.RuleRef(tuple(path), ref.loc)
-                return ir.Ref(rule, rest, ref.loc) if rest else rule
+                return self._rule_ref(tuple(path), keys[i + 1 :], ref.loc)
         # A package or a prefix of packages (and nothing past it): the object of its rules.
         prefix: tuple[str, ...] = ()
-        for key in ref.keys:
+        for key in keys:
             if not (isinstance(key, ir.Const) and isinstance(key.value, str)):
                 break
             candidate = (*prefix, key.value)
             if not any(p[: len(candidate)] == candidate for p in self.packages):
                 break
             prefix = candidate
-        rest = ref.keys[len(prefix) :]
+        rest = keys[len(prefix) :]
         if prefix and not (rest and isinstance(rest[0], ir.Const)):
-            if _lookup_data(self.data, prefix) is not _MISSING:
-                raise unsupported(loc, f"data path data.{'.'.join(prefix)} mixing rules and data")
+            if self.package[: len(prefix)] == prefix:
+                # regorus leaves out the referring module's own rules here.
+                raise unsupported(
+                    loc, f"reference to data.{'.'.join(prefix)} from inside that package"
+                )
             pkg = ir.PackageRef(prefix, ref.loc)
             return ir.Ref(pkg, rest, ref.loc) if rest else pkg
         # The base data document: fold constant keys into a constant.
-        doc: Any = self.data
-        used = 0
-        for key in ref.keys:
-            if not isinstance(key, ir.Const):
-                break
-            nxt = _lookup_data(doc, (key.value,))
-            if nxt is _MISSING:
-                break
-            doc, used = nxt, used + 1
-        rest = ref.keys[used:]
-        const = ir.Const(doc, ref.loc)
-        return ir.Ref(const, rest, ref.loc) if rest else const
+        return self._index_const(self.data, keys, ref.loc)
 
     def _call(self, body: Mapping[str, Any], locals_: set[str], loc: ir.Loc) -> ir.Term:
         fcn = body["fcn"]
@@ -538,22 +593,20 @@ class _Lowerer:
             name_parts = self._ref_path(fcn)
         except CompileError:
             raise unsupported(loc, "call of a computed function") from None
-        head = name_parts[0]
+        # regorus resolves a call name relative to the package first (so the
+        # package's own `count` or `json.unmarshal` wins over the builtin), then
+        # as a builtin, then as an absolute `data.` path. Import aliases play no
+        # part in calls.
         target: ir.RulePath | None = None
-        if head in self.aliases and head not in locals_:
-            alias = self.aliases[head]
-            if isinstance(alias, ir.Ref) and isinstance(alias.base, ir.DataRoot):
-                target = tuple(k.value for k in alias.keys if isinstance(k, ir.Const)) + tuple(
-                    name_parts[1:]
-                )
-        elif head == "data":
+        relative = (*self.package, *name_parts)
+        if relative in self.rules:
+            target = relative
+        elif name_parts[0] == "data":
             target = tuple(name_parts[1:])
-        elif len(name_parts) == 1 and (*self.package, head) in self.rules:
-            target = (*self.package, head)
         if target is not None:
             rule = self.rules.get(target)
             if rule is None or rule.kind != "function":
-                raise CompileError(loc, "type", f"unknown function {'.'.join(target)}")
+                raise CompileError(loc, "type", f"could not find function {'.'.join(target)}")
             if rule.arity != len(args):
                 raise CompileError(
                     loc,
@@ -565,6 +618,15 @@ class _Lowerer:
 
 
 _MISSING = object()
+
+
+def _data_key(doc: Any, key: Any) -> Any:
+    """regorus indexes an object in ``data`` with a number as with its string form."""
+    if isinstance(doc, dict) and isinstance(key, (int, float)) and not isinstance(key, bool):
+        if isinstance(key, float) and key.is_integer():
+            key = int(key)
+        return str(key)
+    return key
 
 
 def _lookup_data(doc: Any, path: Iterable[Any]) -> Any:
