@@ -168,3 +168,33 @@ def test_the_cell_itself_refuses_a_percent_encoded_tenant(one_cell: Stack) -> No
     assert resp.status == 400 and resp.headers["x-a1-deny-reason"].startswith("path: tenant id")
     assert resp.json()["error"] == resp.headers["x-a1-deny-reason"]
     assert cell.get("/t/acme/items").status == 200
+
+
+# -- other edge limits ----------------------------------------------------------------
+
+
+def test_header_names_with_underscores_are_refused(client: Client, acme_reader: str) -> None:
+    """`x_a1_cell` is `x-a1-cell` to some upstreams: Envoy refuses it (400) instead."""
+    resp = client.get("/t/acme/echo", acme_reader, headers={"x_a1_cell": "cell-2"})
+    assert resp.status == 400 and "x-a1-cell" not in resp.headers, resp
+
+
+def test_client_envoy_control_headers_are_not_honoured(stack: Stack, client: Client,
+                                                       acme_reader: str) -> None:
+    """A client cannot ask Envoy to retry (amplify) its requests against a cell."""
+    retry = {"x-envoy-retry-on": "retriable-status-codes",
+             "x-envoy-retriable-status-codes": "404", "x-envoy-max-retries": "5"}
+    assert client.get("/t/acme/nothing", acme_reader, headers=retry).status == 404
+    stats = Client(stack.admin_url).get("/stats?filter=cell_.*upstream_rq_retry$").body.decode()
+    retries = [line for line in stats.splitlines() if line.strip()]
+    assert retries and all(line.endswith(": 0") for line in retries), retries
+
+
+def test_bodies_larger_than_the_connection_buffer_still_stream(stack: Stack,
+                                                               client: Client) -> None:
+    """32 KiB buffers per connection (edge best practice) bound memory, not body size."""
+    writer = stack.token("acme", ["writer"])
+    big = {"blob": "x" * (256 * 1024)}
+    created = client.post("/t/acme/items", writer, big)
+    assert created.status == 201, created
+    assert created.json()["item"] == big
