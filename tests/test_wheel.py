@@ -271,3 +271,23 @@ def test_a1_up_from_the_installed_wheel_serves_and_sigterm_stops_it(
     assert proc.wait(timeout=30) == 0, stderr()
     assert processes_mentioning(str(state)) == []
     assert "Traceback" not in stderr()
+
+
+def test_a_zipped_install_is_refused_in_one_line(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from a1.errors import UserError
+    from a1.package_data import packaged
+
+    archive = tmp_path / "zipped.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("zipped_a1_data/__init__.py", "")
+        zf.writestr("zipped_a1_data/fragments/hcm.yaml", "{}\n")
+    monkeypatch.syspath_prepend(str(archive))
+    try:
+        with pytest.raises(UserError) as err:
+            packaged("zipped_a1_data", "fragments", "hcm.yaml")
+    finally:
+        sys.modules.pop("zipped_a1_data", None)
+    assert str(err.value) == ("zipped_a1_data/fragments/hcm.yaml: A1 must be installed as "
+                              "files, not from a zip archive")
+    assert err.value.code == 2
