@@ -293,7 +293,11 @@ def mint_token(
 
 
 def verify_token(state_dir: Path, token: str) -> dict[str, Any]:
-    """Check a token the way Envoy will (signature, issuer, audience, expiry)."""
+    """Check a token the way Envoy will (signature, issuer, audience, expiry, lifetime)."""
     key = _read_key(DevPKI(Path(state_dir)).jwt_key)
-    return jwt.decode(token, key.public_key(), algorithms=["ES256"], audience=AUDIENCE,
-                      issuer=ISSUER)
+    claims: dict[str, Any] = jwt.decode(token, key.public_key(), algorithms=["ES256"],
+                                        audience=AUDIENCE, issuer=ISSUER,
+                                        options={"require": ["exp"]})
+    if claims["exp"] > time.time() + MAX_TOKEN_LIFETIME_S + 30:  # jwt_authn's clock skew
+        raise jwt.InvalidTokenError(f"exp: more than {MAX_TOKEN_LIFETIME_S} s ahead")
+    return claims

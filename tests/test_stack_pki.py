@@ -253,3 +253,13 @@ def test_a1_token_mints_platform_admin(state: Path, capsys: pytest.CaptureFixtur
                  "--state-dir", str(state)]) == 0
     claims = pki.verify_token(state, capsys.readouterr().out.strip())
     assert claims["roles"] == ["platform-admin"] and claims["exp"] - claims["iat"] == 3600
+
+
+def test_verify_token_requires_exp_and_bounds_it(state: Path) -> None:
+    key = pki._read_key(pki.DevPKI(state).jwt_key)
+    now = int(time.time())
+    base = {"iss": "a1-dev", "aud": "a1", "sub": "x", "tenant": "acme", "iat": now}
+    for claims in (base, {**base, "exp": now + pki.MAX_TOKEN_LIFETIME_S + 600}):
+        token = jwt.encode(claims, key, algorithm="ES256")
+        with pytest.raises(jwt.InvalidTokenError):
+            pki.verify_token(state, token)
