@@ -152,3 +152,169 @@ def test_build_writes_wat_for_inspection(tmp_path: Path) -> None:
     inp.write_text('{"user": "admin"}')
     res = a1("policy", "eval", str(out), "--input", str(inp))
     assert json.loads(res.stdout) == {"result": True}
+
+
+# ---------------------------------------------------------------- eval --inputs
+
+
+FAIL_POLICY = """package p
+import rego.v1
+x := 10 / input.d
+n := count([1 | some i in numbers.range(1, input.n); some j in numbers.range(1, input.n); i != j])
+"""
+
+
+def test_eval_inputs_prints_one_line_per_input_line(tmp_path: Path) -> None:
+    src = tmp_path / "p.rego"
+    src.write_text(FAIL_POLICY)
+    lines = [
+        b'{"d": 2}',
+        b'{"d": 0}',  # division by zero
+        b"",  # blank
+        b"   ",  # blank
+        b"{bad",  # invalid JSON
+        b'{"d": "\xff"}',  # not UTF-8
+        b'{"d": NaN}',  # not JSON
+        b"[" * 100 + b"]" * 100,  # too deep
+        b'{"d": 1e999}',  # not finite
+        b'{"d": "s"}',  # type error
+        b'{"d": 5}',
+    ]
+    inputs = tmp_path / "in.jsonl"
+    inputs.write_bytes(b"\n".join(lines) + b"\n")
+    res = a1("policy", "eval", str(src), "-e", "p/x", "--inputs", str(inputs))
+    assert res.returncode == 1
+    out = [json.loads(line) for line in res.stdout.splitlines()]
+    assert len(out) == len(lines)
+    codes = [o["error"]["code"] if "error" in o else o for o in out]
+    assert codes == [
+        {"result": 5},
+        "eval_error",
+        "empty_line",
+        "empty_line",
+        "invalid_json",
+        "invalid_utf8",
+        "invalid_json",
+        "too_deep",
+        "invalid_input",
+        "eval_error",
+        {"result": 2},
+    ]
+    for i, o in enumerate(out, 1):
+        if "error" in o:
+            assert o["error"]["message"].startswith(f"{inputs}:{i}:"), o
+    assert out[5]["error"]["message"] == f"{inputs}:6: not valid UTF-8 at byte 35"
+    assert out[7]["error"]["message"] == f"{inputs}:8:65: nesting deeper than 64"
+    assert res.stderr.strip() == f"a1: {inputs}: 8 of 11 inputs failed"
+    assert "Traceback" not in res.stderr
+
+
+def test_eval_inputs_fuel_and_memory_have_their_codes(tmp_path: Path) -> None:
+    src = tmp_path / "p.rego"
+    src.write_text(FAIL_POLICY + "r := count(numbers.range(1, input.n))\n")
+    inputs = tmp_path / "in.jsonl"
+    inputs.write_text('{"n": 3000}\n{"n": 3}\n')
+    res = a1("policy", "eval", str(src), "-e", "p/n", "--inputs", str(inputs))
+    out = [json.loads(line) for line in res.stdout.splitlines()]
+    assert out[0]["error"]["code"] == "fuel_exhausted" and out[1] == {"result": 6}
+    inputs.write_text('{"n": 100000000}\n{"n": 3}\n')
+    res = a1("policy", "eval", str(src), "-e", "p/r", "--inputs", str(inputs))
+    out = [json.loads(line) for line in res.stdout.splitlines()]
+    assert out[0]["error"]["code"] == "memory_cap" and out[1] == {"result": 3}
+    assert res.returncode == 1
+
+
+def test_eval_inputs_all_good_exits_0_without_final_newline(tmp_path: Path) -> None:
+    src = tmp_path / "p.rego"
+    src.write_text(FAIL_POLICY)
+    inputs = tmp_path / "in.jsonl"
+    inputs.write_text('{"d": 1}\r\n{"d": 2}')
+    res = a1("policy", "eval", str(src), "-e", "p/x", "--inputs", str(inputs))
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.splitlines() == ['{"result": 10}', '{"result": 5}']
+    assert res.stderr == ""
+
+
+# ---------------------------------------------------------------- one-line CLI errors
+
+
+def assert_one_line(res: subprocess.CompletedProcess[str], code: int, *needles: str) -> None:
+    assert res.returncode == code, res.stderr
+    assert "Traceback" not in res.stderr
+    assert len(res.stderr.splitlines()) == 1, res.stderr
+    for needle in needles:
+        assert needle in res.stderr, res.stderr
+
+
+@pytest.fixture()
+def files(tmp_path: Path) -> dict[str, Path]:
+    paths = {
+        "ok_rego": b"package p\nimport rego.v1\nx := input\n",
+        "bad_rego": b'package p\n# caf\xc3\xa9\nx := "\xff"\n',
+        "bad_json": b'{"a": "\xe9"}',
+        "ok_json": b"{}",
+    }
+    out = {}
+    for name, data in paths.items():
+        out[name] = tmp_path / name.replace("_", ".")
+        out[name].write_bytes(data)
+    out["dir"] = tmp_path / "adir"
+    out["dir"].mkdir()
+    out["tmp"] = tmp_path
+    return out
+
+
+def test_non_utf8_source_names_line_col_and_byte(files: dict[str, Path]) -> None:
+    bad, out = files["bad_rego"], files["tmp"] / "o.wasm"
+    res = a1("policy", "build", str(bad), "-e", "p/x", "-o", str(out))
+    assert_one_line(res, 2)
+    assert res.stderr.strip() == f"a1: {bad}:3:7: error: not valid UTF-8 at byte 24"
+    res = a1("policy", "eval", str(bad), "--input", str(files["ok_json"]))
+    assert_one_line(res, 2, f"{bad}:3:7:", "not valid UTF-8")
+    (files["dir"] / "t.rego").write_bytes(bad.read_bytes())
+    res = a1("policy", "test", str(files["dir"]))
+    assert_one_line(res, 2, "t.rego:3:7:", "not valid UTF-8")
+
+
+def test_non_utf8_data_and_input(files: dict[str, Path]) -> None:
+    ok, bad = files["ok_rego"], files["bad_json"]
+    out = str(files["tmp"] / "o")
+    res = a1("policy", "build", str(ok), "--data", str(bad), "-e", "p/x", "-o", out)
+    assert_one_line(res, 2, f"{bad}:1:8:", "not valid UTF-8 at byte 7")
+    res = a1("policy", "eval", str(ok), "-e", "p/x", "--input", str(bad))
+    assert_one_line(res, 2, f"{bad}:1:8:", "not valid UTF-8 at byte 7")
+
+
+def test_missing_output_directory_is_an_error(files: dict[str, Path]) -> None:
+    missing = files["tmp"] / "missing" / "dir" / "x.wasm"
+    res = a1("policy", "build", str(files["ok_rego"]), "-e", "p/x", "-o", str(missing))
+    assert_one_line(res, 2, str(missing), "does not exist")
+    assert not missing.parent.exists()
+    wat = files["tmp"] / "nowhere" / "x.wat"
+    out = files["tmp"] / "o.wasm"
+    src = str(files["ok_rego"])
+    res = a1("policy", "build", src, "-e", "p/x", "-o", str(out), "--wat", str(wat))
+    assert_one_line(res, 2, str(wat), "does not exist")
+    assert not out.exists()  # refused before anything is written
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["build", "{dir}", "-e", "p/x", "-o", "{tmp}/o.wasm"],
+        ["build", "{ok_rego}", "--data", "{dir}", "-e", "p/x", "-o", "{tmp}/o.wasm"],
+        ["build", "{ok_rego}", "-e", "p/x", "-o", "{dir}"],
+        ["build", "{tmp}/nope.rego", "-e", "p/x", "-o", "{tmp}/o.wasm"],
+        ["eval", "{ok_rego}", "-e", "p/x", "--input", "{dir}"],
+        ["eval", "{ok_rego}", "-e", "p/x", "--inputs", "{dir}"],
+        ["eval", "{ok_rego}", "-e", "p/x", "--inputs", "{tmp}/nope.jsonl"],
+        ["eval", "{dir}", "--input", "{ok_json}"],
+        ["eval", "{tmp}/nope.wasm", "--input", "{ok_json}"],
+        ["test", "{tmp}/nope"],
+    ],
+)
+def test_unreadable_paths_are_one_line(files: dict[str, Path], argv: list[str]) -> None:
+    names = {k: str(v) for k, v in files.items()}
+    args = [a.format(**names) for a in argv]
+    res = a1("policy", *args)
+    assert_one_line(res, 2, files["tmp"].name)

@@ -21,7 +21,9 @@ from policies.compiler import (
     to_wat,
 )
 from policies.compiler.frontend import parse_sources
+from policies.compiler.limits import JSON_MAX_DEPTH, check_json, check_rego, decode_utf8
 from policies.runtime import UNDEFINED, BundleError, PolicyError, PolicyModule
+from policies.runtime.module import ResultTooLarge
 from policies.runtime.values import to_json_compatible
 
 
@@ -66,6 +68,9 @@ def _compile_error(err: CompileError) -> UserError:
 def _build(args: argparse.Namespace) -> int:
     if not args.entrypoint:
         raise UserError("at least one -e/--entrypoint is required (e.g. -e a1/authz/decision)", 2)
+    for out in (args.output, args.wat):
+        if out is not None:
+            _check_output(out)
     started = time.perf_counter()
     try:
         data = load_data(args.data) if args.data else None
@@ -74,11 +79,38 @@ def _build(args: argparse.Namespace) -> int:
     except CompileError as err:
         raise _compile_error(err) from None
     if args.wat:
-        args.wat.write_text(wat)
-    args.output.write_bytes(wasm)
+        _write(args.wat, wat.encode())
+    _write(args.output, wasm)
     took = (time.perf_counter() - started) * 1000
     print(f"wrote {args.output} ({len(wasm)} bytes, {took:.0f} ms)", file=sys.stderr)
     return 0
+
+
+def _check_output(path: Path) -> None:
+    """Refuse before compiling: an output whose directory is missing is an
+    error (we do not create directories), and so is a directory as the output."""
+    parent = path.parent
+    if not parent.is_dir():
+        raise UserError(f"{path}: output directory {parent} does not exist", 2)
+    if path.is_dir():
+        raise UserError(f"{path}: is a directory, not an output file", 2)
+
+
+def _write(path: Path, data: bytes) -> None:
+    try:
+        path.write_bytes(data)
+    except OSError as err:
+        raise UserError(f"{path}: cannot write: {err.strerror}", 2) from None
+
+
+def _read_text(path: Path) -> str:
+    """A whole UTF-8 file, or a one-line error naming it."""
+    try:
+        return decode_utf8(str(path), path.read_bytes())
+    except OSError as err:
+        raise UserError(f"{path}: {err.strerror}", 2) from None
+    except CompileError as err:
+        raise _compile_error(err) from None
 
 
 def _load(args: argparse.Namespace) -> tuple[PolicyModule, str | None]:
@@ -102,35 +134,104 @@ def _load(args: argparse.Namespace) -> tuple[PolicyModule, str | None]:
 
 def _default_entrypoint(paths: list[Path]) -> str:
     """The first module's package, as ``opa eval data.<package>`` would print it."""
+    text = _read_text(paths[0])
     try:
-        program = parse_sources({str(paths[0]): paths[0].read_text()})
-    except OSError as err:
-        raise UserError(f"{paths[0]}: {err.strerror}", 2) from None
+        check_rego(str(paths[0]), text)
+        program = parse_sources({str(paths[0]): text})
     except CompileError as err:
         raise _compile_error(err) from None
     return "/".join(sorted(program.packages)[0])
 
 
-def _read_inputs(args: argparse.Namespace) -> Iterator[tuple[str, Any]]:
-    path: Path = args.input or args.inputs
-    try:
-        text = path.read_text()
-    except OSError as err:
-        raise UserError(f"{path}: {err.strerror}", 2) from None
-    if args.input:
-        yield str(path), _parse_json(text, str(path))
-        return
-    for lineno, line in enumerate(text.splitlines(), 1):
-        if line.strip():
-            yield f"{path}:{lineno}", _parse_json(line, f"{path}:{lineno}")
+class InputError(Exception):
+    """One input line that cannot be evaluated; ``code`` is one of ``ERROR_CODES``."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+ERROR_CODES = {
+    "empty_line": "a blank line (it still gets its output line, so outputs line up)",
+    "invalid_utf8": "the line is not valid UTF-8",
+    "too_deep": f"arrays and objects nested deeper than {JSON_MAX_DEPTH}",
+    "invalid_json": "not one JSON document (NaN and Infinity are not JSON)",
+    "invalid_input": "JSON the policy ABI cannot carry (an integer beyond 2^53, …)",
+    "fuel_exhausted": "the evaluation ran out of fuel",
+    "memory_cap": "the input or the evaluation exceeded the memory cap",
+    "result_too_large": "the result exceeded the host's decoding budget",
+    "eval_error": "the policy raised an error (type error, conflict, division by zero, …)",
+}
+"""The stable ``code`` values of ``{"error": {"code": …, "message": …}}`` lines."""
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
 
 
 def _parse_json(text: str, where: str) -> Any:
+    """One JSON document; ``where`` is ``file`` or ``file:line`` (the column is added)."""
     try:
-        return json.loads(text)
+        check_json(where, text)
+    except CompileError as err:
+        line, col = (err.loc.line, err.loc.col) if err.loc else (1, 1)
+        place = f"{where}:{col}" if ":" in where else f"{where}:{line}:{col}"
+        raise InputError("too_deep", f"{place}: {err.message}") from None
+    try:
+        return json.loads(text, parse_constant=_refuse_constant)
     except json.JSONDecodeError as err:
-        place = f"{where}:{err.lineno}:{err.colno}" if ":" not in where else f"{where}:{err.colno}"
-        raise UserError(f"{place}: invalid JSON: {err.msg}", 2) from None
+        place = f"{where}:{err.colno}" if ":" in where else f"{where}:{err.lineno}:{err.colno}"
+        raise InputError("invalid_json", f"{place}: invalid JSON: {err.msg}") from None
+    except ValueError as err:  # NaN / Infinity
+        raise InputError("invalid_json", f"{where}: invalid JSON: {err}") from None
+
+
+def _input_lines(path: Path) -> Iterator[tuple[str, Any]]:
+    """``(place, document or InputError)`` for every line of a JSONL file, in order.
+
+    Every line gets an entry, blank and broken ones included, so the outputs
+    line up with the inputs. A final newline does not start another line.
+    """
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise UserError(f"{path}: {err.strerror}", 2) from None
+    lines = data.split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()
+    offset = 0
+    for lineno, raw in enumerate(lines, 1):
+        where = f"{path}:{lineno}"
+        start, offset = offset, offset + len(raw) + 1
+        try:
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                at = start + err.start
+                raise InputError("invalid_utf8", f"{where}: not valid UTF-8 at byte {at}") from None
+            if not line.strip():
+                raise InputError("empty_line", f"{where}: blank line, expected a JSON document")
+            yield where, _parse_json(line, where)
+        except InputError as err:
+            yield where, err
+
+
+def _eval_error(err: Exception, where: str) -> InputError:
+    """An evaluation failure of the input at ``where`` as a stable error code."""
+    message = f"{where}: {err}"
+    if isinstance(err, ResultTooLarge):
+        return InputError("result_too_large", message)
+    if isinstance(err, PolicyError):
+        if "fuel" in str(err):
+            return InputError("fuel_exhausted", message)
+        if err.code == 4 or "memory" in str(err):
+            return InputError("memory_cap", message)
+        return InputError("eval_error", message)
+    return InputError("invalid_input", message)
+
+
+def error_object(err: InputError) -> dict[str, Any]:
+    return {"error": {"code": err.code, "message": str(err)}}
 
 
 def result_object(value: Any) -> dict[str, Any]:
@@ -144,20 +245,32 @@ def _eval(args: argparse.Namespace) -> int:
         evaluator = module.evaluator(entrypoint)
     except BundleError as err:
         raise UserError(str(err), 2) from None
-    status = 0
-    for where, doc in _read_inputs(args):
+    if args.input:
+        try:
+            doc = _parse_json(_read_text(args.input), str(args.input))
+        except InputError as err:
+            raise UserError(str(err), 2) from None
         try:
             value = evaluator.evaluate(doc, json_form=True)
-        except PolicyError as err:
-            print(f"a1: {where}: {err}", file=sys.stderr)
-            status = 1
-            continue
-        except ValueError as err:
-            print(f"a1: {where}: {err}", file=sys.stderr)
-            status = 1
-            continue
+        except (PolicyError, ValueError) as err:
+            raise UserError(str(_eval_error(err, str(args.input))), 1) from None
         print(json.dumps(result_object(value), sort_keys=True))
-    return status
+        return 0
+    failed = total = 0
+    for where, doc in _input_lines(args.inputs):
+        total += 1
+        if not isinstance(doc, InputError):
+            try:
+                out = result_object(evaluator.evaluate(doc, json_form=True))
+            except (PolicyError, ValueError) as err:
+                doc = _eval_error(err, where)
+        if isinstance(doc, InputError):
+            failed += 1
+            out = error_object(doc)
+        print(json.dumps(out, sort_keys=True))
+    if failed:
+        print(f"a1: {args.inputs}: {failed} of {total} inputs failed", file=sys.stderr)
+    return 1 if failed else 0
 
 
 def _test(args: argparse.Namespace) -> int:
@@ -172,8 +285,10 @@ def _test(args: argparse.Namespace) -> int:
             _merge(data, load_data(data_file))
         except CompileError as err:
             raise _compile_error(err) from None
-    sources = {str(f): f.read_text() for f in files}
+    sources = {str(f): _read_text(f) for f in files}
     try:
+        for name, text in sources.items():
+            check_rego(name, text)
         program = parse_sources(sources, data)
     except CompileError as err:
         raise _compile_error(err) from None

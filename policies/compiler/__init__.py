@@ -16,6 +16,9 @@ import wasmtime
 from policies.compiler.codegen import generate
 from policies.compiler.errors import CompileError
 from policies.compiler.frontend import parse_sources
+from policies.compiler.header_check import check_decision_headers
+from policies.compiler.ir import Loc
+from policies.compiler.limits import check_json, check_rego, check_value, decode_utf8
 from policies.runtime.module import ABI_VERSION, META_SECTION, Metadata, runtime_sha256
 from policies.runtime.wasmbin import add_custom_section
 
@@ -44,8 +47,16 @@ def to_wat(
     """Compile to WAT text plus the metadata that goes into the ``a1.meta`` section."""
     if not entrypoints:
         raise CompileError(None, "type", "at least one entrypoint is required")
-    program = parse_sources(sources, data)
-    module = generate(program, list(entrypoints))
+    for name, text in sources.items():
+        check_rego(name, text)
+    check_value("data document", data)
+    try:
+        program = parse_sources(sources, data)
+        check_decision_headers(program, entrypoints)
+        module = generate(program, list(entrypoints))
+    except RecursionError:  # a last resort: the nesting checks above should prevent it
+        first = Loc(min(sources), 1, 1) if sources else None
+        raise CompileError(first, "syntax", "program nested too deeply to compile") from None
     meta = Metadata(
         abi=ABI_VERSION,
         entrypoints=module.entrypoints,
@@ -75,7 +86,9 @@ def compile_sources(
 
 def load_data(path: Path) -> Any:
     try:
-        return json.loads(path.read_text())
+        text = decode_utf8(str(path), path.read_bytes())
+        check_json(str(path), text)
+        return json.loads(text)
     except OSError as err:
         raise CompileError(None, "syntax", f"{path}: {err.strerror}") from None
     except json.JSONDecodeError as err:
@@ -88,7 +101,7 @@ def read_sources(paths: Sequence[Path | str]) -> dict[str, str]:
     for p in paths:
         path = Path(p)
         try:
-            sources[str(path)] = path.read_text()
+            sources[str(path)] = decode_utf8(str(path), path.read_bytes())
         except OSError as err:
             raise CompileError(None, "syntax", f"{path}: {err.strerror}") from None
     return sources
