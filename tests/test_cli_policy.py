@@ -205,7 +205,7 @@ def test_eval_inputs_prints_one_line_per_input_line(tmp_path: Path) -> None:
             assert o["error"]["message"].startswith(f"{inputs}:{i}:"), o
     assert out[5]["error"]["message"] == f"{inputs}:6: not valid UTF-8 at byte 35"
     assert out[7]["error"]["message"] == f"{inputs}:8:65: nesting deeper than 64"
-    assert res.stderr.strip() == f"a1: {inputs}: 8 of 11 inputs failed"
+    assert res.stderr.strip() == f"a1: {inputs}: 9 of 11 inputs failed"
     assert "Traceback" not in res.stderr
 
 
