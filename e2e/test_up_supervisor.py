@@ -169,7 +169,7 @@ def test_a_killed_cell_restarts_alone_and_other_cells_see_no_errors(
     victim = "cell-2"
     others = [(c, t) for c, ts in tenants.items() if c != victim for t in ts]
     tokens = {t: pki.mint_token(up.state, t, ["reader"]) for ts in tenants.values() for t in ts}
-    client = Client(f"http://127.0.0.1:{up.http_port}", timeout=5)
+    client = Client(f"http://127.0.0.1:{up.http_port}")
 
     def other_cells(i: int) -> tuple[str, Response | Exception]:
         cell, tenant = others[i % len(others)]
@@ -215,7 +215,7 @@ def test_a_killed_sidecar_never_lets_an_unauthorized_request_through(
     up = up_factory("--cells", "2")
     up.wait_up()
     before = wait_status(up, all_running, "every component running")
-    client = Client(f"http://127.0.0.1:{up.http_port}", timeout=5)
+    client = Client(f"http://127.0.0.1:{up.http_port}")
     reader = pki.mint_token(up.state, "alpha", ["reader"])
     writer = pki.mint_token(up.state, "alpha", ["reader", "writer"])
     unauthorized = [("POST", "/t/alpha/items", reader),  # a reader writing
@@ -263,7 +263,7 @@ def test_a_killed_envoy_is_a_reported_stack_wide_outage_and_comes_back(
     up = up_factory("--mode", "none", "--cells", "1")
     up.wait_up()
     before = wait_status(up, all_running, "every component running")
-    client = Client(f"http://127.0.0.1:{up.http_port}", timeout=5)
+    client = Client(f"http://127.0.0.1:{up.http_port}")
     token = pki.mint_token(up.state, "alpha", ["reader"])
     assert client.get("/t/alpha/items", token).status == 200
     old = component(before, "envoy")["pid"]
@@ -291,7 +291,7 @@ def test_a_cell_that_keeps_failing_is_given_up_and_the_rest_serve(
     up.wait_up()
     before = wait_status(up, all_running, "every component running")
     tenants = tenants_by_cell(up, per_cell=1)
-    client = Client(f"http://127.0.0.1:{up.http_port}", timeout=5)
+    client = Client(f"http://127.0.0.1:{up.http_port}")
     db = up.state / "cells" / "cell-2.db"
     db.unlink()
     db.mkdir()  # the cell cannot open its database any more: every restart exits
@@ -314,21 +314,23 @@ def test_a_cell_that_keeps_failing_is_given_up_and_the_rest_serve(
     assert up.proc.wait(timeout=30) == 0
 
 
-def test_a_sidecar_that_keeps_failing_stops_a1_up_with_a_report(
-        up_factory: Callable[..., Up]) -> None:
+@pytest.mark.parametrize("name", ["sidecar", "envoy"])
+def test_a_critical_component_that_keeps_failing_stops_a1_up_with_a_report(
+        up_factory: Callable[..., Up], name: str) -> None:
     up = up_factory("--cells", "1")
     up.wait_up()
     before = wait_status(up, all_running, "every component running")
-    (up.state / "sidecar.yaml").write_text("grpc_address: [not, an, address]\n")
-    os.kill(component(before, "sidecar")["pid"], signal.SIGKILL)
+    (up.state / f"{name}.yaml").write_text("admin: [not, a, config]\n")  # every start fails
+    os.kill(component(before, name)["pid"], signal.SIGKILL)
     assert up.proc.wait(timeout=90) == 1
     err = up.stderr()
-    assert "gave up on sidecar after 5 failures within 60s" in err
-    assert "a1: stopping the stack: gave up on sidecar" in err
+    assert err.count(f"a1: stack-wide outage: {name} (pid") == 5
+    assert f"gave up on {name} after 5 failures within 60s" in err
+    assert f"a1: stopping the stack: gave up on {name}" in err
     doc = status(up)
     assert doc is not None and doc["stack"] == "failed"
-    assert component(doc, "sidecar")["state"] == "failed"
-    assert {c["state"] for c in doc["components"] if c["name"] != "sidecar"} == {"stopped"}
+    assert component(doc, name)["state"] == "failed"
+    assert {c["state"] for c in doc["components"] if c["name"] != name} == {"stopped"}
     assert up.children() == []
 
 
