@@ -227,6 +227,11 @@ class Supervisor:
         except OSError as err:  # the stack keeps serving; say so once per failure
             self._report(f"a1: {self.status_path}: cannot write status: {err.strerror}")
 
+    def stopping(self) -> None:
+        """Shutdown has begun (components keep their states until they are stopped)."""
+        self._stack_state = "stopping"
+        self.write_status()
+
     def stopped(self, stack_state: str = "stopped") -> None:
         """Record the end: every component ``stopped`` (``failed`` ones stay failed)."""
         self._stack_state = stack_state

@@ -278,6 +278,10 @@ def test_run_returns_none_on_stop_and_the_final_status_says_stopped(
     stop = threading.Event()
     threading.Timer(0.5, stop.set).start()
     assert sup.run(stop, interval=0.01) is None
+    sup.stopping()
+    doc = json.loads(path.read_text())
+    assert doc["stack"] == "stopping"
+    assert [c["state"] for c in doc["components"]] == ["running", "failed"]
     launcher.stop_all()
     sup.stopped()
     doc = json.loads(path.read_text())

@@ -172,7 +172,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         for s in previous:
             signal.signal(s, signal.SIG_IGN)
         if adopted:
-            supervisor.stopped("stopping")
+            supervisor.stopping()
         launcher.close()
         if adopted:
             supervisor.stopped("failed" if gave_up is not None else "stopped")
