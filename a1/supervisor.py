@@ -177,12 +177,6 @@ class Supervisor:
         self._components[name] = Component(name, kind, critical, stack_wide,
                                            impact or f"{name} is unavailable", ready)
 
-    def starting(self) -> None:
-        """The stack is being started: every component is ``starting``."""
-        for comp in self._components.values():
-            self._set(comp, State.STARTING)
-        self.write_status()
-
     def adopt(self) -> None:
         """The stack is up: take every declared, running child as ``running``."""
         now = time.monotonic()
@@ -224,7 +218,7 @@ class Supervisor:
             return
         try:
             write_json_atomic(self.status_path, self.status())
-        except OSError as err:  # the stack keeps serving; say so once per failure
+        except OSError as err:  # the stack keeps serving; only the file is stale
             self._report(f"a1: {self.status_path}: cannot write status: {err.strerror}")
 
     def stopping(self) -> None:
