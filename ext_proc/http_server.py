@@ -20,7 +20,7 @@ import logging
 from http import HTTPStatus
 from typing import Any
 
-from ext_proc.engine import Decision, Engine
+from ext_proc.engine import Decision, Engine, _header_safe
 from ext_proc.logutil import RateLimited, describe
 from ext_proc.request import remove_names
 
@@ -55,6 +55,7 @@ def render_http(d: Decision, remove: tuple[str, ...], head: bool) -> bytes:
 
 
 def _error(status: int, message: str) -> bytes:
+    message = _header_safe(message)
     body = message.encode()
     return (
         f"HTTP/1.1 {status} {_reason(status)}\r\ncontent-type: text/plain\r\n"
@@ -122,7 +123,7 @@ class AuthzProtocol(asyncio.Protocol):
         eng = self._engine
         parsed = eng.reader.from_http(head)
         f = parsed.facts
-        if parsed.close and f.status:  # framing is broken: answer and drop the connection
+        if parsed.broken:  # framing is unusable: answer and drop the connection
             return _error(f.status, f.reason), 0, True
         d = eng.decide_facts(f)
         remove = remove_names(d.allow, d.set_names, f.a1_names)

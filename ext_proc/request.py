@@ -36,6 +36,7 @@ from ext_proc.tenant import TENANT_RE, TenantFn, make_tenant_fn, tenant_error
 A1_PREFIX = "x-a1-"
 DEFAULT_MAX_PATH = 8192
 MAX_BODY = 1024 * 1024  # HTTP door: request bodies are read and ignored, up to this
+NOT_UTF8 = "request is not valid UTF-8"  # the same reason on every door
 
 
 class RequestFacts(NamedTuple):
@@ -57,6 +58,7 @@ class HttpHead(NamedTuple):
     facts: RequestFacts
     body_len: int
     close: bool
+    broken: bool = False  # framing unusable: answer ``facts.status`` and drop the connection
 
 
 def _is_canonical_error(path: str) -> str | None:
@@ -158,7 +160,7 @@ class RequestReader:
             raw_th = headers.get(th) if th is not None else None
             tenant_header = raw_th.decode().strip() if raw_th is not None else None
         except UnicodeDecodeError:
-            return self.bad(400, "request is not valid UTF-8")
+            return self.bad(400, NOT_UTF8)
         a1 = tuple(k for k in headers if k.startswith(A1_PREFIX))
         raw = attrs.metadata_context
         return self.facts(
@@ -195,7 +197,7 @@ class RequestReader:
                 elif k == "host" and not host:
                     host = v
         except UnicodeDecodeError:
-            return self.bad(400, f"header {h.key[:40]!r} is not valid UTF-8")
+            return self.bad(400, NOT_UTF8)
         skey: Any = None
         subject = None
         if JWT_NAMESPACE in req.metadata_context.filter_metadata:
@@ -212,11 +214,11 @@ class RequestReader:
         try:
             text = head.decode()
         except UnicodeDecodeError:
-            return HttpHead(self.bad(400, "request head is not valid UTF-8"), 0, True)
+            return HttpHead(self.bad(400, NOT_UTF8), 0, True, True)
         lines = text.split("\r\n")
         parts = lines[0].split(" ")
         if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
-            return HttpHead(self.bad(400, "malformed request line"), 0, True)
+            return HttpHead(self.bad(400, "malformed request line"), 0, True, True)
         method, path, version = parts
         th = self.tenant_header
         host = ""
@@ -228,7 +230,7 @@ class RequestReader:
         for line in lines[1:]:
             k, sep, v = line.partition(":")
             if not sep:
-                return HttpHead(self.bad(400, "malformed header line", method), 0, True)
+                return HttpHead(self.bad(400, "malformed header line", method), 0, True, True)
             k = k.lower()
             c = k[0] if k else ""
             if c == "x" and k.startswith(A1_PREFIX):
@@ -245,15 +247,16 @@ class RequestReader:
                     try:
                         body_len = int(v)
                     except ValueError:
-                        return HttpHead(self.bad(400, "bad content-length", method), 0, True)
+                        return HttpHead(self.bad(400, "bad content-length", method), 0, True, True)
                     if not 0 <= body_len <= MAX_BODY:
-                        return HttpHead(self.bad(413, "request body too large", method), 0, True)
+                        too_large = self.bad(413, "request body too large", method)
+                        return HttpHead(too_large, 0, True, True)
                 elif k == "connection":
                     lv = v.strip().lower()
                     close = lv == "close" or (close and lv != "keep-alive")
             elif c == "t" and k == "transfer-encoding":
                 bad = self.bad(501, "chunked request bodies are not supported", method)
-                return HttpHead(bad, 0, True)
+                return HttpHead(bad, 0, True, True)
         subject = subject_from_header(payload) if payload is not None else None
         f = self.facts(method, path, host, tenant_header, subject, payload, tuple(a1))
         return HttpHead(f, body_len, close)
