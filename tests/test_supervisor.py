@@ -92,9 +92,8 @@ def status(path: Path) -> dict[str, dict[str, object]]:
     return {c["name"]: c for c in doc["components"]}
 
 
-def start(launcher: Launcher, tmp_path: Path, name: str, argv: list[str],
-          **kw: object) -> int:
-    return launcher.start(ProcessSpec(name, argv, tmp_path / f"{name}.log", **kw)).pid  # type: ignore[arg-type]
+def start(launcher: Launcher, tmp_path: Path, name: str, argv: list[str]) -> int:
+    return launcher.start(ProcessSpec(name, argv, tmp_path / f"{name}.log")).pid
 
 
 def test_a_killed_child_is_reported_and_restarted_alone(launcher: Launcher, lines: Lines,
