@@ -1,4 +1,5 @@
-"""Constant-pattern builtins: patterns.py's automata walked by a1rt_match.c, against regorus.
+"""Constant-pattern builtins: policies.compiler.patterns's automata walked by a1rt_match.c,
+against regorus.
 
 The C file is built on its own into a wasm module (ziglang), instantiated with a host
 memory like the real runtime's, and every answer is compared with regorus's
@@ -21,7 +22,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from policies.compiler import patterns
-from policies.compiler.patterns import PatternError, compile_cidr, compile_glob, compile_regex
+from policies.compiler.patterns import (
+    PatternError,
+    compile_cidr,
+    compile_glob,
+    compile_regex,
+    unicode_tables,
+)
 
 RUNTIME = Path(__file__).resolve().parents[1] / "policies" / "runtime"
 BASE = 0x10_0000  # where the policy's constant area starts (docs/policy-abi.md)
@@ -371,7 +378,8 @@ def test_perl_classes_match_regorus_on_every_code_point(oracle: Oracle) -> None:
     def text(lo: int, hi: int) -> str:
         return "".join(chr(c) for c in range(lo, hi + 1) if not 0xD800 <= c <= 0xDFFF)
 
-    for cls, table in [("d", patterns._DIGIT), ("s", patterns._SPACE), ("w", patterns._WORD)]:
+    tables = [("d", unicode_tables.DIGIT), ("s", unicode_tables.SPACE), ("w", unicode_tables.WORD)]
+    for cls, table in tables:
         inside, outside = f"^\\{cls}+$", f"^\\{cls.upper()}+$"
         nxt = 0
         for lo, hi in table:

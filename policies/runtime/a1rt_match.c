@@ -1,7 +1,7 @@
 /* a1rt_match: walk compile-time automata and test CIDR containment.
  *
  * Freestanding C for wasm32 (no libc, no allocation). Blob layouts are in
- * docs/patterns.md; they are produced by policies/compiler/patterns.py.
+ * docs/patterns.md; they are produced by policies/compiler/patterns/.
  *
  * Semantics follow regorus, the differential oracle:
  *  - regex.match: Rust regex `is_match` (unanchored search over scalars);

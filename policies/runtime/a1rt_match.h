@@ -1,7 +1,7 @@
 /* a1rt_match: matching of compile-time patterns (regex.match, glob.match,
  * net.cidr_contains) against runtime strings.
  *
- * The automata and networks are built by policies/compiler/patterns.py and
+ * The automata and networks are built by policies/compiler/patterns/ and
  * laid out by the compiler in the policy's constant area; docs/patterns.md
  * documents their binary layout. This file only depends on <stdint.h>, so it
  * also builds on its own (tests/test_patterns.py does that).
