@@ -12,7 +12,7 @@ import pytest
 
 from a1 import pki
 from a1.stack import Stack
-from e2e.conftest import Client
+from e2e.conftest import Client, poll
 
 pytestmark = pytest.mark.e2e
 
@@ -38,6 +38,22 @@ def test_token_in_the_query_string_is_not_accepted(stack: Stack, client: Client)
     resp = client.get(f"/t/acme/items?access_token={token}")
     assert resp.status == 401, resp
     assert "x-a1-cell" not in resp.headers
+
+
+def test_query_strings_stay_out_of_the_access_log(stack: Stack, client: Client) -> None:
+    """A token sent in the URL by mistake is refused, and not written to disk either."""
+    token = stack.token("acme", ["reader"])
+    marker = "/t/acme/items?probe=query-marker"
+    assert client.get(f"/t/acme/items?access_token={token}").status == 401
+    assert client.get(marker, token).status == 200
+    log = stack.files.logs / "envoy-access.log"
+
+    def logged() -> str | None:  # Envoy flushes its access log asynchronously
+        text = log.read_text() if log.exists() else ""
+        return text if "query-marker" in text or text.count("/t/acme/items") >= 2 else None
+
+    text = poll(logged, what="both requests in the access log")
+    assert token not in text and "access_token" not in text and "query-marker" not in text
 
 
 def test_only_the_bearer_scheme_is_read(stack: Stack, client: Client) -> None:
