@@ -107,7 +107,7 @@ def _walk_terms(node: Any) -> Iterator[Any]:
 
 def _rule_deps(rule: ir.Rule, program: ir.Program) -> set[ir.RulePath]:
     deps: set[ir.RulePath] = set()
-    for n in _walk_terms(rule.defs):
+    for n in _walk_terms([rule.defs, rule.default]):
         if isinstance(n, ir.RuleRef):
             deps.add(n.path)
         elif isinstance(n, ir.Call) and n.func is not None:
@@ -134,6 +134,7 @@ class _Fn:
     fail: str = ""
     closers: list[list[str]] = field(default_factory=list)
     bound: set[str] = field(default_factory=set)
+    scope: set[str] = field(default_factory=set)  # bound by this query itself
 
     def emit(self, *lines: str) -> None:
         self.lines.extend(lines)
@@ -231,6 +232,7 @@ class _Generator:
 
         for path in reachable:
             visit(self.program.rules[path].defs)
+            visit(self.program.rules[path].default)
         return sorted(p for p in paths if not any(q != p and p[: len(q)] == q for q in paths))
 
     @staticmethod
@@ -364,7 +366,7 @@ class _Generator:
                 for i, pattern in enumerate(definition.args):
                     self.unify(pattern, f"(local.get $a{i})", pattern.loc)
                 inner_bound = set(fn.bound)
-                self._body(body, rule, res, hit, chain_done, inner_bound)
+                self._body(body, rule, res, hit, chain_done, inner_bound, scope=inner_bound)
                 fn.emit("end")
             else:
                 self._body(body, rule, res, hit, chain_done, set())
@@ -380,6 +382,7 @@ class _Generator:
         hit: str,
         chain_done: str,
         bound: set[str],
+        scope: set[str] | None = None,
     ) -> None:
         def on_success() -> None:
             # The head is evaluated before the body counts as a hit: a body whose
@@ -408,7 +411,7 @@ class _Generator:
             if isinstance(body.value, ir.Const):
                 fn.emit(f"(br {chain_done})")
 
-        self.query(body.lits, on_success, bound)
+        self.query(body.lits, on_success, bound, scope)
 
     def _eval_function(self, roots: list[ir.Term]) -> None:
         fn = self._begin()
@@ -438,13 +441,24 @@ class _Generator:
 
     # ------------------------------------------------------------ queries
 
-    def query(self, lits: list[ir.Lit], on_success: Callable[[], None], bound: set[str]) -> None:
-        """Emit ``lits``; run ``on_success`` once per solution, then backtrack."""
+    def query(
+        self,
+        lits: list[ir.Lit],
+        on_success: Callable[[], None],
+        bound: set[str],
+        scope: set[str] | None = None,
+    ) -> None:
+        """Emit ``lits``; run ``on_success`` once per solution, then backtrack.
+
+        ``scope`` holds the names this query binds itself (a function's arguments
+        count): as in regorus, ``:=`` may not bind one of them again.
+        """
         fn = self.fn
-        saved = (fn.fail, fn.closers, fn.bound)
+        saved = (fn.fail, fn.closers, fn.bound, fn.scope)
         end = self.label("q")
         fn.emit(f"block {end}")
         fn.fail, fn.closers, fn.bound = end, [], set(bound)
+        fn.scope = set(scope or ())
         for lit in lits:
             self.literal(lit)
         on_success()
@@ -452,7 +466,7 @@ class _Generator:
         for closer in reversed(fn.closers):
             fn.emit(*closer)
         fn.emit("end")
-        fn.fail, fn.closers, fn.bound = saved
+        fn.fail, fn.closers, fn.bound, fn.scope = saved
 
     def literal(self, lit: ir.Lit) -> None:
         fn = self.fn
@@ -469,6 +483,11 @@ class _Generator:
         elif isinstance(lit, ir.SomeInLit):
             coll = self.term(lit.coll)
             key, value = self.iterate(coll, strict=True)
+            for var in self._pattern_locals(lit.value) + (
+                self._pattern_locals(lit.key) if lit.key else []
+            ):
+                if var.name in fn.bound or var.name in fn.scope:
+                    raise _redefined(var)
             for name in self._pattern_vars(lit.value) | (
                 self._pattern_vars(lit.key) if lit.key else set()
             ):
@@ -482,6 +501,15 @@ class _Generator:
             self._every(lit)
         else:  # pragma: no cover - the front end produces nothing else
             raise unsupported(getattr(lit, "loc", None), type(lit).__name__)
+
+    def _pattern_locals(self, term: ir.Term) -> list[ir.Local]:
+        if isinstance(term, ir.Local):
+            return [term]
+        if isinstance(term, ir.ArrayLit):
+            return [v for i in term.items for v in self._pattern_locals(i)]
+        if isinstance(term, ir.ObjectLit):
+            return [v for _, i in term.items for v in self._pattern_locals(i)]
+        return []
 
     def _pattern_vars(self, term: ir.Term) -> set[str]:
         if isinstance(term, ir.Local):
@@ -535,8 +563,10 @@ class _Generator:
         fn = self.fn
         lhs, rhs = lit.lhs, lit.rhs
         if lit.declare:
-            for name in self._pattern_vars(lhs):
-                fn.bound.discard(name)
+            for var in self._pattern_locals(lhs):
+                if var.name in fn.scope:
+                    raise _redefined(var)
+                fn.bound.discard(var.name)
         if (
             isinstance(lhs, ir.ArrayLit)
             and isinstance(rhs, ir.ArrayLit)
@@ -571,6 +601,7 @@ class _Generator:
         if isinstance(pattern, ir.Local) and pattern.name not in fn.bound:
             fn.emit(f"(local.set {self.var(pattern.name)} {value})")
             fn.bound.add(pattern.name)
+            fn.scope.add(pattern.name)
             return
         if isinstance(pattern, ir.ArrayLit) and self._unbound_pattern(pattern):
             v = self.temp()
@@ -641,6 +672,7 @@ class _Generator:
         inner_fail = self.label("not")
         fn.emit(f"block {inner_fail}")
         saved = (fn.closers, set(fn.bound))
+        saved_scope = set(fn.scope)
         fn.fail, fn.closers = inner_fail, []
         for inner in lit.body:
             self.literal(inner)
@@ -648,7 +680,7 @@ class _Generator:
         for closer in reversed(fn.closers):
             fn.emit(*closer)
         fn.emit("end")
-        fn.closers, fn.bound = saved
+        fn.closers, fn.bound, fn.scope = *saved, saved_scope
         fn.fail = outer
 
     def _every(self, lit: ir.EveryLit) -> None:
@@ -656,6 +688,7 @@ class _Generator:
         outer = fn.fail
         domain = self.term(lit.domain)
         saved = (fn.closers, set(fn.bound))
+        saved_scope, fn.scope = fn.scope, set()
         fn.closers = []
         c, n, i = self.temp(), self.temp(), self.temp()
         done, nxt, body_fail = self.label("done"), self.label("next"), self.label("every")
@@ -688,7 +721,7 @@ class _Generator:
         for closer in reversed(fn.closers):
             fn.emit(*closer)
         fn.emit("end", f"(br {outer})", "end", "end")
-        fn.closers, fn.bound = saved
+        fn.closers, fn.bound, fn.scope = *saved, saved_scope
         fn.fail = outer
 
     def _with(self, lit: ir.ExprLit | ir.AssignLit) -> None:
@@ -907,6 +940,7 @@ class _Generator:
                 k, v = self.iterate(f"(local.get {t})")
                 fn.emit(f"(local.set {self.var(key.name)} (local.get {k}))")
                 fn.bound.add(key.name)
+                fn.scope.add(key.name)
                 cur = f"(local.get {v})"
             else:
                 (k,), defined = self.operands([key])
@@ -1055,6 +1089,10 @@ class _Generator:
         else:
             fn.emit(f"(local.set {out} (i32.const 0))", f"(if {defined} (then", *steps, "))")
         return f"(local.get {out})"
+
+
+def _redefined(var: ir.Local) -> CompileError:
+    return CompileError(var.loc, "type", f"var `{var.name}` used before definition below")
 
 
 _UNDEFINED = ir.Const(None, ir.Loc("<undefined>", 1, 1))

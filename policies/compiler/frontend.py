@@ -225,6 +225,7 @@ class _Lowerer:
                 raise unsupported(loc, "default function")
             if target.default is not None:
                 raise CompileError(loc, "type", f"multiple default rules for {'.'.join(path)}")
+            self._check_default(body["value"])
             target.default = self._term(body["value"], set())
             return
         head_kind, head = _variant(body["head"])
@@ -316,6 +317,7 @@ class _Lowerer:
         if kind == "Expr":
             expr_kind, expr = _variant(body["expr"])
             if expr_kind == "AssignExpr":
+                self._check_literal_unify(expr["lhs"], expr["rhs"])
                 lit = ir.AssignLit(
                     self._term(expr["lhs"], locals_),
                     self._term(expr["rhs"], locals_),
@@ -334,6 +336,7 @@ class _Lowerer:
             for pattern in (body.get("key"), body["value"]):
                 if pattern is not None:
                     self._check_some_vars(pattern)
+            self._check_some_lengths(body["value"], body["collection"])
             key = self._term(body["key"], locals_) if body.get("key") else None
             return ir.SomeInLit(
                 key,
@@ -362,6 +365,81 @@ class _Lowerer:
                 loc,
             )
         raise unsupported(loc, f"literal {kind}")
+
+    # regorus checks some things statically; so do we, with its words.
+
+    _DEFAULT_INVALID = {
+        "Call": "call",
+        "RefDot": "ref",
+        "RefBrack": "ref",
+        "ArithExpr": "arithexpr",
+        "BinExpr": "binexpr",
+        "BoolExpr": "boolexpr",
+        "Var": "var",
+        "Membership": "membership",
+    }
+
+    def _check_default(self, node: Mapping[str, Any]) -> None:
+        """A default value is a constant, a collection of them, or a comprehension."""
+        kind, body = _variant(node)
+        if kind in self._DEFAULT_INVALID:
+            raise CompileError(
+                self._loc(body), "type", f"invalid `{self._DEFAULT_INVALID[kind]}` in default value"
+            )
+        if kind == "UnaryExpr" and _variant(body["expr"])[0] != "Number":
+            raise CompileError(self._loc(body), "type", "invalid `unaryexpr` in default value")
+        if kind in ("Array", "Set"):
+            for item in body["items"]:
+                self._check_default(item)
+        elif kind == "Object":
+            for field in body["fields"]:
+                self._check_default(field[1])
+                self._check_default(field[2])
+
+    def _pattern_has_vars(self, node: Mapping[str, Any]) -> bool:
+        kind, body = _variant(node)
+        if kind == "Var":
+            return True
+        if kind == "Array":
+            return any(self._pattern_has_vars(i) for i in body["items"])
+        if kind == "Object":
+            return any(self._pattern_has_vars(f[2]) for f in body["fields"])
+        return False
+
+    def _check_literal_unify(self, lhs: Mapping[str, Any], rhs: Mapping[str, Any]) -> None:
+        """Two literal patterns that can never unify are an error in regorus, not false."""
+        (lk, lb), (rk, rb) = _variant(lhs), _variant(rhs)
+        has_vars = self._pattern_has_vars(lhs) or self._pattern_has_vars(rhs)
+        if lk == rk == "Array":
+            if len(lb["items"]) != len(rb["items"]):
+                raise CompileError(self._loc(rb), "type", "mismatch in number of array elements")
+            for a, b in zip(lb["items"], rb["items"], strict=True):
+                self._check_literal_unify(a, b)
+        elif {lk, rk} == {"Array", "Object"} and has_vars:
+            raise CompileError(
+                self._loc(lb),
+                "type",
+                "incompatible destructuring patterns: both sides must be arrays or objects "
+                "with matching structure",
+            )
+        elif lk == rk == "Object" and has_vars:
+            left = {_literal_key(f[1]): f[2] for f in lb["fields"]}
+            right = {_literal_key(f[1]): f[2] for f in rb["fields"]}
+            if None in left or None in right:
+                return
+            if set(left) != set(right):
+                raise CompileError(self._loc(lb), "type", "object literal keys mismatch")
+            for key, value in left.items():
+                self._check_literal_unify(value, right[key])
+
+    def _check_some_lengths(self, pattern: Mapping[str, Any], coll: Mapping[str, Any]) -> None:
+        """``some [a, b] in [[1, 2, 3]]``: no element of a literal can match: an error."""
+        (pk, pb), (ck, cb) = _variant(pattern), _variant(coll)
+        if pk != "Array" or ck not in ("Array", "Set") or not cb["items"]:
+            return
+        items = [_variant(i) for i in cb["items"]]
+        if all(k == "Array" and len(b["items"]) != len(pb["items"]) for k, b in items):
+            raise CompileError(self._loc(cb), "type", "mismatch in number of array elements")
 
     def _global_name(self, name: str) -> bool:
         return (*self.package, name) in self.rules or name in self.aliases
@@ -618,6 +696,15 @@ class _Lowerer:
 
 
 _MISSING = object()
+
+
+def _literal_key(node: Mapping[str, Any]) -> tuple[str, Any] | None:
+    kind, body = _variant(node)
+    if kind in ("String", "RawString", "Number", "Bool"):
+        return ("S" if kind == "RawString" else kind[0], body["value"])
+    if kind == "Null":
+        return ("N", None)
+    return None
 
 
 def _data_key(doc: Any, key: Any) -> Any:
