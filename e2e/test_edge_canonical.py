@@ -62,6 +62,11 @@ ATTACKS = [
     "/public\\..\\t\\globex\\items",
     "/t/acme/%5C..%5Cglobex/items",
     "/t/acme/%5c..%5cglobex/items",
+    "/t/acme/%2e%2e%2fglobex/items",
+    "/t/acme/.%2e/globex/items",
+    "/t/globex%00/items",
+    "/t/acme/..;/globex/items",
+    "/t/acme%2F%2E%2E%2Fglobex/items",
 ]
 
 

@@ -196,3 +196,10 @@ def test_max_token_lifetime_is_a_parameter() -> None:
     assert provider["max_lifetime"] == "600s"
     with pytest.raises(UserError, match=r"^max_token_lifetime_s: must be positive"):
         roundtrip(max_token_lifetime_s=0)
+
+
+def test_access_log_leaves_the_query_string_out() -> None:
+    log = hcm(roundtrip(access_log=Path("/s/access.log")))["access_log"][0]["typed_config"]
+    line = log["log_format"]["text_format_source"]["inline_string"]
+    assert "%PATH(NQ:ORIG_OR_PATH)%" in line  # NQ: no query string
+    assert "PATH?:PATH)%" not in line and "%REQ(:PATH)%" not in line
