@@ -94,6 +94,14 @@ def test_dot_segments_cannot_reach_acmes_cell_as_globex(stack: Stack, client: Cl
     assert "x-a1-cell" not in resp.headers
 
 
+def test_the_https_listener_normalises_too(stack: Stack, acme_reader: str) -> None:
+    https = Client(stack.https_url, cafile=stack.files.pki.ca_cert)
+    for path in ("/public/../t/globex/items", "/t/acme/../globex/items",
+                 "/t/acme%2F..%2Fglobex/items"):
+        assert refused_at_the_edge(https.get(path, acme_reader)), path
+    assert https.get("/t/acme/./items", acme_reader).status == 200
+
+
 def test_encoded_slashes_are_a_400_from_envoy(client: Client, acme_reader: str) -> None:
     for path in ("/t/acme%2F..%2Fglobex/items", "/t/acme/%5Citems"):
         resp = client.get(path, acme_reader)
