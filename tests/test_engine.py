@@ -595,3 +595,20 @@ def test_payload_header_decoding_is_memoised_and_tolerant(engine: Engine) -> Non
 def test_module_load_checks_the_runtime() -> None:
     # The real runtime validates; the seam surfaces its message as a ConfigError.
     assert PolicyModule.load(compile_authz()).meta.pure
+
+
+def test_a_result_past_the_decode_budget_denies_and_is_counted() -> None:
+    """The runtime's node budget (ResultTooLarge, a PolicyError): deny 500, counted, never
+    cached, and the event loop is not held for seconds."""
+    import time
+
+    levels = "\n".join(f"x{i} := [x{i - 1}, x{i - 1}]" for i in range(1, 21))
+    body = f'x0 := [1, 1]\n{levels}\ndecision := {{"allow": true, "headers": {{}}, "x": x20}}'
+    eng = Engine()
+    eng.apply(load_policy(compile_rego(body), ENTRY, "m"), CELLS)
+    for n in (1, 2):
+        t0 = time.monotonic()
+        d = eng.decide("GET", "/t/acme/a", "", None, ALICE, "k")
+        assert time.monotonic() - t0 < 1.0
+        assert (d.allow, d.status, d.result) == (False, 500, "error")
+        assert _errors(eng) == n  # not cached: every request is evaluated and counted
