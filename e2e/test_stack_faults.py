@@ -7,7 +7,9 @@ again, so the tests are independent of each other's order.
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 
 import pytest
 
@@ -50,9 +52,14 @@ def test_killed_sidecar_yields_503_never_200(stack: Stack, client: Client,
                              client.get("/t/other/items", writer)):
                     assert resp.status == 503, resp
                     assert "x-a1-cell" not in resp.headers
+        # SIGKILL leaves the socket files behind: the restart must replace them safely.
+        assert os.path.lexists(stack.sidecar_grpc_address.removeprefix("unix:"))
     finally:
         stack.launcher.restart("sidecar")
     poll(lambda: all_serve(stack, client, tenants), what="service after sidecar restart")
+    for address in (stack.sidecar_grpc_address, stack.sidecar_http_address):
+        st = os.lstat(address.removeprefix("unix:"))
+        assert stat.S_ISSOCK(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o600, address
     # Nothing written during the outage.
     for names in tenants.values():
         for t in names:
