@@ -121,8 +121,14 @@ def _package_rules(program: ir.Program, prefix: tuple[str, ...]) -> list[ir.Rule
     return sorted(
         p
         for p, r in program.rules.items()
-        if p[: len(prefix)] == prefix and len(p) > len(prefix) and r.kind != "function"
+        if p[: len(prefix)] == prefix and len(p) > len(prefix) and _is_value(r)
     )
+
+
+def _is_value(rule: ir.Rule) -> bool:
+    """Rules that are documents: all but functions with arguments (regorus evaluates
+    ``f()`` as a value, like a complete rule)."""
+    return rule.kind != "function" or rule.arity == 0
 
 
 @dataclass
@@ -163,7 +169,7 @@ class _Generator:
             overridden = _lookup(self.program.data, path) if path in self.program.rules else None
             if overridden is not None:
                 roots.append(ir.Const(overridden[0], where))  # data wins, as in regorus
-            elif path in self.program.rules and self.program.rules[path].kind == "function":
+            elif path in self.program.rules and not _is_value(self.program.rules[path]):
                 roots.append(_UNDEFINED)  # regorus: a function is not a value
             elif path in self.program.rules:
                 roots.append(ir.RuleRef(path, where))
@@ -396,7 +402,7 @@ class _Generator:
                     f"(local.set {hit} (i32.const 1))",
                     f"(local.set {res} {self.call(name, f'(local.get {res})', *args)})",
                 )
-                if all(isinstance(t, ir.Const) for t in operands):
+                if body.first_only or all(isinstance(t, ir.Const) for t in operands):
                     fn.emit(f"(br {chain_done})")
                 return
             value = self.term(body.value)  # type: ignore[arg-type]
@@ -861,9 +867,14 @@ class _Generator:
             return self._ref(term)
         if isinstance(term, ir.RuleRef):
             rule = self.program.rules[term.path]
-            if rule.kind == "function":
+            if rule.kind == "function" and rule.arity:
                 raise CompileError(
                     term.loc, "type", f"function {'.'.join(term.path)} used as a value"
+                )
+            if rule.kind == "function" and len(rule.defs) > 1:
+                # regorus merges the objects several definitions produce.
+                raise unsupported(
+                    term.loc, f"`{'.'.join(term.path)}()` with several definitions as a value"
                 )
             constant = _constant_value(rule)
             if constant is not None:
@@ -980,7 +991,7 @@ class _Generator:
                     "a1_obj_put", f"(local.get {obj})", self.const(name), f"(local.get {v})"
                 )
                 fn.emit(
-                    f"(local.set {v} (call $r{self.rule_ids[paths[0]]}))",
+                    f"(local.set {v} {self.term_maybe(ir.RuleRef(paths[0], ref.loc))})",
                     f"(if (local.get {v}) (then (local.set {obj} {put})))",
                 )
             else:

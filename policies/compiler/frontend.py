@@ -171,8 +171,7 @@ class _Lowerer:
         elif head_kind == "Compr":
             ref_kind, ref_body = _variant(refr)
             if ref_kind == "RefBrack" and _variant(ref_body["index"])[0] != "String":
-                if head.get("assign") is None:
-                    raise unsupported(loc, "partial rule head `p[x]` without a value")
+                # `p[x] if ...` without a value is an object of `true`s in Rego v1.
                 path = self._head_path(package, ref_body["refr"], loc)
                 self._rule(path, "object", loc)
             else:
@@ -252,7 +251,7 @@ class _Lowerer:
                 elif head_kind == "Compr" and _variant(head["refr"])[0] == "RefBrack":
                     ref = _variant(head["refr"])[1]
                     key = self._term(ref["index"], locals_)
-                    value = self._term(assign["value"], locals_)
+                    value = self._term(assign["value"], locals_) if assign else ir.Const(True, loc)
                 else:
                     value = self._term(assign["value"], locals_) if assign else ir.Const(True, loc)
             else:
@@ -260,7 +259,8 @@ class _Lowerer:
                     raise unsupported(loc, "`else` on a partial rule")
                 assign = b.get("assign")
                 value = self._term(assign["value"], locals_) if assign else ir.Const(True, loc)
-            lowered.append(ir.Body(lits, value, key, self._loc(b.get("query"))))
+            first_only = head_kind == "Compr" and key is not None and head.get("assign") is None
+            lowered.append(ir.Body(lits, value, key, self._loc(b.get("query")), first_only))
         target.defs.append(ir.Definition(lowered, args, loc))
 
     def _declared_locals(self, rule: Mapping[str, Any], head: Mapping[str, Any]) -> set[str]:

@@ -232,6 +232,7 @@ class Body:
     value: Term | None  # the head value for this body (else branches carry their own)
     key: Term | None = None  # partial set element / partial object key
     loc: Loc | None = None
+    first_only: bool = False  # regorus stops `p[k] if ...` (no value) at its first solution
 
 
 @dataclass
