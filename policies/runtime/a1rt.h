@@ -114,6 +114,14 @@ u32 a1_fmt_num(double x, u8 *out);
  * negative; upper selects A-F) into out (A1_INTBUF bytes). */
 #define A1_INTBUF 1100
 u32 a1_fmt_int_base(double x, u32 base, int upper, u8 *out);
+/* Rust's {:e} / {:E} of x (shortest digits) into out (A1_NUMBUF bytes). */
+u32 a1_fmt_exp(double x, int upper, u8 *out);
+/* Rust's {:.prec} of x (exact, half to even) appended to the string
+ * builder; traps E_RANGE past A1_FIXED_MAX_PREC decimals. */
+#define A1_FIXED_MAX_PREC 800
+void a1_sb_fixed(double x, u32 prec);
+/* a^b as LLVM's powi computes it (Rust's f64::powi). */
+double a1_powi(double a, i32 b);
 /* x % y for integral x, y (y != 0), exact, with the sign of x. */
 double a1_int_rem(double x, double y);
 /* Parses a JSON number (RFC 8259 grammar, surrounding JSON whitespace

@@ -492,10 +492,67 @@ static void put_width(int wk, u32 w, const u8 *s, u32 n) {
     a1_sb_put(s, n);
 }
 
+/* regorus keeps integers (within 2^53, after arithmetic) apart from floats;
+ * a double here counts as its integer when it is integral, below 2^53 and not
+ * -0. Only %.Nf, %e and %g print the two differently. */
+static int int_like(double x) {
+    return a1_is_int(x) && x < 9007199254740992.0 && x > -9007199254740992.0 &&
+           !(x == 0 && __builtin_signbit(x));
+}
+
+/* %e / %E: an integer prints all its digits (d.ddd e N), a float Rust's {:e}. */
+static void put_exp(double x, int upper) {
+    u8 buf[A1_INTBUF];
+    u32 n;
+    if (int_like(x)) {
+        n = a1_fmt_int_base(x, 10, 0, buf);
+        u32 neg = buf[0] == '-', digits = n - neg;
+        a1_sb_put(buf, neg + 1);
+        if (digits > 1) {
+            a1_sb_putc('.');
+            a1_sb_put(buf + neg + 1, digits - 1);
+        }
+        a1_sb_putc(upper ? 'E' : 'e');
+        n = a1_fmt_int_base((double)(digits - 1), 10, 0, buf);
+        a1_sb_put(buf, n);
+        return;
+    }
+    n = a1_fmt_exp(x, upper, buf);
+    a1_sb_put(buf, n);
+}
+
+/* %.Nf of a float: regorus rounds x * 10^N half away from zero, divides back
+ * (both in doubles, 10^N by powi) and prints that with N decimals: "NaN" once
+ * 10^N overflows (N > 308); past N = 65535 Rust's formatter panics. */
+static void put_decimals(double x, u32 prec) {
+    if (prec > 0xFFFF) a1_fail(E_RANGE); /* Rust panics: "Formatting argument out of range" */
+    double factor = a1_powi(10.0, (i32)prec), y = x * factor, t = __builtin_trunc(y);
+    if (y - y == 0) {
+        double fr = y - t;
+        if (fr >= 0.5) t += 1;
+        else if (fr <= -0.5) t -= 1;
+    } else {
+        t = y; /* inf or NaN */
+    }
+    a1_sb_fixed(t / factor, prec);
+}
+
+/* %g / %G: a sign for negative numbers, then Rust's {:e} of the number (its
+ * own sign again: regorus prints "--1.5e0"), or Display when the binary
+ * exponent field is 32 or less (zero, subnormals, below 2^-990). */
+static void put_general(double x, int upper) {
+    u8 buf[A1_NUMBUF];
+    u64 bits;
+    __builtin_memcpy(&bits, &x, 8);
+    if (x < 0) a1_sb_putc('-');
+    u32 n = ((bits >> 52) & 0x7FF) > 32 ? a1_fmt_exp(x, upper, buf) : a1_fmt_num(x, buf);
+    a1_sb_put(buf, n);
+}
+
 /* Format verbs as regorus implements them (including its quirks: a negative
- * number gets its sign twice with %d/%x/%o/%b; %o prefixes "0O", %O "0o";
- * an unknown verb prints nothing for a non-number). %e, %E, %g, %G and %.Nf
- * are not supported: they trap with E_RANGE. */
+ * number gets its sign twice with %d/%x/%o/%b/%g; %o prefixes "0O", %O "0o";
+ * %.N is a precision only for %f of a float; widths pad on the left and only
+ * for %d %o %x %X %f; an unknown verb prints nothing for a non-number). */
 A1_EXPORT("a1_b_sprintf") a1v a1_b_sprintf(a1v fmt, a1v args) {
     need_str(fmt);
     a1_need(args, A1_ARR);
@@ -566,15 +623,21 @@ A1_EXPORT("a1_b_sprintf") a1v a1_b_sprintf(a1v fmt, a1v args) {
             }
             case 'f':
             case 'F':
-                if (wk == W_DECIMALS) a1_fail(E_RANGE);
+                if (wk == W_DECIMALS && !int_like(x)) {
+                    put_decimals(x, w);
+                    continue;
+                }
                 n = a1_fmt_num(x, buf);
                 put_width(wk, w, buf, n);
                 continue;
             case 'e':
             case 'E':
+                put_exp(x, verb == 'E');
+                continue;
             case 'g':
             case 'G':
-                a1_fail(E_RANGE);
+                put_general(x, verb == 'G');
+                continue;
             default:
                 a1_fail(E_TYPE); /* number given for a non-number verb */
             }
