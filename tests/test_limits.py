@@ -16,6 +16,7 @@ from policies.compiler.limits import (
     JSON_MAX_DEPTH,
     REGO_MAX_DEPTH,
     REGO_MAX_FIRST_CHAIN,
+    REGO_MAX_OPERATORS,
     check_json,
     check_rego,
 )
@@ -181,3 +182,31 @@ def test_cli_deep_data_and_input(depth: int, tmp_path: Path) -> None:
     assert_one_line_nesting_error(res, f"{deep}:1")
     res = a1_policy("eval", str(ok), "-e", "p/x", "--input", str(deep))
     assert_one_line_nesting_error(res, f"{deep}:1")
+
+
+@pytest.mark.parametrize("n", [REGO_MAX_OPERATORS + 1, 3000, 100_000])
+@pytest.mark.parametrize("joiner", ["+\n", "-\n", " | ", " == "])
+def test_long_operator_chains_are_refused_fast(n: int, joiner: str) -> None:
+    """``1 + 1 + …`` deepens regorus's syntax tree like brackets do (its JSON grows
+    with the square of the depth); about 2000 unary minuses crash its parser."""
+    terms = "-\n" * n + "1" if joiner == "-\n" else joiner.join(["1"] * n)
+    started = time.perf_counter()
+    with pytest.raises(CompileError) as err:
+        compile_sources({"p.rego": f"package p\nx := {terms}\n"}, None, ["p/x"])
+    assert time.perf_counter() - started < FAST
+    assert "operators chained in one expression" in str(err.value)
+    assert str(err.value).startswith("p.rego:")
+
+
+def test_operator_counts_reset_per_statement_and_element() -> None:
+    """Many short expressions, in a body, an array or on separate lines, are fine."""
+    body = "\n".join(f"    input.a{i} + 1 > {i}" for i in range(REGO_MAX_OPERATORS * 2))
+    elements = ",\n".join(f"{i} + 1" for i in range(REGO_MAX_OPERATORS * 2))
+    lines = "\n".join(f"r{i} := {i} + 1" for i in range(REGO_MAX_OPERATORS * 2))
+    chain = " +\n".join(["1"] * (REGO_MAX_OPERATORS - 1))
+    src = (
+        f"package p\nimport rego.v1\nallow if {{\n{body}\n}}\narr := [{elements}]\n"
+        f"{lines}\nlong := {chain}\n"
+    )
+    check_rego("p.rego", src)
+    compile_sources({"p.rego": src}, None, ["p/arr", "p/long"])

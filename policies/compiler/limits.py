@@ -4,8 +4,9 @@ regorus parses a bracket whose contents could start a comprehension twice
 (once as a comprehension, once as a literal), so each level of ``[[…]]`` or
 ``{{…}}`` doubles the parse time: depth 20 took 32 s. Deep values also make
 recursive walkers (ours, json's, the runtime's) raise ``RecursionError``.
-A linear scan of the brackets outside strings and comments refuses such text
-first, with the place of the first bracket past the limit.
+Long operator chains deepen the syntax tree the same way. A linear scan of
+the brackets and operators outside strings and comments refuses such text
+first, with the place of the first token past the limit.
 """
 
 from __future__ import annotations
@@ -26,22 +27,33 @@ element of every such bracket counted before it: regorus parses a first
 element twice, so this chain, not the plain depth, sets the parse time
 (about 0.3 s at 12, doubling with each level)."""
 
+REGO_MAX_OPERATORS = 256
+"""Operators chained in one expression (``1 + 1 + …``, ``- - - 1``), counted
+across the brackets it opens: each is one more level of regorus's syntax tree, whose JSON grows
+with the square of the depth (3000 took 5 s and 430 MB) and whose parser
+overflows its stack on about 2000 unary minuses."""
+
 JSON_MAX_DEPTH = 64
 """Arrays and objects open at once in a data or input document."""
 
-# One token at a time: a string, a comment, or a bracket (everything else is
-# skipped by the regex engine, so the scan stays linear and fast).
-_REGO_TOKENS = re.compile(r'"(?:[^"\\\n]+|\\.)*"?|`[^`]*`?|#[^\n]*|[\[{(\]}),|;]')
+# One token at a time: a string, a comment, a bracket, a separator, an
+# operator, a newline or a word; the scan stays linear.
+_REGO_TOKENS = re.compile(
+    r'"(?:[^"\\\n]+|\\.)*"?|`[^`]*`?|#[^\n]*|:=|==|!=|<=|>=|[\[{(\]}),;\n|&+\-*/%<>=]|[\w.]+'
+)
 _JSON_TOKENS = re.compile(r'"(?:[^"\\]+|\\.)*"?|[\[{\]}]')
 _OPEN = frozenset("[{(")
 _CLOSE = frozenset("]})")
-_SEPARATORS = frozenset(",|;")
+_SEPARATORS = frozenset(",;")
+_OPERATORS = frozenset(
+    [":=", "==", "!=", "<=", ">=", "|", "&", "+", "-", "*", "/", "%", "<", ">", "="]
+)
 
 
-def _too_deep(file: str, text: str, offset: int, limit: int) -> CompileError:
+def _too_deep(file: str, text: str, offset: int, limit: int, message: str = "") -> CompileError:
     line = text.count("\n", 0, offset) + 1
     col = offset - (text.rfind("\n", 0, offset) + 1) + 1
-    return CompileError(Loc(file, line, col), "syntax", f"nesting deeper than {limit}")
+    return CompileError(Loc(file, line, col), "syntax", message or f"nesting deeper than {limit}")
 
 
 def _scan(tokens: re.Pattern[str], file: str, text: str, limit: int) -> None:
@@ -57,33 +69,56 @@ def _scan(tokens: re.Pattern[str], file: str, text: str, limit: int) -> None:
 
 
 def check_rego(
-    file: str, text: str, limit: int = REGO_MAX_DEPTH, chain_limit: int = REGO_MAX_FIRST_CHAIN
+    file: str,
+    text: str,
+    limit: int = REGO_MAX_DEPTH,
+    chain_limit: int = REGO_MAX_FIRST_CHAIN,
+    op_limit: int = REGO_MAX_OPERATORS,
 ) -> None:
-    """Refuse Rego source whose brackets ``[ { (`` nest deeper than ``limit``,
-    or whose first-element chain of ``[`` / ``{`` exceeds ``chain_limit``.
-    Brackets in strings, raw strings and comments do not count."""
-    stack: list[list[Any]] = []  # [bracket, still in its first element]
-    chain = 0
+    """Refuse Rego source past any of the three limits (brackets open at once,
+    the first-element chain, operators in one expression). Strings, raw
+    strings and comments do not count."""
+    stack: list[list[Any]] = [["", False, 0]]  # [bracket, in its first element, operators]
+    chain = ops = 0
+    after_op = False  # the last token was an operator: a newline continues the expression
     for m in _REGO_TOKENS.finditer(text):
         c = m.group()
+        top = stack[-1]
+        if c == "\n":
+            if not after_op:
+                ops -= top[2]
+                top[2] = 0
+            continue
+        if c[0] == "#":
+            continue
         if c in _OPEN:
             counts = c != "("
-            stack.append([c, counts])
+            stack.append([c, counts, 0])
             chain += counts
-            if len(stack) > limit:
+            if len(stack) - 1 > limit:
                 raise _too_deep(file, text, m.start(), limit)
             if chain > chain_limit:
-                raise CompileError(
-                    _too_deep(file, text, m.start(), chain_limit).loc,
-                    "syntax",
-                    f"nesting deeper than {chain_limit} ([ or {{ as the first element of [ or {{)",
-                )
+                what = f"nesting deeper than {chain_limit} ([ or {{ first in [ or {{)"
+                raise _too_deep(file, text, m.start(), chain_limit, what)
         elif c in _CLOSE:
-            if stack:
-                chain -= stack.pop()[1]
-        elif c in _SEPARATORS and stack and stack[-1][1]:
-            stack[-1][1] = False
-            chain -= 1
+            if len(stack) > 1:
+                _, first, level_ops = stack.pop()
+                chain -= first
+                ops -= level_ops
+        elif c in _SEPARATORS or c in _OPERATORS:
+            if c in _SEPARATORS or c == "|":
+                chain -= top[1]
+                top[1] = False
+            if c in _SEPARATORS:
+                ops -= top[2]
+                top[2] = 0
+            else:
+                top[2] += 1
+                ops += 1
+                if ops > op_limit:
+                    what = f"more than {op_limit} operators chained in one expression"
+                    raise _too_deep(file, text, m.start(), op_limit, what)
+        after_op = c in _OPERATORS
 
 
 def check_json(file: str, text: str, limit: int = JSON_MAX_DEPTH) -> None:
