@@ -224,6 +224,19 @@ def test_eval_inputs_fuel_and_memory_have_their_codes(tmp_path: Path) -> None:
     assert res.returncode == 1
 
 
+def test_eval_inputs_result_too_large_has_its_code(tmp_path: Path) -> None:
+    """A tiny policy whose result is a 2^20-leaf tree of shared records."""
+    src = tmp_path / "p.rego"
+    rules = [f"a{i} := [a{i - 1}, a{i - 1}]" for i in range(1, 21)]
+    src.write_text("package p\nimport rego.v1\na0 := [input.x, input.x]\n" + "\n".join(rules))
+    inputs = tmp_path / "in.jsonl"
+    inputs.write_text('{"x": 1}\n')
+    res = a1("policy", "eval", str(src), "-e", "p/a20", "--inputs", str(inputs))
+    out = [json.loads(line) for line in res.stdout.splitlines()]
+    assert [o["error"]["code"] for o in out] == ["result_too_large"]
+    assert res.returncode == 1
+
+
 def test_eval_inputs_all_good_exits_0_without_final_newline(tmp_path: Path) -> None:
     src = tmp_path / "p.rego"
     src.write_text(FAIL_POLICY)

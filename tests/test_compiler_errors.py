@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from policies.compiler import CompileError, compile_sources
@@ -76,3 +78,29 @@ def test_invalid_regex_names_the_call() -> None:
     err = _error('x if regex.match("(a", input.s)')
     assert str(err).startswith("p.rego:3:6"), str(err)
     assert "regex.match" in str(err)
+
+
+def test_files_that_are_not_utf8_name_line_col_and_byte(tmp_path: Path) -> None:
+    from policies.compiler import compile_files, load_data, read_sources
+
+    src = tmp_path / "p.rego"
+    src.write_bytes(b'package t\n# \xc3\xa9\nx := "ab\xc0"\n')
+    with pytest.raises(CompileError) as info:
+        read_sources([src])
+    assert str(info.value) == f"{src}:3:9: error: not valid UTF-8 at byte 23"
+    assert info.value.exit_code == 2
+    data = tmp_path / "data.json"
+    data.write_bytes(b'{\n  "k": "\xff"\n}')
+    with pytest.raises(CompileError) as info:
+        load_data(data)
+    assert str(info.value) == f"{data}:2:9: error: not valid UTF-8 at byte 10"
+    good = tmp_path / "ok.rego"
+    good.write_text("package t\nx := 1\n")
+    with pytest.raises(CompileError):
+        compile_files([good], data, ["t/x"])
+
+
+def test_nesting_is_a_located_syntax_error() -> None:
+    err = _error("x := " + "[" * 40 + "]" * 40)
+    assert str(err).startswith("p.rego:3:") and "nesting deeper than" in str(err)
+    assert err.exit_code == 2
