@@ -35,8 +35,9 @@ VERSION_HEADER = "x-a1-policy-version"
 REASON_HEADER = "x-a1-deny-reason"
 __all__ = ["A1_PREFIX", "Decision", "Engine", "deny"]
 DEFAULT_CACHE_BYTES = 64 * MiB  # both layers together (each gets half)
-# What a front door may memoise per decision (its pre-serialized responses).
-RENDER_BUDGET = 512
+# What front doors may memoise per decision (pre-serialized responses: one door's
+# typical allow rendering is 170-260 bytes, so three doors' fit).
+RENDER_BUDGET = 1024
 
 _perf_ns = time.perf_counter_ns
 _now = time.time

@@ -89,10 +89,19 @@ def remove_names(allow: bool, set_names: frozenset[str], a1: tuple[str, ...]) ->
     return tuple(sorted(k for k in a1 if k not in set_names))
 
 
-class RequestReader:
-    """Builds ``RequestFacts`` from each wire form; holds the tenant source and limits."""
+_new = tuple.__new__  # builds a NamedTuple without its Python-level __new__ (hot path)
+_MAX_KNOWN_TENANTS = 4096
 
-    __slots__ = ("max_path", "tenant_fn", "tenant_header", "tenant_kind")
+
+class RequestReader:
+    """Builds ``RequestFacts`` from each wire form; holds the tenant source and limits.
+
+    Tenant ids already seen to match the grammar are remembered (at most
+    ``_MAX_KNOWN_TENANTS`` of at most 63 characters, then forgotten all at once), so the
+    common case is a set lookup instead of a regex match.
+    """
+
+    __slots__ = ("_known", "max_path", "tenant_fn", "tenant_header", "tenant_kind")
 
     def __init__(self, tenant: TenantSource | None = None, max_path: int = DEFAULT_MAX_PATH):
         tenant = tenant or TenantSource()
@@ -100,6 +109,18 @@ class RequestReader:
         self.tenant_header: str | None = tenant.header if tenant.kind == "header" else None
         self.tenant_fn: TenantFn = make_tenant_fn(tenant)
         self.max_path = max_path
+        self._known: set[str] = set()
+
+    def _canonical(self, tenant: str) -> bool:
+        known = self._known
+        if tenant in known:
+            return True
+        if TENANT_RE.match(tenant) is None:
+            return False
+        if len(known) >= _MAX_KNOWN_TENANTS:
+            known.clear()
+        known.add(tenant)
+        return True
 
     # -- the one funnel ---------------------------------------------------------------
 
@@ -119,9 +140,10 @@ class RequestReader:
         q = path.find("?")
         if q >= 0:
             path = path[:q]
-        err = _is_canonical_error(path)
-        if err is not None:
-            return RequestFacts(method, path, None, subject, subject_key, a1_names, 400, err)
+        if path[:1] != "/" or "//" in path or "\\" in path or "%" in path or "/." in path:
+            err = _is_canonical_error(path)  # the common, canonical case skips the call
+            if err is not None:
+                return RequestFacts(method, path, None, subject, subject_key, a1_names, 400, err)
         if self.tenant_kind == "path":
             tenant: str | None = None
             if path.startswith("/t/"):
@@ -129,15 +151,16 @@ class RequestReader:
                 tenant = path[3:] if end < 0 else path[3:end]
         else:
             tenant = self.tenant_fn(path, host, tenant_header)
-        if tenant is not None and TENANT_RE.match(tenant) is None:
+        known = self._known
+        if tenant is not None and tenant not in known and not self._canonical(tenant):
             return RequestFacts(method, path, None, subject, subject_key, a1_names, 400,
                                 f"target {tenant_error(tenant)}")  # fmt: skip
         if subject is not None:
             claim = subject.get("tenant")
-            if claim is not None and TENANT_RE.match(claim) is None:
+            if claim is not None and claim not in known and not self._canonical(claim):
                 return RequestFacts(method, path, tenant, subject, subject_key, a1_names, 403,
                                     "tenant claim is not a canonical tenant id")  # fmt: skip
-        return RequestFacts(method, path, tenant, subject, subject_key, a1_names)
+        return _new(RequestFacts, (method, path, tenant, subject, subject_key, a1_names, 0, ""))
 
     def bad(self, status: int, reason: str, method: str = "", path: str = "") -> RequestFacts:
         return RequestFacts(method, path[:64], None, None, None, (), status, reason)
@@ -161,7 +184,7 @@ class RequestReader:
             tenant_header = raw_th.decode().strip() if raw_th is not None else None
         except UnicodeDecodeError:
             return self.bad(400, NOT_UTF8)
-        a1 = tuple(k for k in headers if k.startswith(A1_PREFIX))
+        a1 = tuple([k for k in headers if k.startswith(A1_PREFIX)])
         raw = attrs.metadata_context
         return self.facts(
             method, path, host, tenant_header, subject_from_metadata_bytes(raw), raw, a1
@@ -259,4 +282,4 @@ class RequestReader:
                 return HttpHead(bad, 0, True, True)
         subject = subject_from_header(payload) if payload is not None else None
         f = self.facts(method, path, host, tenant_header, subject, payload, tuple(a1))
-        return HttpHead(f, body_len, close)
+        return _new(HttpHead, (f, body_len, close, False))
