@@ -331,3 +331,23 @@ def test_unreadable_paths_are_one_line(files: dict[str, Path], argv: list[str]) 
     args = [a.format(**names) for a in argv]
     res = a1("policy", *args)
     assert_one_line(res, 2, files["tmp"].name)
+
+
+def test_eval_inputs_into_a_closed_pipe_is_quiet(tmp_path: Path) -> None:
+    """``a1 policy eval … --inputs big.jsonl | head -1``: no traceback."""
+    src = tmp_path / "p.rego"
+    src.write_text(FAIL_POLICY)
+    inputs = tmp_path / "in.jsonl"
+    inputs.write_text("".join(f'{{"d": {i + 1}}}\n' for i in range(20000)))
+    argv = ["policy", "eval", str(src), "-e", "p/x", "--inputs", str(inputs)]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "a1.cli", *argv],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    assert proc.stdout.readline() == b'{"result": 10}\n'
+    proc.stdout.close()
+    err = proc.stderr.read()
+    assert proc.wait(timeout=120) == 141
+    assert b"Traceback" not in err and err == b""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections.abc import Iterator
@@ -240,6 +241,15 @@ def result_object(value: Any) -> dict[str, Any]:
 
 
 def _eval(args: argparse.Namespace) -> int:
+    try:
+        return _eval_all(args)
+    except BrokenPipeError:  # `| head`: the reader left; stop quietly, like other tools
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE
+
+
+def _eval_all(args: argparse.Namespace) -> int:
     module, entrypoint = _load(args)
     try:
         evaluator = module.evaluator(entrypoint)
