@@ -210,3 +210,11 @@ def test_operator_counts_reset_per_statement_and_element() -> None:
     )
     check_rego("p.rego", src)
     compile_sources({"p.rego": src}, None, ["p/arr", "p/long"])
+
+
+def test_cli_policy_test_checks_nesting(tmp_path: Path) -> None:
+    (tmp_path / "p_test.rego").write_text(
+        "package p\nimport rego.v1\ntest_x if " + "[" * 30 + "1" + "]" * 30 + "\n"
+    )
+    res = a1_policy("test", str(tmp_path))
+    assert_one_line_nesting_error(res, f"{tmp_path / 'p_test.rego'}:3")
