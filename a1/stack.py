@@ -7,6 +7,7 @@ directory (default ``.a1/``)::
     pki/ca.pem, ca-key.pem, server.pem, server-key.pem, jwt-signing-key.pem
     jwks.json         cells.yaml       authz.wasm
     sidecar.yaml      envoy.yaml       cells/<name>.db      logs/<process>.log
+    sidecar-grpc.sock sidecar-http.sock  (the sidecar's decision ports, mode 0600)
 
 Keys, certificates, cells.yaml and the cell databases are reused when present;
 the policy and the config files are regenerated on every ``prepare()``.

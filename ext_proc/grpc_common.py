@@ -23,6 +23,9 @@ SERVER_OPTIONS = [
     ("grpc.max_concurrent_streams", 1024),
     ("grpc.http2.max_pings_without_data", 0),
     ("grpc.keepalive_permit_without_calls", 1),
+    # A CheckRequest carries headers Envoy already bounded (max_request_headers_kb,
+    # 60 KiB by default); refuse anything far larger before parsing it.
+    ("grpc.max_receive_message_length", 1 << 20),
 ]
 
 

@@ -5,7 +5,8 @@ Metrics (all on the metrics port, ``/metrics``):
 ``a1_policy_eval_errors_total``, ``a1_policy_load_failures_total``,
 ``a1_policy_version`` (info:
 ``a1_policy_version_info{version,cells_version}``), ``a1_cache_hits_total``,
-``a1_cache_entries``, ``a1_cache_bytes``, ``a1_decision_log_dropped_total``,
+``a1_cache_entries``, ``a1_cache_bytes``, ``a1_claims_cache_bytes``,
+``a1_decision_log_dropped_total``, ``a1_decision_log_queue_bytes``,
 ``a1_policy_headers_dropped_total{header}`` (header: a fixed forbidden name or a
 class such as ``x-envoy-*``, ``:pseudo``, ``invalid-name``, ``invalid-value``).
 """
@@ -25,6 +26,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from ext_proc import claims
 from ext_proc.stats import LATENCY_BUCKETS
 
 if TYPE_CHECKING:
@@ -91,11 +93,21 @@ class EngineCollector(Collector):
         for label, n in sorted(s["headers_dropped"].items()):  # type: ignore[attr-defined]
             dropped.add_metric([label], n)
         yield dropped
+        yield GaugeMetricFamily(
+            "a1_claims_cache_bytes",
+            "Bytes charged to the decoded-claims caches (bound: claims_cache.max_bytes each).",
+            value=claims.cache_bytes(),
+        )
         dl = eng.decision_log
         yield CounterMetricFamily(
             "a1_decision_log_dropped",
-            "Decision-log entries dropped because the queue was full.",
+            "Decision-log entries dropped because the queue was full (entries or bytes).",
             value=dl.dropped if dl is not None else 0,
+        )
+        yield GaugeMetricFamily(
+            "a1_decision_log_queue_bytes",
+            "Bytes queued for the decision-log writer (bound: decision_log.max_bytes).",
+            value=dl.pending_bytes if dl is not None else 0,
         )
 
 
