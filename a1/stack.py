@@ -16,9 +16,7 @@ the policy and the config files are regenerated on every ``prepare()``.
 from __future__ import annotations
 
 import hashlib
-import os
 import sys
-import tempfile
 import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -29,6 +27,7 @@ import yaml
 
 from a1 import envoy_bootstrap, package_data, pki
 from a1.errors import UserError
+from a1.files import write_atomic
 from a1.launcher import (
     Launcher,
     Probe,
@@ -150,21 +149,6 @@ class StackFiles:
 
     def cell_db(self, name: str) -> Path:
         return self.state_dir / "cells" / f"{name}.db"
-
-
-def write_atomic(path: Path, data: bytes) -> bool:
-    """Replace ``path`` by rename (watchers never see half a file); False if unchanged."""
-    if path.exists() and path.read_bytes() == data:
-        return False
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return True
 
 
 _compiled: dict[bytes, bytes] = {}

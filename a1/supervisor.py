@@ -30,7 +30,6 @@ import json
 import os
 import signal
 import sys
-import tempfile
 import time
 from collections import deque
 from collections.abc import Callable
@@ -40,6 +39,7 @@ from pathlib import Path
 from threading import Event
 from typing import Any
 
+from a1.files import write_atomic
 from a1.launcher import Launcher, LaunchError, ManagedProcess, Probe
 
 STATUS_FORMAT = 1
@@ -143,19 +143,6 @@ def _stderr(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
-def write_json_atomic(path: Path, doc: Any) -> None:
-    """Write by rename, so a reader never sees half a document."""
-    data = (json.dumps(doc, indent=2) + "\n").encode()
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 class Supervisor:
     """Restart policy and state machine over a :class:`Launcher`'s children."""
 
@@ -217,7 +204,7 @@ class Supervisor:
         if self.status_path is None:
             return
         try:
-            write_json_atomic(self.status_path, self.status())
+            write_atomic(self.status_path, (json.dumps(self.status(), indent=2) + "\n").encode())
         except OSError as err:  # the stack keeps serving; only the file is stale
             self._report(f"a1: {self.status_path}: cannot write status: {err.strerror}")
 

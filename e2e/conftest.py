@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from a1.stack import Stack, StackOptions, StackPorts
+from ext_proc.cells import CellTable
 
 T = TypeVar("T")
 
@@ -98,8 +99,13 @@ def poll(fn: Callable[[], T | None], timeout: float = 20.0, interval: float = 0.
 def tenants_by_cell(stack: Stack, per_cell: int = 3,
                     prefix: str = "tenant") -> dict[str, list[str]]:
     """``per_cell`` tenant names for every cell, by the stack's own cell table."""
-    table = stack.cell_table()
-    out: dict[str, list[str]] = {c: [] for c in stack.cell_names}
+    return tenants_in_table(stack.cell_table(), per_cell, prefix)
+
+
+def tenants_in_table(table: CellTable, per_cell: int = 3,
+                     prefix: str = "tenant") -> dict[str, list[str]]:
+    """``per_cell`` tenant names (``prefix-N``) for every cell of ``table``."""
+    out: dict[str, list[str]] = {c: [] for c in table.cells}
     i = 0
     while any(len(v) < per_cell for v in out.values()):
         name = f"{prefix}-{i}"

@@ -13,7 +13,8 @@ import stat
 
 import pytest
 
-from a1.stack import Stack, write_atomic
+from a1.files import write_atomic
+from a1.stack import Stack
 from e2e.conftest import Client, metric, poll, tenants_by_cell
 
 pytestmark = pytest.mark.e2e

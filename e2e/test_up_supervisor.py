@@ -20,8 +20,9 @@ from typing import Any
 import pytest
 
 from a1 import pki
-from e2e.conftest import Client, Response, poll
+from e2e.conftest import Client, Response, poll, tenants_in_table
 from e2e.test_stack_up import Up, processes_mentioning
+from ext_proc.cells import CellTable
 
 pytestmark = pytest.mark.e2e
 
@@ -71,18 +72,7 @@ def all_running(doc: dict[str, Any]) -> bool:
 
 
 def tenants_by_cell(up: Up, per_cell: int = 2) -> dict[str, list[str]]:
-    from ext_proc.cells import CellTable
-
-    table = CellTable.load(up.state / "cells.yaml")
-    out: dict[str, list[str]] = {c: [] for c in table.cells}
-    i = 0
-    while any(len(v) < per_cell for v in out.values()):
-        name = f"sup-{i}"
-        cell = table.lookup(name)
-        if len(out[cell]) < per_cell:
-            out[cell].append(name)
-        i += 1
-    return out
+    return tenants_in_table(CellTable.load(up.state / "cells.yaml"), per_cell, "sup")
 
 
 def descendants(root: int) -> set[tuple[int, int]]:

@@ -14,6 +14,7 @@ from types import FrameType
 from a1 import envoy_bootstrap, pki
 from a1.argtypes import port, positive
 from a1.errors import UserError
+from a1.files import write_atomic
 from a1.launcher import Launcher, http_probe
 from a1.stack import (
     DEFAULT_INTERNAL_BASE,
@@ -23,7 +24,6 @@ from a1.stack import (
     Stack,
     StackOptions,
     StackPorts,
-    write_atomic,
 )
 from a1.supervisor import GaveUp, RestartPolicy, Supervisor
 
