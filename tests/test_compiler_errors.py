@@ -57,10 +57,17 @@ def test_unsafe_variable_is_a_type_error() -> None:
     assert str(err).startswith("p.rego:3:8: error: var y is unsafe"), str(err)
 
 
-def test_recursion_is_rejected() -> None:
-    err = _error("x if y\ny if x")
-    assert err.exit_code == 2
-    assert "recursion" in str(err)
+def test_recursion_is_an_error_once_evaluated_as_in_regorus() -> None:
+    from policies.runtime import PolicyError, PolicyModule
+
+    src = HEADER + "x if y\ny if x\nz := 1\nw := w if false\nf(n) := f(n)\nv := f(1)\n"
+    entries = ["t/x", "t/y", "t/z", "t/w", "t/v"]
+    module = PolicyModule.load(compile_sources({"p.rego": src}, None, entries))
+    for entry in ("t/x", "t/y", "t/v"):
+        with pytest.raises(PolicyError):
+            module.evaluator(entry).evaluate({})
+    assert module.evaluator("t/z").evaluate({}) == 1
+    assert module.evaluator("t/w").evaluate({}) is not True  # never reaches itself
 
 
 def test_unknown_entrypoint() -> None:
@@ -68,10 +75,15 @@ def test_unknown_entrypoint() -> None:
     assert "entrypoint 't/nope'" in str(err)
 
 
-def test_wrong_arity() -> None:
-    err = _error('x := startswith("a")')
-    assert "startswith takes 2 arguments, got 1" in str(err)
-    assert str(err).startswith("p.rego:3:6")
+def test_wrong_arity_is_an_error_once_evaluated_as_in_regorus() -> None:
+    from policies.runtime import PolicyError, PolicyModule
+
+    src = HEADER + 'x := startswith("a")\ny := 1\nz if { false; count(1, 2) }\n'
+    module = PolicyModule.load(compile_sources({"p.rego": src}, None, ["t/x", "t/y", "t/z"]))
+    with pytest.raises(PolicyError):
+        module.evaluator("t/x").evaluate({})
+    assert module.evaluator("t/y").evaluate({}) == 1
+    assert module.evaluator("t/z").evaluate({}) is not True  # undefined, not an error
 
 
 def test_invalid_regex_names_the_call() -> None:

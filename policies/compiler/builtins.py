@@ -8,6 +8,10 @@ time and handled in ``codegen.py``; ``time.now_ns`` is a host import.
 
 from __future__ import annotations
 
+import functools
+
+import regorus
+
 # rego name -> (runtime export, arity)
 BUILTINS: dict[str, tuple[str, int]] = {
     "startswith": ("a1_b_startswith", 2),
@@ -62,3 +66,12 @@ BUILTINS: dict[str, tuple[str, int]] = {
 PATTERN_BUILTINS: dict[str, int] = {"regex.match": 2, "glob.match": 3, "net.cidr_contains": 2}
 
 IMPURE_BUILTINS: dict[str, int] = {"time.now_ns": 0}
+
+
+@functools.cache
+def regorus_builtins() -> frozenset[str]:
+    """Every builtin the pinned regorus knows, as regorus lists them itself: a call
+    of any other name that is no function of the policy is an error there."""
+    engine = regorus.Engine()
+    engine.add_policy("probe.rego", "package probe\nnames := opa.runtime().builtins\n")
+    return frozenset([*engine.eval_rule("data.probe.names"), "print"])

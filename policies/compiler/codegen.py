@@ -141,6 +141,7 @@ class _Fn:
     closers: list[list[str]] = field(default_factory=list)
     bound: set[str] = field(default_factory=set)
     scope: set[str] = field(default_factory=set)  # bound by this query itself
+    renames: dict[str, str] = field(default_factory=dict)  # shadowing name -> wasm local
 
     def emit(self, *lines: str) -> None:
         self.lines.extend(lines)
@@ -158,6 +159,7 @@ class _Generator:
         self.functions: list[str] = []
         self.fn = _Fn()
         self.slots: list[tuple[str, ...]] = []
+        self.recursive: set[ir.RulePath] = set()  # rules on a dependency cycle
 
     # ------------------------------------------------------------ module
 
@@ -167,8 +169,10 @@ class _Generator:
         for ep in entrypoints:
             path = tuple(p for p in ep.strip("/").split("/") if p)
             overridden = _lookup(self.program.data, path) if path in self.program.rules else None
-            if overridden is not None:
-                roots.append(ir.Const(overridden[0], where))  # data wins, as in regorus
+            if overridden is not None and self.program.rules[path].kind != "function":
+                roots.append(ir.RuleRef(path, where, overridden))  # data wins, as in regorus
+            elif overridden is not None:
+                roots.append(ir.Const(overridden[0], where))
             elif path in self.program.rules and not _is_value(self.program.rules[path]):
                 roots.append(_UNDEFINED)  # regorus: a function is not a value
             elif path in self.program.rules:
@@ -186,6 +190,7 @@ class _Generator:
         for path in sorted(reachable):
             self._rule_function(self.program.rules[path])
         self._eval_function(roots)
+        self._check_unreachable(reachable)
         pure = not self.host_time
         return Module(self._assemble(), list(entrypoints), self.slots, pure)
 
@@ -198,12 +203,12 @@ class _Generator:
                 todo.extend(_package_rules(self.program, root.path))
         seen: set[ir.RulePath] = set()
 
-        # Depth-first with colouring, to reject recursion (Rego forbids it).
+        # Depth-first; every cycle has a back edge, whose rules get a guard that
+        # fails at run time: regorus reports recursion only when it evaluates it.
         def visit(path: ir.RulePath, stack: list[ir.RulePath]) -> None:
             if path in stack:
-                cycle = " -> ".join(".".join(p) for p in [*stack[stack.index(path) :], path])
-                rule = self.program.rules[path]
-                raise CompileError(rule.loc, "type", f"recursion: {cycle}")
+                self.recursive.update(stack[stack.index(path) :])
+                return
             if path in seen:
                 return
             seen.add(path)
@@ -214,6 +219,22 @@ class _Generator:
         for path in todo:
             visit(path, [])
         return seen
+
+    def _check_unreachable(self, reachable: set[ir.RulePath]) -> None:
+        """regorus rejects a program with an unsafe variable in any rule, reached
+        or not: generate the other rules too (and throw the code away) to find them."""
+        others = sorted(set(self.program.rules) - reachable)
+        if not others:
+            return
+        scratch = _Generator(self.program)
+        scratch.slots = [()]
+        scratch.rule_ids = {p: i for i, p in enumerate(sorted(self.program.rules))}
+        for path in others:
+            try:
+                scratch._rule_function(self.program.rules[path])
+            except CompileError as err:
+                if err.kind != "unsupported":
+                    raise
 
     def _input_slots(self, reachable: set[ir.RulePath]) -> list[tuple[str, ...]]:
         """The minimal set of input paths the reachable rules read (docs/policy-abi.md)."""
@@ -272,6 +293,8 @@ class _Generator:
         for i in range(len(self.rule_ids)):
             out.append(f"  (global $m{i} (mut i32) (i32.const 0))")
             out.append(f"  (global $e{i} (mut i32) (i32.const 0))")
+        for path in sorted(self.recursive):  # in progress: the epoch it started in
+            out.append(f"  (global $p{self.rule_ids[path]} (mut i32) (i32.const 0))")
         if data:
             out.append(f'  (data (i32.const {CONST_BASE}) "{_wat_bytes(data)}")')
         out.extend(self.functions)
@@ -311,9 +334,16 @@ class _Generator:
         return f"${kind}{next(self.labels)}"
 
     def var(self, name: str) -> str:
-        wasm = "$v_" + name  # Rego names and our fresh ``$_N`` names are valid WAT ids
+        # Rego names and our fresh ``$_N`` names are valid WAT ids
+        wasm = self.fn.renames.get(name, "$v_" + name)
         self.fn.locals.setdefault(wasm, "i32")
         return wasm
+
+    def shadow(self, name: str) -> None:
+        """A new variable ``name`` hides a bound one: give it its own wasm local."""
+        if name in self.fn.bound:
+            self.fn.renames[name] = f"$v_{name}_{next(self.temps)}"
+        self.fn.bound.discard(name)
 
     def _rule_function(self, rule: ir.Rule) -> None:
         rid = self.rule_ids[rule.path]
@@ -329,6 +359,12 @@ class _Generator:
                 f"(if (i32.eq (global.get $e{rid}) (global.get $epoch))",
                 f"  (then (return (global.get $m{rid}))))",
             )
+        if rule.path in self.recursive:
+            fail = self.call("a1_fail", f"(i32.const {E_TYPE})")
+            fn.emit(
+                f"(if (i32.eq (global.get $p{rid}) (global.get $epoch)) (then {fail}))",
+                f"(global.set $p{rid} (global.get $epoch))",
+            )
         if rule.kind == "set":
             fn.emit(f"(local.set {res} {self.call('a1_set_new')})")
         elif rule.kind == "object":
@@ -343,6 +379,8 @@ class _Generator:
             fn.emit(f"block {skip}", f"(br_if {skip} (local.get {res}))")
             fn.fail, fn.closers, fn.bound = skip, [], set()
             fn.emit(f"(local.set {res} {self.term(rule.default)})", "end")
+        if rule.path in self.recursive:
+            fn.emit(f"(global.set $p{rid} (i32.const 0))")
         if rule.kind != "function":
             fn.emit(
                 f"(global.set $m{rid} (local.get {res}))",
@@ -390,7 +428,7 @@ class _Generator:
         bound: set[str],
         scope: set[str] | None = None,
     ) -> None:
-        def on_success() -> None:
+        def emit_head() -> None:
             # The head is evaluated before the body counts as a hit: a body whose
             # head value is undefined falls through to the else branch.
             fn = self.fn
@@ -416,6 +454,22 @@ class _Generator:
             )
             if isinstance(body.value, ir.Const):
                 fn.emit(f"(br {chain_done})")
+
+        def on_success() -> None:
+            # regorus checks a head (an unbound variable in it, say) only once
+            # the body has succeeded: such a head is an error at run time.
+            fn = self.fn
+            mark = (len(fn.lines), list(fn.closers), set(fn.bound), set(fn.scope))
+            renames, fail = dict(fn.renames), fn.fail
+            try:
+                emit_head()
+            except CompileError as err:
+                if err.kind != "type":
+                    raise
+                del fn.lines[mark[0] :]
+                fn.closers[:], fn.bound, fn.scope = mark[1], mark[2], mark[3]
+                fn.renames, fn.fail = renames, fail
+                fn.emit(f"(drop {self._fail()})")
 
         self.query(body.lits, on_success, bound, scope)
 
@@ -460,7 +514,7 @@ class _Generator:
         count): as in regorus, ``:=`` may not bind one of them again.
         """
         fn = self.fn
-        saved = (fn.fail, fn.closers, fn.bound, fn.scope)
+        saved = (fn.fail, fn.closers, fn.bound, fn.scope, dict(fn.renames))
         end = self.label("q")
         fn.emit(f"block {end}")
         fn.fail, fn.closers, fn.bound = end, [], set(bound)
@@ -472,7 +526,7 @@ class _Generator:
         for closer in reversed(fn.closers):
             fn.emit(*closer)
         fn.emit("end")
-        fn.fail, fn.closers, fn.bound, fn.scope = saved
+        fn.fail, fn.closers, fn.bound, fn.scope, fn.renames = saved
 
     def literal(self, lit: ir.Lit) -> None:
         fn = self.fn
@@ -485,7 +539,7 @@ class _Generator:
             self.assign(lit)
         elif isinstance(lit, ir.SomeDeclLit):
             for name in lit.names:
-                fn.bound.discard(name)
+                self.shadow(name)
         elif isinstance(lit, ir.SomeInLit):
             coll = self.term(lit.coll)
             key, value = self.iterate(coll, strict=True)
@@ -572,7 +626,7 @@ class _Generator:
             for var in self._pattern_locals(lhs):
                 if var.name in fn.scope:
                     raise _redefined(var)
-                fn.bound.discard(var.name)
+                self.shadow(var.name)
         if (
             isinstance(lhs, ir.ArrayLit)
             and isinstance(rhs, ir.ArrayLit)
@@ -677,7 +731,7 @@ class _Generator:
         outer = fn.fail
         inner_fail = self.label("not")
         fn.emit(f"block {inner_fail}")
-        saved = (fn.closers, set(fn.bound))
+        saved = (fn.closers, set(fn.bound), dict(fn.renames))
         saved_scope = set(fn.scope)
         fn.fail, fn.closers = inner_fail, []
         for inner in lit.body:
@@ -686,14 +740,17 @@ class _Generator:
         for closer in reversed(fn.closers):
             fn.emit(*closer)
         fn.emit("end")
-        fn.closers, fn.bound, fn.scope = *saved, saved_scope
+        fn.closers, fn.bound, fn.renames, fn.scope = *saved, saved_scope
         fn.fail = outer
 
     def _every(self, lit: ir.EveryLit) -> None:
         fn = self.fn
         outer = fn.fail
         domain = self.term(lit.domain)
-        saved = (fn.closers, set(fn.bound))
+        saved = (fn.closers, set(fn.bound), dict(fn.renames))
+        for name in (lit.key, lit.value):
+            if name is not None:
+                self.shadow(name)
         saved_scope, fn.scope = fn.scope, set()
         fn.closers = []
         c, n, i = self.temp(), self.temp(), self.temp()
@@ -727,7 +784,7 @@ class _Generator:
         for closer in reversed(fn.closers):
             fn.emit(*closer)
         fn.emit("end", f"(br {outer})", "end", "end")
-        fn.closers, fn.bound, fn.scope = *saved, saved_scope
+        fn.closers, fn.bound, fn.renames, fn.scope = *saved, saved_scope
         fn.fail = outer
 
     def _with(self, lit: ir.ExprLit | ir.AssignLit) -> None:
@@ -868,20 +925,25 @@ class _Generator:
         if isinstance(term, ir.RuleRef):
             rule = self.program.rules[term.path]
             if rule.kind == "function" and rule.arity:
-                raise CompileError(
-                    term.loc, "type", f"function {'.'.join(term.path)} used as a value"
-                )
+                return self._fail()  # regorus: a function used as a value, once evaluated
             if rule.kind == "function" and len(rule.defs) > 1:
                 # regorus merges the objects several definitions produce.
                 raise unsupported(
                     term.loc, f"`{'.'.join(term.path)}()` with several definitions as a value"
                 )
             constant = _constant_value(rule)
+            if term.override is not None:
+                if constant is None:  # evaluated for its errors; the data's value wins
+                    self.fn.emit(f"(drop (call $r{self.rule_ids[term.path]}))")
+                return self.const(term.override[0])
             if constant is not None:
                 return self.const(constant.value)
             return f"(call $r{self.rule_ids[term.path]})"
         if isinstance(term, ir.PackageRef):
             return self._package(term)
+        if isinstance(term, ir.Fail):
+            _, defined = self.operands(term.args)  # an undefined argument: no call at all
+            return self.guarded(self._fail(), defined)
         if isinstance(term, ir.Call):
             return self._call(term)
         if isinstance(term, ir.BinOp):
@@ -983,8 +1045,11 @@ class _Generator:
                 )
                 fn.emit(f"(local.set {obj} {put})")
         for name, paths in sorted(children.items()):
-            if name in doc and name not in merged:
-                continue  # the data document's value wins
+            if name in doc and name not in merged:  # the data document's value wins
+                for path in paths:
+                    if len(path) == len(ref.path) + 1:
+                        self.term_maybe(ir.RuleRef(path, ref.loc, (doc[name],)))
+                continue
             if len(paths) == 1 and len(paths[0]) == len(ref.path) + 1:
                 v = self.temp()
                 put = self.call(
@@ -1035,7 +1100,8 @@ class _Generator:
             return self.guarded(expr, defined)
         name = call.name
         if name in IMPURE_BUILTINS:
-            self._arity(call, IMPURE_BUILTINS[name])
+            if not self._arity(call, IMPURE_BUILTINS[name]):
+                return self._fail()
             self.host_time = True
             return self.call("a1_num", "(call $time_now_ns)")
         if name in PATTERN_BUILTINS:
@@ -1043,18 +1109,23 @@ class _Generator:
         if name not in BUILTINS:
             raise unsupported(call.loc, f"builtin function `{name}`")
         export, arity = BUILTINS[name]
-        self._arity(call, arity)
+        if not self._arity(call, arity):
+            return self._fail()
         args, defined = self.operands(call.args)
         return self.guarded(self.call(export, *args), defined)
 
-    def _arity(self, call: ir.Call, arity: int) -> None:
-        if len(call.args) != arity:
-            raise CompileError(
-                call.loc, "type", f"{call.name} takes {arity} arguments, got {len(call.args)}"
-            )
+    @staticmethod
+    def _arity(call: ir.Call, arity: int) -> bool:
+        """regorus checks a builtin's arity when it evaluates the call."""
+        return len(call.args) == arity
+
+    def _fail(self) -> str:
+        """An expression that raises a type error when evaluated (see ``ir.Fail``)."""
+        return f"(block (result i32) {self.call('a1_fail', f'(i32.const {E_TYPE})')} (unreachable))"
 
     def _pattern_call(self, call: ir.Call) -> str:
-        self._arity(call, PATTERN_BUILTINS[call.name])
+        if not self._arity(call, PATTERN_BUILTINS[call.name]):
+            return self._fail()
         first = call.args[0]
         if not isinstance(first, ir.Const) or not isinstance(first.value, str):
             raise unsupported(call.loc, f"{call.name} with a non-constant pattern")

@@ -15,6 +15,7 @@ from typing import Any
 import regorus
 
 from policies.compiler import ir
+from policies.compiler.builtins import regorus_builtins
 from policies.compiler.errors import CompileError, from_regorus, unsupported
 from policies.runtime.values import RegoSet
 
@@ -95,6 +96,9 @@ class _Lowerer:
         self.lines: _Lines | None = None
         self.package: tuple[str, ...] = ()
         self.aliases: dict[str, ir.Term] = {}
+        self._pending: set[str] = set()  # declared later in the enclosing queries
+        self._outer_decls: set[str] = set()  # declared anywhere in the enclosing queries
+        self._head_of_body = False  # lowering the head of a rule body with statements
 
     # ------------------------------------------------------------ program
 
@@ -191,8 +195,9 @@ class _Lowerer:
             existing = ir.Rule(path, kind, [], None, loc)  # type: ignore[arg-type]
             self.rules[path] = existing
         elif existing.kind != kind:
-            raise CompileError(
-                loc, "type", f"rule {'.'.join(path)} defined as both {existing.kind} and {kind}"
+            # regorus merges some of these (a set and an object, say); we do not.
+            raise unsupported(
+                loc, f"rule {'.'.join(path)} defined as both {existing.kind} and {kind}"
             )
         return existing
 
@@ -234,14 +239,20 @@ class _Lowerer:
         else:
             path = self._head_path(self.package, head["refr"], loc)
         target = self.rules[path]
-        locals_ = self._declared_locals(body, head)
+        arg_names: set[str] = set()
         args: list[ir.Term] | None = None
         if head_kind == "Func":
-            args = [self._term(a, locals_) for a in head["args"]]
+            for a in head["args"]:
+                arg_names |= self._vars_in(a)
+            args = [self._term(a, arg_names) for a in head["args"]]
         bodies = body["bodies"] or [{"assign": None, "query": {"stmts": []}}]
         lowered: list[ir.Body] = []
         for i, b in enumerate(bodies):
-            lits = self._query(b["query"], locals_)
+            # Names a body declares are in scope after their declaration, and in its head.
+            self._outer_decls = set(arg_names)
+            lits, locals_ = self._query_scope(b["query"], arg_names)
+            self._outer_decls = set(locals_)  # the head's comprehensions are inside them
+            self._head_of_body = bool(b["query"]["stmts"])
             key: ir.Term | None = None
             value: ir.Term | None
             if i == 0:
@@ -259,40 +270,10 @@ class _Lowerer:
                     raise unsupported(loc, "`else` on a partial rule")
                 assign = b.get("assign")
                 value = self._term(assign["value"], locals_) if assign else ir.Const(True, loc)
+            self._outer_decls, self._head_of_body = set(), False
             first_only = head_kind == "Compr" and key is not None and head.get("assign") is None
             lowered.append(ir.Body(lits, value, key, self._loc(b.get("query")), first_only))
         target.defs.append(ir.Definition(lowered, args, loc))
-
-    def _declared_locals(self, rule: Mapping[str, Any], head: Mapping[str, Any]) -> set[str]:
-        """Names a rule declares (``:=``, ``some``, ``every``, arguments): they shadow rules."""
-        names: set[str] = set()
-
-        def visit(node: Any) -> None:
-            if isinstance(node, Mapping):
-                for kind, body in node.items():
-                    if kind == "AssignExpr" and body["op"] == "ColEq":
-                        names.update(self._vars_in(body["lhs"]))
-                    elif kind == "SomeVars":
-                        names.update(_span_text(self.text, s) for s in body["vars"])
-                    elif kind == "SomeIn":
-                        if body.get("key"):
-                            names.update(self._vars_in(body["key"]))
-                        names.update(self._vars_in(body["value"]))
-                    elif kind == "Every":
-                        for k in ("key", "value"):
-                            if body.get(k):
-                                names.add(_span_text(self.text, body[k]))
-                    visit(body)
-            elif isinstance(node, list):
-                for item in node:
-                    visit(item)
-
-        if "args" in head:
-            for a in head["args"]:
-                names.update(self._vars_in(a))
-        visit(rule["bodies"])
-        visit(head.get("assign"))
-        return names
 
     def _vars_in(self, node: Mapping[str, Any]) -> set[str]:
         kind, body = _variant(node)
@@ -307,9 +288,76 @@ class _Lowerer:
     # ------------------------------------------------------------ queries
 
     def _query(self, query: Mapping[str, Any], locals_: set[str]) -> list[ir.Lit]:
-        return [self._stmt(s, locals_) for s in query["stmts"]]
+        return self._query_scope(query, locals_)[0]
 
-    def _stmt(self, stmt: Mapping[str, Any], locals_: set[str]) -> ir.Lit:
+    def _query_scope(
+        self, query: Mapping[str, Any], locals_: set[str]
+    ) -> tuple[list[ir.Lit], set[str]]:
+        """Lower statements in order; return them and the names in scope at the end.
+
+        As in regorus, a name declared (``:=``, ``some``) is local from its
+        declaration on; using it in an earlier statement of the same query is an
+        error, but the right side of its own ``:=`` still sees the outer meaning.
+        """
+        stmts = query["stmts"]
+        declared = [self._declares(st["literal"]) for st in stmts]
+        scope = set(locals_)
+        lits: list[ir.Lit] = []
+        saved, outer = self._pending, self._outer_decls
+        kinds = [_variant(st["literal"])[0] for st in stmts]
+        for i, stmt in enumerate(stmts):
+            after = list(zip(declared, kinds, strict=True))[i + 1 :]
+            later = [d for d, k in after if k == "Expr"]
+            others = outer.union(*declared[:i], *later)
+            if _variant(stmt["literal"])[0] == "SomeIn":
+                # `some x in` may not reuse a name another declaration here or
+                # around declares (regorus); `:=` in a nested query may.
+                self._check_some_unique(stmt["literal"], others)
+            self._pending = saved | set().union(*declared[i + 1 :]) - scope - declared[i]
+            self._outer_decls = outer.union(*declared)
+            lits.append(self._stmt(stmt, scope, declared[i]))
+            scope |= declared[i]
+        self._pending, self._outer_decls = saved, outer
+        return lits, scope
+
+    def _check_some_unique(self, literal: Mapping[str, Any], others: set[str]) -> None:
+        _, body = _variant(literal)
+        for pattern in (body.get("key"), body["value"]):
+            for span, name in self._pattern_var_spans(pattern):
+                if name in others:
+                    raise CompileError(
+                        self._loc(span), "type", f"var `{name}` used before definition below"
+                    )
+
+    def _pattern_var_spans(self, node: Mapping[str, Any] | None) -> list[tuple[Any, str]]:
+        if node is None:
+            return []
+        kind, body = _variant(node)
+        if kind == "Var":
+            return [(body, body["value"])] if body["value"] != "_" else []
+        if kind == "Array":
+            return [v for i in body["items"] for v in self._pattern_var_spans(i)]
+        if kind == "Object":
+            return [v for f in body["fields"] for v in self._pattern_var_spans(f[2])]
+        return []
+
+    def _declares(self, literal: Mapping[str, Any]) -> set[str]:
+        kind, body = _variant(literal)
+        if kind == "Expr":
+            expr_kind, expr = _variant(body["expr"])
+            if expr_kind == "AssignExpr" and expr["op"] == "ColEq":
+                return self._vars_in(expr["lhs"])
+        elif kind == "SomeVars":
+            return {_span_text(self.text, s) for s in body["vars"]}
+        elif kind == "SomeIn":
+            names = self._vars_in(body["value"])
+            return names | self._vars_in(body["key"]) if body.get("key") else names
+        return set()
+
+    def _stmt(
+        self, stmt: Mapping[str, Any], locals_: set[str], declared: set[str] = frozenset()  # type: ignore[assignment]
+    ) -> ir.Lit:
+        """One statement; ``declared`` are the names it declares (its patterns' scope)."""
         withs = [self._with(w, locals_) for w in stmt.get("with_mods") or []]
         kind, body = _variant(stmt["literal"])
         loc = self._loc(body)
@@ -319,7 +367,7 @@ class _Lowerer:
             if expr_kind == "AssignExpr":
                 self._check_literal_unify(expr["lhs"], expr["rhs"])
                 lit = ir.AssignLit(
-                    self._term(expr["lhs"], locals_),
+                    self._term(expr["lhs"], locals_ | declared),
                     self._term(expr["rhs"], locals_),
                     expr["op"] == "ColEq",
                     self._loc(expr),
@@ -337,10 +385,11 @@ class _Lowerer:
                 if pattern is not None:
                     self._check_some_vars(pattern)
             self._check_some_lengths(body["value"], body["collection"])
-            key = self._term(body["key"], locals_) if body.get("key") else None
+            inner = locals_ | declared
+            key = self._term(body["key"], inner) if body.get("key") else None
             return ir.SomeInLit(
                 key,
-                self._term(body["value"], locals_),
+                self._term(body["value"], inner),
                 self._term(body["collection"], locals_),
                 loc,
             )
@@ -353,6 +402,7 @@ class _Lowerer:
         if kind == "Every":
             key = _span_text(self.text, body["key"]) if body.get("key") else None
             value = _span_text(self.text, body["value"])
+            inner = locals_ | {n for n in (key, value) if n}
             if key == "_":
                 key = self._fresh_name()
             if value == "_":
@@ -361,7 +411,7 @@ class _Lowerer:
                 key,
                 value,
                 self._term(body["domain"], locals_),
-                self._query(body["query"], locals_),
+                self._query(body["query"], inner),
                 loc,
             )
         raise unsupported(loc, f"literal {kind}")
@@ -516,22 +566,17 @@ class _Lowerer:
                 if all(isinstance(k, str) for k in keys):
                     return ir.Const({k.value: v.value for k, v in pairs}, loc)  # type: ignore[union-attr]
             return ir.ObjectLit(pairs, loc)
+        if kind in ("ArrayCompr", "SetCompr", "ObjectCompr") and self._head_of_body:
+            # regorus fails such a rule ("statements not scheduled") once its body holds.
+            raise unsupported(loc, "a comprehension in the head of a rule with a body")
         if kind in ("ArrayCompr", "SetCompr"):
-            return ir.Compr(
-                "array" if kind == "ArrayCompr" else "set",
-                self._term(body["term"], locals_),
-                None,
-                self._query(body["query"], locals_),
-                loc,
-            )
+            lits, scope = self._query_scope(body["query"], locals_)  # the head sees its names
+            kind_ = "array" if kind == "ArrayCompr" else "set"
+            return ir.Compr(kind_, self._term(body["term"], scope), None, lits, loc)
         if kind == "ObjectCompr":
-            return ir.Compr(
-                "object",
-                self._term(body["key"], locals_),
-                self._term(body["value"], locals_),
-                self._query(body["query"], locals_),
-                loc,
-            )
+            lits, scope = self._query_scope(body["query"], locals_)
+            key, value = self._term(body["key"], scope), self._term(body["value"], scope)
+            return ir.Compr("object", key, value, lits, loc)
         if kind == "Call":
             return self._call(body, locals_, loc)
         if kind == "UnaryExpr":
@@ -581,6 +626,8 @@ class _Lowerer:
             return ir.Local(self._fresh_name(), loc)
         if name in locals_:
             return ir.Local(name, loc)
+        if name in self._pending:
+            raise CompileError(loc, "type", f"var `{name}` used before definition below")
         if name == "input":
             return ir.InputRoot(loc)
         if name == "data":
@@ -596,9 +643,11 @@ class _Lowerer:
     def _rule_ref(self, path: ir.RulePath, rest: list[ir.Term], loc: ir.Loc) -> ir.Term:
         """A reference to a rule; a value at the same path in the data document wins."""
         overridden = _lookup_data(self.data, path)
-        if overridden is not _MISSING and self.rules[path].kind != "function":
-            return self._index_const(overridden, rest, loc)
         rule = ir.RuleRef(path, loc)
+        if overridden is not _MISSING and self.rules[path].kind != "function":
+            rule.override = (overridden,)
+            if rest and isinstance(rest[0], ir.Const):
+                rest = [ir.Const(_data_key(overridden, rest[0].value), rest[0].loc), *rest[1:]]
         return ir.Ref(rule, rest, loc) if rest else rule
 
     @staticmethod
@@ -677,22 +726,24 @@ class _Lowerer:
         # part in calls.
         target: ir.RulePath | None = None
         relative = (*self.package, *name_parts)
-        if relative in self.rules:
+        if relative in self.rules and self.rules[relative].kind == "function":
             target = relative
         elif name_parts[0] == "data":
             target = tuple(name_parts[1:])
+        # regorus finds a call's function, and checks its arity, when it evaluates
+        # the call: an error there, not in a policy that never gets that far.
         if target is not None:
             rule = self.rules.get(target)
             if rule is None or rule.kind != "function":
-                raise CompileError(loc, "type", f"could not find function {'.'.join(target)}")
+                return ir.Fail(f"could not find function {'.'.join(target)}", loc, args)
             if rule.arity != len(args):
-                raise CompileError(
-                    loc,
-                    "type",
-                    f"function {'.'.join(target)} takes {rule.arity} arguments, got {len(args)}",
-                )
+                what = f"function {'.'.join(target)} takes {rule.arity} arguments"
+                return ir.Fail(f"{what}, got {len(args)}", loc, args)
             return ir.Call(".".join(target), args, loc, func=target)
-        return ir.Call(".".join(name_parts), args, loc)
+        name = ".".join(name_parts)
+        if name not in regorus_builtins():
+            return ir.Fail(f"could not find function {name}", loc, args)
+        return ir.Call(name, args, loc)
 
 
 _MISSING = object()

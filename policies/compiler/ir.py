@@ -126,10 +126,16 @@ class Compr:
 
 @dataclass
 class RuleRef:
-    """A reference to a rule (complete, partial set or partial object)."""
+    """A reference to a rule (complete, partial set or partial object).
+
+    ``override`` holds ``(value,)`` when the data document has a value at the
+    rule's path: as in regorus, the rule is still evaluated (its errors count)
+    but the value is the data's.
+    """
 
     path: RulePath
     loc: Loc
+    override: tuple[Any] | None = None
 
 
 @dataclass
@@ -138,6 +144,16 @@ class PackageRef:
 
     path: tuple[str, ...]
     loc: Loc
+
+
+@dataclass
+class Fail:
+    """A term regorus rejects only once it is evaluated (an unknown function, a
+    wrong number of arguments): evaluating it is an error, reaching it is not."""
+
+    message: str
+    loc: Loc
+    args: list[Term] = field(default_factory=list)  # still evaluated first
 
 
 Term = (
@@ -156,6 +172,7 @@ Term = (
     | Compr
     | RuleRef
     | PackageRef
+    | Fail
 )
 
 RulePath = tuple[str, ...]  # package path + rule name

@@ -1,0 +1,392 @@
+"""Names and scopes resolve as in regorus: imports, rules, builtins, locals and data.
+
+regorus is the oracle. A program either agrees with it on every entrypoint, or is
+refused as unsupported (exit 3) with its place; a program regorus evaluates is
+never reported as an error (exit 2), and one regorus rejects is never compiled
+into a module that answers.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from policies.compiler import CompileError
+from tests.rego_oracle import Compiled, Oracle, agree
+
+LIB = "package lib\nimport rego.v1\nv := 1\no := {\"a\": 2}\nf(x) := x + 10\n"
+
+
+def _outcomes(
+    sources: Mapping[str, str], data: Any, entrypoints: list[str], doc: Any
+) -> tuple[list[Any], list[Any]] | CompileError:
+    try:
+        ours = Compiled(sources, entrypoints, data)
+    except CompileError as err:
+        return err
+    theirs = Oracle(sources, data)
+    return [ours.eval(e, doc) for e in entrypoints], [theirs.eval(e, doc) for e in entrypoints]
+
+
+def _assert_like_regorus(
+    sources: Mapping[str, str], data: Any, entrypoints: list[str], doc: Any = None
+) -> None:
+    doc = {} if doc is None else doc
+    try:
+        oracle = Oracle(sources, data)
+    except RuntimeError:
+        with pytest.raises(CompileError) as info:
+            Compiled(sources, entrypoints, data)
+        assert info.value.exit_code == 2, str(info.value)
+        return
+    try:
+        ours = Compiled(sources, entrypoints, data)
+    except CompileError as err:
+        assert "\n" not in str(err)
+        if err.exit_code == 3:
+            assert ":" in str(err).split(" unsupported:")[0], str(err)  # has a place
+            return
+        refs = [oracle.eval(e, doc) for e in entrypoints]
+        assert any(r[0] == "error" for r in refs), f"valid program reported as error: {err}"
+        return
+    for entry in entrypoints:
+        mine, ref = ours.eval(entry, doc), oracle.eval(entry, doc)
+        assert agree(mine, ref), (
+            f"{entry} on {json.dumps(doc)}:\n  compiled: {mine}\n  regorus:  {ref}\n"
+            + "\n".join(sources.values())
+        )
+
+
+def _value(sources: Mapping[str, str], entry: str, data: Any = None, doc: Any = None) -> Any:
+    """Our answer, after checking regorus gives the same one."""
+    _assert_like_regorus(sources, data, [entry], doc)
+    return Compiled(sources, [entry], data).eval(entry, {} if doc is None else doc)
+
+
+def _refused(sources: Mapping[str, str], entry: str, data: Any = None) -> CompileError:
+    with pytest.raises(CompileError) as info:
+        Compiled(sources, [entry], data)
+    return info.value
+
+
+# ------------------------------------------------------------------- imports
+
+
+def test_rule_shadows_import_alias_of_a_package() -> None:
+    rules = (
+        'package rules\nimport data.lib as lib_alias\nimport rego.v1\n'
+        'lib_alias := {"v": "from rule"}\nshadow if lib_alias.v == "from rule"\n'
+    )
+    assert _value({"lib.rego": LIB, "r.rego": rules}, "rules/shadow") == ("value", True)
+
+
+@pytest.mark.parametrize(
+    ("imports", "rules", "doc", "want"),
+    [
+        ("import input.a", "a := 20\nc := a", {"a": 5}, 20.0),
+        ("import data.x as y", "y := 3\nc := y", {}, 3.0),
+        ("import data.lib.v", "v := 2\nc := v", {}, 2.0),
+        ("import data.lib.o", 'o := {"a": 7}\nc := o.a', {}, 7.0),
+        ("import input.s", "s contains 1\nc := s", {"s": 3}, [1.0]),
+    ],
+)
+def test_rule_shadows_import(imports: str, rules: str, doc: Any, want: Any) -> None:
+    src = f"package g\nimport rego.v1\n{imports}\n{rules}\n"
+    got = _value({"lib.rego": LIB, "g.rego": src}, "g/c", {"x": 1}, doc)
+    assert got == ("value", want)
+
+
+def test_rule_in_another_file_of_the_package_shadows_import() -> None:
+    sources = {
+        "a.rego": "package g\nimport input.s\nq := s\n",
+        "b.rego": "package g\ns := 2\n",
+    }
+    assert _value(sources, "g/q", doc={"s": 3}) == ("value", 2.0)
+
+
+@pytest.mark.parametrize(
+    ("alias", "call", "want"),
+    [
+        ("count", "count([1, 2])", 2.0),  # the builtin, not the import
+        ("lower", 'lower("A")', "a"),
+        ("time", "time.now_ns() > 0", True),
+    ],
+)
+def test_import_alias_never_shadows_a_builtin(alias: str, call: str, want: Any) -> None:
+    lib = "package lib\nimport rego.v1\nnow_ns() := -1\nf(x) := 9\nv := 7\n"
+    src = f"package g\nimport rego.v1\nimport data.lib as {alias}\nr := {call}\n"
+    assert _value({"lib.rego": lib, "g.rego": src}, "g/r") == ("value", want)
+
+
+def test_alias_naming_a_builtin_namespace_reaches_a_builtin_we_refuse() -> None:
+    lib = 'package lib\nimport rego.v1\nunmarshal(_) := {"from": "lib"}\n'
+    src = "package g\nimport rego.v1\nimport data.lib as json\nr := json.unmarshal(`[1]`)\n"
+    err = _refused({"lib.rego": lib, "g.rego": src}, "g/r")
+    assert err.exit_code == 3
+    assert str(err).startswith("g.rego:4:6: unsupported: builtin function `json.unmarshal`")
+
+
+def test_calls_resolve_in_the_package_first_then_builtins_then_data() -> None:
+    sources = {
+        "j.rego": "package g.json\nunmarshal(x) := 7\n",
+        "l.rego": "package g.lib\ncheck(x) := x + 1\n",
+        "g.rego": (
+            "package g\nimport rego.v1\ncount(x) := 5\n"
+            'r := [count([1]), json.unmarshal("1"), lib.check(1), data.g.lib.check(2)]\n'
+        ),
+    }
+    assert _value(sources, "g/r") == ("value", [5.0, 7.0, 2.0, 3.0])
+
+
+@pytest.mark.parametrize(
+    "src",
+    [
+        "import data.lib as l\nr := l.f(1)",  # regorus: could not find function l.f
+        "import data.lib.f\nr := f(1)",
+    ],
+)
+def test_calls_through_import_aliases_fail_as_in_regorus(src: str) -> None:
+    sources = {"lib.rego": LIB, "g.rego": f"package g\nimport rego.v1\n{src}\nok := 1\n"}
+    _assert_like_regorus(sources, None, ["g/r", "g/ok"])
+    # regorus looks the function up when it evaluates the call: an error there only.
+    assert Compiled(sources, ["g/r"]).eval("g/r", {})[0] == "error"
+    assert Compiled(sources, ["g/ok"]).eval("g/ok", {}) == ("value", 1.0)
+
+
+@pytest.mark.parametrize(
+    "body",
+    ["false; foo(1)", "false; count(1, 2)", "false; f(1, 2)", "false; y := f"],
+)
+def test_call_errors_count_only_when_the_call_is_evaluated(body: str) -> None:
+    src = f"package test\nimport rego.v1\nf(x) := 1\nq if {{ {body} }}\nr := foo(1) if false\n"
+    assert _value({"t.rego": src}, "test") == ("value", {})
+
+
+# ---------------------------------------------------------------- data paths
+
+
+@pytest.mark.parametrize(
+    ("data", "entry", "want"),
+    [
+        ({"test": {"rule1": 0}}, "test", {"rule1": 0.0, "q": 0.0}),  # data wins
+        ({"test": {"rule1": 0}}, "test/rule1", 0.0),
+        ({"test": {"rule1": 0}}, "test/q", 0.0),
+        ({"test": {"other": 0}}, "test", {"other": 0.0, "rule1": 6.0, "q": 6.0}),
+        ({"test": {"rule1": {"b": 2}}}, "test/rule1", {"b": 2.0}),
+        ({"test": {"u": 5}}, "test/u", 5.0),  # a rule that is undefined
+    ],
+)
+def test_data_document_overrides_rules(data: Any, entry: str, want: Any) -> None:
+    src = "package test\nimport rego.v1\nrule1 := 6\nq := rule1\nu := 1 if false\n"
+    assert _value({"t.rego": src}, entry, data) == ("value", want)
+
+
+def test_packages_merge_with_data_at_every_level() -> None:
+    sources = {
+        "ab.rego": "package a.b\nimport rego.v1\nr := 1\ns contains 2\n",
+        "c.rego": "package c\nimport rego.v1\nq := data.a\nks := {k | data.a.b[k]}\n",
+    }
+    data = {"a": {"c": 2, "b": {"z": 3, "s": [9]}}}
+    want = {"b": {"r": 1.0, "s": [9.0], "z": 3.0}, "c": 2.0}
+    assert _value(sources, "a", data) == ("value", want)
+    assert _value(sources, "c/q", data) == ("value", want)
+    assert _value(sources, "c/ks", data) == ("value", ["r", "s", "z"])
+
+
+def test_numbers_index_data_objects_as_strings() -> None:
+    src = "package test\nimport rego.v1\na := [data[1], data.test[2], data.arr[0]]\n"
+    data = {"1": "hello", "test": {"2": 100}, "arr": ["first"]}
+    assert _value({"t.rego": src}, "test/a", data) == ("value", ["hello", 100.0, "first"])
+
+
+def test_rule_under_a_scalar_in_data_is_an_error_like_regorus() -> None:
+    sources = {"t.rego": "package test\nr := 1\n"}
+    _assert_like_regorus(sources, {"test": 5}, ["test/r"])
+    err = _refused(sources, "test/r", {"test": 5})
+    assert str(err).startswith("t.rego:2:1: error: previous value is not an object")
+
+
+def test_reference_to_the_enclosing_package_is_refused_with_its_place() -> None:
+    # regorus leaves the referring module's rules out of that value; we refuse.
+    err = _refused({"t.rego": "package test\nrule1 := 6\nq := data.test\n"}, "test/q")
+    assert err.exit_code == 3
+    assert str(err).startswith("t.rego:3:6: unsupported: reference to data.test")
+
+
+# -------------------------------------------------------------------- locals
+
+
+@pytest.mark.parametrize(
+    ("rules", "doc"),
+    [
+        ("r := 3\nq := x if { r := 4; x := r }", {}),
+        ("r := 3\nf(r) := r + 1\nq := f(10)", {}),
+        ("import input.a\nf(a) := a + 1\nq := f(10)", {"a": 1}),
+        ("import input.a\nq := x if { a := 4; x := a }", {"a": 1}),
+        ("import input.x\nq if { every x in [5] { x > 1 } }", {"x": 0}),
+        ("r := 3\nq := x if { [r, x] = [3, 4] }", {}),
+        ("q := x if { x := 1; y := [x | x := 2]; x == 1 }", {}),
+    ],
+)
+def test_locals_shadow_rules_and_imports(rules: str, doc: Any) -> None:
+    src = f"package test\nimport rego.v1\n{rules}\n"
+    _assert_like_regorus({"t.rego": src}, None, ["test/q"], doc)
+    Compiled({"t.rego": src}, ["test/q"])  # and it compiles
+
+
+@pytest.mark.parametrize(
+    ("rules", "where"),
+    [
+        ("r := 3\nq := x if { some r in [5]; x := r }", "t.rego:4:18"),
+        ("import input.x\nq := [x | some x in [1]]", "t.rego:4:16"),
+        ("q := x if { x := 1; x := 2 }", "t.rego:3:21"),
+        ("q := x if { x = 1; x := 2 }", "t.rego:3:13"),
+        ("q contains x if { some x in [1]; some x in [2] }", "t.rego:3:39"),
+        ("f(x) := x if { x := 1 }\nq := f(1)", "t.rego:3:16"),
+        ("q := y if { x := 1; y := [x | some x in [2]] }", "t.rego:3:36"),
+    ],
+)
+def test_redeclared_names_are_errors_like_regorus(rules: str, where: str) -> None:
+    sources = {"t.rego": f"package test\nimport rego.v1\n{rules}\n"}
+    assert Oracle(sources).eval("test/q", {})[0] == "error"
+    err = _refused(sources, "test/q")
+    assert err.exit_code == 2
+    assert str(err).startswith(f"{where}: error: var `"), str(err)
+
+
+# ------------------------------------------------------ valid, not an error
+
+
+@pytest.mark.parametrize(
+    ("rules", "doc"),
+    [
+        ("q := [a, b, c] if { [a, [b, c]] := input.x }", {"x": [1, [2, 3]]}),
+        ('q := v if { {"k": v} = input.o }', {"o": {"k": 1, "j": 2}}),
+        ('q := v if { {"k": v} := input.o }', {"o": {"k": 1}}),
+        ('q := v if { {"k": v, "m": 1} = input.o }', {"o": {"k": 1}}),
+        ('q := v if { input.o = {"k": v} }', {"o": [1]}),
+        ('q := [a, b] if { [a, {"k": [b]}] := input.x }', {"x": [1, {"k": [2]}]}),
+        ('q contains [k, b] if { some k, {"a": b} in input.o }', {"o": {"p": {"a": 1}, "r": 3}}),
+        ("q contains [a, b] if { some [a, [b, _]] in input.x }", {"x": [[1, [2, 3]], [4, 5]]}),
+        ("q := [a, b] if { [a, 1] = [2, b] }", {}),
+        ("default q := [x | x := 1]", {}),
+        ("default q := {x | some x in input.xs}\nq := 5 if input.b", {"xs": [1, 2]}),
+        ('default q := {x: 1 | some x in ["a"]}', {}),
+        ('q := {true: 1, 1: 2, null: 3, "1": 4, false: 5, 0: 6}', {}),
+        ('q := {input.a: 1, input.b: 2}', {"a": False, "b": 0}),
+        ("q[k] if { some k, _ in input.o }", {"o": {"FOO": 1, "BAR": 2}}),
+    ],
+)
+def test_valid_programs_compile_and_agree(rules: str, doc: Any) -> None:
+    sources = {"t.rego": f"package test\nimport rego.v1\n{rules}\n"}
+    Compiled(sources, ["test/q"])  # never an error
+    _assert_like_regorus(sources, None, ["test", "test/q"], doc)
+
+
+@pytest.mark.parametrize(
+    ("rules", "entry", "want"),
+    [
+        ("f(x) := 1", "test/f", ("undefined", None)),
+        ('f() := {"a": 1}', "test/f", ("value", {"a": 1.0})),
+        ('f() := {"a": 1}\ng := 1', "test", ("value", {"f": {"a": 1.0}, "g": 1.0})),
+        ("f(x) := 1\ng := 2", "test", ("value", {"g": 2.0})),
+        ("f() := input.x\ng := f", "test/g", ("value", 3.0)),
+    ],
+)
+def test_functions_as_entrypoints_like_regorus(rules: str, entry: str, want: Any) -> None:
+    sources = {"t.rego": f"package test\nimport rego.v1\n{rules}\n"}
+    assert _value(sources, entry, doc={"x": 3}) == want
+
+
+@pytest.mark.parametrize(
+    "rules",
+    [
+        "q := true if { [x, y] = [1, 2, 3] }",
+        'q := true if { {"a": x, "b": y} = {"a": 1, "c": 2} }',
+        'q := true if { [x] = {"key": 1} }',
+        "q := true if { some [x, y] in [[1, 2, 3]] }",
+        "default q := count([1])",
+        'default q := {"b": 5}.b',
+        "default q := (5 + 6)",
+    ],
+)
+def test_programs_regorus_rejects_are_errors(rules: str) -> None:
+    sources = {"t.rego": f"package test\nimport rego.v1\n{rules}\n"}
+    assert Oracle(sources).eval("test/q", {})[0] == "error"
+    assert _refused(sources, "test/q").exit_code == 2
+
+
+# ------------------------------------------------------------ generated scopes
+
+_NAMES = ["y", "a", "v", "r0", "r1", "count", "lower", "time", "lib"]
+_IMPORTS = [
+    "import data.lib",
+    "import data.lib as {n}",
+    "import data.lib.v as {n}",
+    "import data.lib.o as {n}",
+    "import input.a",
+    "import input.a as {n}",
+    "import input.o as {n}",
+    "import data.doc as {n}",
+    "import data.doc.k as {n}",
+]
+_USES = [
+    "{n}",
+    "{n}.a",
+    "{n}.v",
+    "{n}[0]",
+    "count({n})",
+    "lower({n})",
+    "{n}(1)",
+    "f({n})",
+    "[x | some x in [{n}]]",
+    'object.get({{"a": {n}}}, "a", 0)',
+    "data.g.{n}",
+    "data.lib.{n}",
+]
+_BODIES = [
+    "{n} := {u}",  # a local shadowing whatever {n} is
+    "x := {u}",
+    "{u}",
+    "some i, x in [{u}]",
+    "not {u} == 1",
+    "every e in [1] {{ {u} != e }}",
+]
+
+
+@st.composite
+def scope_programs(draw: st.DrawFn) -> tuple[dict[str, str], Any]:
+    pick = lambda xs: draw(st.sampled_from(xs))  # noqa: E731
+    lines = ["package g", "import rego.v1"]
+    for _ in range(draw(st.integers(0, 3))):
+        lines.append(pick(_IMPORTS).format(n=pick(_NAMES)))
+    lines.append("f(x) := [x]")
+    for i in range(draw(st.integers(1, 4))):
+        name = pick(_NAMES) if draw(st.booleans()) else f"q{i}"
+        use = pick(_USES).format(n=pick(_NAMES))
+        body = pick(_BODIES).format(n=pick(_NAMES), u=use)
+        head = pick(["{n} := {u} if {{ {b} }}", "{n} if {{ {b} }}", "{n} contains {u} if {{ {b} }}"])  # noqa: E501
+        lines.append(head.format(n=name, u=pick(_USES).format(n=pick(_NAMES)), b=body))
+    data: dict[str, Any] = {"doc": {"k": draw(st.sampled_from([1, "s", [1], {"a": 2}]))}}
+    if draw(st.booleans()):
+        data["g"] = {pick(_NAMES): draw(st.sampled_from([0, "d", {"a": 3}]))}
+    if draw(st.booleans()):
+        data["lib"] = {pick(["w", "v", "o"]): 5}
+    sources = {"lib.rego": LIB, "g.rego": "\n".join(lines) + "\n"}
+    return sources, data
+
+
+_DOCS = [{}, {"a": "A", "o": {"a": 1}}, {"a": [1, 2], "o": 3}]
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(program=scope_programs())
+def test_generated_scopes_agree_with_regorus(program: tuple[dict[str, str], Any]) -> None:
+    sources, data = program
+    for doc in _DOCS:
+        _assert_like_regorus(sources, data, ["g", "lib"], doc)
