@@ -227,12 +227,44 @@ w1 if inner with input as {"a": "x"}
 w2 := v if { v := inner with input as {"a": input.b} }
 w3 if not inner with input as {"a": "y"}
 """,
+    "destructuring": """
+pairs contains [a, b] if { some [a, b] in input.m }
+nested := [a, b, c] if { [a, [b, c]] := input.m }
+obj := v if { {"k": v} = input.o }
+objs contains [k, r] if { some k, {"role": r} in {"u": input.user} }
+both := [a, b] if { [a, 1] = [input.n, b] }
+mixed := [a, b] if { [a, {"k": b}] := [input.n, input.o] }
+""",
+    "defaults_computed": """
+default names := [x | some x in ["none"]]
+names := ns if { input.a; ns := [n | some n in input.xs; is_string(n)] }
+default keys := {k | some k, _ in {"a": 1}}
+keys := ks if { count(input.o) > 1; ks := {k | some k, _ in input.o} }
+default pairs := {k: 1 | some k in input.roles}
+""",
+    "scopes": """
+import data.t.lib.base
+import input.a
+import data.t.lib as count
+import input.xs as lower
+base := 1
+a := input.b
+c := count(input.ys)
+l := lower
+u := upper(input.s) if is_string(input.s)
+q := [base, a, c]
+shadow := [base, x] if { base := 5; x := base }
+inner := [x, y] if { x := input.n; y := [x | x := 2] }
+""",
 }
 
 # Supporting modules for policies that import other packages.
 EXTRA_MODULES: dict[str, dict[str, str]] = {
     "cross_package_rules": {
         "lib.rego": ("package t.lib\nimport rego.v1\nbase := 41\ncheck(x) if x > 2\n"),
+    },
+    "scopes": {
+        "lib.rego": ("package t.lib\nimport rego.v1\nbase := 41\nupper(x) := 7\n"),
     },
 }
 

@@ -965,29 +965,64 @@ class _Generator:
     def _collection(self, term: ir.ArrayLit | ir.SetLit | ir.ObjectLit) -> str:
         """A literal with computed elements: undefined if any element is.
 
-        Operands come first: they may open loops, and each solution needs its
-        own collection.
+        regorus evaluates the elements left to right and stops at the first
+        undefined one (an error in a later element is never raised). Elements
+        that iterate (``[input.xs[i]]``) open loops, which cannot sit inside the
+        block that stops early: those are evaluated first, and all of them.
         """
         fn = self.fn
+        items = (
+            [x for pair in term.items for x in pair]
+            if isinstance(term, ir.ObjectLit)
+            else list(term.items)
+        )
+        c = self.temp()
+        stop: str | None = None
+        if any(self._iterates(t) for t in items):
+            values, defined = self.operands(items)
+        else:
+            stop, values, defined = self.label("elems"), [], None
+            fn.emit(f"(local.set {c} (i32.const 0))", f"block {stop}")
+            for item in items:
+                v = self.term_maybe(item)
+                if not self._always_defined(v):
+                    t = self.temp()
+                    fn.emit(f"(local.set {t} {v})", f"(br_if {stop} (i32.eqz (local.get {t})))")
+                    v = f"(local.get {t})"
+                values.append(v)
         if isinstance(term, ir.ObjectLit):
-            values, defined = self.operands([x for pair in term.items for x in pair])
             new, add = self.call("a1_obj_new"), "a1_obj_put"
             groups = [values[i : i + 2] for i in range(0, len(values), 2)]
-        else:
-            values, defined = self.operands(term.items)
-            if isinstance(term, ir.ArrayLit):
-                new, add = self.call("a1_arr_new", f"(i32.const {len(values)})"), "a1_arr_push"
-            else:
-                new, add = self.call("a1_set_new"), "a1_set_add"
+        elif isinstance(term, ir.ArrayLit):
+            new, add = self.call("a1_arr_new", f"(i32.const {len(values)})"), "a1_arr_push"
             groups = [[v] for v in values]
-        c = self.temp()
+        else:
+            new, add = self.call("a1_set_new"), "a1_set_add"
+            groups = [[v] for v in values]
         steps = [f"(local.set {c} {new})"]
         steps += [f"(local.set {c} {self.call(add, f'(local.get {c})', *g)})" for g in groups]
-        if defined is None:
+        if stop is not None:
+            fn.emit(*steps, "end")
+        elif defined is None:
             fn.emit(*steps)
         else:
             fn.emit(f"(local.set {c} (i32.const 0))", f"(if {defined} (then", *steps, "))")
         return f"(local.get {c})"
+
+    def _iterates(self, term: ir.Term) -> bool:
+        """Whether evaluating ``term`` opens a loop (a reference key nothing binds)."""
+        stack: list[Any] = [term]
+        while stack:
+            n = stack.pop()
+            if isinstance(n, (list, tuple)):
+                stack.extend(n)
+            elif isinstance(n, ir.Ref):
+                if any(isinstance(k, ir.Local) and k.name not in self.fn.bound for k in n.keys):
+                    return True
+                stack.extend([n.base, *n.keys])
+            elif hasattr(n, "__dataclass_fields__") and not isinstance(n, (ir.Const, ir.Compr)):
+                stack.extend(getattr(n, f) for f in n.__dataclass_fields__ if f != "loc")
+        return False
 
     def _slot(self, path: tuple[str, ...]) -> tuple[str, tuple[str, ...]]:
         for idx, slot in enumerate(self.slots):
