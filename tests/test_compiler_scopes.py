@@ -390,3 +390,45 @@ def test_generated_scopes_agree_with_regorus(program: tuple[dict[str, str], Any]
     sources, data = program
     for doc in _DOCS:
         _assert_like_regorus(sources, data, ["g", "lib"], doc)
+
+
+# ------------------------------------------------------------ odds and ends
+
+
+def test_rego_v0_syntax_is_refused_as_unsupported_with_its_place() -> None:
+    err = _refused({"v0.rego": "package test\nx[a] {\n  a = input.x + 5\n}\n"}, "test")
+    assert err.exit_code == 3
+    assert str(err).startswith("v0.rego:2:6: unsupported: Rego v0 syntax"), str(err)
+    bad = _refused({"bad.rego": "package test\nx := {\n"}, "test")
+    assert bad.exit_code == 2  # broken in every syntax: the user's error
+
+
+@pytest.mark.parametrize(
+    "rules",
+    [
+        "q := [input.nope, count(input.ys)]",  # stops at the undefined element
+        "q := {input.nope, count(input.ys)}",
+        'q := {"a": input.nope, "b": count(input.ys)}',
+        "q := [count(input.ys), input.nope]",  # the error comes first
+        "q := input.nope + count(input.ys)",  # operators evaluate every operand
+        "q := [x | x := [input.xs[i], i]]",
+    ],
+)
+def test_collections_evaluate_elements_like_regorus(rules: str) -> None:
+    sources = {"t.rego": f"package test\nimport rego.v1\n{rules}\n"}
+    _assert_like_regorus(sources, None, ["test/q"], {"ys": None, "xs": [1]})
+
+
+@pytest.mark.parametrize(
+    ("rules", "doc"),
+    [
+        ("q := [x | some x in input.xs] if input.b", {"xs": [1], "b": True}),
+        ("q contains [x | x := y] if { y := 1 }", {}),
+    ],
+)
+def test_head_comprehensions_under_a_body_are_refused(rules: str, doc: Any) -> None:
+    # regorus cannot evaluate them ("statements not scheduled"); we say so up front.
+    sources = {"t.rego": f"package test\nimport rego.v1\n{rules}\n"}
+    assert Oracle(sources).eval("test/q", doc)[0] == "error"
+    err = _refused(sources, "test/q")
+    assert err.exit_code == 3 and "comprehension in the head" in str(err)

@@ -36,10 +36,24 @@ def parse_sources(sources: Mapping[str, str], data: Any = None) -> ir.Program:
             engine.add_policy(name, text)
             asts = json.loads(engine.get_ast_as_json())
         except RuntimeError as err:
-            raise from_regorus(str(err), name) from None
+            error = from_regorus(str(err), name)
+            if _parses_as_v0(name, text):
+                # Valid Rego, just not the v1 syntax this compiler takes: refused, not wrong.
+                raise unsupported(error.loc, f"Rego v0 syntax ({error.message})") from None
+            raise error from None
         for module in asts:
             modules.append((name, text, module["ast"]))
     return _Lowerer(modules, data if data is not None else {}, dict(sources)).program()
+
+
+def _parses_as_v0(name: str, text: str) -> bool:
+    engine = regorus.Engine()
+    engine.set_rego_v0(True)
+    try:
+        engine.add_policy(name, text)
+    except RuntimeError:
+        return False
+    return True
 
 
 # --------------------------------------------------------------------- helpers
