@@ -328,7 +328,7 @@ class Supervisor:
         comp.next_start = now + delay
         self._set(comp, State.BACKOFF)
         self._report(f"a1: {comp.impact}; restarting {comp.name} in {delay:g}s "
-                     f"(failure {len(comp.failures)} of {p.max_failures} allowed within "
+                     f"(failure {len(comp.failures)}; giving up at {p.max_failures} within "
                      f"{p.failure_window:g}s)")
         return None
 
