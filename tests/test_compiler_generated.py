@@ -45,6 +45,8 @@ class _Scope:
         self.draw = draw
         self.bound = list(bound)
         self.names = names if names is not None else [0]  # shared by nested scopes
+        self.unordered = False  # may bind with `=` and move those literals
+        self.reorderable: dict[str, str] = {}  # a `=` binding -> the name it binds
 
     def fresh(self) -> str:
         self.names[0] += 1
@@ -69,8 +71,12 @@ class _Scope:
             return f"{self.value()} {self.draw(st.sampled_from(COMPARE))} {self.value()}"
         if kind == 1:
             name = self.fresh()
-            lit = f"{name} := {self.value()}"
+            # `=` binds as well as `:=`, and lets regorus schedule the literal.
+            op = ":=" if not self.unordered else self.draw(st.sampled_from([":=", "="]))
+            lit = f"{name} {op} {self.value()}" if op == ":=" else f"{self.value()} = {name}"
             self.bound.append(name)
+            if op == "=":
+                self.reorderable[lit] = name
             return lit
         if kind == 2:
             name = self.fresh()
@@ -104,7 +110,14 @@ class _Scope:
         return f"{name} := input.xs[_]"
 
     def body(self, depth: int = 0) -> list[str]:
-        return [self.literal(depth) for _ in range(self.draw(st.integers(1, 4)))]
+        lits = [self.literal(depth) for _ in range(self.draw(st.integers(1, 4)))]
+        if self.unordered and self.reorderable:
+            # A `=` binding moved to the end: variables read before it is bound,
+            # which regorus (and the compiler) schedule.
+            moved = [lit for lit in lits if lit in self.reorderable]
+            uses = [f'{self.reorderable[lit]} != "zz"' for lit in moved]
+            lits = uses + [lit for lit in lits if lit not in self.reorderable] + moved
+        return lits
 
 
 @st.composite
@@ -114,7 +127,8 @@ def programs(draw: st.DrawFn) -> str:
     count = draw(st.integers(1, 4))
     for i in range(count):
         scope = _Scope(draw, [], names)
-        body = "\n    ".join(scope.body())
+        scope.unordered = draw(st.booleans())
+        body = ";\n    ".join(scope.body())  # `;`: a literal may start with `-1`
         form = draw(st.integers(0, 3))
         if form == 0:
             rules.append(f"r{i} if {{\n    {body}\n}}")

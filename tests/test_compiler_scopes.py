@@ -280,6 +280,14 @@ def test_redeclared_names_are_errors_like_regorus(rules: str, where: str) -> Non
         ('q := {true: 1, 1: 2, null: 3, "1": 4, false: 5, 0: 6}', {}),
         ('q := {input.a: 1, input.b: 2}', {"a": False, "b": 0}),
         ("q[k] if { some k, _ in input.o }", {"o": {"FOO": 1, "BAR": 2}}),
+        # regorus schedules literals so that variables are bound before use
+        ("q if { y > 1; y = input.n }", {"n": 5}),
+        ("q contains x if { x > 1; x = input.xs[_] }", {"xs": [1, 2, 3]}),
+        ("q contains x if { x > 1; some x in input.xs }", {"xs": [1, 2, 3]}),
+        ("q := z if { z == 3; z = count([1, 2, 3]) }", {}),
+        ("q := [x | x > 1; x = input.xs[_]]", {"xs": [3, 1, 2]}),
+        ("q contains x if { not x == 2; x = input.xs[_] }", {"xs": [1, 2, 3]}),
+        ("default q := 1\ndefault q := 2", {}),  # the first default counts
     ],
 )
 def test_valid_programs_compile_and_agree(rules: str, doc: Any) -> None:
@@ -313,6 +321,7 @@ def test_functions_as_entrypoints_like_regorus(rules: str, entry: str, want: Any
         "default q := count([1])",
         'default q := {"b": 5}.b',
         "default q := (5 + 6)",
+        "q if { y > 1; y := input.n }",  # `:=` is not moved
     ],
 )
 def test_programs_regorus_rejects_are_errors(rules: str) -> None:

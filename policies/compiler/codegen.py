@@ -458,18 +458,12 @@ class _Generator:
         def on_success() -> None:
             # regorus checks a head (an unbound variable in it, say) only once
             # the body has succeeded: such a head is an error at run time.
-            fn = self.fn
-            mark = (len(fn.lines), list(fn.closers), set(fn.bound), set(fn.scope))
-            renames, fail = dict(fn.renames), fn.fail
+            mark = self._mark()
             try:
                 emit_head()
-            except CompileError as err:
-                if err.kind != "type":
-                    raise
-                del fn.lines[mark[0] :]
-                fn.closers[:], fn.bound, fn.scope = mark[1], mark[2], mark[3]
-                fn.renames, fn.fail = renames, fail
-                fn.emit(f"(drop {self._fail()})")
+            except _Unsafe:
+                self._rewind(mark)
+                self.fn.emit(f"(drop {self._fail()})")
 
         self.query(body.lits, on_success, bound, scope)
 
@@ -501,6 +495,40 @@ class _Generator:
 
     # ------------------------------------------------------------ queries
 
+    def _mark(self) -> tuple[Any, ...]:
+        fn = self.fn
+        lines, closers, renames = len(fn.lines), list(fn.closers), dict(fn.renames)
+        return (lines, closers, set(fn.bound), set(fn.scope), renames, fn.fail)
+
+    def _rewind(self, mark: tuple[Any, ...]) -> None:
+        """Forget the code emitted since ``mark`` (constants and imports may stay)."""
+        fn = self.fn
+        del fn.lines[mark[0] :]
+        fn.closers[:] = mark[1]
+        fn.bound, fn.scope, fn.renames, fn.fail = mark[2], mark[3], mark[4], mark[5]
+
+    def _schedule(self, lits: list[ir.Lit]) -> None:
+        """Emit ``lits`` in an order where every variable is bound before it is read.
+
+        Like regorus's scheduler (and OPA's safety reordering): the first literal,
+        in source order, that compiles with the variables bound so far goes next.
+        When none does, the first one left reports its unsafe variable.
+        """
+        pending = list(lits)
+        while pending:
+            for i, lit in enumerate(pending):
+                mark = self._mark()
+                try:
+                    self.literal(lit)
+                except _Unsafe:
+                    self._rewind(mark)
+                    continue
+                del pending[i]
+                break
+            else:
+                self.literal(pending[0])
+                del pending[0]
+
     def query(
         self,
         lits: list[ir.Lit],
@@ -519,8 +547,7 @@ class _Generator:
         fn.emit(f"block {end}")
         fn.fail, fn.closers, fn.bound = end, [], set(bound)
         fn.scope = set(scope or ())
-        for lit in lits:
-            self.literal(lit)
+        self._schedule(lits)
         on_success()
         fn.emit(f"(br {fn.fail})")
         for closer in reversed(fn.closers):
@@ -910,7 +937,7 @@ class _Generator:
             return self.const(term.value)
         if isinstance(term, ir.Local):
             if term.name not in fn.bound:
-                raise CompileError(
+                raise _Unsafe(
                     term.loc,
                     "type",
                     f"var {term.name.lstrip('$')} is unsafe (used before it is bound)",
@@ -1206,6 +1233,10 @@ class _Generator:
         else:
             fn.emit(f"(local.set {out} (i32.const 0))", f"(if {defined} (then", *steps, "))")
         return f"(local.get {out})"
+
+
+class _Unsafe(CompileError):
+    """A variable read before anything binds it: maybe fine in another order."""
 
 
 def _redefined(var: ir.Local) -> CompileError:

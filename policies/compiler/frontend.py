@@ -241,9 +241,9 @@ class _Lowerer:
             target = self.rules[path]
             if body.get("args"):
                 raise unsupported(loc, "default function")
-            if target.default is not None:
-                raise CompileError(loc, "type", f"multiple default rules for {'.'.join(path)}")
             self._check_default(body["value"])
+            if target.default is not None:
+                return  # regorus keeps the first default rule
             target.default = self._term(body["value"], set())
             return
         head_kind, head = _variant(body["head"])
@@ -327,7 +327,8 @@ class _Lowerer:
                 # `some x in` may not reuse a name another declaration here or
                 # around declares (regorus); `:=` in a nested query may.
                 self._check_some_unique(stmt["literal"], others)
-            self._pending = saved | set().union(*declared[i + 1 :]) - scope - declared[i]
+            # Only `:=` must come first; regorus schedules `some .. in` as needed.
+            self._pending = saved | set().union(*later) - scope - declared[i]
             self._outer_decls = outer.union(*declared)
             lits.append(self._stmt(stmt, scope, declared[i]))
             scope |= declared[i]
