@@ -172,12 +172,20 @@ def parse_config(d: Any, source: str, base: Path) -> SidecarConfig:
     elif kind == "header":
         name = string(t, "name", "tenant.name")
         assert name is not None
-        if not all(c.isalnum() or c in "-_" for c in name):
+        if not name.isascii() or not all(c.isalnum() or c in "-_" for c in name):
             raise bad("tenant.name", f"invalid header name {name!r}")
-        tenant = TenantSource("header", header=name.lower())
+        name = name.lower()
+        for reserved in ("x-a1-", "x-envoy-"):
+            if name.startswith(reserved):
+                # x-a1-* is the sidecar's own (stripped at the edge, set on allow);
+                # x-envoy-* is Envoy's control namespace.
+                raise bad("tenant.name", f"{name!r}: {reserved}* header names are reserved")
+        tenant = TenantSource("header", header=name)
     elif kind == "host":
         pattern = string(t, "pattern", "tenant.pattern")
         assert pattern is not None
+        if not pattern.isascii():
+            raise bad("tenant.pattern", f"must be ASCII (hosts are matched as ASCII): {pattern!r}")
         if pattern.count("{tenant}") != 1:
             raise bad("tenant.pattern", f"must contain {{tenant}} exactly once, got {pattern!r}")
         tenant = TenantSource("host", pattern=pattern.lower())

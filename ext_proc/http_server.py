@@ -90,7 +90,7 @@ class AuthzProtocol(asyncio.Protocol):
             end = buf.find(b"\r\n\r\n")
             if end < 0:
                 if len(buf) > MAX_HEAD:
-                    self._fail(out, 431, "request header too large")
+                    self._refuse(out, 431, "request header too large")
                     return
                 break
             head = buf[:end]
@@ -111,6 +111,14 @@ class AuthzProtocol(asyncio.Protocol):
         if out:
             self._transport.write(b"".join(out) if len(out) > 1 else out[0])
 
+    def _refuse(self, out: list[bytes], status: int, message: str) -> None:
+        """Count (and log) the refusal like any decision, then answer and close."""
+        try:
+            self._engine.decide_facts(self._engine.reader.bad(status, message))
+        except Exception as err:  # accounting must not keep the refusal from being sent
+            _limited.log(logging.ERROR, "http", "HTTP front door error: %s", describe(err))
+        self._fail(out, status, message)
+
     def _fail(self, out: list[bytes], status: int, message: str) -> None:
         if status:
             out.append(_error(status, message))
@@ -123,9 +131,9 @@ class AuthzProtocol(asyncio.Protocol):
         eng = self._engine
         parsed = eng.reader.from_http(head)
         f = parsed.facts
+        d = eng.decide_facts(f)  # broken ones too: counted and logged as on the gRPC doors
         if parsed.broken:  # framing is unusable: answer and drop the connection
             return _error(f.status, f.reason), 0, True
-        d = eng.decide_facts(f)
         remove = remove_names(d.allow, d.set_names, f.a1_names)
         return render_http(d, remove, f.method == "HEAD"), parsed.body_len, parsed.close
 

@@ -31,7 +31,14 @@ from ext_proc.claims import (
     subject_from_metadata_bytes,
 )
 from ext_proc.config import TenantSource
-from ext_proc.tenant import TENANT_RE, TenantFn, make_tenant_fn, tenant_error
+from ext_proc.tenant import (
+    TENANT_RE,
+    TenantFn,
+    TenantRefused,
+    make_tenant_fn,
+    tenant_error,
+    tenant_from_path,
+)
 
 A1_PREFIX = "x-a1-"
 DEFAULT_MAX_PATH = 8192
@@ -145,12 +152,24 @@ class RequestReader:
             if err is not None:
                 return RequestFacts(method, path, None, subject, subject_key, a1_names, 400, err)
         if self.tenant_kind == "path":
-            tenant: str | None = None
-            if path.startswith("/t/"):
-                end = path.find("/", 3)
-                tenant = path[3:] if end < 0 else path[3:end]
+            tenant = tenant_from_path(path) if path[:3] == "/t/" else None
         else:
-            tenant = self.tenant_fn(path, host, tenant_header)
+            if tenant_header is not None and "," in tenant_header:
+                # Two copies (ext_proc, HTTP) or Envoy's comma-joined list (ext_authz).
+                return RequestFacts(method, path, None, subject, subject_key, a1_names, 400,
+                                    f"ambiguous tenant header {self.tenant_header}: "
+                                    "more than one value")  # fmt: skip
+            try:
+                tenant = self.tenant_fn(path, host, tenant_header)
+            except TenantRefused as err:
+                return RequestFacts(method, path, None, subject, subject_key, a1_names, 400,
+                                    str(err))  # fmt: skip
+            in_path = tenant_from_path(path)
+            if in_path is not None and in_path != tenant:
+                # The cells serve the path's tenant: it must be the one decided on.
+                return RequestFacts(method, path, None, subject, subject_key, a1_names, 400,
+                                    f"path tenant does not match the {self.tenant_kind} "
+                                    "tenant")  # fmt: skip
         known = self._known
         if tenant is not None and tenant not in known and not self._canonical(tenant):
             return RequestFacts(method, path, None, subject, subject_key, a1_names, 400,
@@ -216,7 +235,8 @@ class RequestReader:
                         # Two copies (a forged one and Envoy's) are ambiguous: trust neither.
                         payload = v if payload is None else ""
                 elif k == th:
-                    tenant_header = v.strip()
+                    v = v.strip()  # a second copy joins with ",", as Envoy's ext_authz does
+                    tenant_header = v if tenant_header is None else f"{tenant_header},{v}"
                 elif k == "host" and not host:
                     host = v
         except UnicodeDecodeError:
@@ -262,7 +282,8 @@ class RequestReader:
                     # Two copies (a forged one and Envoy's) are ambiguous: trust neither.
                     payload = v.strip() if payload is None else ""
             elif k == th:
-                tenant_header = v.strip()
+                v = v.strip()  # a second copy joins with ",", as Envoy's ext_authz does
+                tenant_header = v if tenant_header is None else f"{tenant_header},{v}"
             elif c == "h" and k == "host":
                 host = v.strip()
             elif c == "c":

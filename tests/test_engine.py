@@ -526,11 +526,12 @@ def test_watcher_refuses_bad_files_and_keeps_serving(tmp_path: Path) -> None:
         (TenantSource("path"), "/t//x", "", None, None),
         (TenantSource("path"), "/tx/acme", "", None, None),
         (TenantSource("path"), "/public/x", "acme.example.com", "acme", None),
-        (TenantSource("header", header="x-tenant-id"), "/t/evil/x", "", "acme", "acme"),
-        (TenantSource("header", header="x-tenant-id"), "/t/evil/x", "", None, None),
+        (TenantSource("header", header="x-tenant-id"), "/t/acme/x", "", "acme", "acme"),
+        (TenantSource("header", header="x-tenant-id"), "/items", "", "acme", "acme"),
+        (TenantSource("header", header="x-tenant-id"), "/items", "", None, None),
         (
             TenantSource("host", pattern="{tenant}.example.com"),
-            "/t/evil",
+            "/t/acme",
             "acme.example.com",
             None,
             "acme",
@@ -561,6 +562,47 @@ def test_tenant_extraction(
         assert d.allow and d.cell == CELLS.lookup(tenant)
 
 
+HEADER = TenantSource("header", header="x-tenant-id")
+HOST = TenantSource("host", pattern="{tenant}.example.com")
+
+
+@pytest.mark.parametrize(
+    ("source", "path", "host", "header", "kind"),
+    [
+        # The cells serve the path's tenant: deciding on another one is a cross-tenant read.
+        (HOST, "/t/globex/items", "acme.example.com", None, "host"),
+        (HOST, "/t/globex", "acme.example.com", None, "host"),
+        (HOST, "/t/", "acme.example.com", None, "host"),
+        (HOST, "/t/acme/items", "example.com", None, "host"),  # no host tenant at all
+        (HEADER, "/t/globex/items", "", "acme", "header"),
+        (HEADER, "/t/globex/items?x=1", "", "acme", "header"),
+        (HEADER, "/t/acme/items", "", None, "header"),
+    ],
+)
+def test_path_tenant_must_match_the_header_or_host_tenant(
+    authz: Any, source: TenantSource, path: str, host: str, header: str | None, kind: str
+) -> None:
+    eng = Engine(source)
+    eng.apply(authz, CELLS)
+    d = eng.decide("GET", path, host, header, ALICE)
+    assert (d.allow, d.status) == (False, 400), d
+    assert d.reason == f"path tenant does not match the {kind} tenant"
+    assert d.cell == ""  # never routed
+
+
+def test_host_mode_folds_ascii_case_only(authz: Any) -> None:
+    eng = Engine(HOST)
+    eng.apply(authz, CELLS)
+    kilo = {"sub": "k", "tenant": "kilo", "roles": ["reader"]}
+    assert eng.decide("GET", "/items", "KILO.Example.COM", None, kilo).allow
+    # U+212A KELVIN SIGN lower-cases to "k" in Python: never a tenant, always a 400.
+    for host in ("\u212ailo.example.com", "kilo.\u212aexample.com", "kilo.example.com\u0130"):
+        d = eng.decide("GET", "/items", host, None, kilo)
+        assert (d.allow, d.status, d.reason) == (False, 400, "host is not ASCII"), host
+    # A trailing newline is not part of a matching host: no tenant, so no same-tenant allow.
+    assert not eng.decide("GET", "/items", "kilo.example.com\n", None, kilo).allow
+
+
 def test_ext_proc_duplicate_payload_headers_are_not_trusted(engine: Engine) -> None:
     req = _proc_request({":method": "GET", ":path": "/t/acme/a"})
     for _ in range(2):
@@ -573,7 +615,7 @@ def test_ext_proc_duplicate_payload_headers_are_not_trusted(engine: Engine) -> N
 def test_header_mode_reads_only_the_configured_header(authz: Any) -> None:
     eng = Engine(TenantSource("header", header="x-tenant-id"))
     eng.apply(authz, CELLS)
-    req = _proc_request({":method": "GET", ":path": "/t/acme/a", "x-tenant-id": "globex",
+    req = _proc_request({":method": "GET", ":path": "/items", "x-tenant-id": "globex",
                          "x-a1-jwt-payload": payload(ALICE)})  # fmt: skip
     resp = ep.ProcessingResponse.FromString(process_headers(eng, req))
     assert resp.immediate_response.status.code == 403  # globex != acme

@@ -135,3 +135,99 @@ def test_header_and_host_tenant_sources_follow_the_grammar() -> None:
     r = RequestReader(TenantSource("host", pattern="{tenant}.example.com"))
     assert r.facts("GET", "/x", "ACME.example.com:443").tenant == "acme"  # hosts fold case
     assert r.facts("GET", "/x", "a_b.example.com").status == 400
+
+
+# -- header and host tenant sources --------------------------------------------------------
+
+HEADER = TenantSource("header", header="x-tenant")
+HOST = TenantSource("host", pattern="{tenant}.example.com")
+tenant_values = st.lists(st.sampled_from(["acme", "globex", "ACME", "", " acme ", "a,b"]),
+                         max_size=3)  # fmt: skip
+
+
+def _with_tenant_header(method: bytes, path: bytes, values: list[str], host: bytes
+                        ) -> tuple[Any, Any, bytes]:
+    """The three wire forms of one request carrying ``values`` as x-tenant copies."""
+    check = SlimCheckRequest()
+    h = check.attributes.request.http
+    h.method, h.path, h.host = method, path, host
+    if values:  # Envoy's ext_authz joins repeated headers with ","
+        h.headers["x-tenant"] = ",".join(values).encode()
+    check = SlimCheckRequest.FromString(check.SerializeToString())
+    proc = ep.ProcessingRequest()
+    pairs = [(":method", method), (":path", path), (":authority", host)]
+    pairs += [("x-tenant", v.encode()) for v in values]
+    for k, v in pairs:
+        hv = proc.request_headers.headers.headers.add()
+        hv.key, hv.raw_value = k, v
+    head = method + b" " + path + b" HTTP/1.1\r\nhost: " + host
+    for v in values:
+        head += b"\r\nx-tenant: " + v.encode()
+    return check, proc, head
+
+
+@settings(max_examples=300, deadline=None)
+@given(path=st.sampled_from([b"/items", b"/t/acme/items", b"/t/globex", b"/t/", b"/public/x"]),
+       values=tenant_values)
+def test_header_mode_doors_agree_and_repeated_headers_are_ambiguous(
+        path: bytes, values: list[str]) -> None:
+    reader = RequestReader(HEADER)
+    check, proc, head = _with_tenant_header(b"GET", path, values, b"api.local")
+    facts = [reader.from_check(check), reader.from_process(proc), reader.from_http(head).facts]
+    assert len({_comparable(f) for f in facts}) == 1, facts
+    f = facts[0]
+    if len(values) > 1 or any("," in v for v in values):
+        assert (f.status, f.tenant) == (400, None)
+        assert f.reason == "ambiguous tenant header x-tenant: more than one value"
+    elif f.status == 0:
+        assert f.tenant == (values[0].strip() if values and values[0].strip() else None)
+        assert not path.startswith(b"/t/") or path.split(b"/")[2].decode() == f.tenant
+
+
+def test_a_duplicated_tenant_header_is_refused_even_when_both_copies_agree() -> None:
+    reader = RequestReader(HEADER)
+    check, proc, head = _with_tenant_header(b"GET", b"/items", ["acme", "acme"], b"api.local")
+    for f in (reader.from_check(check), reader.from_process(proc), reader.from_http(head).facts):
+        assert (f.status, f.tenant) == (400, None), f
+
+
+def test_path_tenant_must_match_the_configured_source() -> None:
+    r = RequestReader(HEADER)
+    f = r.facts("GET", "/t/globex/items", "", "acme")
+    assert (f.status, f.reason) == (400, "path tenant does not match the header tenant")
+    assert r.facts("GET", "/t/acme/items", "", "acme").tenant == "acme"
+    assert r.facts("GET", "/t/acme/items", "", None).status == 400  # the path alone is not enough
+    r = RequestReader(HOST)
+    f = r.facts("GET", "/t/globex/items", "acme.example.com")
+    assert (f.status, f.reason) == (400, "path tenant does not match the host tenant")
+    assert r.facts("GET", "/t/acme/items?q=/t/globex/", "acme.example.com").tenant == "acme"
+
+
+def test_host_mode_refuses_non_ascii_hosts_on_every_door() -> None:
+    reader = RequestReader(HOST)
+    host = "\u212ailo.example.com".encode()  # KELVIN SIGN: str.lower() makes it "kilo"
+    check, proc, head = _with_tenant_header(b"GET", b"/items", [], host)
+    for f in (reader.from_check(check), reader.from_process(proc), reader.from_http(head).facts):
+        assert (f.status, f.reason, f.tenant) == (400, "host is not ASCII", None), f
+    assert reader.facts("GET", "/items", "KILO.example.com:8443").tenant == "kilo"
+
+
+def test_one_path_tenant_rule() -> None:
+    from ext_proc import request, tenant
+
+    assert request.tenant_from_path is tenant.tenant_from_path  # the fast path uses it too
+    assert tenant.tenant_from_path("/t/") == ""  # an empty tenant, refused; not "no tenant"
+    assert tenant.tenant_from_path("/t") is None
+    f = RequestReader().facts("GET", "/t/")
+    assert (f.status, f.reason) == (400, "target tenant id is empty")
+
+
+@settings(max_examples=300, deadline=None)
+@given(path=paths)
+def test_the_path_source_reads_the_tenant_as_tenant_from_path(path: bytes) -> None:
+    from ext_proc.tenant import tenant_from_path
+
+    p = path.decode()
+    f = RequestReader().facts("GET", p)
+    if f.status == 0:
+        assert f.tenant == tenant_from_path(p)
