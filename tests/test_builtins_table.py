@@ -6,7 +6,7 @@ import pytest
 import wasmtime
 
 from policies.compiler.builtins import BUILTINS
-from policies.compiler.codegen import _RUNTIME_SIGS
+from policies.compiler.codegen.abi import RUNTIME_SIGS as _RUNTIME_SIGS
 from policies.runtime.module import _runtime_module
 
 
