@@ -239,6 +239,17 @@ def test_locals_shadow_rules_and_imports(rules: str, doc: Any) -> None:
     Compiled({"t.rego": src}, ["test/q"])  # and it compiles
 
 
+def test_shadowing_locals_never_share_a_wasm_local_with_other_names() -> None:
+    # a shadowing `x` gets a wasm local of its own, whose name no Rego variable has
+    names = [f"x_{i}" for i in range(60)]
+    decls = "\n".join(f"  {n} := {i}" for i, n in enumerate(names))
+    head = f"q := [x, y,\n  {', '.join(names)}]"
+    body = f"  x := 1\n{decls}\n  y := [x | x := 2]"
+    src = f"package test\nimport rego.v1\n{head} if {{\n{body}\n}}\n"
+    want = [1.0, [2.0], *[float(i) for i in range(60)]]
+    assert _value({"t.rego": src}, "test/q") == ("value", want)
+
+
 @pytest.mark.parametrize(
     ("rules", "where"),
     [

@@ -149,6 +149,7 @@ def rule_deps(rule: ir.Rule, program: ir.Program) -> set[ir.RulePath]:
 
 
 def package_rules(program: ir.Program, prefix: tuple[str, ...]) -> list[ir.RulePath]:
+    """The rules under a package path that are documents (the package object's parts)."""
     return sorted(
         p
         for p, r in program.rules.items()

@@ -36,6 +36,7 @@ class Unsafe(CompileError):
 
 
 def redefined(var: ir.Local) -> CompileError:
+    """regorus's words for a name a query binds twice."""
     return CompileError(var.loc, "type", f"var `{var.name}` used before definition below")
 
 
@@ -96,7 +97,8 @@ class Emitter:
     def shadow(self, name: str) -> None:
         """A new variable ``name`` hides a bound one: give it its own wasm local."""
         if name in self.fn.bound:
-            self.fn.renames[name] = f"$v_{name}_{next(self.temps)}"
+            # `.` is no Rego identifier character: no clash with a variable `x_3`
+            self.fn.renames[name] = f"$v_{name}.{next(self.temps)}"
         self.fn.bound.discard(name)
 
     def _mark(self) -> tuple[Any, ...]:
