@@ -435,7 +435,9 @@ def _dec(buf: Any, ptr: int, js: bool, b: list[int], d: int) -> Any:
             key(_dec(buf, flat[i], js, b, d)): _dec(buf, flat[i + 1], js, b, d)
             for i in range(0, 2 * n, 2)
         }
-        if len(o) != n:  # Rego keys are unique; Python equates false/0, true/1
+        # Rego keys are unique; Python equates false/0, true/1. In JSON form two keys
+        # may render alike (1 and "1"): the later one wins, as in regorus's JSON.
+        if len(o) != n and not js:
             raise ValueError("object has keys that Python cannot tell apart (false and 0?)")
         return o
     if tag == T_SET:
