@@ -298,6 +298,13 @@ def test_redeclared_names_are_errors_like_regorus(rules: str, where: str) -> Non
         ("q := z if { z == 3; z = count([1, 2, 3]) }", {}),
         ("q := [x | x > 1; x = input.xs[_]]", {"xs": [3, 1, 2]}),
         ("q contains x if { not x == 2; x = input.xs[_] }", {"xs": [1, 2, 3]}),
+        ("q if { every x in input.xs { y > x; y = 10 } }", {"xs": [1, 2, 3]}),
+        ("q := c if { c = b + 1; b = a * 2; a = input.n }", {"n": 4}),
+        (
+            'q contains n if { some {"name": n, "roles": [_]} in input.us }',
+            {"us": [{"name": "a", "roles": [1]}, {"name": "b", "roles": []}]},
+        ),
+        ('name({"name": n}) := n\nq := [name(u) | some u in input.us]', {"us": [{"name": "a"}]}),
         ("default q := 1\ndefault q := 2", {}),  # the first default counts
     ],
 )

@@ -243,8 +243,7 @@ class QueryEmitter(Emitter):
         saved = (fn.closers, set(fn.bound), dict(fn.renames))
         saved_scope = set(fn.scope)
         fn.fail, fn.closers = inner_fail, []
-        for inner in lit.body:
-            self.literal(inner)
+        self._schedule(lit.body)
         fn.emit(f"(br {outer})")
         for closer in reversed(fn.closers):
             fn.emit(*closer)
@@ -287,8 +286,7 @@ class QueryEmitter(Emitter):
         fn.bound.add(lit.value)
         fn.emit(f"block {body_fail}")
         fn.fail = body_fail
-        for inner in lit.body:
-            self.literal(inner)
+        self._schedule(lit.body)
         fn.emit(f"(br {nxt})")
         for closer in reversed(fn.closers):
             fn.emit(*closer)
