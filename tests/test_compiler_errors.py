@@ -58,7 +58,7 @@ def test_unsafe_variable_is_a_type_error() -> None:
 
 
 def test_recursion_is_an_error_once_evaluated_as_in_regorus() -> None:
-    from policies.runtime import PolicyError, PolicyModule
+    from policies.runtime import UNDEFINED, PolicyError, PolicyModule
 
     src = HEADER + "x if y\ny if x\nz := 1\nw := w if false\nf(n) := f(n)\nv := f(1)\n"
     entries = ["t/x", "t/y", "t/z", "t/w", "t/v"]
@@ -67,7 +67,7 @@ def test_recursion_is_an_error_once_evaluated_as_in_regorus() -> None:
         with pytest.raises(PolicyError):
             module.evaluator(entry).evaluate({})
     assert module.evaluator("t/z").evaluate({}) == 1
-    assert module.evaluator("t/w").evaluate({}) is not True  # never reaches itself
+    assert module.evaluator("t/w").evaluate({}) is UNDEFINED  # never reaches itself
 
 
 def test_unknown_entrypoint() -> None:
@@ -76,14 +76,14 @@ def test_unknown_entrypoint() -> None:
 
 
 def test_wrong_arity_is_an_error_once_evaluated_as_in_regorus() -> None:
-    from policies.runtime import PolicyError, PolicyModule
+    from policies.runtime import UNDEFINED, PolicyError, PolicyModule
 
     src = HEADER + 'x := startswith("a")\ny := 1\nz if { false; count(1, 2) }\n'
     module = PolicyModule.load(compile_sources({"p.rego": src}, None, ["t/x", "t/y", "t/z"]))
     with pytest.raises(PolicyError):
         module.evaluator("t/x").evaluate({})
     assert module.evaluator("t/y").evaluate({}) == 1
-    assert module.evaluator("t/z").evaluate({}) is not True  # undefined, not an error
+    assert module.evaluator("t/z").evaluate({}) is UNDEFINED  # not an error
 
 
 def test_invalid_regex_names_the_call() -> None:
