@@ -293,6 +293,153 @@ def test_http_door_framing_errors_close_the_connection(sidecar: Sidecar) -> None
     assert out.startswith(b"HTTP/1.1 400 ")
 
 
+def _decisions_total(sc: Sidecar) -> float:
+    url = f"http://127.0.0.1:{sc.metrics}/metrics"
+    text = urllib.request.urlopen(url, timeout=5).read().decode()
+    return sum(float(line.rpartition(" ")[2]) for line in text.splitlines()
+               if line.startswith("a1_decisions_total{"))
+
+
+def _logged(sc: Sidecar) -> list[dict[str, Any]]:
+    p = sc.dir / "decisions.jsonl"
+    return [json.loads(x) for x in p.read_text().splitlines()] if p.exists() else []
+
+
+@pytest.mark.parametrize(("raw", "status", "reason"), [
+    (b"GET /t/acme/\xff HTTP/1.1\r\nconnection: close\r\n\r\n", 400, "not valid UTF-8"),
+    (b"GARBAGE\r\n\r\n", 400, "malformed request line"),
+    (b"GET /t/acme/x HTTP/1.1\r\nno-colon\r\n\r\n", 400, "malformed header line"),
+    (b"GET /t/acme/x HTTP/1.1\r\ncontent-length: x\r\n\r\n", 400, "bad content-length"),
+    (b"GET /t/acme/x HTTP/1.1\r\ncontent-length: 99999999\r\n\r\n", 413, "too large"),
+    (b"GET /t/acme/x HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\n", 501, "chunked"),
+    (b"GET /t/acme/x HTTP/1.1\r\nx-big: " + b"a" * 70000, 431, "header too large"),
+], ids=["utf8", "request-line", "header-line", "content-length", "body-size", "chunked",
+        "head-size"])
+def test_http_door_counts_and_logs_the_requests_it_refuses(
+        sidecar: Sidecar, raw: bytes, status: int, reason: str) -> None:
+    """As the gRPC doors do: a refused request is a decision, in the metrics and the log."""
+    # Earlier tests' decisions may still be on their way to the log: every one is logged.
+    poll(lambda: len(_logged(sidecar)) == _decisions_total(sidecar), what="the log to catch up")
+    before, logged = _decisions_total(sidecar), len(_logged(sidecar))
+    out = http_exchange(sidecar, raw)
+    assert out.startswith(f"HTTP/1.1 {status} ".encode()) and reason.encode() in out, out[:200]
+    poll(lambda: _decisions_total(sidecar) == before + 1, what="the refusal to be counted")
+    rows = poll(lambda: _logged(sidecar)[logged:], what="the refusal to be logged")
+    assert [(r["allow"], r["status"]) for r in rows] == [(False, status)]
+    assert reason in rows[0]["reason"]
+    # The gRPC door's refusal of a broken request is counted the same way.
+    before, logged = _decisions_total(sidecar), len(_logged(sidecar))
+    assert via_grpc(sidecar, b"/t/acme/\xff", ALICE)[0] == 400
+    poll(lambda: _decisions_total(sidecar) == before + 1, what="the gRPC refusal to be counted")
+    rows = poll(lambda: _logged(sidecar)[logged:], what="the gRPC refusal to be logged")
+    assert [(r["allow"], r["status"], r["reason"]) for r in rows] == [
+        (False, 400, "request is not valid UTF-8")]
+
+
+def _doors_with(sc: Sidecar, path: bytes, host: bytes, tenant: list[bytes]
+                ) -> dict[str, tuple[int, str]]:
+    """Ask all three doors, carrying ``tenant`` as copies of x-tenant-id, as Envoy would."""
+    req = SlimCheckRequest()
+    h = req.attributes.request.http
+    h.method, h.path, h.host = b"GET", path, host
+    if tenant:
+        h.headers["x-tenant-id"] = b",".join(tenant)  # how Envoy's ext_authz sends copies
+    req.attributes.metadata_context = _metadata(ALICE)
+    with grpc.insecure_channel(f"unix:{sc.grpc_path}") as ch:
+        call = ch.unary_unary("/envoy.service.auth.v3.Authorization/Check",
+                              request_serializer=lambda b: b,
+                              response_deserializer=external_auth_pb2.CheckResponse.FromString)
+        resp = call(req.SerializeToString(), timeout=10)
+    hdrs = {x.header.key: x.header.value for x in resp.denied_response.headers}
+    answers = {"grpc": (200, "") if resp.status.code == 0 else
+               (resp.denied_response.status.code, hdrs.get("x-a1-deny-reason", ""))}
+    preq = ep.ProcessingRequest()
+    pairs = [(":method", b"GET"), (":path", path), (":authority", host),
+             ("x-a1-jwt-payload", payload(ALICE).encode())]
+    for k, v in pairs + [("x-tenant-id", t) for t in tenant]:
+        hv = preq.request_headers.headers.headers.add()
+        hv.key, hv.raw_value = k, v
+    with grpc.insecure_channel(f"unix:{sc.grpc_path}") as ch:
+        stream = ch.stream_stream("/envoy.service.ext_proc.v3.ExternalProcessor/Process",
+                                  request_serializer=lambda m: m.SerializeToString(),
+                                  response_deserializer=ep.ProcessingResponse.FromString)
+        (presp,) = list(stream(iter([preq]), timeout=10))
+    if presp.WhichOneof("response") == "request_headers":
+        answers["ext_proc"] = (200, "")
+    else:
+        imm = presp.immediate_response
+        ph = {x.header.key: x.header.raw_value.decode() for x in imm.headers.set_headers}
+        answers["ext_proc"] = (imm.status.code, ph.get("x-a1-deny-reason", ""))
+    head = (b"GET " + path + b" HTTP/1.1\r\nhost: " + host + b"\r\nconnection: close\r\n"
+            b"x-a1-jwt-payload: " + payload(ALICE).encode() + b"\r\n")
+    head += b"".join(b"x-tenant-id: " + t + b"\r\n" for t in tenant)
+    lines = http_exchange(sc, head + b"\r\n").split(b"\r\n\r\n")[0].decode().split("\r\n")
+    hh = dict(line.split(": ", 1) for line in lines[1:])
+    answers["http"] = (int(lines[0].split(" ")[1]), hh.get("x-a1-deny-reason", ""))
+    return answers
+
+
+HEADER_CASES: list[tuple[bytes, list[bytes], int, str]] = [
+    (b"/items", [b"acme"], 200, ""),
+    (b"/t/acme/items", [b"acme"], 200, ""),
+    # acme's reader names acme in the header and globex in the path the cell serves
+    (b"/t/globex/items", [b"acme"], 400, "path tenant does not match the header tenant"),
+    (b"/t/globex/items", [], 400, "path tenant does not match the header tenant"),
+    # two copies are ambiguous on every door, even when they agree
+    (b"/items", [b"globex", b"acme"], 400, "ambiguous tenant header x-tenant-id"),
+    (b"/items", [b"acme", b"acme"], 400, "ambiguous tenant header x-tenant-id"),
+    (b"/items", [b"acme,globex"], 400, "ambiguous tenant header x-tenant-id"),
+]
+
+
+@pytest.fixture(scope="module")
+def header_sidecar() -> Iterator[Sidecar]:
+    d = short_dir()
+    sc = launch(d, "tenant: {from: header, name: x-tenant-id}\n")
+    try:
+        yield sc
+    finally:
+        sc.stop()
+        shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.mark.parametrize(("path", "tenant", "status", "reason"), HEADER_CASES,
+                         ids=[f"{c[0].decode()}-{b'+'.join(c[1]).decode()}" for c in HEADER_CASES])
+def test_header_mode_doors_agree(header_sidecar: Sidecar, path: bytes, tenant: list[bytes],
+                                 status: int, reason: str) -> None:
+    answers = _doors_with(header_sidecar, path, b"api.local", tenant)
+    for name, (got_status, got_reason) in answers.items():
+        assert got_status == status and reason in got_reason, (name, answers)
+    assert len(set(answers.values())) == 1, answers
+
+
+HOST_CASES: list[tuple[bytes, bytes, int, str]] = [
+    (b"/items", b"acme.example.com", 200, ""),
+    (b"/items", b"ACME.Example.com:8443", 200, ""),  # DNS names are case-insensitive
+    (b"/t/acme/items", b"acme.example.com", 200, ""),
+    (b"/t/globex/items", b"acme.example.com", 400, "path tenant does not match the host tenant"),
+    # U+212A KELVIN SIGN: Python's str.lower() would make this tenant "kacme"
+    ("\u212aacme.example.com".encode(), b"", 400, "host is not ASCII"),
+]
+
+
+@pytest.mark.parametrize(("path", "host", "status", "reason"), HOST_CASES,
+                         ids=[f"{c[0].decode()}@{c[1].decode()}" for c in HOST_CASES])
+def test_host_mode_doors_agree(path: bytes, host: bytes, status: int, reason: str) -> None:
+    if not host:  # the non-ASCII case: the odd host goes in the host field
+        path, host = b"/items", path
+    d = short_dir()
+    sc = launch(d, "tenant: {from: host, pattern: '{tenant}.example.com'}\n")
+    try:
+        answers = _doors_with(sc, path, host, [])
+    finally:
+        sc.stop()
+        shutil.rmtree(d, ignore_errors=True)
+    for name, (got_status, got_reason) in answers.items():
+        assert got_status == status and reason in got_reason, (name, answers)
+    assert len(set(answers.values())) == 1, answers
+
+
 HEADER_POLICY = """package a1.authz
 import rego.v1
 # Header names come from the caller's roles: the compiler cannot see them.
