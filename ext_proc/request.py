@@ -10,6 +10,9 @@ ext_authz head) has one constructor here, and all of them funnel into
   percent-encoded, no ``//``, no ``\\``, no ``%2f``/``%5c``): else 400, so that the
   sidecar and the cell can never disagree about which tenant a path names;
 - the target tenant must match the one grammar (``ext_proc.tenant``): else 400;
+- with a header or host tenant source, a ``/t/<seg>`` path must name that same
+  tenant (the cells serve the path's tenant), a repeated or comma-joined tenant
+  header is ambiguous, and a non-ASCII host is refused: each a 400;
 - a caller whose tenant claim is outside the grammar is refused with 403 (the
   request is well formed; the credential can never match a tenant).
 
