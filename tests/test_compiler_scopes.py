@@ -459,3 +459,17 @@ def test_head_comprehensions_under_a_body_are_refused(rules: str, doc: Any) -> N
     assert Oracle(sources).eval("test/q", doc)[0] == "error"
     err = _refused(sources, "test/q")
     assert err.exit_code == 3 and "comprehension in the head" in str(err)
+
+
+def test_scheduling_a_long_body_in_reverse_order_stays_fast() -> None:
+    # Each literal needs the next one's variable: retrying every literal after each
+    # step would be quadratic (about 20 s here); waiting on the missed variable is not.
+    import time
+
+    n = 2000
+    chain = "\n".join(f"  x{i} = x{i + 1} + 1" for i in range(n))
+    src = f"package t\nimport rego.v1\nq := x0 if {{\n{chain}\n  x{n} = 0\n}}\n"
+    start = time.monotonic()
+    compiled = Compiled({"p.rego": src}, ["t/q"])
+    assert time.monotonic() - start < 6
+    assert compiled.eval("t/q", {}) == ("value", float(n))

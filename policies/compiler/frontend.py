@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import json
 from collections.abc import Iterable, Mapping
+from collections.abc import Set as AbstractSet
 from typing import Any
 
 import regorus
@@ -315,31 +316,35 @@ class _Lowerer:
         """
         stmts = query["stmts"]
         declared = [self._declares(st["literal"]) for st in stmts]
+        kinds = [_variant(st["literal"])[0] for st in stmts]
+        # later[i]: the names `:=` declares after statement i (suffix unions, linear)
+        later: list[set[str]] = [set() for _ in range(len(stmts) + 1)]
+        for i in range(len(stmts) - 1, -1, -1):
+            later[i] = later[i + 1] | (declared[i] if kinds[i] == "Expr" else set())
         scope = set(locals_)
         lits: list[ir.Lit] = []
         saved, outer = self._pending, self._outer_decls
-        kinds = [_variant(st["literal"])[0] for st in stmts]
+        everything = outer.union(*declared)
+        before: set[str] = set()  # the names statements before i declare
         for i, stmt in enumerate(stmts):
-            after = list(zip(declared, kinds, strict=True))[i + 1 :]
-            later = [d for d, k in after if k == "Expr"]
-            others = outer.union(*declared[:i], *later)
-            if _variant(stmt["literal"])[0] == "SomeIn":
+            if kinds[i] == "SomeIn":
                 # `some x in` may not reuse a name another declaration here or
                 # around declares (regorus); `:=` in a nested query may.
-                self._check_some_unique(stmt["literal"], others)
+                self._check_some_unique(stmt["literal"], (outer, before, later[i + 1]))
             # Only `:=` must come first; regorus schedules `some .. in` as needed.
-            self._pending = saved | set().union(*later) - scope - declared[i]
-            self._outer_decls = outer.union(*declared)
+            self._pending = saved | (later[i + 1] - scope - declared[i])
+            self._outer_decls = everything
             lits.append(self._stmt(stmt, scope, declared[i]))
             scope |= declared[i]
+            before |= declared[i]
         self._pending, self._outer_decls = saved, outer
         return lits, scope
 
-    def _check_some_unique(self, literal: Mapping[str, Any], others: set[str]) -> None:
+    def _check_some_unique(self, literal: Mapping[str, Any], others: tuple[set[str], ...]) -> None:
         _, body = _variant(literal)
         for pattern in (body.get("key"), body["value"]):
             for span, name in self._pattern_var_spans(pattern):
-                if name in others:
+                if any(name in names for names in others):
                     raise CompileError(
                         self._loc(span), "type", f"var `{name}` used before definition below"
                     )
@@ -370,7 +375,10 @@ class _Lowerer:
         return set()
 
     def _stmt(
-        self, stmt: Mapping[str, Any], locals_: set[str], declared: set[str] = frozenset()  # type: ignore[assignment]
+        self,
+        stmt: Mapping[str, Any],
+        locals_: set[str],
+        declared: AbstractSet[str] = frozenset(),
     ) -> ir.Lit:
         """One statement; ``declared`` are the names it declares (its patterns' scope)."""
         withs = [self._with(w, locals_) for w in stmt.get("with_mods") or []]

@@ -34,6 +34,10 @@ class FnState:
 class Unsafe(CompileError):
     """A variable read before anything binds it: maybe fine in another order."""
 
+    def __init__(self, loc: ir.Loc, name: str) -> None:
+        super().__init__(loc, "type", f"var {name.lstrip('$')} is unsafe (used before it is bound)")
+        self.name = name
+
 
 def redefined(var: ir.Local) -> CompileError:
     """regorus's words for a name a query binds twice."""

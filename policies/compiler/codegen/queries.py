@@ -23,16 +23,23 @@ class QueryEmitter(Emitter):
 
         Like regorus's scheduler (and OPA's safety reordering): the first literal,
         in source order, that compiles with the variables bound so far goes next.
-        When none does, the first one left reports its unsafe variable.
+        When none does, the first one left reports its unsafe variable. A literal
+        is tried again only once the variable it missed is bound, which keeps a
+        long body in reverse order linear rather than quadratic in trials.
         """
         pending = list(lits)
+        waits: dict[int, str] = {}  # id(literal) -> the variable it last missed
         while pending:
             for i, lit in enumerate(pending):
+                missed = waits.get(id(lit))
+                if missed is not None and missed not in self.fn.bound:
+                    continue
                 mark = self._mark()
                 try:
                     self.literal(lit)
-                except Unsafe:
+                except Unsafe as err:
                     self._rewind(mark)
+                    waits[id(lit)] = err.name
                     continue
                 del pending[i]
                 break

@@ -80,11 +80,7 @@ class TermEmitter(Emitter):
             return self.const(term.value)
         if isinstance(term, ir.Local):
             if term.name not in fn.bound:
-                raise Unsafe(
-                    term.loc,
-                    "type",
-                    f"var {term.name.lstrip('$')} is unsafe (used before it is bound)",
-                )
+                raise Unsafe(term.loc, term.name)
             return f"(local.get {self.var(term.name)})"
         if isinstance(term, ir.InputRoot):
             return self._slot(())[0]
