@@ -473,3 +473,29 @@ def test_scheduling_a_long_body_in_reverse_order_stays_fast() -> None:
     compiled = Compiled({"p.rego": src}, ["t/q"])
     assert time.monotonic() - start < 6
     assert compiled.eval("t/q", {}) == ("value", float(n))
+
+
+@pytest.mark.parametrize("name", ["input", "data"])
+def test_rules_named_input_or_data_are_rejected_like_regorus(name: str) -> None:
+    sources = {"t.rego": f"package test\n{name} := 3\nq := 1\n"}
+    with pytest.raises(RuntimeError):
+        Oracle(sources)
+    err = _refused(sources, "test/q")
+    assert err.exit_code == 2
+    assert str(err) == f"t.rego:2:1: error: {name} cannot be shadowed"
+
+
+def test_input_import_named_like_a_builtin_namespace() -> None:
+    src = "package g\nimport rego.v1\nimport input.time\nr := [time.now_ns() > 0, time.x]\n"
+    assert _value({"g.rego": src}, "g/r", doc={"time": {"x": 1}}) == ("value", [True, 1.0])
+
+
+def test_rules_of_the_same_name_in_other_packages_stay_apart() -> None:
+    sources = {
+        "a.rego": "package a\nr := 1\nf(x) := x + 1\n",
+        "b.rego": (
+            "package b\nimport rego.v1\nr := 2\nf(x) := x + 2\n"
+            "q := [r, data.a.r, f(0), data.a.f(0)]\n"
+        ),
+    }
+    assert _value(sources, "b/q") == ("value", [2.0, 1.0, 2.0, 1.0])

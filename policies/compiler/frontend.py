@@ -38,7 +38,7 @@ def parse_sources(sources: Mapping[str, str], data: Any = None) -> ir.Program:
             asts = json.loads(engine.get_ast_as_json())
         except RuntimeError as err:
             error = from_regorus(str(err), name)
-            if _parses_as_v0(name, text):
+            if "keyword is required" in error.message and _parses_as_v0(name, text):
                 # Valid Rego, just not the v1 syntax this compiler takes: refused, not wrong.
                 raise unsupported(error.loc, f"Rego v0 syntax ({error.message})") from None
             raise error from None
