@@ -383,6 +383,9 @@ _BODIES = [
     "some i, x in [{u}]",
     "not {u} == 1",
     "every e in [1] {{ {u} != e }}",
+    "[{n}, z] = [{u}, 1]",  # unification: binds, or compares a rule or import
+    "z > 0; z = count([{u}])",  # read before its `=` binding: scheduled
+    'some [k, {{"a": w}}] in [[{u}, {{"a": 1}}]]',
 ]
 
 
@@ -393,6 +396,10 @@ def scope_programs(draw: st.DrawFn) -> tuple[dict[str, str], Any]:
     for _ in range(draw(st.integers(0, 3))):
         lines.append(pick(_IMPORTS).format(n=pick(_NAMES)))
     lines.append("f(x) := [x]")
+    if draw(st.booleans()):  # a function argument named like a rule or an import
+        arg = pick(_NAMES)
+        lines.append(f"h({arg}) := [{arg}, {pick(_USES).format(n=arg)}]")
+        lines.append(f"hc := h({pick(['1', 'input.a', '[1]'])})")
     for i in range(draw(st.integers(1, 4))):
         name = pick(_NAMES) if draw(st.booleans()) else f"q{i}"
         use = pick(_USES).format(n=pick(_NAMES))
