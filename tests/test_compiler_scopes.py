@@ -204,11 +204,24 @@ def test_numbers_index_data_objects_as_strings() -> None:
     assert _value({"t.rego": src}, "test/a", data) == ("value", ["hello", 100.0, "first"])
 
 
-def test_rule_under_a_scalar_in_data_is_an_error_like_regorus() -> None:
-    sources = {"t.rego": "package test\nr := 1\n"}
-    _assert_like_regorus(sources, {"test": 5}, ["test/r"])
-    err = _refused(sources, "test/r", {"test": 5})
-    assert str(err).startswith("t.rego:2:1: error: previous value is not an object")
+@pytest.mark.parametrize(
+    ("sources", "data"),
+    [
+        ({"t.rego": "package test\nr := 1\n"}, {"test": 5}),
+        ({"t.rego": "package a.b\nr := 1\n"}, {"a": {"b": 5}}),
+        ({"t.rego": "package test\ndefault r := count([1])\nr := 5\n"}, None),
+        ({"t.rego": 'package test\ndefault r := {"b": 5}.b\n'}, None),
+    ],
+)
+def test_rules_regorus_rejects_only_when_evaluated(sources: dict[str, str], data: Any) -> None:
+    # A rule under a scalar in the data, or with an invalid default value: an
+    # error wherever it is evaluated, and nowhere else.
+    sources = {**sources, "o.rego": "package other\nq := 1\n"}
+    _assert_like_regorus(sources, data, ["other/q"])
+    assert Compiled(sources, ["other/q"], data).eval("other/q", {}) == ("value", 1.0)
+    root = "a" if "a.b" in sources["t.rego"] else "test"
+    assert Oracle(sources, data).eval(root, {})[0] == "error"
+    assert Compiled(sources, [root], data).eval(root, {})[0] == "error"
 
 
 def test_reference_to_the_enclosing_package_is_refused_with_its_place() -> None:
@@ -336,9 +349,6 @@ def test_functions_as_entrypoints_like_regorus(rules: str, entry: str, want: Any
         'q := true if { {"a": x, "b": y} = {"a": 1, "c": 2} }',
         'q := true if { [x] = {"key": 1} }',
         "q := true if { some [x, y] in [[1, 2, 3]] }",
-        "default q := count([1])",
-        'default q := {"b": 5}.b',
-        "default q := (5 + 6)",
         "q if { y > 1; y := input.n }",  # `:=` is not moved
     ],
 )

@@ -114,6 +114,7 @@ class _Lowerer:
         self._pending: set[str] = set()  # declared later in the enclosing queries
         self._outer_decls: set[str] = set()  # declared anywhere in the enclosing queries
         self._head_of_body = False  # lowering the head of a rule body with statements
+        self._poisoned: dict[ir.RulePath, str] = {}  # rules that fail when evaluated
 
     # ------------------------------------------------------------ program
 
@@ -137,6 +138,9 @@ class _Lowerer:
                     self._lower_rule(rule)
         for rule in self.rules.values():
             self._check_data_prefixes(rule)
+        for path, message in self._poisoned.items():
+            self._poison(self.rules[path], message)
+        for rule in self.rules.values():
             if not rule.defs and rule.default is None:
                 raise CompileError(rule.loc, "type", f"rule {'.'.join(rule.path)} has no body")
         return ir.Program(self.rules, self.packages, self.data, self.sources)
@@ -147,9 +151,18 @@ class _Lowerer:
             value = _lookup_data(self.data, rule.path[:n])
             if value is not _MISSING and not isinstance(value, dict):
                 where = "data." + ".".join(rule.path[:n])
-                raise CompileError(
-                    rule.loc, "type", f"previous value is not an object: {where} in the data"
-                )
+                message = f"previous value is not an object: {where} in the data"
+                self._poisoned.setdefault(rule.path, message)
+
+    def _poison(self, rule: ir.Rule, message: str) -> None:
+        """regorus rejects some rules only when it evaluates them (an invalid default
+        value, a rule under a scalar in the data): such a rule is an error then."""
+        fail = ir.ExprLit(ir.Fail(message, rule.loc), rule.loc)
+        body = ir.Body([fail], ir.Const(True, rule.loc), ir.Const(True, rule.loc), rule.loc)
+        args: list[ir.Term] | None = None
+        if rule.kind == "function":
+            args = [ir.Local(self._fresh_name(), rule.loc) for _ in range(rule.arity)]
+        rule.defs, rule.default = [ir.Definition([body], args, rule.loc)], None
 
     def _loc(self, node: Any) -> ir.Loc:
         return _loc(self.file, self.lines, node)
@@ -242,7 +255,11 @@ class _Lowerer:
             target = self.rules[path]
             if body.get("args"):
                 raise unsupported(loc, "default function")
-            self._check_default(body["value"])
+            try:
+                self._check_default(body["value"])
+            except CompileError as err:
+                self._poisoned.setdefault(path, err.message)
+                return
             if target.default is not None:
                 return  # regorus keeps the first default rule
             target.default = self._term(body["value"], set())

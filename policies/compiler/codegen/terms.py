@@ -275,9 +275,11 @@ class TermEmitter(Emitter):
                 fn.emit(f"(local.set {obj} {put})")
         for name, paths in sorted(children.items()):
             if name in doc and name not in merged:  # the data document's value wins
-                for path in paths:
+                for path in paths:  # ... but the rules still run, for their errors
                     if len(path) == len(ref.path) + 1:
                         self.term_maybe(ir.RuleRef(path, ref.loc, (doc[name],)))
+                    else:
+                        self.fn.emit(f"(drop {self.term_maybe(ir.RuleRef(path, ref.loc))})")
                 continue
             if len(paths) == 1 and len(paths[0]) == len(ref.path) + 1:
                 v = self.temp()
