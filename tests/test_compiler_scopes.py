@@ -516,3 +516,10 @@ def test_rules_of_the_same_name_in_other_packages_stay_apart() -> None:
         ),
     }
     assert _value(sources, "b/q") == ("value", [2.0, 1.0, 2.0, 1.0])
+
+
+def test_unary_minus_on_a_non_literal_fails_when_evaluated() -> None:
+    sources = {"t.rego": "package test\nimport rego.v1\nq := 1\nr := -input.n\n"}
+    _assert_like_regorus(sources, None, ["test/q", "test/r"], {"n": 2})
+    assert Compiled(sources, ["test/q"]).eval("test/q", {}) == ("value", 1.0)
+    assert Compiled(sources, ["test/r"]).eval("test/r", {})[0] == "error"

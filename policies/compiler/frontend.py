@@ -624,7 +624,8 @@ class _Lowerer:
             value = inner.value if isinstance(inner, ir.Const) else None
             if isinstance(value, (int, float)) and not isinstance(value, bool):
                 return ir.Const(-value, loc)
-            raise CompileError(loc, "type", "unary minus only applies to numeric literals")
+            # regorus: "unary - can only be used with numeric literals", once evaluated
+            return ir.Fail("unary minus only applies to numeric literals", loc)
         if kind == "ArithExpr":
             op = _ARITH[body["op"]]
             return ir.BinOp(
