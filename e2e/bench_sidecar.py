@@ -125,6 +125,7 @@ class Settings:
     upstream: str = "direct"  # direct | cells
     decision_log: bool = False
     jwt_cache: int = 0  # 0: jwt_authn exactly as envoy/fragments/jwt_authn.yaml has it
+    transport: str = "unix"  # the decision ports of the sidecar and the no-op alike
     keep: bool = False
 
 
@@ -260,14 +261,17 @@ class Rig:
         ports = free_ports(6 + N_CELLS + 1 + 3 * len(cases))  # chosen together: no clashes
         stack_ports = StackPorts(*ports[:6], tuple(ports[6:6 + N_CELLS]))  # type: ignore[arg-type]
         rest = ports[6 + N_CELLS:]
-        self.noop_address = f"{LOOPBACK}:{rest.pop(0)}"
+        # The floor listens the way the sidecar does, so (b) and (c) differ in the decision only.
+        noop_port = rest.pop(0)
+        self.noop_address = (f"unix:{self.root / 'noop.sock'}" if s.transport == "unix"
+                             else f"{LOOPBACK}:{noop_port}")
         sidecar: dict[str, Any] = {}
         if not s.decision_log:
             sidecar["decision_log"] = None
         self.stack = Stack(StackOptions(
             state_dir=self.root, cells=N_CELLS, ports=stack_ports, mode="grpc",
             access_log=False, envoy_log_level="warning", envoy_concurrency=s.concurrency,
-            sidecar_settings=sidecar), self.launcher)
+            sidecar_settings=sidecar, sidecar_transport=s.transport), self.launcher)
         self.stack.prepare()
         table = self.stack.cell_table()
         for name in TENANT_CANDIDATES + tuple(f"tenant-{i}" for i in range(1000)):
@@ -705,6 +709,7 @@ def summarize(s: Settings, rig: Rig, tput: dict[str, list[dict[str, Any]]],
             "rate": s.rate, "rounds": s.rounds, "envoy_concurrency": s.concurrency,
             "upstream": s.upstream, "decision_log": s.decision_log,
             "jwt_cache": s.jwt_cache,
+            "transport": s.transport,
             "tenants": rig.cell_of, "cpus": os.cpu_count(),
             "request": "GET /t/<tenant>/items, Bearer dev JWT (ES256), roles [reader]",
         },
@@ -775,6 +780,7 @@ def report(result: dict[str, Any]) -> str:
         f"{'Envoy direct_response per cell route' if st['upstream'] == 'direct' else 'demo cells'}"
         f"; jwt_authn cache: {st['jwt_cache'] or 'as in envoy/fragments/jwt_authn.yaml'}"
         f"; sidecar decision log: {'on' if st['decision_log'] else 'off'}"
+        f"; decision ports (sidecar and no-op): {st.get('transport', 'tcp')}"
         f"; {st['cpus']} CPUs shared by Envoy, load generator and authz process",
         f"request: {st['request']}; tenants "
         + ", ".join(f"{t}->{c}" for t, c in st["tenants"].items()),
@@ -867,6 +873,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--jwt-cache", type=non_negative, default=d.jwt_cache, metavar="SIZE",
                    help="give jwt_authn a verified-token cache of SIZE entries in every case "
                    "(default 0: as the bootstrap ships, with a 1000-entry cache)")
+    p.add_argument("--transport", choices=("unix", "tcp"), default=d.transport,
+                   help="where the sidecar and the no-op floor listen: unix sockets as "
+                   "`a1 up` ships (default), or TCP loopback")
     p.add_argument("--keep", action="store_true",
                    help="keep the temporary state directory (configs, logs, load output)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -876,7 +885,8 @@ def settings_from(args: argparse.Namespace) -> Settings:
     return Settings(duration=args.duration, connections=args.connections, cases=args.cases,
                     rate=args.rate, rounds=args.rounds, warmup=args.warmup,
                     concurrency=args.envoy_concurrency, upstream=args.upstream,
-                    decision_log=args.decision_log, jwt_cache=args.jwt_cache, keep=args.keep)
+                    decision_log=args.decision_log, jwt_cache=args.jwt_cache,
+                    transport=args.transport, keep=args.keep)
 
 
 def run_cli(args: argparse.Namespace) -> int:
