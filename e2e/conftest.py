@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import http.client
 import json
+import random
 import ssl
 import time
 from collections.abc import Callable, Iterator
@@ -20,6 +21,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from a1.launcher import LaunchError, check_ports_free, free_ports
 from a1.stack import Stack, StackOptions, StackPorts
 from ext_proc.cells import CellTable
 
@@ -181,3 +183,20 @@ def stack(start_stack: Callable[..., Stack]) -> Stack:
 @pytest.fixture(scope="module")
 def client(stack: Stack) -> Client:
     return Client(stack.http_url)
+
+
+def port_args() -> list[str]:
+    """`a1 up` flags: free ports for every listener and a free internal block (base..base+13)."""
+    rng = random.Random()
+    for _ in range(200):
+        http, https, admin = free_ports(3)
+        # The block comes from below the kernel's ephemeral range, where busy
+        # client sockets (TIME_WAIT after a load test) do not crowd it out.
+        base = rng.randrange(20000, 32000 - 14)
+        try:
+            check_ports_free([("internal", "127.0.0.1", p) for p in range(base, base + 14)])
+        except LaunchError:
+            continue
+        return ["--http-port", str(http), "--https-port", str(https), "--admin-port",
+                str(admin), "--internal-port-base", str(base)]
+    pytest.fail("no free block of loopback ports")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import random
 import signal
 import socket
 import subprocess
@@ -13,8 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from a1.launcher import LaunchError, check_ports_free, free_ports
-from e2e.conftest import Client, poll
+from e2e.conftest import Client, poll, port_args
 
 pytestmark = pytest.mark.e2e
 
@@ -37,21 +35,6 @@ def processes_mentioning(text: str) -> list[int]:
     return found
 
 
-def port_args() -> list[str]:
-    """Free ports for every listener, including the internal block (base..base+13)."""
-    rng = random.Random()
-    for _ in range(200):
-        http, https, admin = free_ports(3)
-        # The block comes from below the kernel's ephemeral range, where busy
-        # client sockets (TIME_WAIT after a load test) do not crowd it out.
-        base = rng.randrange(20000, 32000 - 14)
-        try:
-            check_ports_free([("internal", "127.0.0.1", p) for p in range(base, base + 14)])
-        except LaunchError:
-            continue
-        return ["--http-port", str(http), "--https-port", str(https), "--admin-port",
-                str(admin), "--internal-port-base", str(base)]
-    pytest.fail("no free block of loopback ports")
 
 
 class Up:

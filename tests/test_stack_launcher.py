@@ -10,7 +10,7 @@ import sys
 import textwrap
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -35,12 +35,13 @@ def gone(pid: int) -> bool:
         return True
 
 
-def wait_until(cond: object, timeout: float = 10.0) -> bool:
+def wait_until(cond: Callable[[], object], timeout: float = 10.0) -> bool:
+    """Poll ``cond`` until it is true (→ True) or ``timeout`` passes (→ False)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if cond():  # type: ignore[operator]
+        if cond():
             return True
-        time.sleep(0.02)
+        time.sleep(0.01)
     return False
 
 

@@ -6,8 +6,6 @@ import itertools
 import json
 import os
 import signal
-import sys
-import textwrap
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -19,31 +17,10 @@ from hypothesis import strategies as st
 
 from a1.launcher import Launcher, Probe, ProcessSpec
 from a1.supervisor import GaveUp, RestartPolicy, State, Supervisor
+from tests.test_stack_launcher import gone, py, wait_until
 
 FAST = RestartPolicy(initial_backoff=0.05, max_backoff=0.2, stable_after=30.0,
                      max_failures=5, failure_window=60.0, ready_timeout=10.0)
-
-
-def py(code: str) -> list[str]:
-    return [sys.executable, "-c", textwrap.dedent(code)]
-
-
-def gone(pid: int) -> bool:
-    """True once ``pid`` no longer runs (absent, or a zombie awaiting its reaper)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
-    except FileNotFoundError:
-        return True
-
-
-def wait_until(cond: Callable[[], object], timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(0.01)
-    return False
 
 
 class Lines:

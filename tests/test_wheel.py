@@ -14,7 +14,6 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import random
 import shutil
 import signal
 import subprocess
@@ -28,7 +27,7 @@ from pathlib import Path
 
 import pytest
 
-from a1.launcher import LaunchError, check_ports_free, free_ports
+from e2e.conftest import port_args
 
 pytestmark = pytest.mark.e2e
 
@@ -170,19 +169,6 @@ def test_the_installed_copy_resolves_everything_inside_the_venv(
     assert protos.parts[-5:] == ("envoy", "config", "core", "v3", "__init__.py")
 
 
-def port_args() -> list[str]:
-    """Free ports for every listener, and a free block for the internal ports."""
-    rng = random.Random()
-    for _ in range(200):
-        http, https, admin = free_ports(3)
-        base = rng.randrange(20000, 32000 - 14)  # below the ephemeral range, as e2e does
-        try:
-            check_ports_free([("internal", "127.0.0.1", p) for p in range(base, base + 14)])
-        except LaunchError:
-            continue
-        return ["--http-port", str(http), "--https-port", str(https), "--admin-port",
-                str(admin), "--internal-port-base", str(base)]
-    pytest.fail("no free block of loopback ports")
 
 
 def processes_mentioning(text: str) -> list[int]:
