@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from e2e import bench_sidecar
+from a1.bench import sidecar as bench_sidecar
 
 pytestmark = pytest.mark.e2e
 

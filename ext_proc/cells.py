@@ -9,7 +9,7 @@ tenants move, all of them to the new cell.
 The hash is ``zlib.crc32`` of the tenant's UTF-8 bytes, modulo the bucket count:
 stable across processes, platforms and Python versions (unlike ``hash()``), about
 5x cheaper than blake2b, and measured as evenly spread as blake2b over sequential,
-short and random tenant names (see ``e2e/bench_cells.py``).
+short and random tenant names (see ``a1/bench/cells.py``).
 """
 
 from __future__ import annotations

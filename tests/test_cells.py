@@ -63,7 +63,7 @@ def test_balanced_bucket_counts_differ_by_at_most_one(n: int) -> None:
 def test_tenant_load_max_over_mean_is_bounded(n: int, seed: int) -> None:
     # 50k random tenant ids: at 2,500-16,700 tenants per cell the binomial spread
     # alone is a few percent, so the bound here is 1.10; the 1M-tenant figure
-    # (<= 1.02) is measured in e2e/bench_cells.py.
+    # (<= 1.02) is measured in a1/bench/cells.py.
     rng = random.Random(seed)
     tenants = [f"{rng.getrandbits(64):x}" for _ in range(50_000)]
     counts = loads(CellTable.balanced(cell_names(n)), tenants)
@@ -257,8 +257,8 @@ def test_not_a_mapping_is_refused(tmp_path: Path) -> None:
 
 
 def test_benchmark_runs_and_compares_with_the_ring() -> None:
-    """A small run of e2e/bench_cells.py: the table prints and movement is exact."""
-    from e2e.bench_cells import Ring, run
+    """A small run of a1/bench/cells.py: the table prints and movement is exact."""
+    from a1.bench.cells import Ring, run
 
     lines: list[str] = []
     rows = run(20_000, [3, 10], "seq", out=lines.append)

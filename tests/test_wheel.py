@@ -49,16 +49,16 @@ sys.path[:] = [p for p in sys.path
 WHERE = """
 import json
 from importlib import resources
-import a1, conformance, control, e2e, ext_proc, policies
+import a1, conformance, control, ext_proc, policies
 from a1 import package_data
 from a1.stack import DEFAULT_POLICY, DEFAULT_POLICY_DATA
 from a1.envoy_bootstrap import TEMPLATE_DIR
-import e2e.bench_policy, e2e.bench_sidecar  # what `a1 bench` imports
+import a1.bench.policy, a1.bench.sidecar  # what `a1 bench` imports
 import envoy.config.core.v3 as protos
 print(json.dumps({
     "a1": a1.__file__, "policies": policies.__file__, "ext_proc": ext_proc.__file__,
-    "control": control.__file__, "conformance": conformance.__file__, "e2e": e2e.__file__,
-    "bench": e2e.bench_policy.__file__,
+    "control": control.__file__, "conformance": conformance.__file__,
+    "bench": a1.bench.policy.__file__,
     "templates": str(package_data.envoy_templates() / "bootstrap.yaml"),
     "template_dir": str(TEMPLATE_DIR / "fragments" / "hcm.yaml"),
     "runtime": str(resources.files("policies.runtime") / "a1rt.wasm"),
@@ -136,7 +136,7 @@ def test_the_wheel_ships_every_module_and_the_data_and_no_top_level_envoy(
         top_level = zf.read(next(n for n in names if n.endswith(".dist-info/top_level.txt")))
         # envoy/ stays a directory of templates: a top-level `envoy` in the wheel would
         # overwrite the Envoy wheel's package and the xDS protobuf classes.
-        assert not any(n.startswith(("envoy/", "tests/")) for n in shipped)
+        assert not any(n.startswith(("envoy/", "tests/", "e2e/")) for n in shipped)
         assert set(top_level.decode().split()) == set(shipped_packages(root))
 
         modules = {p.relative_to(root).as_posix()

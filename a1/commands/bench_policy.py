@@ -13,7 +13,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from e2e import bench_policy
+    from a1.bench import policy as bench_policy
 
     argv = ["--iterations", str(args.iterations)] + (["--json"] if args.json else [])
     return bench_policy.main(argv)

@@ -1,7 +1,7 @@
 """``a1 bench sidecar``: authorization paths through a real Envoy, side by side.
 
-The options and the run live in ``e2e.bench_sidecar`` (also runnable as
-``python -m e2e.bench_sidecar``), so both entry points share one definition.
+The options and the run live in ``a1.bench.sidecar`` (also runnable as
+``python -m a1.bench.sidecar``), so both entry points share one definition.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import argparse
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from e2e import bench_sidecar
+    from a1.bench import sidecar as bench_sidecar
 
     bench = sub.add_parser(
         "sidecar",
@@ -26,6 +26,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from e2e import bench_sidecar
+    from a1.bench import sidecar as bench_sidecar
 
     return bench_sidecar.run_cli(args)

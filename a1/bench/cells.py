@@ -1,6 +1,6 @@
 """Cell selection benchmark: A1's bucket table versus the seed's SHA-256 ring.
 
-``python -m e2e.bench_cells [--tenants 1000000] [--cells 3,10,20]``
+``python -m a1.bench.cells [--tenants 1000000] [--cells 3,10,20]``
 
 For each cell count it prints load balance (max/mean, relative standard
 deviation) over the tenant population, the time per lookup, and what adding one
@@ -152,7 +152,7 @@ def hash_candidates(tenants: list[str], out: Callable[[str], None] = print) -> N
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m e2e.bench_cells", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m a1.bench.cells", description=__doc__)
     parser.add_argument("--tenants", type=int, default=1_000_000)
     parser.add_argument("--cells", default="3,10,20", help="comma-separated cell counts")
     parser.add_argument(

@@ -1,6 +1,6 @@
 """Authorization paths through a real Envoy, side by side: ``a1 bench sidecar``.
 
-``python -m e2e.bench_sidecar [--duration 10] [--connections 64] [--cases a,b,c,d,e]
+``python -m a1.bench.sidecar [--duration 10] [--connections 64] [--cases a,b,c,d,e]
 [--rate 1000] [--rounds 2] [--json]``
 
 Cases, each its own Envoy (same bootstrap templates as ``a1 up``, same
@@ -929,7 +929,7 @@ def run_cli(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m e2e.bench_sidecar",
+    parser = argparse.ArgumentParser(prog="python -m a1.bench.sidecar",
                                      description=__doc__.splitlines()[0])
     add_arguments(parser)
     return run_cli(parser.parse_args(argv))

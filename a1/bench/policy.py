@@ -10,7 +10,7 @@ hits every contender alike). Contenders:
   pays for a repeated decision;
 - ``regorus``: ``set_input_json(json.dumps(input))`` + ``eval_rule``.
 
-Run: ``a1 bench policy`` (or ``python -m e2e.bench_policy``).
+Run: ``a1 bench policy`` (or ``python -m a1.bench.policy``).
 """
 
 from __future__ import annotations
@@ -21,15 +21,15 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import regorus
 
+from a1.package_data import policy_library
 from policies.compiler import compile_files, compile_sources
 from policies.runtime import PolicyModule
 
-LIBRARY = Path(__file__).resolve().parents[1] / "policies" / "library"
+LIBRARY = policy_library()
 ENTRY = "a1/authz/decision"
 
 INPUTS: list[dict[str, Any]] = [
