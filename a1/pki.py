@@ -32,6 +32,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from a1.errors import UserError
+from a1.files import write_atomic
 from ext_proc.tenant import tenant_error
 
 ISSUER = "a1-dev"
@@ -140,12 +141,6 @@ def _write_private(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
         raise
 
 
-def _write_public(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
 def _read_key(path: Path) -> ec.EllipticCurvePrivateKey:
     _refuse_symlink(path)
     try:
@@ -194,7 +189,7 @@ def _ensure_ca(pki: DevPKI) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificat
         .sign(key, hashes.SHA256())
     )
     _write_private(pki.ca_key, key)
-    _write_public(pki.ca_cert, cert.public_bytes(serialization.Encoding.PEM))
+    write_atomic(pki.ca_cert, cert.public_bytes(serialization.Encoding.PEM))
     return key, cert, True
 
 
@@ -225,7 +220,7 @@ def _ensure_server(pki: DevPKI, ca_key: ec.EllipticCurvePrivateKey, ca_cert: x50
         .sign(ca_key, hashes.SHA256())
     )
     _write_private(pki.server_key, key)
-    _write_public(pki.server_cert, cert.public_bytes(serialization.Encoding.PEM))
+    write_atomic(pki.server_cert, cert.public_bytes(serialization.Encoding.PEM))
 
 
 # -- JWT ------------------------------------------------------------------------------
@@ -253,7 +248,7 @@ def _ensure_jwt_key(pki: DevPKI) -> None:
         _write_private(pki.jwt_key, key)
     jwks = json.dumps({"keys": [public_jwk(key)]}, indent=2) + "\n"
     if not pki.jwks.exists() or pki.jwks.read_text() != jwks:
-        _write_public(pki.jwks, jwks.encode())
+        write_atomic(pki.jwks, jwks.encode())
 
 
 def mint_token(

@@ -172,13 +172,15 @@ def test_symlinked_pki_directory_is_refused(tmp_path: Path) -> None:
 
 
 def test_symlink_planted_at_the_old_temporary_name_is_not_followed(tmp_path: Path) -> None:
-    """The key used to be written through a fixed `.NAME.tmp`, following a planted symlink."""
+    """Keys and public files used to be written through a fixed `.NAME.tmp`, following a
+    planted symlink."""
     state = tmp_path / "state"
     (state / "pki").mkdir(parents=True)
     victim = tmp_path / "victim.pem"
-    names = ("ca-key.pem", "server-key.pem", "jwt-signing-key.pem")
+    names = ("ca-key.pem", "server-key.pem", "jwt-signing-key.pem", "ca.pem", "server.pem")
     for name in names:
         (state / "pki" / f".{name}.tmp").symlink_to(victim)
+    (state / ".jwks.json.tmp").symlink_to(victim)
     p = pki.ensure_pki(state)
     assert not victim.exists()
     for key in (p.ca_key, p.server_key, p.jwt_key):
