@@ -217,6 +217,11 @@ class ManagedProcess:
         how = f"signal {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
         return f"{self.name} (pid {self.pid}) exited with {how}"
 
+    def with_log(self, head: str) -> str:
+        """``head``, then where the log is and its tail: what a failure report shows."""
+        tail = self.log_tail()
+        return f"{head}; log {self.spec.log_path}" + (f":\n{tail}" if tail else "")
+
     def log_tail(self, lines: int = 15) -> str:
         try:
             with open(self.spec.log_path, "rb") as f:
@@ -323,9 +328,7 @@ class Launcher:
             return [p for p in self._procs.values() if not p.expected_exit and not p.alive()]
 
     def _death_report(self, proc: ManagedProcess, when: str) -> str:
-        tail = proc.log_tail()
-        return (f"{proc.describe_exit()} {when}; log {proc.spec.log_path}"
-                + (f":\n{tail}" if tail else ""))
+        return proc.with_log(f"{proc.describe_exit()} {when}")
 
     def death_report(self, proc: ManagedProcess) -> str:
         return self._death_report(proc, "unexpectedly")

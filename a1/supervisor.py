@@ -295,9 +295,7 @@ class Supervisor:
         else:
             reason = (f"{comp.name} (pid {proc.pid}) was not ready after "
                       f"{self.policy.ready_timeout:g}s ({timed_out!r})")
-            tail = proc.log_tail()
-            report = (f"{reason}; stopped it; log {proc.spec.log_path}"
-                      + (f":\n{tail}" if tail else ""))
+            report = proc.with_log(f"{reason}; stopped it")
         self.launcher.stop(comp.name)  # reap whatever is left of its process group
         comp.last_exit = Exit(proc.returncode, reason, time.time())
         prefix = "stack-wide outage: " if comp.stack_wide else ""
