@@ -37,7 +37,6 @@ class Assert:
 
 
 Node = Set | Cat | Alt | Rep | Assert
-_EMPTY = Cat(())
 
 
 def literal(cp: int) -> Set:
