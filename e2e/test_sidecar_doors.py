@@ -19,7 +19,6 @@ import stat
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -33,8 +32,9 @@ from envoy.service.auth.v3 import external_auth_pb2
 from envoy.service.ext_proc.v3 import external_processor_pb2 as ep
 from google.protobuf import struct_pb2
 
+from a1.launcher import free_ports
 from a1.stack import Stack
-from e2e.conftest import Client
+from e2e.conftest import Client, poll
 from ext_proc.cells import CellTable
 from ext_proc.slim import SlimCheckRequest
 from policies.compiler import compile_files, compile_sources
@@ -52,23 +52,6 @@ JWT_NS = "envoy.filters.http.jwt_authn"
 def short_dir() -> Path:
     """A directory whose socket paths fit in sun_path (pytest's tmp_path can be long)."""
     return Path(tempfile.mkdtemp(prefix="a1sd-", dir="/tmp"))
-
-
-def poll(fn: Callable[[], Any], timeout: float = 20.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        v = fn()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -119,7 +102,7 @@ def write_config(d: Path, extra: str = "", module: bytes | None = None) -> tuple
     (d / "authz.wasm").write_bytes(module or compile_files([LIBRARY / "authz.rego"],
                                                           LIBRARY / "data.json", [ENTRY]))
     CELLS.save(d / "cells.yaml")
-    m = free_port()
+    m = free_ports(1)[0]
     cfg = d / "sidecar.yaml"
     cfg.write_text(
         f"grpc_address: unix:{d / 'grpc.sock'}\nhttp_address: unix:{d / 'http.sock'}\n"
