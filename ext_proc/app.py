@@ -73,31 +73,21 @@ async def serve(cfg: SidecarConfig, source: ConfigSource) -> int:
     sockets: list[tuple[str, tuple[int, int]]] = []  # unix sockets we bound, removed at exit
     server, health = make_server(make_handlers(engine))
     where = f"{cfg.source}: grpc_address"
-    gpath = uds.unix_path(cfg.grpc_address)
-    if gpath is not None:
-        uds.clear_stale(gpath, where)
-    try:
-        with uds.private_umask():
+    with uds.binding(cfg.grpc_address, where, sockets):
+        try:
             bind(server, cfg.grpc_address)
-    except Exception as err:  # grpc raises RuntimeError on bind failures
-        raise ConfigError(f"{where}: cannot bind {cfg.grpc_address}: {err}") from None
-    if gpath is not None:
-        sockets.append((gpath, uds.secure(gpath, where)))
+        except Exception as err:  # grpc raises RuntimeError on bind failures
+            raise ConfigError(f"{where}: cannot bind {cfg.grpc_address}: {err}") from None
     await server.start()
 
     http = None
     if cfg.http_address:
         where = f"{cfg.source}: http_address"
-        hpath = uds.unix_path(cfg.http_address)
-        if hpath is not None:
-            uds.clear_stale(hpath, where)
-        try:
-            with uds.private_umask():
+        with uds.binding(cfg.http_address, where, sockets):
+            try:
                 http = await start_http(engine, cfg.http_address)
-        except OSError as err:
-            raise ConfigError(f"{where}: {err}") from None
-        if hpath is not None:
-            sockets.append((hpath, uds.secure(hpath, where)))
+            except OSError as err:
+                raise ConfigError(f"{where}: {err}") from None
 
     # SERVING only once every door is bound: the launcher's readiness probe asks gRPC.
     await set_serving(health, True)

@@ -78,6 +78,20 @@ def private_umask() -> Iterator[None]:
         os.umask(old)
 
 
+@contextlib.contextmanager
+def binding(address: str, where: str, bound: list[tuple[str, tuple[int, int]]]) -> Iterator[None]:
+    """Around one bind to ``address``: under ``private_umask``; for ``unix:`` a stale
+    socket is cleared first, and the bound one is secured and added to ``bound``
+    (for ``remove_if_ours`` at exit). Nothing is added if the bind raises."""
+    path = unix_path(address)
+    if path is not None:
+        clear_stale(path, where)
+    with private_umask():
+        yield
+    if path is not None:
+        bound.append((path, secure(path, where)))
+
+
 def secure(path: str, where: str) -> tuple[int, int]:
     """Check the bound socket and set mode 0600; returns its (device, inode)."""
     try:
