@@ -319,6 +319,7 @@ def test_redeclared_names_are_errors_like_regorus(rules: str, where: str) -> Non
         ),
         ('name({"name": n}) := n\nq := [name(u) | some u in input.us]', {"us": [{"name": "a"}]}),
         ("default q := 1\ndefault q := 2", {}),  # the first default counts
+        ("_ := 1\nq if { some _ in [1] }", {}),  # `some _` is a wildcard, not the rule `_`
     ],
 )
 def test_valid_programs_compile_and_agree(rules: str, doc: Any) -> None:

@@ -308,14 +308,7 @@ class _Lowerer:
         target.defs.append(ir.Definition(lowered, args, loc))
 
     def _vars_in(self, node: Mapping[str, Any]) -> set[str]:
-        kind, body = _variant(node)
-        if kind == "Var":
-            return {body["value"]} if body["value"] != "_" else set()
-        if kind == "Array":
-            return set().union(*(self._vars_in(i) for i in body["items"]))
-        if kind == "Object":
-            return set().union(*(self._vars_in(f[2]) for f in body["fields"]))
-        return set()
+        return {name for _, name in self._pattern_var_spans(node)}
 
     # ------------------------------------------------------------ queries
 
@@ -536,17 +529,11 @@ class _Lowerer:
 
     def _check_some_vars(self, node: Mapping[str, Any]) -> None:
         """regorus refuses ``some x in ...`` where ``x`` names a rule or an import."""
-        kind, body = _variant(node)
-        if kind == "Var" and self._global_name(body["value"]):
-            raise CompileError(
-                self._loc(body), "type", f"var `{body['value']}` used before definition below"
-            )
-        if kind == "Array":
-            for item in body["items"]:
-                self._check_some_vars(item)
-        elif kind == "Object":
-            for field in body["fields"]:
-                self._check_some_vars(field[2])
+        for span, name in self._pattern_var_spans(node):
+            if self._global_name(name):
+                raise CompileError(
+                    self._loc(span), "type", f"var `{name}` used before definition below"
+                )
 
     def _with(self, mod: Mapping[str, Any], locals_: set[str]) -> ir.With:
         loc = self._leftmost(mod["refr"])
