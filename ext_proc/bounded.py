@@ -15,7 +15,6 @@ from collections import OrderedDict
 from typing import Any, Generic, TypeVar
 
 ENTRY_OVERHEAD = 256  # bytes per cache entry beyond its strings' lengths
-MiB = 1024 * 1024
 
 V = TypeVar("V")
 

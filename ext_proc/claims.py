@@ -20,7 +20,8 @@ from typing import Any
 from envoy.config.core.v3 import base_pb2
 from google.protobuf.message import DecodeError
 
-from ext_proc.bounded import ENTRY_OVERHEAD, MiB, sizeof
+from ext_proc import defaults
+from ext_proc.bounded import ENTRY_OVERHEAD, sizeof
 
 JWT_NAMESPACE = "envoy.filters.http.jwt_authn"
 JWT_PAYLOAD_KEY = "jwt_payload"
@@ -31,9 +32,7 @@ Subject = dict[str, Any]
 # Decoded subjects, memoised on the raw carrier. Each cache is bounded in entries
 # and in bytes (carrier length + the subject's strings + ENTRY_OVERHEAD) and is
 # cleared when either bound is reached: tokens repeat, so it refills at once.
-DEFAULT_CLAIMS_ENTRIES = 4096
-DEFAULT_CLAIMS_BYTES = 8 * MiB
-_limits = [DEFAULT_CLAIMS_ENTRIES, DEFAULT_CLAIMS_BYTES]  # per cache
+_limits = [defaults.CLAIMS_ENTRIES, defaults.CLAIMS_BYTES]  # per cache
 _header_cache: dict[str, Subject | None] = {}
 _metadata_cache: dict[bytes, Subject | None] = {}
 _bytes = {"header": 0, "metadata": 0}

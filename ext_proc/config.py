@@ -28,12 +28,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ext_proc import defaults
+from ext_proc.defaults import MiB
 from ext_proc.errors import ConfigError
 from ext_proc.uds import path_error
 from ext_proc.yamlio import read_yaml
 
 DEFAULT_ENTRYPOINT = "a1/authz/decision"
-MiB = 1024 * 1024
 _UNITS = {"": 1, "b": 1, "kib": 1024, "mib": MiB, "gib": 1024 * MiB}
 _SIZE = re.compile(r"\s*(\d+)\s*([kmg]ib|b)?\s*\Z", re.IGNORECASE)
 
@@ -58,13 +59,13 @@ class SidecarConfig:
     cells_table: Path
     tenant: TenantSource
     decision_log_path: Path | None = None
-    decision_log_queue: int = 10000
-    decision_log_max_bytes: int = 16 * MiB
-    cache_size: int = 100_000
-    cache_max_bytes: int = 64 * MiB
-    claims_cache_size: int = 4096
-    claims_cache_max_bytes: int = 8 * MiB
-    max_path: int = 8192
+    decision_log_queue: int = defaults.LOG_QUEUE_ENTRIES
+    decision_log_max_bytes: int = defaults.LOG_QUEUE_BYTES
+    cache_size: int = defaults.CACHE_ENTRIES
+    cache_max_bytes: int = defaults.CACHE_BYTES
+    claims_cache_size: int = defaults.CLAIMS_ENTRIES
+    claims_cache_max_bytes: int = defaults.CLAIMS_BYTES
+    max_path: int = defaults.MAX_PATH
     watch_interval: float = 0.2
 
 
@@ -194,8 +195,10 @@ def parse_config(d: Any, source: str, base: Path) -> SidecarConfig:
 
     log = section("decision_log", ("path", "queue", "max_bytes"), False)
     log_path = path(log, "path", "decision_log.path") if log else None
-    log_queue = integer(log, "queue", "decision_log.queue", 10000, 1, 10_000_000)
-    log_bytes = size(log, "max_bytes", "decision_log.max_bytes", 16 * MiB, 64 * 1024, 1 << 40)
+    log_queue = integer(log, "queue", "decision_log.queue", defaults.LOG_QUEUE_ENTRIES,
+                        1, 10_000_000)
+    log_bytes = size(log, "max_bytes", "decision_log.max_bytes", defaults.LOG_QUEUE_BYTES,
+                     64 * 1024, 1 << 40)
 
     cache = section("cache", ("size", "max_bytes"), False)
     claims = section("claims_cache", ("size", "max_bytes"), False)
@@ -221,12 +224,14 @@ def parse_config(d: Any, source: str, base: Path) -> SidecarConfig:
         decision_log_path=log_path,
         decision_log_queue=log_queue,
         decision_log_max_bytes=log_bytes,
-        cache_size=integer(cache, "size", "cache.size", 100_000, 0, 100_000_000),
-        cache_max_bytes=size(cache, "max_bytes", "cache.max_bytes", 64 * MiB, 0, 1 << 40),
-        claims_cache_size=integer(claims, "size", "claims_cache.size", 4096, 0, 10_000_000),
+        cache_size=integer(cache, "size", "cache.size", defaults.CACHE_ENTRIES, 0, 100_000_000),
+        cache_max_bytes=size(cache, "max_bytes", "cache.max_bytes", defaults.CACHE_BYTES,
+                             0, 1 << 40),
+        claims_cache_size=integer(claims, "size", "claims_cache.size", defaults.CLAIMS_ENTRIES,
+                                  0, 10_000_000),
         claims_cache_max_bytes=size(
-            claims, "max_bytes", "claims_cache.max_bytes", 8 * MiB, 0, 1 << 40
+            claims, "max_bytes", "claims_cache.max_bytes", defaults.CLAIMS_BYTES, 0, 1 << 40
         ),
-        max_path=integer(limits, "max_path", "limits.max_path", 8192, 256, 1 << 20),
+        max_path=integer(limits, "max_path", "limits.max_path", defaults.MAX_PATH, 256, 1 << 20),
         watch_interval=float(interval),
     )

@@ -18,7 +18,8 @@ from json.encoder import encode_basestring as _esc  # type: ignore[attr-defined]
 from pathlib import Path
 from typing import Any
 
-from ext_proc.bounded import ENTRY_OVERHEAD, MiB
+from ext_proc import defaults
+from ext_proc.bounded import ENTRY_OVERHEAD
 
 log = logging.getLogger("ext_proc.decision_log")
 
@@ -47,7 +48,6 @@ def format_entry(e: Entry) -> str:
     )
 
 
-DEFAULT_QUEUE_BYTES = 16 * MiB
 
 
 def entry_cost(e: Entry) -> int:
@@ -64,9 +64,9 @@ class DecisionLog:
     def __init__(
         self,
         path: Path,
-        queue_size: int = 10000,
+        queue_size: int = defaults.LOG_QUEUE_ENTRIES,
         interval: float = 0.05,
-        max_bytes: int = DEFAULT_QUEUE_BYTES,
+        max_bytes: int = defaults.LOG_QUEUE_BYTES,
     ) -> None:
         self.path = path
         self.queue_size = queue_size

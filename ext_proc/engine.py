@@ -18,13 +18,14 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ext_proc.bounded import ENTRY_OVERHEAD, ByteLRU, MiB
+from ext_proc import defaults
+from ext_proc.bounded import ENTRY_OVERHEAD, ByteLRU
 from ext_proc.cells import CellTable
 from ext_proc.config import DEFAULT_ENTRYPOINT, TenantSource
 from ext_proc.decision_log import DecisionLog
 from ext_proc.logutil import RateLimited, describe
 from ext_proc.policy import UNDEFINED, PolicyError
-from ext_proc.request import A1_PREFIX, DEFAULT_MAX_PATH, RequestFacts, RequestReader
+from ext_proc.request import A1_PREFIX, RequestFacts, RequestReader
 from ext_proc.stats import Stats, ThreadStats
 from policies.headers import drop_label, forbidden_header_reason, header_value_reason
 
@@ -34,7 +35,6 @@ CELL_HEADER = "x-a1-cell"
 VERSION_HEADER = "x-a1-policy-version"
 REASON_HEADER = "x-a1-deny-reason"
 __all__ = ["A1_PREFIX", "Decision", "Engine", "deny"]
-DEFAULT_CACHE_BYTES = 64 * MiB  # both layers together (each gets half)
 # What front doors may memoise per decision (pre-serialized responses: one door's
 # typical allow rendering is 170-260 bytes, so three doors' fit).
 RENDER_BUDGET = 1024
@@ -155,7 +155,7 @@ class Caches:
 
     __slots__ = ("exact", "memo")
 
-    def __init__(self, size: int, max_bytes: int = DEFAULT_CACHE_BYTES) -> None:
+    def __init__(self, size: int, max_bytes: int = defaults.CACHE_BYTES) -> None:
         self.exact: ByteLRU[Decision] = ByteLRU(size, max_bytes // 2)
         self.memo: ByteLRU[Decision] = ByteLRU(size, max_bytes // 2)
 
@@ -174,7 +174,7 @@ class Snapshot:
         cells: CellTable,
         entrypoint: str,
         cache_size: int,
-        cache_bytes: int = DEFAULT_CACHE_BYTES,
+        cache_bytes: int = defaults.CACHE_BYTES,
     ) -> None:
         self.module = module
         self.cells = cells
@@ -201,11 +201,11 @@ class Engine:
         self,
         tenant: TenantSource | None = None,
         entrypoint: str = DEFAULT_ENTRYPOINT,
-        cache_size: int = 100_000,
+        cache_size: int = defaults.CACHE_ENTRIES,
         stats: Stats | None = None,
         decision_log: DecisionLog | None = None,
-        cache_bytes: int = DEFAULT_CACHE_BYTES,
-        max_path: int = DEFAULT_MAX_PATH,
+        cache_bytes: int = defaults.CACHE_BYTES,
+        max_path: int = defaults.MAX_PATH,
     ) -> None:
         self.reader = RequestReader(tenant, max_path)
         self.entrypoint = entrypoint

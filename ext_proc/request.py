@@ -26,6 +26,7 @@ from typing import Any, NamedTuple
 
 from envoy.config.core.v3 import base_pb2
 
+from ext_proc import defaults
 from ext_proc.claims import (
     JWT_NAMESPACE,
     PAYLOAD_HEADER,
@@ -44,7 +45,6 @@ from ext_proc.tenant import (
 )
 
 A1_PREFIX = "x-a1-"
-DEFAULT_MAX_PATH = 8192
 MAX_BODY = 1024 * 1024  # HTTP door: request bodies are read and ignored, up to this
 NOT_UTF8 = "request is not valid UTF-8"  # the same reason on every door
 
@@ -113,7 +113,7 @@ class RequestReader:
 
     __slots__ = ("_known", "max_path", "tenant_fn", "tenant_header", "tenant_kind")
 
-    def __init__(self, tenant: TenantSource | None = None, max_path: int = DEFAULT_MAX_PATH):
+    def __init__(self, tenant: TenantSource | None = None, max_path: int = defaults.MAX_PATH):
         tenant = tenant or TenantSource()
         self.tenant_kind = tenant.kind
         self.tenant_header: str | None = tenant.header if tenant.kind == "header" else None

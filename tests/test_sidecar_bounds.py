@@ -14,7 +14,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ext_proc import claims
+from ext_proc import claims, defaults
 from ext_proc.bounded import ENTRY_OVERHEAD, ByteLRU, sizeof
 from ext_proc.decision_log import DecisionLog, entry_cost
 from ext_proc.engine import Engine
@@ -93,7 +93,7 @@ def test_claims_caches_stay_within_their_byte_bound(tokens: list[tuple[str, list
                           for k, s in claims._header_cache.items())
             assert charged == claims._bytes["header"]
     finally:
-        claims.configure(claims.DEFAULT_CLAIMS_ENTRIES, claims.DEFAULT_CLAIMS_BYTES)
+        claims.configure(defaults.CLAIMS_ENTRIES, defaults.CLAIMS_BYTES)
 
 
 def test_claims_cache_entry_larger_than_the_budget_is_not_kept() -> None:
@@ -103,7 +103,7 @@ def test_claims_cache_entry_larger_than_the_budget_is_not_kept() -> None:
         assert claims.subject_from_header(big) == {"sub": "x" * 5000, "tenant": "acme"}
         assert big not in claims._header_cache and claims.cache_bytes() == 0
     finally:
-        claims.configure(claims.DEFAULT_CLAIMS_ENTRIES, claims.DEFAULT_CLAIMS_BYTES)
+        claims.configure(defaults.CLAIMS_ENTRIES, defaults.CLAIMS_BYTES)
 
 
 @settings(max_examples=50, deadline=None)
