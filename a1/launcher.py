@@ -24,8 +24,8 @@ that dies unasked is reported with its log tail and restarted alone, with capped
 exponential backoff, until too many failures in a window; the others are never
 touched. Only Ctrl-C or SIGTERM to ``a1`` (→ :meth:`Launcher.close`) stops
 everything, or giving up on Envoy or the sidecar, which ``a1 up`` reports and
-exits non-zero for. :meth:`Launcher.supervise` remains for one-shot runs (the
-benchmarks, tests) where any death is fatal.
+exits non-zero for. One-shot runs where any death is fatal (the
+benchmarks) poll :meth:`Launcher.unexpected_exits` instead.
 """
 
 from __future__ import annotations
@@ -409,13 +409,3 @@ class Launcher:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-    # -- supervising ------------------------------------------------------------------
-
-    def supervise(self, stop: threading.Event, interval: float = 0.2) -> ManagedProcess | None:
-        """Block until ``stop`` is set (→ None) or a child exits unasked (→ that child)."""
-        while not stop.wait(interval):
-            dead = self.unexpected_exits()
-            if dead:
-                return dead[0]
-        return None

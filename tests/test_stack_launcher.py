@@ -121,22 +121,16 @@ def test_readiness_timeout_names_the_probe(launcher: Launcher, tmp_path: Path) -
         launcher.wait_ready(timeout=1)
 
 
-def test_supervise_reports_the_child_that_died(launcher: Launcher, tmp_path: Path) -> None:
+def test_unexpected_exits_name_the_child_that_died(launcher: Launcher, tmp_path: Path) -> None:
     launcher.start(ProcessSpec("steady", ["sleep", "30"], tmp_path / "steady.log"))
     launcher.start(ProcessSpec("victim", ["sleep", "30"], tmp_path / "victim.log"))
     launcher.start(ProcessSpec("stopped", ["sleep", "30"], tmp_path / "stopped.log"))
     launcher.stop("stopped")  # asked to stop: not a death
     os.kill(launcher["victim"].pid, signal.SIGKILL)  # from outside: a death
-    dead = launcher.supervise(threading.Event(), interval=0.02)
-    assert dead is not None and dead.name == "victim"
+    assert wait_until(lambda: bool(launcher.unexpected_exits()))
+    (dead,) = launcher.unexpected_exits()
+    assert dead.name == "victim"
     assert "victim" in launcher.death_report(dead) and "SIGKILL" in launcher.death_report(dead)
-
-
-def test_supervise_returns_none_when_asked_to_stop(launcher: Launcher, tmp_path: Path) -> None:
-    launcher.start(ProcessSpec("steady", ["sleep", "30"], tmp_path / "steady.log"))
-    stop = threading.Event()
-    threading.Timer(0.1, stop.set).start()
-    assert launcher.supervise(stop, interval=0.02) is None
 
 
 def test_kill_and_restart(launcher: Launcher, tmp_path: Path) -> None:
