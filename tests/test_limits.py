@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from policies.compiler import CompileError, compile_sources, load_data
+from policies.compiler.frontend import parse_sources
 from policies.compiler.limits import (
     JSON_MAX_DEPTH,
     REGO_MAX_DEPTH,
@@ -46,6 +47,24 @@ def test_deep_rego_literal_is_refused_fast(depth: int, shape: tuple[str, str]) -
     text = str(err.value)
     assert text.startswith("p.rego:2:") and "nesting deeper than" in text, text
     assert "\n" not in text
+
+
+def test_every_parse_checks_the_limits_first() -> None:
+    """``a1 policy test`` and ``eval`` on sources parse without compiling: the
+    limits hold there too, as the parser's own first step."""
+    started = time.perf_counter()
+    with pytest.raises(CompileError, match="nesting deeper than"):
+        parse_sources({"p.rego": rego_nested(REGO_MAX_DEPTH + 1, "(", ")")})
+    with pytest.raises(CompileError, match="data document: nesting deeper than"):
+        parse_sources({"p.rego": "package p\n"}, _deep_list(JSON_MAX_DEPTH + 1))
+    assert time.perf_counter() - started < FAST
+
+
+def _deep_list(depth: int) -> list[object]:
+    value: list[object] = []
+    for _ in range(depth - 1):
+        value = [value]
+    return value
 
 
 def test_limit_points_at_the_first_bracket_past_it() -> None:

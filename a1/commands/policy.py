@@ -22,7 +22,7 @@ from policies.compiler import (
     to_wat,
 )
 from policies.compiler.frontend import parse_sources
-from policies.compiler.limits import JSON_MAX_DEPTH, check_json, check_rego, decode_utf8
+from policies.compiler.limits import JSON_MAX_DEPTH, check_json, decode_utf8
 from policies.runtime import UNDEFINED, BundleError, PolicyError, PolicyModule
 from policies.runtime.module import ResultTooLarge
 from policies.runtime.values import to_json_compatible
@@ -137,7 +137,6 @@ def _default_entrypoint(paths: list[Path]) -> str:
     """The first module's package, as ``opa eval data.<package>`` would print it."""
     text = _read_text(paths[0])
     try:
-        check_rego(str(paths[0]), text)
         program = parse_sources({str(paths[0]): text})
     except CompileError as err:
         raise _compile_error(err) from None
@@ -297,8 +296,6 @@ def _test(args: argparse.Namespace) -> int:
             raise _compile_error(err) from None
     sources = {str(f): _read_text(f) for f in files}
     try:
-        for name, text in sources.items():
-            check_rego(name, text)
         program = parse_sources(sources, data)
     except CompileError as err:
         raise _compile_error(err) from None

@@ -18,7 +18,7 @@ from policies.compiler.errors import CompileError
 from policies.compiler.frontend import parse_sources
 from policies.compiler.header_check import check_decision_headers
 from policies.compiler.ir import Loc
-from policies.compiler.limits import check_json, check_rego, check_value, decode_utf8
+from policies.compiler.limits import check_json, decode_utf8
 from policies.runtime.module import ABI_VERSION, META_SECTION, Metadata, runtime_sha256
 from policies.runtime.wasmbin import add_custom_section
 
@@ -47,14 +47,11 @@ def to_wat(
     """Compile to WAT text plus the metadata that goes into the ``a1.meta`` section."""
     if not entrypoints:
         raise CompileError(None, "type", "at least one entrypoint is required")
-    for name, text in sources.items():
-        check_rego(name, text)
-    check_value("data document", data)
     try:
         program = parse_sources(sources, data)
         check_decision_headers(program, entrypoints)
         module = generate(program, list(entrypoints))
-    except RecursionError:  # a last resort: the nesting checks above should prevent it
+    except RecursionError:  # a last resort: parse_sources's nesting checks should prevent it
         first = Loc(min(sources), 1, 1) if sources else None
         raise CompileError(first, "syntax", "program nested too deeply to compile") from None
     meta = Metadata(

@@ -18,6 +18,7 @@ import regorus
 from policies.compiler import ir
 from policies.compiler.builtins import regorus_builtins
 from policies.compiler.errors import CompileError, from_regorus, unsupported
+from policies.compiler.limits import check_rego, check_value
 from policies.runtime.values import RegoSet
 
 MAX_EXACT_INT = 2**53
@@ -29,7 +30,14 @@ _IGNORED_IMPORTS = {("rego", "v1"), ("future", "keywords")}
 
 
 def parse_sources(sources: Mapping[str, str], data: Any = None) -> ir.Program:
-    """Parse every module with regorus, then lower all of them to one IR program."""
+    """Parse every module with regorus, then lower all of them to one IR program.
+
+    The nesting limits come first: regorus's parse time doubles with each
+    level of some brackets, and deep values overflow recursive walkers.
+    """
+    for name, text in sources.items():
+        check_rego(name, text)
+    check_value("data document", data)
     modules = []
     for name, text in sources.items():
         engine = regorus.Engine()
