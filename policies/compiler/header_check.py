@@ -142,9 +142,7 @@ class _Walker:
         found = [i for q in ('"', "`") if (i := text.find(f"{q}{key}{q}", start)) >= 0]
         if not found:
             return loc
-        at = min(found)
-        line = text.count("\n", 0, at) + 1
-        return ir.Loc(loc.file, line, at - (text.rfind("\n", 0, at) + 1) + 1)
+        return ir.Loc.at(loc.file, text, min(found))
 
 
 def _bindings(lits: list[ir.Lit]) -> Env:

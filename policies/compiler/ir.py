@@ -20,6 +20,12 @@ class Loc:
     def __str__(self) -> str:
         return f"{self.file}:{self.line}:{self.col}"
 
+    @classmethod
+    def at(cls, file: str, text: str, offset: int) -> Loc:
+        """Where character ``offset`` of ``text`` is."""
+        line_start = text.rfind("\n", 0, offset) + 1
+        return cls(file, text.count("\n", 0, offset) + 1, offset - line_start + 1)
+
 
 # --------------------------------------------------------------------- terms
 

@@ -51,9 +51,8 @@ _OPERATORS = frozenset(
 
 
 def _too_deep(file: str, text: str, offset: int, limit: int, message: str = "") -> CompileError:
-    line = text.count("\n", 0, offset) + 1
-    col = offset - (text.rfind("\n", 0, offset) + 1) + 1
-    return CompileError(Loc(file, line, col), "syntax", message or f"nesting deeper than {limit}")
+    loc = Loc.at(file, text, offset)
+    return CompileError(loc, "syntax", message or f"nesting deeper than {limit}")
 
 
 def _scan(tokens: re.Pattern[str], file: str, text: str, limit: int) -> None:
@@ -149,8 +148,6 @@ def decode_utf8(name: str, data: bytes) -> str:
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as err:
-        at = err.start
-        line_start = data.rfind(b"\n", 0, at) + 1
-        col = len(data[line_start:at].decode("utf-8")) + 1  # valid up to the bad byte
-        loc = Loc(name, data.count(b"\n", 0, at) + 1, col)
-        raise CompileError(loc, "syntax", f"not valid UTF-8 at byte {at}") from None
+        valid = data[: err.start].decode("utf-8")  # valid up to the bad byte
+        loc = Loc.at(name, valid, len(valid))
+        raise CompileError(loc, "syntax", f"not valid UTF-8 at byte {err.start}") from None
