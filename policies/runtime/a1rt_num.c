@@ -227,23 +227,35 @@ static u32 fmt_u64(u64 x, u8 *out) {
     return n;
 }
 
-u32 a1_fmt_num(double x, u8 *out) {
+/* What both formats print first: "NaN", or the sign and then "inf" as
+ * Display prints them. Returns the bytes written; *done says whether that was
+ * the whole number (NaN or infinite); *x is left without its sign. */
+static u32 fmt_sign(double *x, u8 *out, int *done) {
     u32 o = 0;
-    if (x != x) {
+    *done = 1;
+    if (*x != *x) {
         __builtin_memcpy(out, "NaN", 3);
         return 3;
     }
-    if (__builtin_signbit(x)) {
+    if (__builtin_signbit(*x)) {
         out[o++] = '-';
-        x = -x;
+        *x = -*x;
     }
+    if (*x - *x != 0) {
+        __builtin_memcpy(out + o, "inf", 3);
+        return o + 3;
+    }
+    *done = 0;
+    return o;
+}
+
+u32 a1_fmt_num(double x, u8 *out) {
+    int done;
+    u32 o = fmt_sign(&x, out, &done);
+    if (done) return o;
     if (x == 0) {
         out[o++] = '0';
         return o;
-    }
-    if (x - x != 0) {
-        __builtin_memcpy(out + o, "inf", 3);
-        return o + 3;
     }
     if (x < 18446744073709551616.0 && __builtin_trunc(x) == x) return o + fmt_u64((u64)x, out + o);
     u8 d[24];
@@ -268,19 +280,9 @@ u32 a1_fmt_num(double x, u8 *out) {
 /* Rust's {:e} (or {:E}) of x: the shortest round-trip digits as d.ddd e N,
  * "0e0" for zero, "inf" and "NaN" as Display prints them. */
 u32 a1_fmt_exp(double x, int upper, u8 *out) {
-    u32 o = 0;
-    if (x != x) {
-        __builtin_memcpy(out, "NaN", 3);
-        return 3;
-    }
-    if (__builtin_signbit(x)) {
-        out[o++] = '-';
-        x = -x;
-    }
-    if (x - x != 0) {
-        __builtin_memcpy(out + o, "inf", 3);
-        return o + 3;
-    }
+    int done;
+    u32 o = fmt_sign(&x, out, &done);
+    if (done) return o;
     u8 d[24];
     i32 k = 1;
     u32 n = 1;
