@@ -414,42 +414,31 @@ def _dec(buf: Any, ptr: int, js: bool, b: list[int], d: int) -> Any:
         return n != 0
     if tag == T_NULL:
         return None
+    if tag != T_ARR and tag != T_OBJ and tag != T_SET:
+        raise ValueError(f"bad value tag {tag} at {ptr:#x}")
+    if not n:
+        return {} if tag == T_OBJ else [] if js or tag == T_ARR else RegoSet._sorted(())
+    count = 2 * n if tag == T_OBJ else n  # an object's keys and values
+    b[0] -= count
+    if b[0] < 0 or d <= 0:
+        raise DecodeLimitError("depth" if d <= 0 else "values")
+    d -= 1
+    ptrs = _ptrs(count).unpack_from(buf, ptr + 8)
     if tag == T_ARR:
-        if not n:
-            return []
-        b[0] -= n
-        if b[0] < 0 or d <= 0:
-            raise DecodeLimitError("depth" if d <= 0 else "values")
-        d -= 1
-        return [_dec(buf, p, js, b, d) for p in _ptrs(n).unpack_from(buf, ptr + 8)]
+        return [_dec(buf, p, js, b, d) for p in ptrs]
     if tag == T_OBJ:
-        if not n:
-            return {}
-        b[0] -= 2 * n
-        if b[0] < 0 or d <= 0:
-            raise DecodeLimitError("depth" if d <= 0 else "values")
-        d -= 1
-        flat = _ptrs(2 * n).unpack_from(buf, ptr + 8)
         key = _json_key if js else _key
         o = {
-            key(_dec(buf, flat[i], js, b, d)): _dec(buf, flat[i + 1], js, b, d)
-            for i in range(0, 2 * n, 2)
+            key(_dec(buf, ptrs[i], js, b, d)): _dec(buf, ptrs[i + 1], js, b, d)
+            for i in range(0, count, 2)
         }
         # Rego keys are unique; Python equates false/0, true/1. In JSON form two keys
         # may render alike (1 and "1"): the later one wins, as in regorus's JSON.
         if len(o) != n and not js:
             raise ValueError("object has keys that Python cannot tell apart (false and 0?)")
         return o
-    if tag == T_SET:
-        if not n:
-            return [] if js else RegoSet._sorted(())
-        b[0] -= n
-        if b[0] < 0 or d <= 0:
-            raise DecodeLimitError("depth" if d <= 0 else "values")
-        d -= 1
-        items = [_dec(buf, p, js, b, d) for p in _ptrs(n).unpack_from(buf, ptr + 8)]
-        return items if js else RegoSet._sorted(items)
-    raise ValueError(f"bad value tag {tag} at {ptr:#x}")
+    items = [_dec(buf, p, js, b, d) for p in ptrs]
+    return items if js else RegoSet._sorted(items)
 
 
 def _pos(x: float) -> bool:
