@@ -17,17 +17,14 @@ The blob layouts are documented in ``docs/patterns.md``.
 from __future__ import annotations
 
 from policies.compiler.patterns.automata import build_dfa, fold_bytes, minimise, serialise
-from policies.compiler.patterns.cidr import compile_cidr, parse_ip_net
+from policies.compiler.patterns.cidr import compile_cidr
 from policies.compiler.patterns.constants import (
-    BLOB_VERSION,
     CIDR_MAGIC,
     DFA_CAP,
     DFA_MAGIC,
     F_BYTES,
     F_FULL,
     F_NUL_ERROR,
-    S_EOI,
-    S_MATCH,
 )
 from policies.compiler.patterns.errors import PatternError, invalid
 from policies.compiler.patterns.glob_parse import DOT_STAR, GlobParser, glob_ast, glob_rewrite
@@ -35,21 +32,17 @@ from policies.compiler.patterns.nodes import Node
 from policies.compiler.patterns.regex_parse import RegexParser
 
 __all__ = [
-    "BLOB_VERSION",
     "CIDR_MAGIC",
     "DFA_CAP",
     "DFA_MAGIC",
     "F_BYTES",
     "F_FULL",
     "F_NUL_ERROR",
-    "S_EOI",
-    "S_MATCH",
     "PatternError",
     "compile_cidr",
     "compile_glob",
     "compile_regex",
     "glob_delimiters",
-    "parse_ip_net",
 ]
 
 
