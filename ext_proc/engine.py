@@ -105,7 +105,7 @@ class Decision:
 def deny(
     status: int, reason: str, cell: str = "", version: str = "", result: str = "deny"
 ) -> Decision:
-    reason = _header_safe(reason)
+    reason = header_safe(reason)
     return Decision(
         False,
         status,
@@ -118,7 +118,7 @@ def deny(
     )
 
 
-def _header_safe(value: str) -> str:
+def header_safe(value: str) -> str:
     """Printable ASCII only: a policy string must not be able to break a header."""
     if value.isascii() and value.isprintable():
         return value
@@ -412,7 +412,7 @@ class Engine:
                         self._limited.log(logging.WARNING, "header",
                                           "policy header dropped: %s", why)  # fmt: skip
                         continue
-                    headers.append((k, _header_safe(v)))
+                    headers.append((k, header_safe(v)))
             return Decision(True, 200, reason, tuple(headers), b"", cell, version, "allow",
                             tuple(dropped))  # fmt: skip
         status = result.get("status")

@@ -20,7 +20,7 @@ import logging
 from http import HTTPStatus
 from typing import Any
 
-from ext_proc.engine import Decision, Engine, _header_safe
+from ext_proc.engine import Decision, Engine, header_safe
 from ext_proc.logutil import RateLimited, describe
 from ext_proc.request import remove_names
 
@@ -55,7 +55,7 @@ def render_http(d: Decision, remove: tuple[str, ...], head: bool) -> bytes:
 
 
 def _error(status: int, message: str) -> bytes:
-    message = _header_safe(message)
+    message = header_safe(message)
     body = message.encode()
     return (
         f"HTTP/1.1 {status} {_reason(status)}\r\ncontent-type: text/plain\r\n"
