@@ -6,7 +6,7 @@ Cells share nothing: each has its own process and its own database file. A cell
 refuses (421 Misdirected Request) any tenant that the cell table does not map to
 it, so even a misrouted request can never read or write another cell's data.
 The tenant is the raw path segment after ``/t/`` and must match the one tenant
-grammar (``ext_proc.tenant``) exactly as the sidecar sees it: it is never
+grammar (``policies.core.tenant``) exactly as the sidecar sees it: it is never
 percent-decoded, so ``%61%63me`` is a 400, not ``acme``.
 The table is the same ``cells.yaml`` the sidecar uses; the cell re-reads it when
 the file changes and keeps its last good table if the new one is invalid.
@@ -40,8 +40,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from ext_proc.cells import CellTable
-from ext_proc.tenant import tenant_error
+from policies.core.cells import CellTable
+from policies.core.tenant import tenant_error
 
 MAX_BODY = 1 << 20
 MAX_LIST = 1000

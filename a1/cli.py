@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from a1.commands import bench_policy, bench_sidecar, policy, stack
-from a1.errors import UserError
+from policies.core.errors import UserError
 
 
 def build_parser() -> argparse.ArgumentParser:

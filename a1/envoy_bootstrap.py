@@ -31,8 +31,9 @@ from typing import Any
 import yaml
 
 from a1 import package_data
-from a1.errors import UserError
 from a1.pki import MAX_TOKEN_LIFETIME_S
+from policies.core.cells import cell_name_error
+from policies.core.errors import UserError
 
 MODES = ("grpc", "http", "ext_proc", "rbac", "none")
 SIDECAR_MODES = ("grpc", "http", "ext_proc")
@@ -41,7 +42,6 @@ TEMPLATE_DIR = package_data.envoy_templates()
 
 _WHOLE = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
 _ANY = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
-_CELL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 
 _AUTHZ_FRAGMENT = {
     "grpc": "authz_grpc.yaml",
@@ -155,8 +155,9 @@ def _check(params: BootstrapParams) -> None:
         raise UserError("cells: at least one cell is required", 2)
     seen: set[str] = set()
     for cell in params.cells:
-        if not _CELL_NAME.match(cell.name):
-            raise UserError(f"cells: invalid cell name {cell.name!r} (letters, digits, . _ -)", 2)
+        why = cell_name_error(cell.name)
+        if why is not None:
+            raise UserError(f"cells: {why}", 2)
         if cell.name in seen:
             raise UserError(f"cells: duplicate cell {cell.name!r}", 2)
         seen.add(cell.name)

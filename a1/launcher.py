@@ -51,7 +51,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from a1.errors import UserError
+from policies.core.errors import UserError
 
 # Runs in the child between fork and exec: set the parent-death signal, make sure
 # the parent has not died already (the race prctl cannot close), exec the target.

@@ -22,7 +22,7 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
-from a1.errors import UserError
+from policies.core.errors import UserError
 
 
 def packaged(package: str, *parts: str) -> Path:

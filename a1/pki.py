@@ -31,9 +31,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from a1.errors import UserError
 from a1.files import write_atomic
-from ext_proc.tenant import tenant_error
+from policies.core.errors import UserError
+from policies.core.tenant import tenant_error
 
 ISSUER = "a1-dev"
 AUDIENCE = "a1"

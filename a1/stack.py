@@ -26,7 +26,6 @@ from typing import Any
 import yaml
 
 from a1 import envoy_bootstrap, package_data, pki
-from a1.errors import UserError
 from a1.files import write_atomic
 from a1.launcher import (
     Launcher,
@@ -37,6 +36,7 @@ from a1.launcher import (
     grpc_health_probe,
     http_probe,
 )
+from policies.core.errors import UserError
 
 DEFAULT_STATE_DIR = Path(".a1")
 LOOPBACK = "127.0.0.1"
@@ -182,7 +182,7 @@ def ensure_cells_table(path: Path, names: list[str]) -> tuple[Any, str | None]:
     """Reuse cells.yaml if it has exactly ``names``; grow it with ``add_cell`` (minimal
     movement) if ``names`` extends it; otherwise write a fresh balanced table.
     Returns the table and, if an existing table changed, a note saying how."""
-    from ext_proc.cells import CellTable
+    from policies.core.cells import CellTable
 
     if not path.exists():
         table = CellTable.balanced(names)
@@ -429,6 +429,6 @@ class Stack:
         return pki.mint_token(self.files.state_dir, tenant, list(roles), sub=sub, ttl=ttl)
 
     def cell_table(self) -> Any:
-        from ext_proc.cells import CellTable
+        from policies.core.cells import CellTable
 
         return CellTable.load(self.files.cells_table)

@@ -23,7 +23,7 @@ import pytest
 
 from a1.launcher import LaunchError, check_ports_free, free_ports
 from a1.stack import Stack, StackOptions, StackPorts
-from ext_proc.cells import CellTable
+from policies.core.cells import CellTable
 
 T = TypeVar("T")
 

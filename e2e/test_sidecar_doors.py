@@ -35,9 +35,9 @@ from google.protobuf import struct_pb2
 from a1.launcher import free_ports
 from a1.stack import Stack
 from e2e.conftest import Client, poll
-from ext_proc.cells import CellTable
 from ext_proc.slim import SlimCheckRequest
 from policies.compiler import compile_files, compile_sources
+from policies.core.cells import CellTable
 
 pytestmark = pytest.mark.e2e
 

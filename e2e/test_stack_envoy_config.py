@@ -12,7 +12,7 @@ import yaml
 from a1 import envoy_bootstrap, pki
 from a1.cli import main
 from a1.commands.stack import validate_bootstrap
-from a1.errors import UserError
+from policies.core.errors import UserError
 
 pytestmark = pytest.mark.e2e
 

@@ -173,7 +173,7 @@ def test_port_in_use_is_named(tmp_path: Path) -> None:
 
 
 def test_up_adopts_an_existing_cell_table(up_factory: type[Up], tmp_path: Path) -> None:
-    from ext_proc.cells import CellTable
+    from policies.core.cells import CellTable
 
     state = tmp_path / "state"
     state.mkdir()

@@ -22,7 +22,7 @@ import pytest
 from a1 import pki
 from e2e.conftest import Client, Response, poll, tenants_in_table
 from e2e.test_stack_up import Up, processes_mentioning
-from ext_proc.cells import CellTable
+from policies.core.cells import CellTable
 
 pytestmark = pytest.mark.e2e
 

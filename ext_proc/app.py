@@ -19,7 +19,6 @@ from ext_proc import claims, uds
 from ext_proc.config import SidecarConfig, load_config
 from ext_proc.decision_log import DecisionLog
 from ext_proc.engine import Engine
-from ext_proc.errors import ConfigError
 from ext_proc.grpc_common import bind, make_server, set_serving
 from ext_proc.grpc_server import make_handlers
 from ext_proc.http_server import start_http
@@ -27,6 +26,7 @@ from ext_proc.logutil import describe
 from ext_proc.metrics import make_registry, serve_metrics
 from ext_proc.source import ConfigSource, FileConfigSource
 from ext_proc.stats import Stats
+from policies.core.errors import ConfigError
 
 log = logging.getLogger("ext_proc")
 

@@ -30,9 +30,9 @@ from typing import Any
 
 from ext_proc import defaults
 from ext_proc.defaults import MiB
-from ext_proc.errors import ConfigError
 from ext_proc.uds import path_error
-from ext_proc.yamlio import read_yaml
+from policies.core.errors import ConfigError
+from policies.core.yamlio import read_yaml
 
 DEFAULT_ENTRYPOINT = "a1/authz/decision"
 _UNITS = {"": 1, "b": 1, "kib": 1024, "mib": MiB, "gib": 1024 * MiB}

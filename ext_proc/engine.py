@@ -20,13 +20,13 @@ from typing import Any
 
 from ext_proc import defaults
 from ext_proc.bounded import ENTRY_OVERHEAD, ByteLRU
-from ext_proc.cells import CellTable
 from ext_proc.config import DEFAULT_ENTRYPOINT, TenantSource
 from ext_proc.decision_log import DecisionLog
 from ext_proc.logutil import RateLimited, describe
 from ext_proc.policy import UNDEFINED, PolicyError
 from ext_proc.request import A1_PREFIX, RequestFacts, RequestReader
 from ext_proc.stats import Stats, ThreadStats
+from policies.core.cells import CellTable
 from policies.headers import drop_label, forbidden_header_reason, header_value_reason
 
 log = logging.getLogger("ext_proc.engine")

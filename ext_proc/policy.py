@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ext_proc.errors import ConfigError
 from ext_proc.logutil import describe
+from policies.core.errors import ConfigError
 from policies.runtime import UNDEFINED, BundleError, PolicyError, PolicyModule
 
 __all__ = ["UNDEFINED", "BundleError", "PolicyError", "PolicyModule", "load_policy"]

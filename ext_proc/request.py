@@ -9,7 +9,7 @@ ext_authz head) has one constructor here, and all of them funnel into
 - the path must be canonical (``/``-rooted, no ``.``/``..`` segment, plain or
   percent-encoded, no ``//``, no ``\\``, no ``%2f``/``%5c``): else 400, so that the
   sidecar and the cell can never disagree about which tenant a path names;
-- the target tenant must match the one grammar (``ext_proc.tenant``): else 400;
+- the target tenant must match the one grammar (``policies.core.tenant``): else 400;
 - with a header or host tenant source, a ``/t/<seg>`` path must name that same
   tenant (the cells serve the path's tenant), a repeated or comma-joined tenant
   header is ambiguous, and a non-ASCII host is refused: each a 400;
@@ -35,14 +35,8 @@ from ext_proc.claims import (
     subject_from_metadata_bytes,
 )
 from ext_proc.config import TenantSource
-from ext_proc.tenant import (
-    TENANT_RE,
-    TenantFn,
-    TenantRefused,
-    make_tenant_fn,
-    tenant_error,
-    tenant_from_path,
-)
+from ext_proc.tenant import TenantFn, TenantRefused, make_tenant_fn
+from policies.core.tenant import TENANT_RE, tenant_error, tenant_from_path
 
 A1_PREFIX = "x-a1-"
 MAX_BODY = 1024 * 1024  # HTTP door: request bodies are read and ignored, up to this

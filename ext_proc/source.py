@@ -15,10 +15,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
-from ext_proc.cells import CellTable
-from ext_proc.errors import ConfigError
 from ext_proc.logutil import describe
 from ext_proc.policy import load_policy
+from policies.core.cells import CellTable
+from policies.core.errors import ConfigError
 
 log = logging.getLogger("ext_proc.source")
 

@@ -18,7 +18,7 @@ import socket
 import stat
 from collections.abc import Iterator
 
-from ext_proc.errors import ConfigError
+from policies.core.errors import ConfigError
 
 SUN_PATH_MAX = 107  # bytes: sockaddr_un.sun_path is 108 on Linux, NUL included
 UNIX_PREFIX = "unix:"

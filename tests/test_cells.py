@@ -13,8 +13,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ext_proc.cells import DEFAULT_BUCKETS, CellTable, bucket_of
-from ext_proc.errors import ConfigError
+from policies.core.cells import DEFAULT_BUCKETS, CellTable, bucket_of
+from policies.core.errors import ConfigError
 
 TENANTS_50K = [f"tenant-{i}" for i in range(50_000)]
 
@@ -41,7 +41,8 @@ def test_bucket_is_crc32_of_utf8_modulo_buckets() -> None:
 
 
 def test_bucket_is_stable_across_processes() -> None:
-    code = "from ext_proc.cells import bucket_of; print(bucket_of('tenant-42'), bucket_of('ü'))"
+    code = ("from policies.core.cells import bucket_of; "
+            "print(bucket_of('tenant-42'), bucket_of('ü'))")
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout.split()

@@ -18,15 +18,15 @@ from envoy.service.ext_proc.v3 import external_processor_pb2 as ep
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ext_proc.cells import CellTable
 from ext_proc.config import TenantSource
 from ext_proc.engine import Engine
-from ext_proc.errors import ConfigError
 from ext_proc.grpc_server import check_bytes, process_headers
 from ext_proc.http_server import render_http
 from ext_proc.policy import load_policy
 from ext_proc.source import FileConfigSource
 from policies.compiler import compile_files, compile_sources
+from policies.core.cells import CellTable
+from policies.core.errors import ConfigError
 from policies.runtime import PolicyModule
 
 LIBRARY = Path(__file__).resolve().parent.parent / "policies" / "library"

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from ext_proc.config import load_config, parse_config
-from ext_proc.errors import ConfigError
+from policies.core.errors import ConfigError
 
 GOOD = {
     "grpc_address": "127.0.0.1:9000",

@@ -225,7 +225,7 @@ def test_one_path_tenant_rule() -> None:
 @settings(max_examples=300, deadline=None)
 @given(path=paths)
 def test_the_path_source_reads_the_tenant_as_tenant_from_path(path: bytes) -> None:
-    from ext_proc.tenant import tenant_from_path
+    from policies.core.tenant import tenant_from_path
 
     p = path.decode()
     f = RequestReader().facts("GET", p)

@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from ext_proc.cells import CellTable
 from ext_proc.engine import Engine
 from ext_proc.policy import load_policy
 from policies.compiler import compile_sources
+from policies.core.cells import CellTable
 from policies.runtime import PolicyError, PolicyModule
 from policies.runtime.module import ResultTooLarge
 from policies.runtime.values import DEFAULT_MAX_BYTES, DEFAULT_MAX_DEPTH, DEFAULT_MAX_NODES

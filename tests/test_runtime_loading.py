@@ -19,9 +19,9 @@ import wasmtime
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ext_proc.errors import ConfigError
 from ext_proc.policy import load_policy
 from policies.compiler import compile_sources
+from policies.core.errors import ConfigError
 from policies.runtime import ABI_VERSION, BundleError, PolicyError, PolicyModule
 from policies.runtime.module import META_SECTION, Metadata, runtime_sha256
 from policies.runtime.wasmbin import add_custom_section, custom_sections, without_custom_section

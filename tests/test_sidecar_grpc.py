@@ -29,7 +29,7 @@ from envoy.service.ext_proc.v3 import external_processor_pb2 as ep
 from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as ep_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from ext_proc.cells import CellTable
+from policies.core.cells import CellTable
 from tests.test_engine import compile_authz
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -20,8 +20,8 @@ from hypothesis import strategies as st
 
 from a1.cell import CellServer, Store, TableWatcher
 from a1.launcher import free_ports
-from ext_proc.cells import CellTable
-from ext_proc.tenant import is_tenant_id
+from policies.core.cells import CellTable
+from policies.core.tenant import is_tenant_id
 
 CELLS = ["cell-1", "cell-2"]
 

@@ -8,7 +8,7 @@ import pytest
 
 from a1 import pki
 from a1.cli import main
-from ext_proc.cells import CellTable
+from policies.core.cells import CellTable
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from a1 import envoy_bootstrap as eb
-from a1.errors import UserError
+from policies.core.errors import UserError
 
 
 def params(mode: str = "grpc", **kw: Any) -> eb.BootstrapParams:

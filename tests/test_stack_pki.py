@@ -15,7 +15,7 @@ import jwt
 import pytest
 
 from a1 import pki
-from a1.errors import UserError
+from policies.core.errors import UserError
 
 
 @pytest.fixture(scope="module")

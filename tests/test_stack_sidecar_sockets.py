@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from a1 import envoy_bootstrap
-from a1.errors import UserError
 from a1.stack import Stack, StackOptions, StackPorts
+from policies.core.errors import UserError
 
 
 def _stack(state: Path, **kw: object) -> Stack:

@@ -261,8 +261,8 @@ def test_a1_up_from_the_installed_wheel_serves_and_sigterm_stops_it(
 
 def test_a_zipped_install_is_refused_in_one_line(tmp_path: Path,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    from a1.errors import UserError
     from a1.package_data import packaged
+    from policies.core.errors import UserError
 
     archive = tmp_path / "zipped.zip"
     with zipfile.ZipFile(archive, "w") as zf:

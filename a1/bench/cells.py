@@ -21,7 +21,7 @@ import time
 from bisect import bisect_right
 from collections.abc import Callable, Sequence
 
-from ext_proc.cells import CellTable
+from policies.core.cells import CellTable
 
 VNODES = 150
 

@@ -64,7 +64,6 @@ from typing import Any
 
 from a1 import envoy_bootstrap
 from a1.argtypes import non_negative, positive
-from a1.errors import UserError
 from a1.launcher import (
     Launcher,
     ManagedProcess,
@@ -75,6 +74,7 @@ from a1.launcher import (
     http_probe,
 )
 from a1.stack import LOOPBACK, Stack, StackOptions, StackPorts
+from policies.core.errors import UserError
 
 INSTALL_HINT = "apt-get install -y wrk nghttp2-client"
 N_CELLS = 3

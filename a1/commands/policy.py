@@ -11,7 +11,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from a1.errors import UserError
 from policies.compiler import (
     CompileError,
     assemble,
@@ -23,6 +22,7 @@ from policies.compiler import (
 )
 from policies.compiler.frontend import parse_sources
 from policies.compiler.limits import JSON_MAX_DEPTH, check_json, decode_utf8
+from policies.core.errors import UserError
 from policies.runtime import UNDEFINED, BundleError, PolicyError, PolicyModule
 from policies.runtime.module import ResultTooLarge
 from policies.runtime.values import to_json_compatible

@@ -13,7 +13,6 @@ from types import FrameType
 
 from a1 import envoy_bootstrap, pki
 from a1.argtypes import port, positive
-from a1.errors import UserError
 from a1.files import write_atomic
 from a1.launcher import Launcher, http_probe
 from a1.stack import (
@@ -26,6 +25,7 @@ from a1.stack import (
     StackPorts,
 )
 from a1.supervisor import GaveUp, RestartPolicy, Supervisor
+from policies.core.errors import UserError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -123,7 +123,7 @@ def _existing_cells(state_dir: Path) -> tuple[str, ...] | None:
     table_path = state_dir / "cells.yaml"
     if not table_path.exists():
         return None
-    from ext_proc.cells import CellTable
+    from policies.core.cells import CellTable
 
     return CellTable.load(table_path).cells
 
@@ -288,7 +288,7 @@ def validate_bootstrap(path: Path) -> None:
 
 
 def cmd_cells_lookup(args: argparse.Namespace) -> int:
-    from ext_proc.cells import CellTable
+    from policies.core.cells import CellTable
 
     path = args.state_dir / "cells.yaml"
     if not path.exists():

@@ -27,14 +27,24 @@ from typing import Any
 
 import yaml
 
-from ext_proc.errors import ConfigError
-from ext_proc.tenant import tenant_error
-from ext_proc.yamlio import read_yaml
+from policies.core.errors import ConfigError
+from policies.core.tenant import tenant_error
+from policies.core.yamlio import read_yaml
 
 DEFAULT_BUCKETS = 16384
 MAX_BUCKETS = 1 << 20
-_CELL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+# The one cell-name grammar: lower-case, so a cell has exactly one spelling in the
+# table, in Envoy's cluster names (``cell_<name>``) and in headers.
+CELL_NAME_GRAMMAR = "[a-z0-9][a-z0-9._-]{0,62}"
+CELL_NAME_RE = re.compile(f"{CELL_NAME_GRAMMAR}\\Z")
 _KEYS = ("buckets", "cells", "assignment", "overrides")
+
+
+def cell_name_error(name: str) -> str | None:
+    """Why ``name`` is not a canonical cell name, or None if it is."""
+    if CELL_NAME_RE.match(name):
+        return None
+    return f"invalid cell name {name[:80]!r} (must match {CELL_NAME_GRAMMAR})"
 
 
 def bucket_of(tenant: str, buckets: int = DEFAULT_BUCKETS) -> int:
@@ -197,8 +207,9 @@ class CellTable:
         if not isinstance(cells, list) or not cells:
             raise bad("cells", "must be a non-empty list of cell names")
         for i, c in enumerate(cells):
-            if not isinstance(c, str) or not _CELL_NAME.match(c):
-                raise bad(f"cells[{i}]", f"invalid cell name {c!r} (letters, digits, . _ -)")
+            if not isinstance(c, str) or cell_name_error(c) is not None:
+                raise bad(f"cells[{i}]", cell_name_error(c) if isinstance(c, str)
+                          else f"invalid cell name {c!r}")
         if len(set(cells)) != len(cells):
             dup = next(c for c in cells if cells.count(c) > 1)
             raise bad("cells", f"duplicate cell {dup!r}")
@@ -265,8 +276,9 @@ def _check_names(names: list[str], field: str) -> None:
     if not names:
         raise ValueError(f"{field}: at least one cell is required")
     for n in names:
-        if not isinstance(n, str) or not _CELL_NAME.match(n):
-            raise ValueError(f"{field}: invalid cell name {n!r} (letters, digits, . _ -)")
+        why = cell_name_error(n) if isinstance(n, str) else f"invalid cell name {n!r}"
+        if why is not None:
+            raise ValueError(f"{field}: {why}")
     if len(set(names)) != len(names):
         raise ValueError(f"{field}: duplicate cell names")
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import yaml
 
-from ext_proc.errors import ConfigError
+from policies.core.errors import ConfigError
 
 
 def read_yaml(path: str | Path) -> Any:
