@@ -1,0 +1,1 @@
+"""xDS pieces both planes share: type URLs, canonical values, the ADS client."""
