@@ -7,8 +7,9 @@ of the repository resolve the same way, from any working directory.
 - The Envoy templates sit at the top of the repository in ``envoy/``. That
   directory is not a Python package (``envoy`` is the namespace of the Envoy
   wheel and of the xDS protobuf classes, which it must not shadow), so the
-  symlink ``a1/envoy_templates -> ../envoy`` makes them package data of ``a1``;
-  a wheel carries them as real files under ``a1/envoy_templates/``.
+  symlink ``control/envoy_templates -> ../envoy`` makes them package data of
+  ``control``, which builds Envoy's config (``control.envoy.templates``); a wheel
+  carries them as real files under ``control/envoy_templates/``.
 - The shipped policies are package data of ``policies`` (``policies/library``).
 - The policy runtime ``a1rt.wasm`` is package data of ``policies.runtime``,
   read by ``policies.runtime.module``.
@@ -22,6 +23,7 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
+from control.envoy.templates import template_dir
 from policies.core.errors import UserError
 
 
@@ -36,7 +38,7 @@ def packaged(package: str, *parts: str) -> Path:
 
 def envoy_templates() -> Path:
     """The directory holding ``bootstrap.yaml`` and ``fragments/``."""
-    return packaged("a1", "envoy_templates")
+    return template_dir()
 
 
 def policy_library() -> Path:

@@ -147,7 +147,7 @@ def test_the_wheel_ships_every_module_and_the_data_and_no_top_level_envoy(
         templates = sorted(p for p in (root / "envoy").rglob("*.yaml"))
         assert templates, "no Envoy templates in envoy/"
         for t in templates:
-            assert zf.read(f"a1/envoy_templates/{t.relative_to(root / 'envoy').as_posix()}") \
+            assert zf.read(f"control/envoy_templates/{t.relative_to(root / 'envoy').as_posix()}") \
                 == t.read_bytes(), t
         data = [root / "policies" / "runtime" / "a1rt.wasm",
                 *(root / "policies" / "library").glob("*.rego"),

@@ -1,0 +1,180 @@
+"""Envoy's config as xDS resources, built from the templates in ``envoy/``.
+
+This is the one place that decides what Envoy runs. The control plane serves the
+result over ADS (listeners with RDS, EDS cell clusters, an SDS secret); the static
+bootstrap is the same set inlined (``control.envoy.inline``). So the two forms
+cannot drift: a test holds them equal, message by message.
+
+Modes choose the authorization filter between ``jwt_authn`` and the router:
+``grpc`` (ext_authz over gRPC, the default), ``http`` (ext_authz over the
+sidecar's HTTP fast path), ``ext_proc``, ``rbac`` (Envoy's native RBAC on the
+JWT claims, no sidecar) and ``none`` (jwt_authn only). ``rbac`` and ``none``
+have no cell selection, so all traffic goes to one pinned cell.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from control.envoy.params import (
+    SIDECAR_MODES,
+    EnvoyParams,
+    cells_by_name,
+    check,
+    cluster_name,
+    endpoint_address,
+    socket_address,
+)
+from control.envoy.templates import render_file, template_dir
+
+# The xDS type URLs (plan: policies/core/xds/types.py holds them once it lands).
+CLUSTER = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
+ENDPOINT = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"
+LISTENER = "type.googleapis.com/envoy.config.listener.v3.Listener"
+ROUTE = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"
+SECRET = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret"
+#: Envoy's types in make-before-break push order.
+ENVOY_TYPES = (CLUSTER, ENDPOINT, SECRET, LISTENER, ROUTE)
+
+HTTP_LISTENER = "a1_http"
+HTTPS_LISTENER = "a1_https"
+ROUTE_CONFIG = "a1_routes"
+TLS_SECRET = "a1_tls"
+
+_AUTHZ_FRAGMENT = {
+    "grpc": "authz_grpc.yaml",
+    "http": "authz_http.yaml",
+    "ext_proc": "authz_ext_proc.yaml",
+    "rbac": "authz_rbac.yaml",
+}
+
+
+@dataclass(frozen=True)
+class EnvoyResources:
+    """Envoy's config: type URL → resource name → resource, in proto3 JSON form.
+
+    The mappings are shared, not copied: read them, or deep-copy before changing.
+    """
+
+    by_type: Mapping[str, Mapping[str, Mapping[str, Any]]]
+
+    def of(self, type_url: str) -> Mapping[str, Mapping[str, Any]]:
+        return self.by_type.get(type_url, MappingProxyType({}))
+
+    @property
+    def listeners(self) -> Mapping[str, Mapping[str, Any]]:
+        return self.of(LISTENER)
+
+    @property
+    def routes(self) -> Mapping[str, Mapping[str, Any]]:
+        return self.of(ROUTE)
+
+    @property
+    def clusters(self) -> Mapping[str, Mapping[str, Any]]:
+        return self.of(CLUSTER)
+
+    @property
+    def endpoints(self) -> Mapping[str, Mapping[str, Any]]:
+        return self.of(ENDPOINT)
+
+    @property
+    def secrets(self) -> Mapping[str, Mapping[str, Any]]:
+        return self.of(SECRET)
+
+    def items(self) -> Iterator[tuple[str, Mapping[str, Mapping[str, Any]]]]:
+        """(type URL, resources) in push order, every Envoy type present (maybe empty)."""
+        for type_url in ENVOY_TYPES:
+            yield type_url, self.of(type_url)
+
+
+def _duration(ms: int) -> str:
+    return f"{ms / 1000:.3f}s"
+
+
+def build_resources(params: EnvoyParams, templates: Path | None = None) -> EnvoyResources:
+    """Check ``params`` and build every listener, route, cluster, endpoint and secret."""
+    check(params)
+    frag = (templates or template_dir()) / "fragments"
+    source = render_file(frag / "config_source.yaml", {})
+    timeouts = {"authz_timeout": _duration(params.authz_timeout_ms),
+                "upstream_timeout": _duration(params.upstream_timeout_ms),
+                "health_interval": _duration(params.health_interval_ms)}
+
+    local_jwks = ({"inline_string": params.jwks_inline} if params.jwks_inline is not None
+                  else {"filename": str(params.jwks_path)})
+    filters: list[Any] = [render_file(frag / "jwt_authn.yaml", {
+        "issuer": params.issuer, "audience": params.audience, "local_jwks": local_jwks,
+        "max_lifetime": f"{params.max_token_lifetime_s}s"})]
+    healthz_per_filter: dict[str, Any] = {}
+    if params.mode != "none":
+        authz = render_file(frag / _AUTHZ_FRAGMENT[params.mode], {
+            **timeouts,
+            # Over a Unix socket the URI's host is only a name: the cluster connects.
+            "sidecar_http_uri": "http://a1-sidecar" if params.sidecar_http.startswith("unix:")
+            else f"http://{params.sidecar_http}",
+            "http_allowed_headers": [{"exact": h.lower()} for h in params.http_authz_headers],
+        })
+        healthz_per_filter[authz["name"]] = authz.pop("per_route_disabled")
+        filters.append(authz)
+    filters.append(render_file(frag / "router.yaml", {}))
+
+    fixed = render_file(frag / "routes.yaml", {"healthz_per_filter": healthz_per_filter})
+    routes: list[Any] = [fixed["healthz"]]
+    clusters: dict[str, Any] = {}
+    endpoints: dict[str, Any] = {}
+    for i, (cell, rows) in enumerate(cells_by_name(params).items()):
+        name = cluster_name(cell)
+        rendered = render_file(frag / "cell.yaml", {
+            **timeouts, "cell": cell, "route_name": f"cell-{cell}", "cluster_name": name,
+            "config_source": source,
+            "lb_endpoints": [{"endpoint": {"address": endpoint_address(r, f"cells[{i}]")}}
+                             for r in rows],
+        })
+        clusters[name] = rendered["cluster"]
+        endpoints[name] = rendered["endpoints"]
+        if params.mode in SIDECAR_MODES:
+            routes.append(rendered["route"])
+    if params.mode in SIDECAR_MODES:
+        routes.append(fixed["unknown_cell"])
+        sidecar = render_file(frag / "sidecar_clusters.yaml", {
+            "sidecar_grpc_address": socket_address(params.sidecar_grpc, "sidecar_grpc"),
+            "sidecar_http_address": socket_address(params.sidecar_http, "sidecar_http"),
+        })
+        chosen = sidecar["http" if params.mode == "http" else "grpc"]
+        clusters[chosen["name"]] = chosen
+    else:
+        pinned = params.pinned_cell or params.cells[0].name
+        routes.append(render_file(frag / "pinned_route.yaml", {
+            **timeouts, "cluster_name": cluster_name(pinned)}))
+
+    access_log: list[Any] = []
+    if params.access_log is not None:
+        access_log.append(render_file(frag / "access_log.yaml",
+                                      {"access_log_path": str(params.access_log)}))
+
+    def hcm(prefix: str) -> Any:
+        return render_file(frag / "hcm.yaml", {
+            "stat_prefix": prefix, "access_log": access_log, "http_filters": filters,
+            "route_config_name": ROUTE_CONFIG, "config_source": source})
+
+    listeners = render_file(frag / "listeners.yaml", {
+        "bind_address": params.bind_address, "http_port": params.http_port,
+        "https_port": params.https_port, "tls_secret": TLS_SECRET, "config_source": source,
+        "hcm_http": hcm(HTTP_LISTENER), "hcm_https": hcm(HTTPS_LISTENER)})
+    route_config = render_file(frag / "route_config.yaml", {
+        "route_config_name": ROUTE_CONFIG, "routes": routes})
+    secret = render_file(frag / "tls_secret.yaml", {
+        "secret_name": TLS_SECRET, "tls_cert": str(params.tls_cert),
+        "tls_key": str(params.tls_key)})
+    return EnvoyResources(MappingProxyType({
+        CLUSTER: MappingProxyType(clusters),
+        ENDPOINT: MappingProxyType(endpoints),
+        SECRET: MappingProxyType({TLS_SECRET: secret}),
+        LISTENER: MappingProxyType({lst["name"]: lst for lst in
+                                    (listeners["http"], listeners["https"])}),
+        ROUTE: MappingProxyType({ROUTE_CONFIG: route_config}),
+    }))

@@ -1,0 +1,93 @@
+"""The Envoy YAML templates in ``envoy/`` and their structure-safe substitution.
+
+Every template is a plain YAML file, parsed with ``yaml.safe_load`` *first*;
+placeholders are then substituted in the parsed tree. A quoted scalar that is
+exactly ``"${name}"`` becomes the value itself (an int, a list, a mapping, a
+fragment); ``${name}`` inside a longer string is replaced by text through
+``string.Template``. Because substitution happens after parsing, no value (a cell
+name, a path with ``: `` or a newline in it, a JWKS) can change the document's
+shape: there is no YAML or JSON injection, every template stays a valid YAML file
+that an editor can check, and an unknown or missing placeholder is an error naming
+the template file and the key path. Mapping keys are never substituted.
+
+The templates are package data of ``control``: ``envoy/`` is not a Python package
+(``envoy`` is the namespace of the Envoy wheel and of the xDS protobuf classes),
+so the symlink ``control/envoy_templates -> ../envoy`` carries them, and a wheel
+ships them as real files under ``control/envoy_templates/``.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+import string
+from collections.abc import Mapping
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from policies.core.errors import UserError
+
+_WHOLE = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
+_ANY = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+class TemplateError(UserError):
+    """A template is missing, is not YAML, or names a placeholder with no value (exit 2)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, code=2)
+
+
+def template_dir() -> Path:
+    """The directory holding ``bootstrap.yaml`` and ``fragments/``, symlinks resolved.
+
+    Found through ``importlib.resources`` so that a wheel and an editable install
+    resolve alike; a zipped install is refused, because Envoy is handed real paths.
+    """
+    found = resources.files("control").joinpath("envoy_templates")
+    if not isinstance(found, Path):
+        raise UserError("control/envoy_templates: A1 must be installed as files, "
+                        "not from a zip archive", 2)
+    return found.resolve()
+
+
+def load_template(path: Path) -> Any:
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise TemplateError(f"{path}: template not found") from None
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        raise TemplateError(f"{where}: invalid YAML template: {err.problem}") from None
+
+
+def substitute(node: Any, values: Mapping[str, Any], source: str, where: str = "") -> Any:
+    """Return a copy of ``node`` with placeholders replaced (see the module doc)."""
+    if isinstance(node, dict):
+        return {k: substitute(v, values, source, f"{where}.{k}" if where else str(k))
+                for k, v in node.items()}
+    if isinstance(node, list):
+        return [substitute(v, values, source, f"{where}[{i}]") for i, v in enumerate(node)]
+    if not isinstance(node, str) or "${" not in node:
+        return node
+    whole = _WHOLE.match(node)
+    if whole:
+        name = whole.group(1)
+        if name not in values:
+            raise TemplateError(f"{source}: {where or '<root>'}: no value for ${{{name}}}")
+        return copy.deepcopy(values[name])
+    for name in _ANY.findall(node):
+        if name not in values:
+            raise TemplateError(f"{source}: {where}: no value for ${{{name}}}")
+        if not isinstance(values[name], str | int) or isinstance(values[name], bool):
+            raise TemplateError(f"{source}: {where}: ${{{name}}} inside text must be text")
+    return string.Template(node).substitute({k: str(v) for k, v in values.items()
+                                             if isinstance(v, str | int)})
+
+
+def render_file(path: Path, values: Mapping[str, Any]) -> Any:
+    return substitute(load_template(path), values, str(path))
