@@ -26,6 +26,7 @@ from ext_proc.logutil import describe
 from ext_proc.metrics import make_registry, serve_metrics
 from ext_proc.source import ConfigSource, FileConfigSource
 from ext_proc.stats import Stats
+from ext_proc.xds_source import XdsConfigSource
 from policies.core.errors import ConfigError
 
 log = logging.getLogger("ext_proc")
@@ -123,6 +124,22 @@ async def serve(cfg: SidecarConfig, source: ConfigSource) -> int:
     return 0
 
 
+def make_source(cfg: SidecarConfig) -> ConfigSource:
+    """The source ``cfg`` selects: files (the default), or ADS with last-known-good on disk.
+
+    The file source loads here, so a bad file fails before any port is bound; the
+    xDS source loads in ``start`` (it may wait ``boot_timeout`` for the control plane).
+    """
+    if cfg.xds is not None:
+        return XdsConfigSource(cfg.xds, cfg.entrypoint)
+    assert cfg.policy_module is not None and cfg.cells_table is not None
+    source = FileConfigSource(
+        cfg.policy_module, cfg.cells_table, cfg.entrypoint, cfg.watch_interval
+    )
+    source.load_initial()
+    return source
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ext_proc", description=__doc__)
     parser.add_argument("--config", required=True, help="sidecar YAML config")
@@ -133,11 +150,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup_logging(getattr(logging, args.log_level))
     try:
         cfg = load_config(args.config)
-        source = FileConfigSource(
-            cfg.policy_module, cfg.cells_table, cfg.entrypoint, cfg.watch_interval
-        )
-        source.load_initial()
-        return asyncio.run(serve(cfg, source))
+        return asyncio.run(serve(cfg, make_source(cfg)))
     except ConfigError as err:
         print(f"ext_proc: {err}", file=sys.stderr)
         return err.code

@@ -7,6 +7,10 @@ Schema (docs: notes/contracts.md)::
     metrics_address: 127.0.0.1:PORT     # optional: Prometheus /metrics
     policy: {module: /path/authz.wasm, entrypoint: a1/authz/decision}
     cells: {table: /path/cells.yaml}
+    # or, instead of policy.module and cells.table, config over ADS (docs/sidecar-xds.md):
+    source: {kind: xds, address: HOST:PORT, state_dir: /path/lkg, trusted_keys: /path/keys,
+             node_id: NAME, cluster: a1-sidecar, delta: false, boot_timeout: 2,
+             max_message_bytes: 64MiB, max_bundles: 8}   # source.kind defaults to file
     tenant: {from: path}                # | {from: header, name: x-tenant-id}
                                         # | {from: host, pattern: "{tenant}.example.com"}
     decision_log: {path: /path/decisions.jsonl, queue: 10000, max_bytes: 16MiB}  # optional
@@ -24,6 +28,7 @@ are created mode 0600 (see ``ext_proc.uds``).
 from __future__ import annotations
 
 import re
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,15 +54,31 @@ class TenantSource:
 
 
 @dataclass(frozen=True)
+class XdsSourceConfig:
+    """``source: {kind: xds, ...}``: where the ADS server is and where last-known-good lives."""
+
+    address: str  # HOST:PORT of the control plane's ADS server
+    state_dir: Path  # last-known-good (verified bundles + applied state), 0700
+    trusted_keys: Path  # a *.pub file or a directory of them (bundle signers)
+    node_id: str = ""  # default: "<hostname>-sidecar"
+    cluster: str = "a1-sidecar"
+    delta: bool = False  # Delta xDS instead of State-of-the-World
+    boot_timeout: float = 2.0  # seconds to wait for the control plane before booting from disk
+    max_message_bytes: int = 64 * MiB  # gRPC receive limit, and the per-type byte budget
+    max_bundles: int = 8  # bundles held (and persisted) at once
+
+
+@dataclass(frozen=True)
 class SidecarConfig:
     source: str
     grpc_address: str
     http_address: str | None
     metrics_address: str | None
-    policy_module: Path
+    policy_module: Path | None  # None with source.kind xds
     entrypoint: str
-    cells_table: Path
+    cells_table: Path | None  # None with source.kind xds
     tenant: TenantSource
+    xds: XdsSourceConfig | None = None  # source.kind xds
     decision_log_path: Path | None = None
     decision_log_queue: int = defaults.LOG_QUEUE_ENTRIES
     decision_log_max_bytes: int = defaults.LOG_QUEUE_BYTES
@@ -71,7 +92,11 @@ class SidecarConfig:
 
 _TOP = (
     "grpc_address", "http_address", "metrics_address", "policy", "cells", "tenant",
-    "decision_log", "cache", "claims_cache", "limits", "watch",
+    "decision_log", "cache", "claims_cache", "limits", "watch", "source",
+)  # fmt: skip
+_XDS_KEYS = (
+    "kind", "address", "state_dir", "trusted_keys", "node_id", "cluster", "delta",
+    "boot_timeout", "max_message_bytes", "max_bundles",
 )  # fmt: skip
 
 
@@ -156,12 +181,26 @@ def parse_config(d: Any, source: str, base: Path) -> SidecarConfig:
     http_address = address("http_address", False, True)
     metrics_address = address("metrics_address", False, False)
 
-    policy = section("policy", ("module", "entrypoint"), True)
-    module = path(policy, "module", "policy.module")
+    src = section("source", _XDS_KEYS, False)
+    kind = string(src, "kind", "source.kind", False) or "file"
+    xds: XdsSourceConfig | None = None
+    if kind == "file":
+        for k in src:
+            if k != "kind":
+                raise bad(f"source.{k}", "not used with source.kind: file")
+        policy = section("policy", ("module", "entrypoint"), True)
+        module: Path | None = path(policy, "module", "policy.module")
+        cells = section("cells", ("table",), True)
+        table: Path | None = path(cells, "table", "cells.table")
+    elif kind == "xds":
+        policy = section("policy", ("entrypoint",), False)
+        if d.get("cells") is not None:
+            raise bad("cells", "not used with source.kind: xds (the cell table comes over ADS)")
+        module = table = None
+        xds = _xds_source(src, bad, string, path, size, integer)
+    else:
+        raise bad("source.kind", f"must be file or xds, got {kind!r}")
     entrypoint = string(policy, "entrypoint", "policy.entrypoint", False) or DEFAULT_ENTRYPOINT
-
-    cells = section("cells", ("table",), True)
-    table = path(cells, "table", "cells.table")
 
     t = section("tenant", ("from", "name", "pattern"), False)
     kind = string(t, "from", "tenant.from", False) or "path"
@@ -221,6 +260,7 @@ def parse_config(d: Any, source: str, base: Path) -> SidecarConfig:
         entrypoint=entrypoint,
         cells_table=table,
         tenant=tenant,
+        xds=xds,
         decision_log_path=log_path,
         decision_log_queue=log_queue,
         decision_log_max_bytes=log_bytes,
@@ -234,4 +274,36 @@ def parse_config(d: Any, source: str, base: Path) -> SidecarConfig:
         ),
         max_path=integer(limits, "max_path", "limits.max_path", defaults.MAX_PATH, 256, 1 << 20),
         watch_interval=float(interval),
+    )
+
+
+def _xds_source(src: dict[str, Any], bad: Any, string: Any, path: Any, size: Any,
+                integer: Any) -> XdsSourceConfig:  # fmt: skip
+    """The ``source`` section with ``kind: xds``; the helpers are ``parse_config``'s."""
+    address = string(src, "address", "source.address")
+    host, sep, port = address.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise bad("source.address", f"expected HOST:PORT of the ADS server, got {address!r}")
+    node_id = string(src, "node_id", "source.node_id", False) or f"{socket.gethostname()}-sidecar"
+    cluster = string(src, "cluster", "source.cluster", False) or "a1-sidecar"
+    for field, v in (("node_id", node_id), ("cluster", cluster)):
+        if len(v) > 256 or not v.isprintable():
+            raise bad(f"source.{field}", f"must be printable and at most 256 characters, got {v!r}")
+    delta = src.get("delta", False)
+    if not isinstance(delta, bool):
+        raise bad("source.delta", f"must be true or false, got {delta!r}")
+    boot = src.get("boot_timeout", 2.0)
+    if not isinstance(boot, int | float) or isinstance(boot, bool) or not 0 <= boot <= 300:
+        raise bad("source.boot_timeout", f"must be a number of seconds in [0, 300], got {boot!r}")
+    return XdsSourceConfig(
+        address=address,
+        state_dir=path(src, "state_dir", "source.state_dir"),
+        trusted_keys=path(src, "trusted_keys", "source.trusted_keys"),
+        node_id=node_id,
+        cluster=cluster,
+        delta=delta,
+        boot_timeout=float(boot),
+        max_message_bytes=size(src, "max_message_bytes", "source.max_message_bytes", 64 * MiB,
+                               4 * MiB, 1024 * MiB),
+        max_bundles=integer(src, "max_bundles", "source.max_bundles", 8, 1, 64),
     )
