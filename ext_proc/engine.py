@@ -1,12 +1,17 @@
 """The decision pipeline shared by the three front doors (ext_authz gRPC, ext_proc, HTTP).
 
-identity + target tenant → cell → policy (through the exact decision cache) → a
-``Decision`` that each front door renders once and then reuses.
+identity + target tenant → cell → that cell's policy version (through the exact
+decision cache) → a ``Decision`` that each front door renders once and then reuses.
 
-Concurrency: the engine serves from one immutable ``Snapshot`` (policy module, cell
-table, cache) that a ``ConfigSource`` swaps in with a single attribute store.
-Evaluators are not thread-safe, so each thread keeps its own, rebuilt when the
-snapshot changes. Everything that goes wrong inside ``decide`` is a deny.
+Staged rollout: a snapshot holds a default policy module and per-cell overrides
+(the canary cell runs the new version first). The cell is picked first, then the
+module assigned to it, so a request is evaluated, cached, labelled
+(``x-a1-policy-version``, decision log, metrics) with exactly one version.
+
+Concurrency: the engine serves from one immutable ``Snapshot`` (policy versions,
+cell table, cache) that a ``ConfigSource`` swaps in with a single attribute store.
+Evaluators are not thread-safe, so each thread keeps its own per version, rebuilt
+when the snapshot changes. Everything that goes wrong inside ``decide`` is a deny.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from ext_proc import defaults
@@ -25,7 +30,7 @@ from ext_proc.decision_log import DecisionLog
 from ext_proc.logutil import RateLimited, describe
 from ext_proc.policy import UNDEFINED, PolicyError
 from ext_proc.request import A1_PREFIX, RequestFacts, RequestReader
-from ext_proc.stats import Stats, ThreadStats
+from ext_proc.stats import Stats, StatsKey, ThreadStats
 from policies.core.cells import CellTable
 from policies.headers import drop_label, forbidden_header_reason, header_value_reason
 
@@ -34,7 +39,7 @@ log = logging.getLogger("ext_proc.engine")
 CELL_HEADER = "x-a1-cell"
 VERSION_HEADER = "x-a1-policy-version"
 REASON_HEADER = "x-a1-deny-reason"
-__all__ = ["A1_PREFIX", "Decision", "Engine", "deny"]
+__all__ = ["A1_PREFIX", "Decision", "Engine", "PolicyVersion", "deny"]
 # What front doors may memoise per decision (pre-serialized responses: one door's
 # typical allow rendering is 170-260 bytes, so three doors' fit).
 RENDER_BUDGET = 1024
@@ -53,7 +58,7 @@ class Decision:
 
     __slots__ = (
         "allow", "body", "cell", "cost", "dropped", "headers", "reason", "rendered",
-        "rendered_bytes", "result", "set_names", "status", "version",
+        "rendered_bytes", "result", "set_names", "stats_key", "status", "version",
     )  # fmt: skip
 
     def __init__(
@@ -67,6 +72,7 @@ class Decision:
         version: str,
         result: str,
         dropped: tuple[str, ...] = (),
+        route: str | None = None,
     ) -> None:
         self.allow = allow
         self.status = status
@@ -78,6 +84,11 @@ class Decision:
         self.result = result  # metric label: allow | deny | error
         self.set_names = frozenset(k for k, _ in headers)
         self.dropped = dropped  # metric labels of policy headers refused (policies.headers)
+        # The counter it bumps (ext_proc.stats): built once, so counting allocates nothing.
+        # ``route`` is the cell the request went to when the decision names none (errors);
+        # with no route and no cell it counts under no version either.
+        route = cell if route is None else route
+        self.stats_key: StatsKey = (result, cell, route, version if route else "")
         self.rendered: dict[Any, bytes] = {}
         self.rendered_bytes = 0
         # Bytes charged to a cache holding this decision: its strings, the renderings
@@ -103,7 +114,12 @@ class Decision:
 
 
 def deny(
-    status: int, reason: str, cell: str = "", version: str = "", result: str = "deny"
+    status: int,
+    reason: str,
+    cell: str = "",
+    version: str = "",
+    result: str = "deny",
+    route: str | None = None,
 ) -> Decision:
     reason = header_safe(reason)
     return Decision(
@@ -115,6 +131,7 @@ def deny(
         cell,
         version,
         result,
+        route=route,
     )
 
 
@@ -138,14 +155,22 @@ def sizeof_key(key: Any) -> int:
 
 
 class Caches:
-    """The two layers of the decision cache of one snapshot (pure policies only).
+    """The two layers of the decision cache of one snapshot (pure policy versions only).
 
     ``exact`` is keyed on ``(ev.encode(input), cell)``: exactly the values the
     policy reads, so requests that differ only in what the policy ignores share
     an entry. ``memo`` sits in front of ``encode`` (about 5 us): it is keyed on the
     raw request fields that the input and the cell are computed from, so a repeat
     request costs one tuple hash. Both are invalidated together, by replacing the
-    snapshot, whenever the bundle version or the cell table changes.
+    snapshot, whenever a bundle version, the assignment or the cell table changes.
+
+    One pair serves every policy version of the snapshot, and that is exact:
+    within a snapshot the cell is a function of the memo key (of ``tenant``, or
+    of the subject ``subject_key`` determines) and the version a function of the
+    cell, so neither layer can hand one version's decision to a request routed to
+    another (``exact`` names the cell outright). Sharing keeps the whole snapshot
+    within ``max_bytes`` and lets the LRU give the bytes to whichever version has
+    the traffic, instead of reserving a share for a canary that sees 1% of it.
 
     Each layer holds at most ``size`` entries and ``max_bytes / 2`` bytes: a key
     costs its strings' lengths plus ``ENTRY_OVERHEAD``, and each layer also
@@ -163,10 +188,36 @@ class Caches:
         return len(self.exact)
 
 
-class Snapshot:
-    """What the engine serves from: a policy module, a cell table and their caches."""
+class PolicyVersion:
+    """One policy module as a snapshot serves it; ``index`` is its evaluator's slot in
+    each thread's list (``_Local.evs``)."""
 
-    __slots__ = ("cache", "cells", "entrypoint", "module", "version")
+    __slots__ = ("index", "module", "pure", "version")
+
+    def __init__(self, index: int, module: Any) -> None:
+        self.index = index
+        self.module = module
+        self.version: str = module.version
+        self.pure = bool(getattr(module.meta, "pure", False))
+
+    def __repr__(self) -> str:
+        return f"PolicyVersion({self.index}, {self.version[:12]})"
+
+
+class Snapshot:
+    """What the engine serves from: the policy versions, the cell table, their caches.
+
+    ``default`` serves every cell without an override in ``by_cell``. Modules with
+    equal versions share one ``PolicyVersion``, so a snapshot holds as many
+    versions (and each thread as many evaluators) as distinct bundles are
+    assigned: in a rollout, two. ``live`` is this snapshot's versions plus the
+    previous snapshot's: the versions whose per-version counters are exposed.
+    """
+
+    __slots__ = (
+        "by_cell", "cache", "cells", "default", "entrypoint", "live", "module", "version",
+        "versions",
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -175,22 +226,52 @@ class Snapshot:
         entrypoint: str,
         cache_size: int,
         cache_bytes: int = defaults.CACHE_BYTES,
+        cell_modules: Mapping[str, Any] | None = None,
+        previous: Snapshot | None = None,
     ) -> None:
-        self.module = module
         self.cells = cells
         self.entrypoint = entrypoint
-        self.version: str = module.version
-        pure = bool(getattr(module.meta, "pure", False))
-        # A new snapshot means new caches: the bundle version is implicit in the keys.
+        by_version: dict[str, PolicyVersion] = {}
+
+        def version_of(mod: Any) -> PolicyVersion:
+            pv = by_version.get(mod.version)
+            if pv is None:
+                pv = by_version[mod.version] = PolicyVersion(len(by_version), mod)
+            return pv
+
+        self.default = version_of(module)
+        self.module = module
+        self.version: str = self.default.version
+        # Overrides naming a cell the table lacks are kept out: they could never route.
+        self.by_cell: dict[str, PolicyVersion] = {
+            cell: version_of(mod)
+            for cell, mod in sorted((cell_modules or {}).items())
+            if cell in cells.cells and mod.version != self.version
+        }
+        self.versions: tuple[PolicyVersion, ...] = tuple(by_version.values())
+        mine = frozenset(by_version)
+        self.live: frozenset[str] = mine | (
+            frozenset(pv.version for pv in previous.versions) if previous is not None else mine
+        )
+        # A new snapshot means new caches: the versions are implicit in the keys.
+        pure = any(pv.pure for pv in self.versions)
         self.cache = (
             Caches(cache_size, cache_bytes) if pure and cache_size > 0 and cache_bytes > 0 else None
         )
 
+    def version_of_cell(self, cell: str) -> PolicyVersion:
+        return self.by_cell.get(cell, self.default)
+
+    def cell_versions(self) -> dict[str, str]:
+        """Each cell of the table and the policy version its requests are evaluated with."""
+        return {cell: self.version_of_cell(cell).version for cell in self.cells.cells}
+
 
 class _Local(threading.local):
-    snap: Snapshot | None = None
-    ev: Any = None
-    stats: ThreadStats | None = None
+    def __init__(self) -> None:  # runs once per thread
+        self.snap: Snapshot | None = None
+        self.evs: list[Any] = []  # the evaluator of each of ``snap.versions``, made on first use
+        self.stats: ThreadStats | None = None
 
 
 class Engine:
@@ -217,16 +298,29 @@ class Engine:
         self._limited = RateLimited(log)
         self._local = _Local()
         self._no_policy = deny(503, "no policy loaded", result="error")
-        self._eval_error = deny(500, "policy evaluation failed", result="error")
         self._internal_error = deny(500, "internal error", result="error")
+        self._apply_lock = threading.Lock()
 
     # -- configuration (the ConfigSource sink) -------------------------------------------
 
-    def apply(self, module: Any, cells: CellTable) -> None:
-        """Install a new (policy module, cell table) pair atomically."""
-        snap = Snapshot(module, cells, self.entrypoint, self.cache_size, self.cache_bytes)
-        self._snap = snap
-        self.stats.set_versions(snap.version, cells.version)
+    def apply(
+        self, module: Any, cells: CellTable, cell_modules: Mapping[str, Any] | None = None
+    ) -> None:
+        """Install a new snapshot atomically (one attribute store).
+
+        ``module`` is the default policy, serving every cell without an entry in
+        ``cell_modules``; ``cell_modules[cell]`` overrides it for that cell (the
+        canary). Entries for cells the table does not have are ignored.
+        """
+        with self._apply_lock:  # ``previous`` must be the snapshot this one replaces
+            snap = Snapshot(
+                module, cells, self.entrypoint, self.cache_size, self.cache_bytes,
+                cell_modules, self._snap,
+            )  # fmt: skip
+            # Versions first: a scrape between the two stores sees a superset, never
+            # counts of a version it does not know yet.
+            self.stats.set_versions(snap.version, cells.version, snap.cell_versions(), snap.live)
+            self._snap = snap
 
     @property
     def snapshot(self) -> Snapshot | None:
@@ -263,7 +357,7 @@ class Engine:
             st = self._stats()
             st.eval_errors += 1
             self._limited.log(logging.ERROR, "internal", "internal error (deny): %s", describe(err))
-            st.record("error", "", 0)
+            st.record(self._internal_error.stats_key, 0)
             return self._internal_error
         return self.decide_facts(f)
 
@@ -290,31 +384,29 @@ class Engine:
             elif snap is None:
                 d = self._no_policy
             else:
-                cache = snap.cache
                 memo_key = None
+                cache = snap.cache
                 subject_key = f.subject_key
                 if cache is not None and (subject_key is not None or subject is None):
-                    # Everything the input and the cell derive from: a hit skips encode too.
+                    # Everything the input and the cell (hence the version) derive from:
+                    # a hit skips encode too.
                     memo_key = (method, path, tenant, subject_key)
                     d = cache.memo.get(memo_key)  # type: ignore[assignment]
                     if d is not None:
                         st.cache_hits += 1
                         cached = True
                 if not cached:
-                    d, cached = self._decide(snap, loc, st, method, path, tenant, subject)
-                    if memo_key is not None and d.result != "error":
-                        cost = sizeof_key(memo_key) + ENTRY_OVERHEAD + d.cost
-                        cache.memo.put(memo_key, d, cost)  # type: ignore[union-attr]
-        except PolicyError as err:
+                    d, cached = self._decide(snap, loc, st, method, path, tenant, subject, memo_key)
+        except PolicyError as err:  # raised outside evaluation (the evaluator's own setup)
             st.eval_errors += 1
             self._limited.log(logging.WARNING, "eval", "policy evaluation error (deny): %s", err)
-            d = self._eval_error
+            d = deny(500, "policy evaluation failed", result="error")
         except Exception as err:
             st.eval_errors += 1
             self._limited.log(logging.ERROR, "internal", "internal error (deny): %s", describe(err))
             d = self._internal_error
         elapsed = _perf_ns() - t0
-        st.record(d.result, d.cell, elapsed)
+        st.record(d.stats_key, elapsed)
         if d.dropped:
             st.drop_headers(d.dropped)
         dl = self.decision_log
@@ -335,8 +427,10 @@ class Engine:
         path: str,
         tenant: str | None,
         subject: dict[str, Any] | None,
+        memo_key: tuple[Any, ...] | None,
     ) -> tuple[Decision, bool]:
-        """Cell, input document, exact cache on the encoded input, evaluation.
+        """Cell, its policy version, input document, exact cache on the encoded input,
+        evaluation; then the memo (``memo_key``, if any) learns the decision.
 
         Returns the decision and whether it came from the cache."""
         inp: dict[str, Any] = {"method": method, "path": path}
@@ -349,26 +443,51 @@ class Engine:
             cell = snap.cells.lookup("")
         if subject is not None:
             inp["subject"] = subject
+        pv = snap.by_cell.get(cell, snap.default)
         if loc.snap is not snap:
-            loc.ev = snap.module.evaluator(snap.entrypoint)
-            loc.snap = snap
-        ev = loc.ev
-        key = ev.encode(inp)
-        cache = snap.cache
-        if cache is None:
-            d = self._render(ev.eval_encoded(key), cell, snap.version)
-        else:
-            ck = (key, cell)
-            hit = cache.exact.get(ck)
+            self._switch(loc, st, snap)
+        ev = loc.evs[pv.index]
+        if ev is None:
+            ev = loc.evs[pv.index] = pv.module.evaluator(snap.entrypoint)
+        version = pv.version
+        cache = snap.cache if pv.pure else None
+        hit = None
+        try:
+            key = ev.encode(inp)
+            if cache is not None:
+                ck = (key, cell)
+                hit = cache.exact.get(ck)
             if hit is not None:
                 st.cache_hits += 1
-                return hit, True
-            d = self._render(ev.eval_encoded(key), cell, snap.version)
-            if d.result != "error":
-                cache.exact.put(ck, d, len(key) + len(cell) + ENTRY_OVERHEAD + d.cost)
+                d = hit
+            else:
+                d = self._render(ev.eval_encoded(key), cell, version)
+                if cache is not None and d.result != "error":
+                    cache.exact.put(ck, d, len(key) + len(cell) + ENTRY_OVERHEAD + d.cost)
+        except PolicyError as err:
+            # Counted against the cell and the version that failed: what a rollout watches.
+            self._limited.log(logging.WARNING, "eval", "policy evaluation error (deny): %s", err)
+            d = deny(500, "policy evaluation failed", "", version, "error", route=cell)
         if d.result == "error":
             st.eval_errors += 1
-        return d, False
+        elif memo_key is not None and cache is not None:
+            cache.memo.put(memo_key, d, sizeof_key(memo_key) + ENTRY_OVERHEAD + d.cost)
+        return d, hit is not None
+
+    @staticmethod
+    def _switch(loc: _Local, st: ThreadStats, snap: Snapshot) -> None:
+        """This thread's first decision under ``snap``: keep the evaluators of modules
+        it still serves (one per version, so at most ``len(snap.versions)``), and
+        retire the counters of versions out of service."""
+        old = loc.snap
+        keep: dict[int, Any] = {}
+        if old is not None:
+            for opv, ev in zip(old.versions, loc.evs, strict=True):
+                if ev is not None:
+                    keep[id(opv.module)] = ev
+        loc.evs = [keep.get(id(pv.module)) for pv in snap.versions]
+        loc.snap = snap
+        st.retire(snap.live)
 
     def _render(self, result: Any, cell: str, version: str) -> Decision:
         """Map the policy's decision object to a Decision; anything malformed denies."""

@@ -1,7 +1,13 @@
 """Prometheus exposition of the sidecar's counters, computed at scrape time.
 
 Metrics (all on the metrics port, ``/metrics``):
-``a1_decisions_total{result,cell}``, ``a1_decision_latency_seconds`` (histogram),
+``a1_decisions_total{result,cell}`` (``cell``: the cell the decision names, "" when
+it names none: a malformed request, an evaluation failure),
+``a1_policy_decisions_total{cell,version,result}`` (the cell the request was routed
+to and the policy version that evaluated it; what a staged rollout divides into
+error and deny rates; label sets only for the versions of the current and the
+previous snapshot), ``a1_cell_policy_version{cell,version}`` (1 per cell of the
+table: the version its requests get), ``a1_decision_latency_seconds`` (histogram),
 ``a1_policy_eval_errors_total``, ``a1_policy_load_failures_total``,
 ``a1_policy_version`` (info:
 ``a1_policy_version_info{version,cells_version}``), ``a1_cache_hits_total``,
@@ -46,6 +52,23 @@ class EngineCollector(Collector):
         for (result, cell), n in sorted(s["decisions"].items()):  # type: ignore[attr-defined]
             decisions.add_metric([result, cell], n)
         yield decisions
+        by_version = CounterMetricFamily(
+            "a1_policy_decisions",
+            "Decisions by the cell routed to and the policy version that evaluated them "
+            "(versions of the current and the previous snapshot).",
+            labels=["cell", "version", "result"],
+        )
+        for (cell, version, result), n in sorted(s["decisions_by_version"].items()):  # type: ignore[attr-defined]
+            by_version.add_metric([cell, version, result], n)
+        yield by_version
+        assigned = GaugeMetricFamily(
+            "a1_cell_policy_version",
+            "1 for each cell and the policy version its requests are evaluated with.",
+            labels=["cell", "version"],
+        )
+        for cell, version in sorted(s["cell_versions"].items()):  # type: ignore[attr-defined]
+            assigned.add_metric([cell, version], 1)
+        yield assigned
 
         counts: list[int] = s["latency_counts"]  # type: ignore[assignment]
         cumulative, buckets = 0, []

@@ -22,12 +22,17 @@ from policies.core.errors import ConfigError
 
 log = logging.getLogger("ext_proc.source")
 
-Sink = Callable[[Any, CellTable], None]
+# ``Engine.apply(module, cells, cell_modules=None)``: the default policy module, the
+# cell table, and per-cell overrides (staged rollout). A file source has no
+# overrides and calls ``sink(module, cells)``.
+Sink = Callable[..., None]
 FailureSink = Callable[[str], None]
 
 
 class ConfigSource(Protocol):
-    """Pushes ``(policy module, cell table)`` snapshots into ``sink`` until stopped.
+    """Pushes ``(policy module, cell table[, cell_modules])`` snapshots into ``sink``
+    until stopped; ``cell_modules`` maps a cell to the module that overrides the
+    default one there (the canary of a staged rollout).
 
     ``start`` pushes the first complete pair before it returns (or raises
     ConfigError when it has none); later pairs come from the source's own thread or

@@ -4,6 +4,16 @@ prometheus-client's Counter.inc and Histogram.observe take a lock each (about a
 microsecond per decision for the four metrics a decision touches). A thread that
 decides owns its ``ThreadStats`` and bumps ints without locks; the collector in
 ``ext_proc.metrics`` adds the threads up at scrape time.
+
+Decisions are counted per ``Decision.stats_key`` = ``(result, cell, route_cell,
+version)``: ``cell`` is the cell the decision names (``a1_decisions_total``),
+``route_cell`` and ``version`` are where the request was routed and which policy
+version evaluated it (``a1_policy_decisions_total``, what a staged rollout
+watches). The key is built once per decision, so counting allocates nothing.
+Versions are bounded: a thread folds the counts of versions that left service
+(neither in the snapshot nor in the one before) into ``(result, cell, "", "")``
+when it first decides under a new snapshot, so ``a1_decisions_total`` stays
+monotonic while the per-version label sets go away.
 """
 
 from __future__ import annotations
@@ -17,6 +27,9 @@ LATENCY_BUCKETS: tuple[float, ...] = (
 )  # fmt: skip
 _BOUNDS_NS = tuple(int(b * 1e9) for b in LATENCY_BUCKETS)
 
+# (result, cell named by the decision, cell routed to, policy version used); "" = none.
+StatsKey = tuple[str, str, str, str]
+
 
 class ThreadStats:
     """One deciding thread's counters. Only that thread writes them."""
@@ -27,7 +40,7 @@ class ThreadStats:
     )  # fmt: skip
 
     def __init__(self) -> None:
-        self.decisions: dict[tuple[str, str], int] = {}
+        self.decisions: dict[StatsKey, int] = {}
         self.latency_counts = [0] * (len(_BOUNDS_NS) + 1)
         self.latency_sum_ns = 0
         self.cache_hits = 0
@@ -39,12 +52,26 @@ class ThreadStats:
         for label in labels:
             d[label] = d.get(label, 0) + 1
 
-    def record(self, result: str, cell: str, elapsed_ns: int) -> None:
-        key = (result, cell)
+    def record(self, key: StatsKey, elapsed_ns: int) -> None:
         d = self.decisions
         d[key] = d.get(key, 0) + 1
         self.latency_counts[bisect_left(_BOUNDS_NS, elapsed_ns)] += 1
         self.latency_sum_ns += elapsed_ns
+
+    def retire(self, live: frozenset[str]) -> None:
+        """Fold the counts of versions not in ``live`` into version-less keys (owner only).
+
+        Builds a new dict and stores it in one assignment, so a concurrent scrape
+        sees either the old or the new counts, never a half-folded dict."""
+        old = self.decisions
+        if all(k[3] in live or not k[3] for k in old):
+            return
+        new: dict[StatsKey, int] = {}
+        for k, n in old.items():
+            if k[3] and k[3] not in live:
+                k = (k[0], k[1], "", "")
+            new[k] = new.get(k, 0) + n
+        self.decisions = new
 
 
 class Stats:
@@ -57,6 +84,8 @@ class Stats:
         self.load_failures = 0
         self.policy_version = ""
         self.cells_version = ""
+        self.cell_versions: dict[str, str] = {}
+        self.live_versions: frozenset[str] = frozenset()
 
     def mine(self) -> ThreadStats:
         """The calling thread's counters, created on first use."""
@@ -73,10 +102,21 @@ class Stats:
         with self._lock:
             self.load_failures += 1
 
-    def set_versions(self, policy_version: str, cells_version: str) -> None:
+    def set_versions(
+        self,
+        policy_version: str,
+        cells_version: str,
+        cell_versions: dict[str, str] | None = None,
+        live_versions: frozenset[str] | None = None,
+    ) -> None:
+        """What is served: the default policy version, the cell table's version, each
+        cell's policy version, and the versions whose per-version counts are exposed
+        (this snapshot's and the previous one's)."""
         with self._lock:
             self.policy_version = policy_version
             self.cells_version = cells_version
+            self.cell_versions = dict(cell_versions or {})
+            self.live_versions = live_versions or frozenset((policy_version,))
 
     def snapshot(self) -> dict[str, object]:
         """Totals over all threads (racy by at most the increments in flight)."""
@@ -86,14 +126,22 @@ class Stats:
                 "load_failures": self.load_failures,
                 "policy_version": self.policy_version,
                 "cells_version": self.cells_version,
+                "cell_versions": dict(self.cell_versions),
+                "live_versions": self.live_versions,
             }
+            live = self.live_versions
         decisions: dict[tuple[str, str], int] = {}
+        by_version: dict[tuple[str, str, str], int] = {}
         dropped: dict[str, int] = {}
         counts = [0] * (len(_BOUNDS_NS) + 1)
         total_ns = hits = errors = 0
         for st in threads:
-            for k, v in list(st.decisions.items()):
+            for (result, cell, route, version), v in list(st.decisions.items()):
+                k = (result, cell)
                 decisions[k] = decisions.get(k, 0) + v
+                if version in live:
+                    kv = (route, version, result)
+                    by_version[kv] = by_version.get(kv, 0) + v
             for k2, v2 in list(st.headers_dropped.items()):
                 dropped[k2] = dropped.get(k2, 0) + v2
             for i, c in enumerate(st.latency_counts):
@@ -103,6 +151,7 @@ class Stats:
             errors += st.eval_errors
         out.update(
             decisions=decisions,
+            decisions_by_version=by_version,
             latency_counts=counts,
             latency_sum_ns=total_ns,
             cache_hits=hits,
