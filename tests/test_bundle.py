@@ -397,6 +397,27 @@ def test_ensure_makes_a_dev_key_once(tmp_path: Path) -> None:
     os.unlink(tmp_path / "dev.pub")
     ensure_signing_key(tmp_path / "dev.key")
     assert load_trusted_keys(tmp_path / "dev.pub").ids() == [first.key_id]
+    (tmp_path / "dev.pub").write_bytes(OTHER.public_pem())  # stale: rewritten from the key
+    ensure_signing_key(tmp_path / "dev.key")
+    assert load_trusted_keys(tmp_path / "dev.pub").ids() == [first.key_id]
+
+
+def test_a_fifo_planted_as_a_key_is_refused_without_blocking(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "fifo.pub")
+    with pytest.raises(ConfigError, match=r"fifo\.pub: not a regular file"):
+        load_trusted_keys(tmp_path)
+    os.mkfifo(tmp_path / "fifo.key", 0o600)
+    with pytest.raises(ConfigError, match=r"fifo\.key: not a regular file"):
+        load_signing_key(tmp_path / "fifo.key")
+
+
+def test_public_keys_may_be_mounted_as_symlinks(tmp_path: Path) -> None:
+    """Kubernetes delivers ConfigMap and Secret files as symlinks; a public key is public."""
+    (tmp_path / "..data").mkdir()
+    (tmp_path / "..data" / "a.pub").write_bytes(KEY.public_pem())
+    (tmp_path / "trust").mkdir()
+    (tmp_path / "trust" / "a.pub").symlink_to(tmp_path / "..data" / "a.pub")
+    assert load_trusted_keys(tmp_path / "trust").ids() == [KEY.key_id]
 
 
 def test_a_symlinked_private_key_is_refused(tmp_path: Path) -> None:

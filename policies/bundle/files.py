@@ -35,6 +35,9 @@ def write_private(path: Path, data: bytes, mode: int = 0o600) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        raise ConfigError(f"{path}: cannot write: {err.strerror}") from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -50,14 +53,19 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def read_bounded(path: Path, limit: int, *, private: bool = False) -> bytes:
+def read_bounded(
+    path: Path, limit: int, *, private: bool = False, follow: bool = False
+) -> bytes:
     """The bytes of regular file ``path``, refusing a symlink and more than ``limit`` bytes.
 
     ``private`` also refuses a file that group or others may read or write (a
-    private key must be 0600, as ssh insists). Nothing past ``limit`` is read.
+    private key must be 0600, as ssh insists); ``follow`` allows a symlink (for
+    public files that mounts deliver as links). Nothing past ``limit`` is read,
+    and a FIFO or device is refused without blocking on it.
     """
+    flags = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | (0 if follow else os.O_NOFOLLOW)
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+        fd = os.open(path, flags)
     except OSError as err:
         if err.errno == errno.ELOOP:  # O_NOFOLLOW met a symlink as the last component
             raise ConfigError(f"{path}: is a symlink; refusing to follow it") from None

@@ -124,7 +124,11 @@ def ensure_signing_key(path: Path | str) -> SigningKey:
         return generate_signing_key(path)
     key = load_signing_key(path)
     pub = public_key_path(path)
-    if not pub.exists():
+    try:
+        current = key_id(load_public_key(pub))
+    except ConfigError:  # missing or unreadable: it is derived from the private key
+        current = None
+    if current != key.key_id:
         write_private(pub, key.public_pem(), 0o644)
     return key
 
@@ -146,13 +150,7 @@ def load_signing_key(path: Path | str) -> SigningKey:
 def load_public_key(path: Path | str) -> Ed25519PublicKey:
     """A PEM SubjectPublicKeyInfo Ed25519 key (follows symlinks: public, and mounted that way)."""
     path = Path(path)
-    try:
-        with open(path, "rb") as f:
-            data = f.read(MAX_KEY_FILE_BYTES + 1)
-    except OSError as err:
-        raise ConfigError(f"{path}: cannot read: {err.strerror}") from None
-    if len(data) > MAX_KEY_FILE_BYTES:
-        raise ConfigError(f"{path}: more than {MAX_KEY_FILE_BYTES} bytes")
+    data = read_bounded(path, MAX_KEY_FILE_BYTES, follow=True)
     try:
         key = serialization.load_pem_public_key(data)
     except (ValueError, UnsupportedAlgorithm) as err:
