@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from policies.bundle.errors import BundleRefused
+from policies.core.xds.types import canonical_json
 
 MAGIC = b"A1BUNDLE"
 FORMAT_VERSION = 1
@@ -61,11 +62,6 @@ class Frame:
     module: bytes
     signed: memoryview  # header ‖ manifest ‖ module: what the signature covers
     signature: bytes
-
-
-def canonical_json(obj: Any) -> bytes:
-    """Sorted keys, no whitespace, UTF-8: the encoding ``policies.core.xds`` uses for values."""
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def check_module_cap(max_module_bytes: int) -> None:
