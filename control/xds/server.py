@@ -1,0 +1,414 @@
+"""The ADS gRPC server: streams, health, keepalive, limits, status, metrics, ACK waits.
+
+Server choice: ``grpc.aio``. One coroutine per stream (no thread per Envoy), and
+the sidecar measured it faster than the thread-pool server; the publisher may
+still be synchronous code, so ``start()``/``stop()`` run the server on its own
+event loop in a thread, and ``wait_acked`` is the thread-side ``acked``.
+
+Per stream: a reader task feeds a bounded queue (a full queue stops the reading,
+so HTTP/2 flow control pushes back), and the stream's loop applies requests to
+the protocol state machine (``sotw``/``delta``) and writes the one response due,
+if any, reading the latest snapshot each time: a burst of snapshots is one change.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import itertools
+import logging
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+from envoy.service.discovery.v3 import ads_pb2_grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1.health import aio as health_aio
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from control.xds.cache import SnapshotCache, default_node_group, short_type
+from control.xds.delta import DeltaStream
+from control.xds.limits import Limits, StreamLimitError, StreamProtocolError
+from control.xds.sotw import SotwStream
+from control.xds.stream import ProtocolStream
+
+log = logging.getLogger("a1.control.xds")
+
+ADS_SERVICE = "envoy.service.discovery.v3.AggregatedDiscoveryService"
+
+
+@dataclass(frozen=True)
+class Keepalive:
+    """HTTP/2 keepalive: the server pings idle clients, and accepts Envoy's own pings."""
+
+    time_ms: int = 30_000  # ping a client after this long without activity
+    timeout_ms: int = 10_000  # and drop it if the ping is not answered in time
+    min_client_ping_ms: int = 5_000  # clients may ping this often (Envoy's keepalive)
+
+
+def server_options(limits: Limits, keepalive: Keepalive) -> list[tuple[str, Any]]:
+    return [
+        ("grpc.so_reuseport", 0),
+        ("grpc.max_send_message_length", limits.max_send_bytes),
+        ("grpc.max_receive_message_length", limits.max_receive_bytes),
+        ("grpc.keepalive_time_ms", keepalive.time_ms),
+        ("grpc.keepalive_timeout_ms", keepalive.timeout_ms),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.max_pings_without_data", 0),
+        ("grpc.http2.min_ping_interval_without_data_ms", keepalive.min_client_ping_ms),
+        ("grpc.http2.min_time_between_pings_ms", keepalive.min_client_ping_ms),
+    ]
+
+
+class _Wake:
+    """Queue item: the group's snapshot changed."""
+
+
+class _End:
+    """Queue item: the client closed its side."""
+
+
+_WAKE, _END = _Wake(), _End()
+
+
+@dataclass
+class _Conn:
+    """One live ADS stream, as status and the ACK waiters see it."""
+
+    id: int
+    proto: ProtocolStream
+    queue: asyncio.Queue[Any]
+    started: float
+    group: str | None = None
+    requests: int = 0  # requests received
+    processed: int = 0  # requests applied, with the response they caused written
+    responses: int = 0
+    generation: int = 0  # snapshot generation the stream last evaluated
+
+    def wake(self) -> None:
+        # A full queue is drained first, and the latest snapshot is read after it anyway.
+        with contextlib.suppress(asyncio.QueueFull):
+            self.queue.put_nowait(_WAKE)
+
+
+class _Metrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.connected = Gauge(
+            "a1_xds_connected", "ADS streams connected, by node cluster", ["node_cluster"],
+            registry=registry,
+        )
+        self.pushes = Counter(
+            "a1_xds_pushes_total", "xDS responses sent, by resource type", ["type"],
+            registry=registry,
+        )
+        self.nacks = Counter(
+            "a1_xds_nacks_total", "NACKs received, by resource type", ["type"], registry=registry
+        )
+
+
+class XdsServer:
+    """ADS (SotW and Delta) over the snapshots of a ``SnapshotCache``.
+
+    ``node_group(node) -> str`` picks the snapshot group of a stream from the
+    Envoy ``Node`` of its first request (default: ``node.cluster``, else
+    ``"default"``).
+    """
+
+    def __init__(
+        self,
+        cache: SnapshotCache,
+        *,
+        port: int = 0,
+        host: str = "127.0.0.1",
+        node_group: Callable[[Any], str] = default_node_group,
+        registry: CollectorRegistry | None = None,
+        limits: Limits | None = None,
+        keepalive: Keepalive | None = None,
+    ) -> None:
+        self.cache = cache
+        self.host, self.port = host, port
+        self.node_group = node_group
+        self.registry = registry if registry is not None else CollectorRegistry()
+        self.limits = limits or Limits()
+        self.keepalive = keepalive or Keepalive()
+        self._metrics = _Metrics(self.registry)
+        self._conns: dict[int, _Conn] = {}
+        self._ids = itertools.count(1)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._server: grpc.aio.Server | None = None
+        self._health: Any = None
+        self._unwatch: Callable[[], None] | None = None
+        self._changed_event: asyncio.Event | None = None
+        self._stopped: asyncio.Event | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle ------------------------------------------------------------
+
+    async def astart(self) -> int:
+        """Bind, start and report SERVING; returns the bound port."""
+        self._loop = asyncio.get_running_loop()
+        self._changed_event = asyncio.Event()
+        self._stopped = asyncio.Event()
+        server = grpc.aio.server(options=server_options(self.limits, self.keepalive))
+        ads_pb2_grpc.add_AggregatedDiscoveryServiceServicer_to_server(_Servicer(self), server)
+        self._health = health_aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        port = server.add_insecure_port(f"{host}:{self.port}")
+        if port == 0:
+            raise OSError(f"xds: cannot bind {host}:{self.port}")
+        await server.start()
+        self._server, self.port = server, port
+        for name in ("", ADS_SERVICE):
+            await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        self._unwatch = self.cache.watch(self._on_cache_change)
+        log.info("xds: ADS server listening on %s:%d", self.host, port)
+        return port
+
+    async def astop(self, grace: float = 1.0) -> None:
+        if self._unwatch is not None:
+            self._unwatch()
+            self._unwatch = None
+        if self._server is not None:
+            for name in ("", ADS_SERVICE):
+                await self._health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+            await self._server.stop(grace)
+            self._server = None
+        if self._stopped is not None:
+            self._stopped.set()
+
+    def start(self) -> int:
+        """Run the server on its own event loop in a daemon thread; returns the port."""
+        started: concurrent.futures.Future[int] = concurrent.futures.Future()
+        loop = asyncio.new_event_loop()
+
+        def run() -> None:
+            asyncio.set_event_loop(loop)
+            try:
+                started.set_result(loop.run_until_complete(self.astart()))
+            except BaseException as err:
+                started.set_exception(err)
+                loop.close()
+                return
+            assert self._stopped is not None
+            loop.run_until_complete(self._stopped.wait())
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
+
+        self._thread = threading.Thread(target=run, name="a1-xds-server", daemon=True)
+        self._thread.start()
+        return started.result(timeout=30)
+
+    def stop(self, grace: float = 1.0) -> None:
+        """Stop the server started by ``start()`` and join its thread."""
+        if self._thread is None or self._loop is None:
+            return
+        if not self._loop.is_closed():
+            future = asyncio.run_coroutine_threadsafe(self.astop(grace), self._loop)
+            future.result(timeout=grace + 30)
+        self._thread.join(timeout=30)
+        self._thread = None
+
+    # -- snapshots -------------------------------------------------------------
+
+    def _on_cache_change(self, group: str) -> None:
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        # RuntimeError: the loop closed since the check; the server is stopping.
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(self._wake_group, group)
+
+    def _wake_group(self, group: str) -> None:
+        for conn in self._conns.values():
+            if conn.group == group:
+                conn.wake()
+
+    def _changed(self) -> None:
+        """Wake ``acked`` waiters: some stream's state moved."""
+        assert self._changed_event is not None
+        self._changed_event.set()
+        self._changed_event = asyncio.Event()
+
+    # -- streams -----------------------------------------------------------------
+
+    async def _stream(
+        self, proto: ProtocolStream, requests: AsyncIterator[Any], context: Any
+    ) -> None:
+        if len(self._conns) >= self.limits.max_streams:
+            log.warning("xds: refusing stream from %s: %d streams open (limit)",
+                        context.peer(), len(self._conns))
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "too many ADS streams")
+        conn = _Conn(next(self._ids), proto, asyncio.Queue(self.limits.max_queued_requests),
+                     time.time())
+        self._conns[conn.id] = conn
+        reader = asyncio.create_task(self._read(requests, conn))
+        cluster: str | None = None
+        try:
+            while True:
+                batch = [await conn.queue.get()]
+                while not conn.queue.empty():
+                    batch.append(conn.queue.get_nowait())
+                for item in batch:
+                    if item is _END:
+                        return
+                    if isinstance(item, Exception):
+                        raise item
+                    if item is _WAKE:
+                        continue
+                    if conn.group is None:
+                        if not item.HasField("node"):
+                            raise StreamProtocolError("the first request carries no node")
+                        conn.group = str(self.node_group(item.node))
+                        cluster = item.node.cluster
+                        self._metrics.connected.labels(cluster).inc()
+                    self._apply(conn, item)
+                generation, snapshot = self.cache.entry(conn.group or "")
+                while (response := proto.next_response(snapshot)) is not None:
+                    await context.write(response)
+                    conn.responses += 1
+                    self._metrics.pushes.labels(short_type(response.type_url)).inc()
+                conn.generation, conn.processed = generation, conn.requests
+                self._changed()
+        except StreamLimitError as err:
+            log.warning("xds: closing stream of node %s (%s): %s", proto.node_id, proto.peer, err)
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, f"xds limit: {err}")
+        except StreamProtocolError as err:
+            log.warning("xds: closing stream from %s: %s", proto.peer, err)
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
+        finally:
+            reader.cancel()
+            del self._conns[conn.id]
+            if cluster is not None:
+                self._metrics.connected.labels(cluster).dec()
+            self._changed()
+
+    def _apply(self, conn: _Conn, request: Any) -> None:
+        st = conn.proto.types.get(request.type_url)
+        nacks = st.nack_count if st else 0
+        conn.proto.on_request(request, self.cache.snapshot(conn.group or ""))
+        conn.requests += 1
+        st = conn.proto.types.get(request.type_url)
+        if st is not None and st.nack_count > nacks:
+            self._metrics.nacks.labels(short_type(request.type_url)).inc()
+
+    async def _read(self, requests: AsyncIterator[Any], conn: _Conn) -> None:
+        """Feed the stream's queue; a client past the request rate gets its stream closed."""
+        tokens, last = float(self.limits.request_burst), time.monotonic()
+        try:
+            async for request in requests:
+                now = time.monotonic()
+                tokens = min(float(self.limits.request_burst),
+                             tokens + (now - last) * self.limits.requests_per_second)
+                last = now
+                if tokens < 1:
+                    await conn.queue.put(StreamLimitError(
+                        f"sends requests faster than {self.limits.requests_per_second}/s "
+                        f"after a burst of {self.limits.request_burst}"))
+                    return
+                tokens -= 1
+                await conn.queue.put(request)
+        except (grpc.RpcError, asyncio.CancelledError, grpc.aio.AioRpcError):
+            pass
+        except Exception as err:
+            log.warning("xds: reading stream %s: %s", conn.proto.peer, err)
+        await conn.queue.put(_END)
+
+    # -- status ---------------------------------------------------------------------
+
+    def _status(self) -> list[dict[str, Any]]:
+        out = []
+        for conn in sorted(self._conns.values(), key=lambda c: c.id):
+            entry = conn.proto.status()
+            entry.update(
+                stream=conn.id, group=conn.group, connected_at=conn.started,
+                requests=conn.requests, processed=conn.processed, responses=conn.responses,
+                generation=conn.generation,
+            )
+            out.append(entry)
+        return out
+
+    def connections(self) -> list[dict[str, Any]]:
+        """A JSON-able view of every live stream: node, and per type subscription,
+        sent version and nonce, ACKed version, NACK count and last NACK text."""
+        loop = self._loop
+        if loop is None or loop.is_closed() or not loop.is_running():
+            return self._status()
+        try:
+            if asyncio.get_running_loop() is loop:
+                return self._status()
+        except RuntimeError:
+            pass
+
+        async def status() -> list[dict[str, Any]]:
+            return self._status()
+
+        return asyncio.run_coroutine_threadsafe(status(), loop).result(timeout=10)
+
+    def _ack_state(self, group: str, type_url: str, version: str, min_clients: int) -> bool | None:
+        streams = [
+            st for conn in self._conns.values() if conn.group == group
+            if (st := conn.proto.types.get(type_url)) is not None and st.active()
+        ]
+        if any(st.last_nack_version == version and st.acked_version != version
+               for st in streams):
+            return False  # NACKed: it will not be ACKed until the config changes
+        if len(streams) >= min_clients and all(st.acked_version == version for st in streams):
+            return True
+        return None
+
+    async def acked(
+        self, group: str, type_url: str, version: str, *, timeout: float, min_clients: int = 1
+    ) -> bool:
+        """Wait until every stream of ``group`` subscribed to ``type_url`` holds ``version``
+        ACKed, and there are at least ``min_clients`` of them.
+
+        Returns True then; False at once when one of them NACKed that version, and
+        False at the timeout. Run on the server's loop (``wait_acked`` from a thread).
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            state = self._ack_state(group, type_url, version, min_clients)
+            if state is not None:
+                return state
+            remaining = deadline - loop.time()
+            if remaining <= 0 or self._changed_event is None:
+                return False
+            try:
+                await asyncio.wait_for(self._changed_event.wait(), remaining)
+            except TimeoutError:
+                return False
+
+    def wait_acked(
+        self, group: str, type_url: str, version: str, *, timeout: float, min_clients: int = 1
+    ) -> bool:
+        """``acked`` for synchronous callers of a server run by ``start()``."""
+        if self._loop is None:
+            raise RuntimeError("xds: the server is not started")
+        future = asyncio.run_coroutine_threadsafe(
+            self.acked(group, type_url, version, timeout=timeout, min_clients=min_clients),
+            self._loop,
+        )
+        return future.result(timeout=timeout + 10)
+
+
+class _Servicer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
+    def __init__(self, server: XdsServer) -> None:
+        self._server = server
+
+    async def StreamAggregatedResources(
+        self, request_iterator: AsyncIterator[Any], context: Any
+    ) -> None:
+        proto = SotwStream(self._server.limits, peer=context.peer())
+        await self._server._stream(proto, request_iterator, context)
+
+    async def DeltaAggregatedResources(
+        self, request_iterator: AsyncIterator[Any], context: Any
+    ) -> None:
+        proto = DeltaStream(self._server.limits, peer=context.peer())
+        await self._server._stream(proto, request_iterator, context)

@@ -1,0 +1,90 @@
+"""State-of-the-World ADS (StreamAggregatedResources): one stream's protocol state.
+
+Subscriptions follow the spec's wildcard rules: a type whose requests have never
+named a resource is a (legacy) wildcard subscription; once a name is given,
+only ``*`` means wildcard and an empty list means "nothing". Every response
+carries the whole subscribed set that exists (full state, as LDS and CDS
+require), its ``version_info`` is the snapshot's version of that type, and a
+request with a stale nonce is ignored entirely, as the spec says.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from envoy.service.discovery.v3 import discovery_pb2
+from google.protobuf import any_pb2
+
+from control.xds.cache import Resource, Snapshot
+from control.xds.limits import StreamProtocolError
+from control.xds.stream import WILDCARD, ProtocolStream, TypeState
+from policies.core.xds.types import RESOURCE_WRAPPER, is_a1_type
+
+
+def pack(resource: Resource) -> any_pb2.Any:
+    """Envoy types as plain Any; A1 types wrapped in a discovery Resource to carry a name."""
+    inner = any_pb2.Any(type_url=resource.type_url, value=resource.value)
+    if not is_a1_type(resource.type_url):
+        return inner
+    wrapped = discovery_pb2.Resource(name=resource.name, version=resource.version, resource=inner)
+    return any_pb2.Any(type_url=RESOURCE_WRAPPER, value=wrapped.SerializeToString())
+
+
+class SotwStream(ProtocolStream):
+    kind = "sotw"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.sent_names: dict[str, frozenset[str]] = {}
+
+    def on_request(self, req: discovery_pb2.DiscoveryRequest, snapshot: Snapshot | None) -> None:
+        if not self.node_id and not self.node_cluster:
+            if not req.HasField("node"):
+                raise StreamProtocolError("the first request carries no node")
+            self.node_id, self.node_cluster = req.node.id, req.node.cluster
+        if not self.known_type(req.type_url):
+            return
+        st = self.types.get(req.type_url)
+        first = st is None
+        if st is None:
+            st = self.types[req.type_url] = TypeState(req.type_url)
+        nonce = req.response_nonce
+        if st.sent_nonce and nonce and nonce != st.sent_nonce:
+            st.stale += 1  # an answer to a response that has been superseded: ignore it
+            return
+        if nonce:
+            self.ack_or_nack(st, nonce, req.error_detail if req.HasField("error_detail") else None)
+        names = set(req.resource_names)
+        if names:
+            st.explicit = True
+        st.wildcard = WILDCARD in names or (not st.explicit and not names)
+        st.names = names - {WILDCARD}
+        self.check_names()
+        if first and req.version_info and snapshot is not None and st.wildcard:
+            self._resume(st, req.version_info, snapshot)
+
+    def _resume(self, st: TypeState, version: str, snapshot: Snapshot) -> None:
+        """A reconnecting wildcard client that holds the current version needs no push.
+
+        Versions are content hashes of the whole type, so equal versions mean the
+        client holds exactly these resources, whichever replica sent them.
+        """
+        if version == snapshot.version(st.type_url):
+            st.sent_version = st.acked_version = version
+            self.sent_names[st.type_url] = frozenset(snapshot.resources(st.type_url))
+
+    def build(self, st: TypeState, snapshot: Snapshot) -> discovery_pb2.DiscoveryResponse | None:
+        have = snapshot.resources(st.type_url)
+        chosen = sorted(have) if st.wildcard else sorted(n for n in st.names if n in have)
+        version = snapshot.version(st.type_url)
+        key = frozenset(chosen)
+        if st.sent_version == version and self.sent_names.get(st.type_url) == key:
+            return None
+        self.sent_names[st.type_url] = key
+        st.sent_nonce = self.nonce()
+        return discovery_pb2.DiscoveryResponse(
+            version_info=version,
+            type_url=st.type_url,
+            nonce=st.sent_nonce,
+            resources=[pack(have[n]) for n in chosen],
+        )
