@@ -170,7 +170,7 @@ def test_key_id_is_the_first_16_hex_of_the_raw_public_keys_sha256() -> None:
 
 FLIP_MESSAGES = {
     "magic": "no A1BUNDLE magic",
-    "format": "bundle format version",
+    "format": "format version",
     "key_id": "signed by unknown key",
     "manifest": "signature does not verify",
     "module": "signature does not verify",
@@ -245,7 +245,7 @@ def test_not_a_bundle_at_all_is_refused() -> None:
 
 
 def test_a_future_format_version_is_refused() -> None:
-    refused(forge(good_manifest(), fmt=2), "bundle format version 2; this reader knows version 1")
+    refused(forge(good_manifest(), fmt=2), "res/b1: format version 2; this reader knows version 1")
 
 
 def test_lengths_pointing_beyond_the_data_are_refused() -> None:

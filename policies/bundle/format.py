@@ -99,7 +99,7 @@ def split(data: bytes, source: str, max_module_bytes: int) -> Frame:
         raise BundleRefused(f"{source}: not a signed A1 bundle (no {MAGIC.decode()} magic)")
     if fmt != FORMAT_VERSION:
         raise BundleRefused(
-            f"{source}: bundle format version {fmt}; this reader knows version {FORMAT_VERSION}"
+            f"{source}: format version {fmt}; this reader knows version {FORMAT_VERSION}"
         )
     if manifest_len == 0:
         raise BundleRefused(f"{source}: empty manifest")
