@@ -50,9 +50,8 @@ ASSIGNMENT_NAME = "assignment"
 STATE_NAME = "lkg.json"  # the applied assignment + table; bundles live beside it in the store
 _VERSION_CHARS = frozenset("0123456789abcdef")
 
-# sink(default module, table, {cell: module}) — Engine.apply; the third argument is
-# passed only when some cell runs a version other than the default.
-XdsSink = Callable[..., None]
+# sink(default module, table, {cell: module}): Engine.apply, per-cell modules override.
+XdsSink = Callable[[Any, CellTable, Mapping[str, Any]], None]
 FailureSink = Callable[[str], None]
 
 
@@ -316,10 +315,7 @@ class XdsConfigSource:
             for c, v in applied.assignment.cells.items()
             if v != applied.assignment.default
         }
-        if per_cell:
-            self._sink(default, applied.table, per_cell)
-        else:
-            self._sink(default, applied.table)
+        self._sink(default, applied.table, per_cell)
         self._applied = applied
         self._applied_once.set()
         log.info(

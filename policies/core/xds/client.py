@@ -295,6 +295,8 @@ class AdsClient:
         q: queue.SimpleQueue[Any] = queue.SimpleQueue()
         got = False
         try:
+            if not self._wait_ready(channel):
+                return False
             stub = ads_pb2_grpc.AggregatedDiscoveryServiceStub(channel)
             with self._lock:
                 if self._stop.is_set():
@@ -307,12 +309,11 @@ class AdsClient:
                     stub.DeltaAggregatedResources if self.delta else stub.StreamAggregatedResources
                 )
                 self._call = call = rpc(_drain(q))
+                self._connected = True
+            log.info("%s: connected to %s", self.name, self.target)
             try:
                 for resp in call:
-                    if not got:
-                        got = True
-                        self._connected = True
-                        log.info("%s: connected to %s", self.name, self.target)
+                    got = True
                     if self.delta:
                         self._on_delta(resp, q)
                     else:
@@ -331,6 +332,24 @@ class AdsClient:
             q.put(None)
             channel.close()
         return got
+
+    def _wait_ready(self, channel: grpc.Channel) -> bool:
+        """Wait (at most the longest backoff) for a connection, so status can say why not."""
+        ready = grpc.channel_ready_future(channel)
+        deadline = self.backoff[1]
+        waited = 0.0
+        while not self._stop.is_set():
+            try:
+                ready.result(timeout=0.25)
+                return True
+            except grpc.FutureTimeoutError:
+                waited += 0.25
+                if waited >= deadline:
+                    break
+        ready.cancel()
+        if not self._stop.is_set():
+            self._last_error = f"cannot connect to {self.target} (unreachable)"
+        return False
 
     # -- requests --------------------------------------------------------------------------
 
