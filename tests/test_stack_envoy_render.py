@@ -1,6 +1,7 @@
 """The Envoy template renderer: structure-safe substitution and per-mode shape.
 
-``envoy --mode validate`` on every mode runs in e2e/test_stack_envoy_config.py.
+``envoy --mode validate`` on every mode runs in e2e/test_stack_envoy_config.py and
+tests/test_envoy_resources.py, which also holds the static and xDS forms equal.
 """
 
 from __future__ import annotations
@@ -203,3 +204,30 @@ def test_access_log_leaves_the_query_string_out() -> None:
     line = log["log_format"]["text_format_source"]["inline_string"]
     assert "%PATH(NQ:ORIG_OR_PATH)%" in line  # NQ: no query string
     assert "PATH?:PATH)%" not in line and "%REQ(:PATH)%" not in line
+
+
+# -- the static form of the xDS resources (control/envoy) --
+
+
+def test_https_listener_presents_the_static_secret_by_name() -> None:
+    doc = roundtrip()
+    tls = doc["static_resources"]["listeners"][1]["filter_chains"][0]["transport_socket"][
+        "typed_config"]["common_tls_context"]
+    assert tls["tls_certificate_sds_secret_configs"] == [{"name": "a1_tls"}]  # no sds_config
+    assert tls["alpn_protocols"] == ["h2", "http/1.1"]
+    assert doc["static_resources"]["secrets"] == [{"name": "a1_tls", "tls_certificate": {
+        "certificate_chain": {"filename": "/s/server.pem"},
+        "private_key": {"filename": "/s/key.pem"}}}]
+
+
+def test_static_cell_clusters_carry_their_endpoints_inline() -> None:
+    for c in roundtrip()["static_resources"]["clusters"]:
+        assert c["type"] == "STATIC" and "eds_cluster_config" not in c
+        assert c["load_assignment"]["cluster_name"] == c["name"]
+    assert all("rds" not in hcm(roundtrip(), i) for i in (0, 1))
+
+
+def test_bootstrap_skeleton() -> None:
+    doc = roundtrip(node_id="h-envoy-1")
+    assert doc["node"] == {"id": "h-envoy-1", "cluster": "a1-edge"}
+    assert list(doc) == ["node", "admin", "overload_manager", "static_resources"]
