@@ -33,8 +33,7 @@ from hypothesis import strategies as st
 
 from a1 import envoy_bootstrap as eb
 from a1 import pki
-from control.envoy import build_resources, inline_static
-from control.envoy import resources as rs
+from control.envoy import EnvoyResources, build_resources, inline_static
 from control.envoy.params import (
     DEFAULT_MAX_TOKEN_LIFETIME_S,
     MAX_JWKS_BYTES,
@@ -42,8 +41,10 @@ from control.envoy.params import (
     EnvoyParams,
 )
 from control.envoy.protos import MESSAGE_TYPES, bootstrap_message, pack, to_message
+from control.envoy.resources import ENVOY_TYPES
 from control.envoy.templates import template_dir
 from policies.core.errors import ConfigError, UserError
+from policies.core.xds import types as xt
 
 ROOT = Path(__file__).resolve().parent.parent
 JWKS = json.dumps({"keys": [{"kty": "EC", "crv": "P-256", "x": "AA", "y": "AA",
@@ -83,10 +84,10 @@ def xds_normal_form(p: EnvoyParams) -> dict[str, dict[str, Any]]:
     packed = pack(build_resources(p))
     msgs = {t: {n: MESSAGE_TYPES[t].FromString(v) for n, v in of.items()}
             for t, of in packed.items()}
-    routes, endpoints, secrets = msgs[rs.ROUTE], msgs[rs.ENDPOINT], msgs[rs.SECRET]
+    routes, endpoints, secrets = msgs[xt.ROUTE], msgs[xt.ENDPOINT], msgs[xt.SECRET]
     used: set[str] = set()
     listeners = []
-    for lst in msgs[rs.LISTENER].values():
+    for lst in msgs[xt.LISTENER].values():
         lst = listener_pb2.Listener.FromString(lst.SerializeToString())
         for chain in lst.filter_chains:
             if chain.HasField("transport_socket"):
@@ -107,7 +108,7 @@ def xds_normal_form(p: EnvoyParams) -> dict[str, dict[str, Any]]:
                 f.typed_config.Pack(hcm)
         listeners.append(lst)
     clusters = []
-    for c in msgs[rs.CLUSTER].values():
+    for c in msgs[xt.CLUSTER].values():
         c = cluster_pb2.Cluster.FromString(c.SerializeToString())
         if c.type == cluster_pb2.Cluster.EDS:
             assert c.eds_cluster_config.eds_config.HasField("ads")
@@ -161,7 +162,7 @@ def test_the_check_can_fail() -> None:
 
 def test_xds_form_references_by_name_over_ads() -> None:
     res = build_resources(params())
-    assert [t for t, _ in res.items()] == list(rs.ENVOY_TYPES)
+    assert [t for t, _ in res.items()] == list(ENVOY_TYPES)
     assert list(res.routes) == ["a1_routes"]
     assert list(res.endpoints) == ["cell_cell-1", "cell_cell-2", "cell_cell-3"]
     ads = {"ads": {}, "resource_api_version": "V3"}
@@ -277,7 +278,7 @@ def test_an_unknown_field_is_an_error_naming_resource_and_field() -> None:
     lst = _copy(build_resources(params()).listeners["a1_http"])
     lst["filter_chains"][0]["filters"][0]["typed_config"]["normalise_path"] = True
     with pytest.raises(ConfigError) as err:
-        to_message(rs.LISTENER, "a1_http", lst)
+        to_message(xt.LISTENER, "a1_http", lst)
     text = str(err.value)
     assert text.startswith("Listener 'a1_http': ") and "normalise_path" in text
     assert "\n" not in text
@@ -293,25 +294,25 @@ def test_wrong_types_and_unknown_any_are_errors(mutate: Any, needle: str) -> Non
     cluster = _copy(build_resources(params()).clusters["cell_cell-1"])
     mutate(cluster)
     with pytest.raises(ConfigError, match=f"^Cluster 'cell_cell-1': .*{needle}"):
-        to_message(rs.CLUSTER, "cell_cell-1", cluster)
+        to_message(xt.CLUSTER, "cell_cell-1", cluster)
 
 
 def test_a_resource_keyed_under_another_name_is_refused() -> None:
     cla = _copy(build_resources(params()).endpoints["cell_cell-1"])
     with pytest.raises(ConfigError, match="calls itself 'cell_cell-1'"):
-        to_message(rs.ENDPOINT, "cell_cell-2", cla)
+        to_message(xt.ENDPOINT, "cell_cell-2", cla)
 
 
 def test_inlining_refuses_dangling_and_unreferenced_resources() -> None:
     res = build_resources(params())
-    no_routes = rs.EnvoyResources({**res.by_type, rs.ROUTE: {}})
+    no_routes = EnvoyResources({**res.by_type, xt.ROUTE: {}})
     with pytest.raises(ConfigError, match="listener 'a1_http': route configuration 'a1_routes'"):
         inline_static(no_routes)
-    extra = rs.EnvoyResources({**res.by_type, rs.ENDPOINT: {
+    extra = EnvoyResources({**res.by_type, xt.ENDPOINT: {
         **res.endpoints, "cell_ghost": {"cluster_name": "cell_ghost"}}})
     with pytest.raises(ConfigError, match="endpoints 'cell_ghost': nothing references it"):
         inline_static(extra)
-    no_secret = rs.EnvoyResources({**res.by_type, rs.SECRET: {}})
+    no_secret = EnvoyResources({**res.by_type, xt.SECRET: {}})
     with pytest.raises(ConfigError, match="secret 'a1_tls' does not exist"):
         inline_static(no_secret)
 

@@ -44,8 +44,9 @@ from google.protobuf import any_pb2, descriptor_pool, json_format, message_facto
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
-from control.envoy.resources import CLUSTER, ENDPOINT, LISTENER, ROUTE, SECRET, EnvoyResources
+from control.envoy.resources import EnvoyResources
 from policies.core.errors import ConfigError
+from policies.core.xds.types import CLUSTER, ENDPOINT, LISTENER, ROUTE, SECRET
 
 MESSAGE_TYPES: Mapping[str, type[Message]] = {
     CLUSTER: cluster_pb2.Cluster,

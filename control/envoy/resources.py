@@ -30,15 +30,18 @@ from control.envoy.params import (
     socket_address,
 )
 from control.envoy.templates import render_file, template_dir
+from policies.core.xds.types import (
+    CLUSTER,
+    ENDPOINT,
+    LISTENER,
+    PUSH_ORDER,
+    ROUTE,
+    SECRET,
+    is_a1_type,
+)
 
-# The xDS type URLs (plan: policies/core/xds/types.py holds them once it lands).
-CLUSTER = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
-ENDPOINT = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"
-LISTENER = "type.googleapis.com/envoy.config.listener.v3.Listener"
-ROUTE = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"
-SECRET = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret"
 #: Envoy's types in make-before-break push order.
-ENVOY_TYPES = (CLUSTER, ENDPOINT, SECRET, LISTENER, ROUTE)
+ENVOY_TYPES = tuple(t for t in PUSH_ORDER if not is_a1_type(t))
 
 HTTP_LISTENER = "a1_http"
 HTTPS_LISTENER = "a1_https"
