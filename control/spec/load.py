@@ -152,7 +152,7 @@ def _place(err: ValidationError, positions: yamldoc.Positions
                     key=lambda k: positions.key((*path, k)))
         where = (*path, extra)
         return positions.key(where), where, f"unknown field (expected {', '.join(known)})"
-    if err.validator == "propertyNames":  # the instance is the offending key
+    if "propertyNames" in err.schema_path:  # the instance is the offending key
         where = (*path, instance)
         why = tenant_error(instance) if path == ("overrides",) else None
         return positions.key(where), where, why or f"invalid key {instance[:80]!r}"
