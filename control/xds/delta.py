@@ -84,8 +84,10 @@ class DeltaStream(ProtocolStream):
 
     def on_ack(self, st: TypeState) -> None:
         client = self.clients[st.type_url]
-        client.have.update(client.updates)
-        client.told_absent -= client.updates.keys()
+        # A name unsubscribed while the response was in flight is dropped by the client.
+        kept = {n: v for n, v in client.updates.items() if st.wildcard or n in st.names}
+        client.have.update(kept)
+        client.told_absent -= kept.keys()
         for name in client.removed:
             client.have.pop(name, None)
             if name in st.names:  # bounded by the subscription, not by churn

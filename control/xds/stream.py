@@ -10,9 +10,9 @@ protocol rules are testable without a network. The rules (docs/xds-protocol.md):
 - a NACKed version of a type is never sent again on this stream until the
   snapshot's version of that type changes;
 - pushes follow ``PUSH_ORDER``: a type is sent only when every earlier subscribed
-  type holds the current snapshot's version, ACKed; at most one response is
-  outstanding per stream, so type k+1 goes out only after type k's ACK, and a
-  NACK stops the chain until the snapshot changes.
+  type holds the current snapshot's version, ACKed, so type k+1 goes out only
+  after type k's ACK, and a NACK stops the chain until that type changes; at
+  most one response per type is outstanding.
 """
 
 from __future__ import annotations
