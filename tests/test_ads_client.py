@@ -94,8 +94,9 @@ def clients() -> Iterator[list[AdsClient]]:
             c.stop()
 
 
-def make(clients: list[AdsClient], server: XdsServer, subs: dict[str, Any], cb: Recorder,
-         **kw: Any) -> AdsClient:  # fmt: skip
+def make(
+    clients: list[AdsClient], server: XdsServer, subs: dict[str, Any], cb: Recorder, **kw: Any
+) -> AdsClient:
     c = AdsClient(f"127.0.0.1:{server.port}", NODE, subs, cb, **kw)
     clients.append(c)
     c.start()
@@ -142,8 +143,9 @@ def test_a_raising_callback_nacks_with_its_reason(
 ) -> None:
     cache, server = xds
     cache.set_snapshot(GROUP, SNAP1)
-    rec = Recorder(lambda t, res: "cells: bad table\nsecond line" if b"BAD" in res.get(
-        "cells", b"") else None)  # fmt: skip
+    rec = Recorder(
+        lambda t, res: "cells: bad table\nsecond line" if b"BAD" in res.get("cells", b"") else None
+    )
     c = make(clients, server, {types.CELL_TABLE: ["cells"]}, rec, delta=delta)
     assert c.wait_synced(10)
 
@@ -190,12 +192,16 @@ def test_subscriptions_change_at_runtime(xds: Any, clients: list[AdsClient], del
     c = make(clients, server, {types.CELL_TABLE: ["cells"]}, rec, delta=delta)
     assert c.wait_synced(10)
     c.subscribe(types.CELL_TABLE, ["cells", "cells.next"])
-    wait_until(lambda: rec.latest(types.CELL_TABLE) == ({"cells": b"T1", "cells.next": b"N1"}, []),
-               what="both tables")  # fmt: skip
+    wait_until(
+        lambda: rec.latest(types.CELL_TABLE) == ({"cells": b"T1", "cells.next": b"N1"}, []),
+        what="both tables",
+    )
     c.subscribe(types.CELL_TABLE, ["cells.next"])
     cache.set_snapshot(GROUP, SNAP2)  # an update lets the dropped name leave the held set
-    wait_until(lambda: rec.latest(types.CELL_TABLE) == ({"cells.next": b"N1"}, ["cells"]),
-               what="cells dropped")  # fmt: skip
+    wait_until(
+        lambda: rec.latest(types.CELL_TABLE) == ({"cells.next": b"N1"}, ["cells"]),
+        what="cells dropped",
+    )
     # A type added at runtime is requested on the live stream.
     c.subscribe(types.CLUSTER, None)
     wait_until(lambda: rec.latest(types.CLUSTER), what="clusters")
@@ -212,8 +218,9 @@ def test_reconnects_after_the_server_returns_and_resyncs(
     port = server.start()
     rec = Recorder()
     try:
-        c = make(clients, server, {types.CLUSTER: None, types.CELL_TABLE: ["cells"]}, rec,
-                 delta=delta)  # fmt: skip
+        c = make(
+            clients, server, {types.CLUSTER: None, types.CELL_TABLE: ["cells"]}, rec, delta=delta
+        )
         assert c.wait_synced(10)
         acks = c.status().types[types.CLUSTER].acks
     finally:
@@ -225,9 +232,13 @@ def test_reconnects_after_the_server_returns_and_resyncs(
     again = XdsServer(cache, port=port)
     again.start()
     try:
-        wait_until(lambda: again.connections() and all(
-            t["acked_version"] for t in again.connections()[0]["types"].values()
-        ), what="resync")  # fmt: skip
+        wait_until(
+            lambda: (
+                again.connections()
+                and all(t["acked_version"] for t in again.connections()[0]["types"].values())
+            ),
+            what="resync",
+        )
         assert c.status().types[types.CLUSTER].acks == acks  # no response was needed
         pushed = {u: t["pushes"] for u, t in again.connections()[0]["types"].items()}
         # SotW resumes a wildcard type from version_info; Delta resumes every type.
