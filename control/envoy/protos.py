@@ -103,7 +103,7 @@ def to_message(type_url: str, name: str, resource: Mapping[str, Any]) -> Message
     if cls is None:
         raise ConfigError(f"{kind} {name!r}: {type_url} is not an Envoy type A1 builds")
     msg = parse(cls(), resource, f"{kind} {name!r}")
-    own = msg.cluster_name if type_url == ENDPOINT else msg.name  # type: ignore[attr-defined]
+    own = getattr(msg, "cluster_name" if type_url == ENDPOINT else "name")
     if own != name:
         raise ConfigError(f"{kind} {name!r}: the resource calls itself {own!r}")
     return msg
@@ -129,4 +129,6 @@ def to_any(type_url: str, value: bytes) -> any_pb2.Any:
 def bootstrap_message(bootstrap: Mapping[str, Any], where: str = "bootstrap"
                       ) -> bootstrap_pb2.Bootstrap:
     """A whole bootstrap mapping as the Bootstrap message (checks every field)."""
-    return parse(bootstrap_pb2.Bootstrap(), bootstrap, where)  # type: ignore[return-value]
+    msg = bootstrap_pb2.Bootstrap()
+    parse(msg, bootstrap, where)
+    return msg
