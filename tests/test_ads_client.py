@@ -14,6 +14,8 @@ from typing import Any
 
 import pytest
 from envoy.config.cluster.v3 import cluster_pb2
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from control.xds.cache import Resource, Snapshot, SnapshotCache
 from control.xds.server import XdsServer
@@ -296,3 +298,59 @@ def test_unreachable_server_is_reported_and_stop_is_prompt(clients: list[AdsClie
     assert not c.wait_synced(0)
     c.stop()
     assert c._thread is not None and not c._thread.is_alive()
+
+
+# -- property: the callback always sees the server's whole set ---------------------------------
+
+NAMES = st.sampled_from(["a", "b", "c", "d"])
+STATES = st.dictionaries(NAMES, st.integers(1, 3), max_size=4)
+
+
+@pytest.fixture(scope="module")
+def shared() -> Iterator[tuple[SnapshotCache, XdsServer]]:
+    cache = SnapshotCache()
+    server = XdsServer(cache)
+    server.start()
+    try:
+        yield cache, server
+    finally:
+        server.stop(grace=0)
+
+
+_groups = iter(range(1_000_000))
+
+
+@settings(
+    max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(steps=st.lists(STATES, min_size=1, max_size=4), delta=st.booleans())
+def test_every_update_delivers_the_whole_set_and_what_left_it(
+    shared: tuple[SnapshotCache, XdsServer], steps: list[dict[str, int]], delta: bool
+) -> None:
+    """Oracle: the published snapshot. After each ACK the callback's set is exactly the
+    snapshot's clusters, and ``removed`` is what the previous set had and this one lacks."""
+    cache, server = shared
+    group = f"prop-{next(_groups)}"
+    rec = Recorder()
+    c = AdsClient(
+        f"127.0.0.1:{server.port}", Node("p", group), {types.CLUSTER: None}, rec, delta=delta
+    )
+    c.start()
+    try:
+        before: dict[str, int] = {}
+        for step in steps:
+            snap = Snapshot([cluster(n, t) for n, t in step.items()])
+            cache.set_snapshot(group, snap)
+            assert server.wait_acked(group, types.CLUSTER, snap.version(types.CLUSTER), timeout=10)
+            got = rec.latest(types.CLUSTER)
+            assert got is not None
+            res, removed = got
+            seen = {
+                n: cluster_pb2.Cluster.FromString(b).connect_timeout.seconds for n, b in res.items()
+            }
+            assert seen == step
+            if step != before:  # this step was delivered by a callback of its own
+                assert removed == sorted(set(before) - set(step))
+            before = step
+    finally:
+        c.stop()
