@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from a1.commands import bench_policy, bench_sidecar, policy, stack
+from a1.commands import bench_control, bench_policy, bench_sidecar, control, policy, stack
 from policies.core.errors import UserError
 
 
@@ -15,10 +15,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     policy.register(sub)
     stack.register(sub)
+    control.register(sub)
     bench = sub.add_parser("bench", help="side-by-side benchmarks")
     bench_sub = bench.add_subparsers(dest="bench", required=True, metavar="BENCH")
     bench_policy.register(bench_sub)
     bench_sidecar.register(bench_sub)
+    bench_control.register(bench_sub)
     return parser
 
 
