@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 
 from control.spec import PlatformSpec, add_cell, load_spec, remove_cell, schema
 from control.spec import files as spec_files
-from control.spec.table import drain_cell, replay
+from control.spec.table import add_cells, drain_cell, replay
 from policies.core.cells import CELL_NAME_GRAMMAR, MAX_BUCKETS, CellTable
 from policies.core.errors import ConfigError
 from policies.core.tenant import TENANT_GRAMMAR
@@ -742,3 +742,21 @@ def test_remove_cell_moves_only_that_cells_buckets_and_stays_balanced(
             assert after.cell_of_bucket(b) == before.cell_of_bucket(b)
     counts = after.bucket_counts().values()
     assert max(counts) - min(counts) <= 1
+
+
+@settings(max_examples=50, deadline=None)
+@given(cells=NAMES, buckets=st.integers(min_value=1, max_value=3000))
+def test_the_fast_replay_equals_add_cell_one_at_a_time(cells: list[str], buckets: int) -> None:
+    table = CellTable.balanced([cells[0]], buckets)
+    for name in cells[1:]:
+        table = table.add_cell(name)
+    assert replay(cells, buckets) == table
+    assert add_cells(CellTable.balanced([cells[0]], buckets), cells[1:]) == table
+
+
+def test_a_recorded_table_with_too_many_cells_is_refused(spec_dir: Path) -> None:
+    names = [f"c{i}" for i in range(300)]
+    (spec_dir / "cell-table.yaml").write_text(yaml.safe_dump(
+        {k: v for k, v in CellTable.balanced(names, 16384).to_dict().items()
+         if k != "overrides"}))
+    assert refused(spec_dir).endswith("cell-table.yaml: cells: 300 cells; at most 256")

@@ -462,6 +462,9 @@ def read_recorded_table(directory: Path, root: Path | None = None) -> CellTable 
         raise ConfigError(f"{source}: {err}") from None
     doc, _, _ = yamldoc.parse(decode(source, data), source)
     recorded = CellTable.from_dict(doc, source)
+    most = schema()["properties"]["cells"]["maxItems"]
+    if len(recorded.cells) > most:
+        raise ConfigError(f"{source}: cells: {len(recorded.cells)} cells; at most {most}")
     if recorded.overrides:
         raise ConfigError(f"{source}: overrides: must be empty (overrides belong in "
                           f"{files.SPEC_FILE})")
