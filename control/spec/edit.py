@@ -123,7 +123,10 @@ def _locked(directory: Path) -> Iterator[None]:
 def _current(directory: Path) -> tuple[PlatformSpec, str, yaml.SequenceNode]:
     spec = load_spec(directory)
     source = str(directory / files.SPEC_FILE)
-    data = files.read_ref(_root(directory), files.SPEC_FILE, files.MAX_SPEC_BYTES)
+    try:
+        data = files.read_ref(_root(directory), files.SPEC_FILE, files.MAX_SPEC_BYTES)
+    except files.FileRefused as err:  # changed since load_spec read it
+        raise ConfigError(f"{source}: {err}") from None
     text = decode(source, data)
     node = yamldoc.compose(text, source)
     assert isinstance(node, yaml.MappingNode)  # load_spec accepted it
