@@ -269,3 +269,39 @@ def test_benchmark_runs_and_compares_with_the_ring() -> None:
     assert all(abs(r["a1_moved"] - 1 / (r["cells"] + 1)) < 0.01 for r in rows)
     ring = Ring(["a", "b"])
     assert {ring.lookup(t) for t in TENANTS_50K[:100]} == {"a", "b"}
+
+
+def _add_cell_reference(table: CellTable, name: str) -> CellTable:
+    """The rule, written the obvious way: ⌊B/(N+1)⌋ times, the fullest cell (earliest on
+    ties) gives its highest bucket to ``name``."""
+    owner = [table.cell_of_bucket(b) for b in range(table.buckets)]
+    for _ in range(table.buckets // (len(table.cells) + 1)):
+        counts = {c: owner.count(c) for c in table.cells}
+        donor = max(table.cells, key=lambda c: (counts[c], -table.cells.index(c)))
+        owner[max(b for b, c in enumerate(owner) if c == donor)] = name
+    return CellTable(table.buckets, [*table.cells, name], owner, table.overrides)
+
+
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(min_value=1, max_value=6), buckets=st.integers(min_value=1, max_value=400))
+def test_add_cells_equals_the_reference_rule_one_cell_at_a_time(n: int, buckets: int) -> None:
+    names = [f"c{i}" for i in range(n)]
+    expected = CellTable.balanced(names[:1], buckets)
+    for name in names[1:]:
+        expected = _add_cell_reference(expected, name)
+    assert CellTable.balanced(names[:1], buckets).add_cells(names[1:]) == expected
+
+
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(min_value=2, max_value=6), data=st.data())
+def test_remove_cells_moves_only_the_removed_cells_buckets(n: int, data: st.DataObject) -> None:
+    names = [f"c{i}" for i in range(n)]
+    before = CellTable.balanced(names, 512)
+    gone = data.draw(st.sets(st.sampled_from(names), min_size=1, max_size=n - 1))
+    after = before.remove_cells(gone)
+    assert set(after.cells) == set(names) - gone
+    for b in range(before.buckets):
+        if before.cell_of_bucket(b) not in gone:
+            assert after.cell_of_bucket(b) == before.cell_of_bucket(b)
+    counts = list(after.bucket_counts().values())
+    assert max(counts) - min(counts) <= 1
