@@ -18,7 +18,6 @@ import hashlib
 import ipaddress
 import json
 import os
-import secrets
 import stat
 import time
 from dataclasses import dataclass
@@ -33,6 +32,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from a1.files import write_atomic
 from policies.core.errors import UserError
+from policies.core.files import write_private
 from policies.core.tenant import tenant_error
 
 ISSUER = "a1-dev"
@@ -116,29 +116,11 @@ def _refuse_symlink(path: Path) -> None:
 
 
 def _write_private(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
-    """Write a key 0600: a fresh file (O_EXCL|O_NOFOLLOW) renamed over ``path``.
-
-    The temporary name is unpredictable and opened exclusively, so nothing planted
-    in the directory is opened or followed; ``rename`` replaces a symlink at
-    ``path`` itself, never what it points to.
-    """
-    data = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                             serialization.NoEncryption())
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-    try:
-        fd = os.open(tmp, flags, 0o600)
-    except OSError as err:
-        raise UserError(f"{tmp}: cannot create private key file: {err.strerror}") from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    """Write a key 0600 through ``policies.core.files.write_private`` (O_EXCL|O_NOFOLLOW
+    under an unpredictable name, then rename: a planted symlink is never followed)."""
+    write_private(path, key.private_bytes(serialization.Encoding.PEM,
+                                          serialization.PrivateFormat.PKCS8,
+                                          serialization.NoEncryption()))
 
 
 def _read_key(path: Path) -> ec.EllipticCurvePrivateKey:

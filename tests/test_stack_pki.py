@@ -192,7 +192,9 @@ def test_exclusive_create_refuses_a_symlink_at_the_temporary_name(
     """Even a guessed temporary name is never opened through a symlink (O_EXCL|O_NOFOLLOW)."""
     from cryptography.hazmat.primitives.asymmetric import ec
 
-    monkeypatch.setattr(pki.secrets, "token_hex", lambda n: "guessed")
+    import policies.core.files
+
+    monkeypatch.setattr(policies.core.files.secrets, "token_hex", lambda n: "guessed")
     victim = tmp_path / "victim.pem"
     victim.write_text("precious\n")
     target = tmp_path / "key.pem"

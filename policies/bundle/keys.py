@@ -19,8 +19,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PublicKey,
 )
 
-from policies.bundle.files import read_bounded, write_private
 from policies.core.errors import ConfigError
+from policies.core.files import read_bounded, write_private
 
 MAX_KEY_FILE_BYTES = 16 * 1024
 PUBLIC_SUFFIX = ".pub"

@@ -14,11 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from policies.bundle.errors import BundleRefused
-from policies.bundle.files import read_bounded, write_private
 from policies.bundle.format import DEFAULT_MAX_MODULE_BYTES, check_module_cap, max_bundle_bytes
 from policies.bundle.keys import TrustedKeys
 from policies.bundle.verify import VerifiedBundle, verify_bundle
 from policies.core.errors import ConfigError
+from policies.core.files import read_bounded, write_private
 
 BUNDLE_SUFFIX = ".bundle"
 VERSION_NAME = re.compile(r"[0-9a-f]{64}")

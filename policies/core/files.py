@@ -1,7 +1,8 @@
 """Private files written by rename and read without following links, within a byte bound.
 
-Keys and the last-known-good store share these. ``a1/pki.py`` has the same
-write pattern; ``policies`` may not import ``a1``, so the pattern lives here.
+Keys, certificates, the last-known-good stores and the stack's generated files
+share these, so there is one way to write a file that a reader, a watcher or a
+crash never sees half of.
 """
 
 from __future__ import annotations
