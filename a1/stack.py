@@ -227,10 +227,10 @@ class Stack:
         if self.options.sidecar_transport not in ("unix", "tcp"):
             raise UserError("sidecar_transport: must be unix or tcp", 2)
         if self.options.sidecar_transport == "unix" and self.with_sidecar:
-            from ext_proc.uds import path_error
+            from policies.core.unix_socket import unix_path_error
 
             for address in (self.sidecar_grpc_address, self.sidecar_http_address):
-                why = path_error(address.removeprefix("unix:"))
+                why = unix_path_error(address.removeprefix("unix:"))
                 if why is not None:
                     raise UserError(f"--state-dir: {why}", 2)
         self._launcher = launcher

@@ -35,8 +35,8 @@ from typing import Any
 
 from ext_proc import defaults
 from ext_proc.defaults import MiB
-from ext_proc.uds import path_error
 from policies.core.errors import ConfigError
+from policies.core.unix_socket import unix_path_error
 from policies.core.yamlio import read_yaml
 
 DEFAULT_ENTRYPOINT = "a1/authz/decision"
@@ -142,7 +142,7 @@ def parse_config(d: Any, source: str, base: Path) -> SidecarConfig:
             if p.startswith("//"):  # unix:///abs (gRPC's URI form)
                 p = p[2:]
             p = str(Path(p)) if Path(p).is_absolute() else str(base / p)
-            why = path_error(p)
+            why = unix_path_error(p)
             if why is not None:
                 raise bad(name, why)
             return "unix:" + p

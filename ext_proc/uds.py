@@ -20,24 +20,12 @@ from collections.abc import Iterator
 
 from policies.core.errors import ConfigError
 
-SUN_PATH_MAX = 107  # bytes: sockaddr_un.sun_path is 108 on Linux, NUL included
 UNIX_PREFIX = "unix:"
 
 
 def unix_path(address: str) -> str | None:
     """``unix:/path`` → ``/path``; None for HOST:PORT."""
     return address[len(UNIX_PREFIX):] if address.startswith(UNIX_PREFIX) else None
-
-
-def path_error(path: str) -> str | None:
-    """Why ``path`` cannot be a Unix socket path, or None."""
-    if not path.startswith("/"):
-        return f"unix socket path must be absolute, got {path!r}"
-    n = len(os.fsencode(path))
-    if n > SUN_PATH_MAX:
-        return (f"unix socket path is {n} bytes long; at most {SUN_PATH_MAX} fit in "
-                f"sun_path (use a shorter state directory): {path}")  # fmt: skip
-    return None
 
 
 def clear_stale(path: str, where: str) -> None:

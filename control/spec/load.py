@@ -43,9 +43,9 @@ from control.spec.model import (
 from policies.core.cells import DEFAULT_BUCKETS, CellTable
 from policies.core.errors import ConfigError
 from policies.core.tenant import tenant_error
+from policies.core.unix_socket import unix_path_error
 from policies.core.xds.types import canonical_json
 
-SUN_PATH_MAX = 107  # bytes: sockaddr_un.sun_path is 108 on Linux, NUL included
 _WILDCARDS = {"0.0.0.0", "::"}
 _ROLLOUT_DEFAULTS = {"soak_seconds": 60, "max_error_rate": 0.01, "max_deny_rate": 0.2,
                      "min_requests": 100}
@@ -403,11 +403,9 @@ class _Resolver:
             where = ("sidecar", kind)
             value = raw[kind]
             if value.startswith("unix:"):
-                path = value[len("unix:"):]
-                n = len(path.encode())
-                if n > SUN_PATH_MAX:
-                    raise self.error(where, f"unix socket path is {n} bytes long; at most "
-                                            f"{SUN_PATH_MAX} fit in sun_path")
+                why = unix_path_error(value[len("unix:"):])
+                if why is not None:
+                    raise self.error(where, why)
             else:
                 bind = self.host_port(where, value)
                 for lk, lst in (("http", listeners.http), ("https", listeners.https)):
