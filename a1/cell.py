@@ -8,8 +8,15 @@ it, so even a misrouted request can never read or write another cell's data.
 The tenant is the raw path segment after ``/t/`` and must match the one tenant
 grammar (``policies.core.tenant``) exactly as the sidecar sees it: it is never
 percent-decoded, so ``%61%63me`` is a 400, not ``acme``.
-The table is the same ``cells.yaml`` the sidecar uses; the cell re-reads it when
-the file changes and keeps its last good table if the new one is invalid.
+The table comes from one of two places. With ``--cells-table`` it is the same
+``cells.yaml`` the sidecar uses, re-read when the file changes (the last good
+table is kept if the new one is invalid). With ``--xds HOST:PORT`` the cell is an
+ADS client of the control plane and holds every ``CellTable`` resource it is
+sent: ``cells`` (the table the sidecar routes by) and, during a topology change,
+``cells.accept.<i>`` (tables it must also accept), so a tenant moving between
+cells is accepted by its new cell before the sidecar routes it there and by its
+old cell until requests routed by the old table have drained. Until the first
+table arrives, the cell answers 503 (``/healthz`` too, so Envoy keeps it out).
 
 API (every response is JSON and carries ``x-a1-cell: <name>``)::
 
@@ -29,6 +36,7 @@ import argparse
 import json
 import os
 import signal
+import socket
 import sqlite3
 import sys
 import threading
@@ -41,7 +49,10 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from policies.core.cells import CellTable
+from policies.core.errors import ConfigError
 from policies.core.tenant import tenant_error
+from policies.core.xds.client import AdsClient, Node
+from policies.core.xds.types import CELL_TABLE
 
 MAX_BODY = 1 << 20
 MAX_LIST = 1000
@@ -49,6 +60,9 @@ MAX_LIST = 1000
 
 class TableWatcher:
     """The cell table, re-read when the file's (mtime, size, inode) changes."""
+
+    def accepts(self, tenant: str, cell: str) -> bool:
+        return self.table().lookup(tenant) == cell
 
     def __init__(self, path: Path, min_interval: float = 0.1) -> None:
         self.path = path
@@ -81,6 +95,42 @@ class TableWatcher:
                     log(f"cell table NOT reloaded, keeping version "
                         f"{self._table.version[:12]}: {err}")
             return self._table
+
+
+class XdsTables:
+    """Every ``CellTable`` resource the control plane sends, over ADS (see the module doc).
+
+    An update whose tables do not all validate, or that lacks ``cells``, is NACKed
+    with the reason and the tables held before keep serving.
+    """
+
+    def __init__(self, address: str, name: str) -> None:
+        self._tables: dict[str, CellTable] = {}
+        self.client = AdsClient(address, Node(f"{socket.gethostname()}-{name}", "a1-cell"),
+                                {CELL_TABLE: None}, self._update, name=f"{name}-ads")
+
+    def _update(self, type_url: str, resources: dict[str, bytes], removed: list[str]) -> None:
+        tables: dict[str, CellTable] = {}
+        for rname, value in sorted(resources.items()):
+            try:
+                doc = json.loads(value)
+            except (UnicodeDecodeError, json.JSONDecodeError) as err:
+                raise ConfigError(f"CellTable {rname!r}: not JSON: {err}") from None
+            tables[rname] = CellTable.from_dict(doc, f"CellTable {rname!r}")
+        if "cells" not in tables:
+            raise ConfigError("CellTable: no resource named 'cells' (the routing table)")
+        self._tables = tables  # one store: readers see the old set or the new one
+        log("cell tables from the control plane: " + ", ".join(
+            f"{n} {t.version[:12]}" for n, t in tables.items()))
+
+    def start(self) -> None:
+        self.client.start()
+
+    def table(self) -> CellTable | None:
+        return self._tables.get("cells")
+
+    def accepts(self, tenant: str, cell: str) -> bool:
+        return any(t.lookup(tenant) == cell for t in self._tables.values())
 
 
 class Store:
@@ -146,7 +196,7 @@ class CellServer(ThreadingHTTPServer):
     request_queue_size = 512
 
     def __init__(self, address: tuple[str, int], name: str, store: Store,
-                 tables: TableWatcher) -> None:
+                 tables: TableWatcher | XdsTables) -> None:
         self.cell_name = name
         self.store = store
         self.tables = tables
@@ -219,9 +269,13 @@ class CellHandler(BaseHTTPRequestHandler):
             self._error(HTTPStatus.BAD_REQUEST, reason, headers={
                 "x-a1-deny-reason": reason.encode("ascii", "backslashreplace").decode()})
             return False
-        table = self.server.tables.table()
-        owner = table.lookup(tenant)
-        if owner != self.server.cell_name:
+        tables = self.server.tables
+        table = tables.table()
+        if table is None:
+            self._error(HTTPStatus.SERVICE_UNAVAILABLE, "no cell table yet")
+            return False
+        if not tables.accepts(tenant, self.server.cell_name):
+            owner = table.lookup(tenant)
             self._send(HTTPStatus.MISDIRECTED_REQUEST,
                        {"error": f"tenant {tenant!r} is served by {owner}, "
                                  f"not {self.server.cell_name}",
@@ -259,8 +313,11 @@ class CellHandler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         if urlsplit(self.path).path == "/healthz":
             table = self.server.tables.table()
-            self._send(HTTPStatus.OK, {"status": "ok", "cell": self.server.cell_name,
-                                       "table_version": table.version})
+            if table is None:
+                self._error(HTTPStatus.SERVICE_UNAVAILABLE, "no cell table yet")
+            else:
+                self._send(HTTPStatus.OK, {"status": "ok", "cell": self.server.cell_name,
+                                           "table_version": table.version})
             return
         route = self._route()
         if route is None:
@@ -328,17 +385,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--db", type=Path, required=True, help="this cell's SQLite file")
-    parser.add_argument("--cells-table", type=Path, required=True, help="cells.yaml")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--cells-table", type=Path, help="cells.yaml (re-read when it changes)")
+    source.add_argument("--xds", metavar="HOST:PORT",
+                        help="the control plane's ADS address: tables come from it")
     args = parser.parse_args(argv)
-    try:
-        tables = TableWatcher(args.cells_table)
-    except Exception as err:
-        print(f"a1.cell: {err}", file=sys.stderr)
-        return 2
-    if args.name not in tables.table().cells:
-        print(f"a1.cell: {args.cells_table}: cells: no cell named {args.name!r} "
-              f"(has {', '.join(tables.table().cells)})", file=sys.stderr)
-        return 2
+    tables: TableWatcher | XdsTables
+    if args.xds:
+        tables = XdsTables(args.xds, args.name)
+        tables.start()
+    else:
+        try:
+            tables = TableWatcher(args.cells_table)
+        except Exception as err:
+            print(f"a1.cell: {err}", file=sys.stderr)
+            return 2
+        if args.name not in tables.table().cells:
+            print(f"a1.cell: {args.cells_table}: cells: no cell named {args.name!r} "
+                  f"(has {', '.join(tables.table().cells)})", file=sys.stderr)
+            return 2
     try:
         store = Store(args.db)
     except sqlite3.Error as err:
@@ -356,8 +421,9 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    table = tables.table()
     log(f"cell {args.name} serving on {args.host}:{args.port}, db {args.db}, "
-        f"table version {tables.table().version[:12]}")
+        f"table {table.version[:12] if table else 'awaited from ' + args.xds}")
     try:
         server.serve_forever(poll_interval=0.2)
     finally:
