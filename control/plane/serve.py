@@ -1,0 +1,372 @@
+"""``ControlPlane``: the control-plane process, from spec directory to ADS streams.
+
+    spec dir ──watch──▶ load ─▶ compile+sign ─▶ rollout.propose ─▶ PlatformState
+        ─▶ topology.transition ─▶ render+check every phase ─▶ Publisher ─▶ SnapshotCache
+        ─▶ XdsServer (every node in group "default")          StatusServer (HTTP)
+
+One worker at a time publishes (a lock): the watcher's reloads, the rollout's
+timer (scrape sidecars, observe, tick) and the operator's promote/abort. A
+change is first rendered and checked whole, every phase of its transition, so
+an invalid change never leaves the server: the previous snapshot keeps serving
+and the error goes to status, the log and ``a1_config_errors_total``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from control.pipeline.compile import compile_bundle
+from control.pipeline.render import render
+from control.pipeline.state import Assignment, PlatformState, state_for_spec
+from control.pipeline.topology import transition
+from control.plane.publisher import ACK_TIMEOUT, Publisher, PublishResult
+from control.plane.status import ActionRefused, StatusServer, one_line
+from control.plane.watch import SpecWatcher
+from control.rollout import RolloutController, Scraper, metrics_targets
+from control.spec import PlatformSpec, load_spec
+from control.xds.cache import DEFAULT_GROUP, Snapshot, SnapshotCache, short_type
+from control.xds.server import XdsServer
+from policies.bundle import load_signing_key
+from policies.core.errors import ConfigError, UserError
+from policies.core.xds.types import canonical_json
+
+log = logging.getLogger("a1.control")
+
+MAX_COMPILED = 4  # compiled bundles cached by policy content (an edit reverted is free)
+ROLLOUT_INTERVAL = 1.0  # seconds between rollout observe/tick rounds
+
+_WHERE = re.compile(r"^(?P<file>[^:\s][^:]*?)(?::(?P<line>\d+)(?::(?P<col>\d+))?)?: "
+                    r"(?:(?P<field>[A-Za-z_][\w-]*(?:\[\d+\]|\.[\w-]+)*): )?")
+
+
+def every_node_default(node: Any) -> str:
+    """One snapshot serves every node: each client subscribes only to the types it needs."""
+    return DEFAULT_GROUP
+
+
+@dataclass(frozen=True)
+class PlaneOptions:
+    config: Path
+    signing_key: Path
+    host: str = "127.0.0.1"
+    xds_port: int = 18000
+    status_host: str = "127.0.0.1"
+    status_port: int = 18001
+    ack_timeout: float = ACK_TIMEOUT
+    rollout_interval: float = ROLLOUT_INTERVAL
+    watch_poll: float = 0.05
+    watch_quiet: float = 0.2
+    watch_max_delay: float = 2.0
+
+
+def error_record(err: BaseException, at: float) -> dict[str, Any]:
+    """A refusal for status: the one-line message, and its file, position and field
+    when the message starts with them (``file:line:col: field: ...``)."""
+    message = one_line(err, 2000)
+    out: dict[str, Any] = {"message": message, "at": at,
+                           "at_iso": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(at)),
+                           "file": None, "line": None, "column": None, "field": None}
+    m = _WHERE.match(message)
+    if m:
+        out["file"] = m["file"]
+        out["line"] = int(m["line"]) if m["line"] else None
+        out["column"] = int(m["col"]) if m["col"] else None
+        out["field"] = m["field"]
+    return out
+
+
+class _Metrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.errors = Counter("a1_config_errors_total",
+                              "Spec changes refused (invalid spec, policy or snapshot)",
+                              registry=registry)
+        self.version = Gauge("a1_config_version",
+                             "The published config (info): spec digest and default policy "
+                             "bundle version", ["version", "policy"], registry=registry)
+        self.transitions = Counter("a1_config_transitions_total",
+                                   "Transitions published, by result (ok, stopped)",
+                                   ["result"], registry=registry)
+
+    def published(self, spec_digest: str, policy: str) -> None:
+        self.version.clear()
+        self.version.labels(spec_digest, policy).set(1)
+
+
+class ControlPlane:
+    """``start()`` (ConfigError if the spec is invalid), ``reload()``, ``status()``,
+    ``promote()``, ``abort()``, ``stop()``; ports are 0 for any free one."""
+
+    def __init__(self, options: PlaneOptions, registry: CollectorRegistry | None = None) -> None:
+        self.options = options
+        self.registry = registry if registry is not None else CollectorRegistry()
+        self.metrics = _Metrics(self.registry)
+        self.cache = SnapshotCache()
+        self.server = XdsServer(self.cache, port=options.xds_port, host=options.host,
+                                node_group=every_node_default, registry=self.registry)
+        self.publisher = Publisher(self.cache, self.server, ack_timeout=options.ack_timeout)
+        self.status_server = StatusServer(
+            self.status, self.registry, {"promote": self.promote, "abort": self.abort},
+            host=options.status_host, port=options.status_port)
+        self.watcher = SpecWatcher(options.config, self.reload, poll=options.watch_poll,
+                                   quiet=options.watch_quiet,
+                                   max_delay=options.watch_max_delay)
+        self._key = None
+        self._lock = threading.RLock()  # one publisher at a time
+        self._stop = threading.Event()
+        self._rollout_thread: threading.Thread | None = None
+        self._spec: PlatformSpec | None = None
+        self._state: PlatformState | None = None  # published last (a phase, if stopped)
+        self._compiled: dict[str, tuple[str, bytes]] = {}  # policy digest -> (version, bundle)
+        self._bundle: tuple[str, bytes] | None = None  # the spec's policy, compiled
+        self._rollout: RolloutController | None = None
+        self._scraper = Scraper()
+        self._last_error: dict[str, Any] | None = None
+        self._last_transition: dict[str, Any] | None = None
+        self._published_at: float | None = None
+        self._loaded_at: float | None = None
+        self._errors = 0
+        self._reloads = 0
+        self._started = False
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Load, compile, publish; then serve ADS and status, watch, and run the rollout.
+
+        An invalid spec raises ConfigError before anything is bound."""
+        self._key = load_signing_key(self.options.signing_key)
+        with self._lock:
+            spec = load_spec(self.options.config)
+            self._apply(spec, initial=True)
+        try:
+            self.server.start()
+            self.status_server.start()
+        except BaseException:
+            self.stop()
+            raise
+        self._started = True
+        self.watcher.start()
+        self._rollout_thread = threading.Thread(target=self._rollout_loop,
+                                                name="a1-control-rollout", daemon=True)
+        self._rollout_thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.watcher.stop()
+        if self._rollout_thread is not None:
+            self._rollout_thread.join(10)
+            self._rollout_thread = None
+        self.status_server.stop()
+        self.server.stop()
+
+    @property
+    def xds_port(self) -> int:
+        return self.server.port
+
+    @property
+    def xds_address(self) -> str:
+        host = f"[{self.options.host}]" if ":" in self.options.host else self.options.host
+        return f"{host}:{self.server.port}"
+
+    @property
+    def status_url(self) -> str:
+        return self.status_server.url
+
+    @property
+    def spec_digest(self) -> str:
+        return self._spec.digest if self._spec else ""
+
+    # -- the pipeline ------------------------------------------------------------------------
+
+    def reload(self) -> bool:
+        """Read the spec directory and publish it if valid; False (and status) if refused."""
+        with self._lock:
+            self._reloads += 1
+            try:
+                spec = load_spec(self.options.config)
+                if self._spec is not None and spec.digest == self._spec.digest:
+                    return True  # touched, not changed
+                self._apply(spec)
+                return True
+            except ConfigError as err:
+                self._refuse(err)
+                return False
+            except Exception as err:  # a bug must not stop the watcher, nor serve garbage
+                log.error("control: unexpected failure building the snapshot: %s", one_line(err))
+                self._refuse(err)
+                return False
+
+    def _refuse(self, err: BaseException) -> None:
+        self._errors += 1
+        self.metrics.errors.inc()
+        self._last_error = error_record(err, time.time())
+        log.error("control: change refused, the previous config keeps serving: %s",
+                  self._last_error["message"])
+
+    def _apply(self, spec: PlatformSpec, *, initial: bool = False,
+               assignment: Assignment | None = None) -> PublishResult:
+        """Compile, assign, render and check every phase, then publish (under the lock).
+
+        ``assignment`` given: a rollout step on the current spec; else the spec is new
+        and its policy is proposed to the rollout controller."""
+        bundle = self._compile(spec)
+        if assignment is None:
+            assignment = self._assign(spec, bundle[0])
+        desired = state_for_spec(spec, self._state, bundle, assignment)
+        phases = [desired] if self._state is None else transition(self._state, desired)
+        snapshots: list[Snapshot] = [render(p) for p in phases]  # ConfigError: nothing sent
+        result = self.publisher.publish(snapshots)
+        self._spec, self._loaded_at = spec, time.time()
+        if result.done:
+            self._state = phases[result.done - 1]
+            self._published_at = time.time()
+        self._last_transition = {"phases": result.phases, "done": result.done,
+                                 "error": result.error, "at": time.time()}
+        self.metrics.transitions.labels("ok" if result.ok else "stopped").inc()
+        if self._state is not None:
+            self.metrics.published(spec.digest, self._state.assignment.default)
+        if initial:
+            self._last_error = None
+        log.info("control: published spec %s (policy %s) in %d of %d phase(s)%s",
+                 spec.digest[:12], bundle[0][:12], result.done, result.phases,
+                 f"; stopped: {result.error}" if result.error else "")
+        return result
+
+    def _compile(self, spec: PlatformSpec) -> tuple[str, bytes]:
+        """The spec's policy as (version, signed bundle); compiled once per policy content."""
+        policy = spec.policy
+        digest = hashlib.sha256(canonical_json({
+            "sources": dict(policy.sources), "entrypoint": policy.entrypoint,
+            "data": policy.data})).hexdigest()
+        bundle = self._compiled.pop(digest, None)
+        if bundle is None:
+            assert self._key is not None
+            bundle = compile_bundle(spec, self._key)
+        self._compiled[digest] = bundle  # most recent last
+        while len(self._compiled) > MAX_COMPILED:
+            del self._compiled[next(iter(self._compiled))]
+        self._bundle = bundle
+        return bundle
+
+    def _assign(self, spec: PlatformSpec, version: str) -> Assignment:
+        """The rollout controller's assignment for a new spec whose policy is ``version``."""
+        if self._rollout is None:
+            self._rollout = RolloutController(spec.rollout, spec.cell_names,
+                                              registry=self.registry)
+        else:
+            self._rollout.configure(spec.rollout, spec.cell_names)
+        return self._rollout.propose(version)
+
+    # -- rollout -----------------------------------------------------------------------------
+
+    def _rollout_loop(self) -> None:
+        while not self._stop.wait(self.options.rollout_interval):
+            try:
+                self._rollout_round()
+            except Exception as err:
+                log.error("control: rollout round failed: %s", one_line(err))
+
+    def _rollout_round(self) -> None:
+        """Scrape the sidecars (outside the lock: it is network I/O), observe, tick, publish."""
+        if self._rollout is None:
+            return
+        targets = metrics_targets(self.server.connections())
+        samples = self._scraper.scrape(targets) if targets else []
+        with self._lock:
+            changed = self._rollout.observe(samples)
+            changed = self._rollout.tick() or changed
+            if changed is not None:
+                self._publish_assignment()
+
+    def _publish_assignment(self) -> None:
+        """Publish the controller's current assignment on the current spec, if it moved."""
+        if self._rollout is None or self._spec is None or self._state is None:
+            return
+        assignment = self._rollout.assignment()
+        if assignment is None or assignment == self._state.assignment:
+            return
+        try:
+            self._apply(self._spec, assignment=assignment)
+        except ConfigError as err:
+            self._refuse(err)
+
+    def promote(self) -> dict[str, Any]:
+        return self._action("promote")
+
+    def abort(self) -> dict[str, Any]:
+        return self._action("abort")
+
+    def _action(self, name: str) -> dict[str, Any]:
+        with self._lock:
+            if self._rollout is None:
+                raise ActionRefused("the control plane is starting: no rollout yet")
+            try:
+                getattr(self._rollout, name)()
+            except UserError as err:
+                raise ActionRefused(one_line(err)) from None
+            self._publish_assignment()
+            return {"action": name, "rollout": self._rollout.status()}
+
+    # -- status --------------------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        """The status document (docs/control-plane.md, ## Status)."""
+        snapshot = self.cache.snapshot(DEFAULT_GROUP)
+        versions: Mapping[str, str] = snapshot.versions() if snapshot else {}
+        with self._lock:
+            spec, state = self._spec, self._state
+            doc: dict[str, Any] = {
+                "xds": {"address": self.xds_address, "clients": 0},
+                "spec": {"directory": str(self.options.config),
+                         "digest": spec.digest if spec else None,
+                         "region": spec.region if spec else None,
+                         "cells": list(spec.cell_names) if spec else [],
+                         "loaded_at": self._loaded_at},
+                "policy": {"version": self._bundle[0] if self._bundle else None,
+                           "assignment": _assignment_doc(state.assignment) if state else None},
+                "snapshot": {"versions": {short_type(t): v for t, v in versions.items()},
+                             "size_bytes": snapshot.size_bytes() if snapshot else 0,
+                             "published_at": self._published_at},
+                "last_error": self._last_error,
+                "config_errors": self._errors,
+                "transition": self.publisher.progress(),
+                "last_transition": self._last_transition,
+                "rollout": self._rollout.status() if self._rollout is not None else None,
+            }
+        clients = [_client_doc(c) for c in self.server.connections()] if self._started else []
+        doc["clients"] = clients
+        doc["xds"]["clients"] = len(clients)
+        return doc
+
+
+def _assignment_doc(assignment: Any) -> dict[str, Any]:
+    return {"default": assignment.default, "cells": dict(assignment.cells)}
+
+
+def _client_doc(conn: Mapping[str, Any]) -> dict[str, Any]:
+    types = {}
+    for type_url, st in (conn.get("types") or {}).items():
+        if not (st.get("wildcard") or st.get("name_count")):
+            continue
+        types[short_type(type_url)] = {
+            "acked_version": st.get("acked_version"),
+            "sent_version": st.get("sent_version"),
+            "pending": st.get("pending"),
+            "nacks": st.get("nack_count", 0),
+            "last_nack": st.get("last_nack") or None,
+            "last_nack_version": st.get("last_nack_version") or None,
+            "names": st.get("names") if not st.get("wildcard") else "*",
+        }
+    return {"node_id": conn.get("node_id"), "node_cluster": conn.get("node_cluster"),
+            "protocol": conn.get("protocol"), "peer": conn.get("peer"),
+            "connected_at": conn.get("connected_at"), "types": types}
