@@ -118,7 +118,6 @@ def _config_dir(p: argparse.ArgumentParser) -> None:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from control.plane.serve import ControlPlane, PlaneOptions
-
     from policies.bundle import ensure_signing_key
 
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
@@ -177,6 +176,8 @@ def request(control: str, path: str, method: str = "GET") -> Any:
         raise UserError(f"control plane at {base}: {_error_text(err)}") from None
     except (urllib.error.URLError, OSError) as err:
         reason = getattr(err, "reason", err)
+        if isinstance(reason, OSError) and reason.strerror:
+            reason = reason.strerror
         raise UserError(f"control plane at {base} unreachable ({_one_line(reason)})") from None
     if len(body) > MAX_ANSWER:
         raise UserError(f"control plane at {base}: answer larger than {MAX_ANSWER} bytes")

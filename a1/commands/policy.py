@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from a1.commands import control
 from policies.compiler import (
     CompileError,
     assemble,
@@ -60,6 +61,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     test.add_argument("dir", type=Path)
     test.add_argument("-v", "--verbose", action="store_true", help="print every test")
     test.set_defaults(func=_test)
+
+    control.register_rollout(psub)  # a1 policy rollout status|promote|abort
 
 
 def _compile_error(err: CompileError) -> UserError:

@@ -13,6 +13,7 @@ from types import FrameType
 
 from a1 import envoy_bootstrap, pki
 from a1.argtypes import port, positive
+from a1.commands import control
 from a1.files import write_atomic
 from a1.launcher import Launcher, http_probe
 from a1.stack import (
@@ -76,6 +77,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     lookup.add_argument("tenant")
     _state_dir(lookup)
     lookup.set_defaults(func=cmd_cells_lookup)
+    control.register_cells(cells_sub)  # add, remove: they edit the platform spec
 
 
 # -- argument helpers -----------------------------------------------------------------
