@@ -17,6 +17,7 @@ from control.envoy.params import (
     SIDECAR_MODES,
     CellEndpoint,
     EnvoyParams,
+    JwtProvider,
     cluster_name,
     socket_address,
 )
@@ -29,6 +30,7 @@ __all__ = [
     "CellEndpoint",
     "EnvoyParams",
     "EnvoyResources",
+    "JwtProvider",
     "TemplateError",
     "ads_bootstrap",
     "build_resources",

@@ -23,6 +23,7 @@ from policies.core.errors import UserError
 
 MODES = ("grpc", "http", "ext_proc", "rbac", "none")
 SIDECAR_MODES = ("grpc", "http", "ext_proc")
+LISTENERS = ("http", "https")
 
 #: Node cluster of every edge Envoy; the control plane groups its snapshots by it.
 EDGE_NODE_CLUSTER = "a1-edge"
@@ -31,6 +32,10 @@ EDGE_NODE_CLUSTER = "a1-edge"
 DEFAULT_MAX_TOKEN_LIFETIME_S = 86_400
 #: An inline JWKS travels in both listeners of every push; a real one is a few KiB.
 MAX_JWKS_BYTES = 64 * 1024
+#: jwt_authn providers in one filter (the platform spec's bound on issuers).
+MAX_JWT_PROVIDERS = 64
+#: An inline PEM certificate chain or key travels in the SDS secret of every push.
+MAX_PEM_BYTES = 256 * 1024
 
 _DNS_NAME = re.compile(r"(?=.{1,253}\Z)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
                        r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?\Z")
@@ -46,13 +51,22 @@ class CellEndpoint:
 
 
 @dataclass(frozen=True)
+class JwtProvider:
+    """One issuer jwt_authn accepts: its ``iss``, accepted ``aud`` values and JWKS (JSON text)."""
+
+    issuer: str
+    audiences: tuple[str, ...]
+    jwks: str
+
+
+@dataclass(frozen=True)
 class EnvoyParams:
     """Everything Envoy's config depends on; defaults are the ``a1 up`` defaults."""
 
     cells: Sequence[CellEndpoint]
-    jwks_path: Path | None  # jwt_authn reads this file, or:
-    tls_cert: Path
-    tls_key: Path
+    jwks_path: Path | None  # jwt_authn reads this file, or jwks_inline, or jwt_providers
+    tls_cert: Path | None  # Envoy reads these files, or tls_cert_pem / tls_key_pem
+    tls_key: Path | None
     mode: str = "grpc"
     bind_address: str = "127.0.0.1"
     http_port: int = 10000
@@ -73,6 +87,16 @@ class EnvoyParams:
     node_id: str = "a1-edge"
     # The JWKS itself (JSON text), when the control plane pushes it with the listener.
     jwks_inline: str | None = None
+    # Which listeners exist (the platform spec may declare only one of them).
+    listeners: tuple[str, ...] = LISTENERS
+    https_bind_address: str | None = None  # default: bind_address
+    # The certificate chain and key themselves (PEM), pushed inline in the SDS secret
+    # so that no path of the control plane's host appears in Envoy's config.
+    tls_cert_pem: bytes | None = None
+    tls_key_pem: bytes | None = None
+    # Several issuers (one jwt_authn provider each, any one of them suffices); when
+    # given, they replace issuer/audience/jwks_path/jwks_inline.
+    jwt_providers: Sequence[JwtProvider] = ()
 
 
 def cluster_name(cell: str) -> str:
@@ -149,25 +173,85 @@ def cells_by_name(params: EnvoyParams) -> dict[str, list[CellEndpoint]]:
     return out
 
 
-def jwks_error(jwks: object) -> str | None:
+def jwks_error(jwks: object, field_name: str = "jwks_inline") -> str | None:
     """Why ``jwks`` is not an inline JWKS Envoy can take, or None."""
     if not isinstance(jwks, str):
-        return f"jwks_inline: must be JSON text, got {type(jwks).__name__}"
-    why = utf8_error(jwks, "jwks_inline")
+        return f"{field_name}: must be JSON text, got {type(jwks).__name__}"
+    why = utf8_error(jwks, field_name)
     if why is not None:
         return why
     size = len(jwks.encode("utf-8"))
     if size > MAX_JWKS_BYTES:
-        return f"jwks_inline: {size} bytes is more than the {MAX_JWKS_BYTES}-byte limit"
+        return f"{field_name}: {size} bytes is more than the {MAX_JWKS_BYTES}-byte limit"
     try:
         doc = json.loads(jwks)
     except (ValueError, RecursionError) as err:
-        return f"jwks_inline: not JSON: {str(err)[:120]}"
+        return f"{field_name}: not JSON: {str(err)[:120]}"
     if not isinstance(doc, dict) or not isinstance(doc.get("keys"), list) or not doc["keys"]:
-        return "jwks_inline: must be a JSON object with a non-empty \"keys\" list"
+        return f"{field_name}: must be a JSON object with a non-empty \"keys\" list"
     if not all(isinstance(k, dict) for k in doc["keys"]):
-        return "jwks_inline: every entry of \"keys\" must be a JSON object"
+        return f"{field_name}: every entry of \"keys\" must be a JSON object"
     return None
+
+
+def _text_error(value: object, field_name: str) -> str | None:
+    if not isinstance(value, str) or not value:
+        return f"{field_name}: must be non-empty text"
+    return utf8_error(value, field_name)
+
+
+def _check_jwt(params: EnvoyParams) -> None:
+    if not params.jwt_providers:
+        if (params.jwks_path is None) == (params.jwks_inline is None):
+            raise UserError("jwks: give exactly one of jwks_path and jwks_inline", 2)
+        if params.jwks_inline is not None:
+            why = jwks_error(params.jwks_inline)
+            if why is not None:
+                raise UserError(why, 2)
+        return
+    if params.jwks_path is not None or params.jwks_inline is not None:
+        raise UserError("jwks: jwt_providers replace jwks_path and jwks_inline; give one", 2)
+    if len(params.jwt_providers) > MAX_JWT_PROVIDERS:
+        raise UserError(f"jwt_providers: {len(params.jwt_providers)} providers, more than "
+                        f"{MAX_JWT_PROVIDERS}", 2)
+    for i, p in enumerate(params.jwt_providers):
+        where = f"jwt_providers[{i}]"
+        if not isinstance(p, JwtProvider):
+            raise UserError(f"{where}: must be a JwtProvider", 2)
+        if not isinstance(p.audiences, tuple) or not p.audiences:
+            raise UserError(f"{where}.audiences: must be a non-empty tuple", 2)
+        whys = [_text_error(p.issuer, f"{where}.issuer"),
+                *(_text_error(a, f"{where}.audiences[{j}]") for j, a in enumerate(p.audiences)),
+                jwks_error(p.jwks, f"{where}.jwks")]
+        why = next((w for w in whys if w is not None), None)
+        if why is not None:
+            raise UserError(why, 2)
+
+
+def _pem_error(value: object, field_name: str) -> str | None:
+    if not isinstance(value, bytes) or not value:
+        return f"{field_name}: must be non-empty PEM bytes"
+    if len(value) > MAX_PEM_BYTES:
+        return f"{field_name}: {len(value)} bytes is more than the {MAX_PEM_BYTES}-byte limit"
+    if b"-----BEGIN " not in value:
+        return f"{field_name}: not PEM (no -----BEGIN line)"
+    return None
+
+
+def _check_tls(params: EnvoyParams) -> None:
+    if "https" not in params.listeners:
+        return
+    files = (params.tls_cert, params.tls_key)
+    pems = (params.tls_cert_pem, params.tls_key_pem)
+    has_files = any(v is not None for v in files)
+    has_pems = any(v is not None for v in pems)
+    if has_files == has_pems or None in (files if has_files else pems):
+        raise UserError("tls: the https listener needs tls_cert and tls_key, "
+                        "or tls_cert_pem and tls_key_pem", 2)
+    for name in ("tls_cert_pem", "tls_key_pem") if has_pems else ():
+        why = _pem_error(getattr(params, name), name)
+        if why is not None:
+            raise UserError(why, 2)
 
 
 def check(params: EnvoyParams) -> None:
@@ -198,12 +282,13 @@ def check(params: EnvoyParams) -> None:
         value = getattr(params, name)
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
             raise UserError(f"{name}: must be positive, got {value}", 2)
-    if (params.jwks_path is None) == (params.jwks_inline is None):
-        raise UserError("jwks: give exactly one of jwks_path and jwks_inline", 2)
-    if params.jwks_inline is not None:
-        why = jwks_error(params.jwks_inline)
-        if why is not None:
-            raise UserError(why, 2)
+    listeners = params.listeners
+    if (not isinstance(listeners, tuple) or not listeners or len(set(listeners)) != len(listeners)
+            or not set(listeners) <= set(LISTENERS)):
+        raise UserError(f"listeners: must be a non-empty tuple of distinct "
+                        f"{' and '.join(LISTENERS)}, got {str(listeners)[:80]}", 2)
+    _check_jwt(params)
+    _check_tls(params)
     for f in fields(params):
         value = getattr(params, f.name)
         if isinstance(value, str | Path):
@@ -215,3 +300,5 @@ def check(params: EnvoyParams) -> None:
         if why is not None:
             raise UserError(why, 2)
     _host(params.bind_address, "bind_address", names=False)
+    if params.https_bind_address is not None:
+        _host(params.https_bind_address, "https_bind_address", names=False)

@@ -14,6 +14,7 @@ have no cell selection, so all traffic goes to one pinned cell.
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,7 @@ from types import MappingProxyType
 from typing import Any
 
 from control.envoy.params import (
+    LISTENERS,
     SIDECAR_MODES,
     EnvoyParams,
     cells_by_name,
@@ -107,11 +109,7 @@ def build_resources(params: EnvoyParams, templates: Path | None = None) -> Envoy
                 "upstream_timeout": _duration(params.upstream_timeout_ms),
                 "health_interval": _duration(params.health_interval_ms)}
 
-    local_jwks = ({"inline_string": params.jwks_inline} if params.jwks_inline is not None
-                  else {"filename": str(params.jwks_path)})
-    filters: list[Any] = [render_file(frag / "jwt_authn.yaml", {
-        "issuer": params.issuer, "audience": params.audience, "local_jwks": local_jwks,
-        "max_lifetime": f"{params.max_token_lifetime_s}s"})]
+    filters: list[Any] = [_jwt_authn(params, frag)]
     healthz_per_filter: dict[str, Any] = {}
     if params.mode != "none":
         authz = render_file(frag / _AUTHZ_FRAGMENT[params.mode], {
@@ -166,18 +164,64 @@ def build_resources(params: EnvoyParams, templates: Path | None = None) -> Envoy
 
     listeners = render_file(frag / "listeners.yaml", {
         "bind_address": params.bind_address, "http_port": params.http_port,
+        "https_bind_address": params.https_bind_address or params.bind_address,
         "https_port": params.https_port, "tls_secret": TLS_SECRET, "config_source": source,
         "hcm_http": hcm(HTTP_LISTENER), "hcm_https": hcm(HTTPS_LISTENER)})
     route_config = render_file(frag / "route_config.yaml", {
         "route_config_name": ROUTE_CONFIG, "routes": routes})
-    secret = render_file(frag / "tls_secret.yaml", {
-        "secret_name": TLS_SECRET, "tls_cert": str(params.tls_cert),
-        "tls_key": str(params.tls_key)})
+    secrets: dict[str, Any] = {}
+    if "https" in params.listeners:
+        secrets[TLS_SECRET] = render_file(frag / "tls_secret.yaml", {
+            "secret_name": TLS_SECRET,
+            "certificate_chain": _data_source(params.tls_cert, params.tls_cert_pem),
+            "private_key": _data_source(params.tls_key, params.tls_key_pem)})
     return EnvoyResources(MappingProxyType({
         CLUSTER: MappingProxyType(clusters),
         ENDPOINT: MappingProxyType(endpoints),
-        SECRET: MappingProxyType({TLS_SECRET: secret}),
-        LISTENER: MappingProxyType({lst["name"]: lst for lst in
-                                    (listeners["http"], listeners["https"])}),
+        SECRET: MappingProxyType(secrets),
+        LISTENER: MappingProxyType({listeners[kind]["name"]: listeners[kind]
+                                    for kind in LISTENERS if kind in params.listeners}),
         ROUTE: MappingProxyType({ROUTE_CONFIG: route_config}),
     }))
+
+
+def _data_source(path: Path | None, pem: bytes | None) -> dict[str, str]:
+    """An Envoy ``core.v3.DataSource``: the file Envoy reads, or the bytes themselves."""
+    if pem is not None:
+        return {"inline_bytes": base64.b64encode(pem).decode("ascii")}
+    return {"filename": str(path)}
+
+
+def _jwt_authn(params: EnvoyParams, frag: Path) -> Any:
+    """The jwt_authn filter: one provider (``a1-dev``), or one per ``jwt_providers`` entry.
+
+    Several providers are named ``issuer-<i>`` in order, and a request needs a token
+    that any one of them verifies (``requires_any``). Each provider is the template's
+    one, rendered with that issuer's values, so every provider has the same settings.
+    """
+    lifetime = f"{params.max_token_lifetime_s}s"
+    if not params.jwt_providers:
+        local_jwks = ({"inline_string": params.jwks_inline} if params.jwks_inline is not None
+                      else {"filename": str(params.jwks_path)})
+        return render_file(frag / "jwt_authn.yaml", {
+            "issuer": params.issuer, "audience": params.audience, "local_jwks": local_jwks,
+            "max_lifetime": lifetime})
+    providers: dict[str, Any] = {}
+    rendered: Any = None
+    for i, p in enumerate(params.jwt_providers):
+        rendered = render_file(frag / "jwt_authn.yaml", {
+            "issuer": p.issuer, "audience": p.audiences[0],
+            "local_jwks": {"inline_string": p.jwks}, "max_lifetime": lifetime})
+        (provider,) = rendered["typed_config"]["providers"].values()
+        provider["audiences"] = list(p.audiences)
+        providers[f"issuer-{i}"] = provider
+    names = list(providers)
+    requires: dict[str, Any] = (
+        {"provider_name": names[0]} if len(names) == 1
+        else {"requires_any": {"requirements": [{"provider_name": n} for n in names]}})
+    config = rendered["typed_config"]
+    config["providers"] = providers
+    for rule in config["rules"]:
+        if "requires" in rule:
+            rule["requires"] = requires
+    return rendered
