@@ -1,0 +1,5 @@
+import sys
+
+from control.relay.cli import main
+
+sys.exit(main())
