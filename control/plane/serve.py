@@ -13,7 +13,6 @@ and the error goes to status, the log and ``a1_config_errors_total``.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import re
 import threading
@@ -38,15 +37,14 @@ from control.xds.cache import DEFAULT_GROUP, Snapshot, SnapshotCache, short_type
 from control.xds.server import XdsServer
 from policies.bundle import load_signing_key
 from policies.core.errors import ConfigError, UserError
-from policies.core.xds.types import canonical_json
 
 log = logging.getLogger("a1.control")
 
-MAX_COMPILED = 4  # compiled bundles cached by policy content (an edit reverted is free)
 ROLLOUT_INTERVAL = 1.0  # seconds between rollout observe/tick rounds
 
-_WHERE = re.compile(r"^(?P<file>[^:\s][^:]*?)(?::(?P<line>\d+)(?::(?P<col>\d+))?)?: "
-                    r"(?:(?P<field>[A-Za-z_][\w-]*(?:\[\d+\]|\.[\w-]+)*): )?")
+_FIELD = r"(?:(?P<field>[A-Za-z_][\w-]*(?:\[\d+\]|\.[\w-]+)*): )?"
+_AT_POSITION = re.compile(r"(?:^|: )(?P<file>[^\s:]+):(?P<line>\d+):(?P<col>\d+): " + _FIELD)
+_AT_FILE = re.compile(r"^(?P<file>[^\s:]+): " + _FIELD)
 
 
 def every_node_default(node: Any) -> str:
@@ -76,12 +74,11 @@ def error_record(err: BaseException, at: float) -> dict[str, Any]:
     out: dict[str, Any] = {"message": message, "at": at,
                            "at_iso": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(at)),
                            "file": None, "line": None, "column": None, "field": None}
-    m = _WHERE.match(message)
+    m = _AT_POSITION.search(message)
     if m:
-        out["file"] = m["file"]
-        out["line"] = int(m["line"]) if m["line"] else None
-        out["column"] = int(m["col"]) if m["col"] else None
-        out["field"] = m["field"]
+        out.update(file=m["file"], line=int(m["line"]), column=int(m["col"]), field=m["field"])
+    elif m := _AT_FILE.match(message):
+        out.update(file=m["file"], field=m["field"])
     return out
 
 
@@ -126,10 +123,10 @@ class ControlPlane:
         self._rollout_thread: threading.Thread | None = None
         self._spec: PlatformSpec | None = None
         self._state: PlatformState | None = None  # published last (a phase, if stopped)
-        self._compiled: dict[str, tuple[str, bytes]] = {}  # policy digest -> (version, bundle)
         self._bundle: tuple[str, bytes] | None = None  # the spec's policy, compiled
         self._rollout: RolloutController | None = None
-        self._scraper = Scraper()
+        self._scraper = Scraper(self._scrape_targets, self._on_samples,
+                                interval=options.rollout_interval)
         self._last_error: dict[str, Any] | None = None
         self._last_transition: dict[str, Any] | None = None
         self._published_at: float | None = None
@@ -156,6 +153,7 @@ class ControlPlane:
             raise
         self._started = True
         self.watcher.start()
+        self._scraper.start()
         self._rollout_thread = threading.Thread(target=self._rollout_loop,
                                                 name="a1-control-rollout", daemon=True)
         self._rollout_thread.start()
@@ -163,6 +161,7 @@ class ControlPlane:
     def stop(self) -> None:
         self._stop.set()
         self.watcher.stop()
+        self._scraper.stop()
         if self._rollout_thread is not None:
             self._rollout_thread.join(10)
             self._rollout_thread = None
@@ -243,20 +242,10 @@ class ControlPlane:
         return result
 
     def _compile(self, spec: PlatformSpec) -> tuple[str, bytes]:
-        """The spec's policy as (version, signed bundle); compiled once per policy content."""
-        policy = spec.policy
-        digest = hashlib.sha256(canonical_json({
-            "sources": dict(policy.sources), "entrypoint": policy.entrypoint,
-            "data": policy.data})).hexdigest()
-        bundle = self._compiled.pop(digest, None)
-        if bundle is None:
-            assert self._key is not None
-            bundle = compile_bundle(spec, self._key)
-        self._compiled[digest] = bundle  # most recent last
-        while len(self._compiled) > MAX_COMPILED:
-            del self._compiled[next(iter(self._compiled))]
-        self._bundle = bundle
-        return bundle
+        """The spec's policy as (version, signed bundle); the pipeline memoises by content."""
+        assert self._key is not None
+        self._bundle = compile_bundle(spec.policy, self._key, origin=str(self.options.config))
+        return self._bundle
 
     def _assign(self, spec: PlatformSpec, version: str) -> Assignment:
         """The rollout controller's assignment for a new spec whose policy is ``version``."""
@@ -270,22 +259,22 @@ class ControlPlane:
     # -- rollout -----------------------------------------------------------------------------
 
     def _rollout_loop(self) -> None:
+        """Let time pass for the rollout: a soak that lasted long enough promotes."""
         while not self._stop.wait(self.options.rollout_interval):
             try:
-                self._rollout_round()
-            except Exception as err:
-                log.error("control: rollout round failed: %s", one_line(err))
+                with self._lock:
+                    if self._rollout is not None and self._rollout.tick() is not None:
+                        self._publish_assignment()
+            except Exception as err:  # keep ticking; the error is in the log
+                log.error("control: rollout tick failed: %s", one_line(err))
 
-    def _rollout_round(self) -> None:
-        """Scrape the sidecars (outside the lock: it is network I/O), observe, tick, publish."""
-        if self._rollout is None:
-            return
-        targets = metrics_targets(self.server.connections())
-        samples = self._scraper.scrape(targets) if targets else []
+    def _scrape_targets(self) -> list[str]:
+        return metrics_targets(self.server.connections()) if self._started else []
+
+    def _on_samples(self, samples: list[Any]) -> None:
+        """The scraper's round (on its thread): a breach rolls back within this call."""
         with self._lock:
-            changed = self._rollout.observe(samples)
-            changed = self._rollout.tick() or changed
-            if changed is not None:
+            if self._rollout is not None and self._rollout.observe(samples) is not None:
                 self._publish_assignment()
 
     def _publish_assignment(self) -> None:
@@ -342,6 +331,7 @@ class ControlPlane:
                 "transition": self.publisher.progress(),
                 "last_transition": self._last_transition,
                 "rollout": self._rollout.status() if self._rollout is not None else None,
+                "scrape": self._scraper.status(),
             }
         clients = [_client_doc(c) for c in self.server.connections()] if self._started else []
         doc["clients"] = clients

@@ -93,6 +93,8 @@ class _Handler(BaseHTTPRequestHandler):
                    ) -> None:
         """http.server's own refusals (bad request line, too many headers) as one-line JSON."""
         self.close_connection = True
+        if self.request_version == "HTTP/0.9":  # unparsable request: answer as HTTP/1.1 anyway
+            self.request_version = "HTTP/1.1"
         with contextlib.suppress(OSError):
             self._reply(code, {"error": one_line(message or HTTPStatus(code).phrase)})
 
