@@ -284,13 +284,29 @@ def format_status(doc: dict[str, Any]) -> str:
 
 
 def format_rollout(rollout: Any) -> str:
+    """The rollout status (control.rollout's ``status()``) in a few lines."""
     if not isinstance(rollout, dict):
         return _one_line(rollout)
-    head = [f"{k}={_short(v) if 'version' in k else v}" for k, v in rollout.items()
-            if isinstance(v, (str, int, float, bool)) or v is None]
-    rest = [f"  {k}: {json.dumps(v, sort_keys=True)}" for k, v in rollout.items()
-            if isinstance(v, (dict, list))]
-    return "\n".join([" ".join(head), *rest])
+    if "rollout" in rollout and isinstance(rollout["rollout"], dict):  # an action's answer
+        return f"{rollout.get('action', '')}: " + format_rollout(rollout["rollout"])
+    lines = [f"state={rollout.get('state')} stable={_short(rollout.get('stable'))} "
+             f"candidate={_short(rollout.get('candidate'))} "
+             f"step={rollout.get('step', '-')}/{rollout.get('steps', '-')}"]
+    if rollout.get("message"):
+        lines.append(f"  {_one_line(rollout['message'], 300)}")
+    cells = rollout.get("cells")
+    if isinstance(cells, dict) and cells:
+        lines.append("  cells     " + ", ".join(f"{c} {_short(v)}" for c, v in cells.items()))
+    observed = rollout.get("observed")
+    if isinstance(observed, dict):
+        for cell, o in observed.items():
+            if isinstance(o, dict):
+                lines.append(f"  observed  {cell}: {o.get('requests')} requests, error rate "
+                             f"{o.get('error_rate')}, deny rate {o.get('deny_rate')}")
+    for key in ("last_breach", "last_refused"):
+        if rollout.get(key):
+            lines.append(f"  {key.replace('_', ' ')}: {_one_line(rollout[key], 300)}")
+    return "\n".join(lines)
 
 
 # -- a1 policy rollout ---------------------------------------------------------------------

@@ -146,8 +146,9 @@ class ControlPlane:
             spec = load_spec(self.options.config)
             self._apply(spec, initial=True)
         try:
-            self.server.start()
-            self.status_server.start()
+            self._bind("ADS", self.options.host, self.options.xds_port, self.server.start)
+            self._bind("status", self.options.status_host, self.options.status_port,
+                       self.status_server.start)
         except BaseException:
             self.stop()
             raise
@@ -157,6 +158,15 @@ class ControlPlane:
         self._rollout_thread = threading.Thread(target=self._rollout_loop,
                                                 name="a1-control-rollout", daemon=True)
         self._rollout_thread.start()
+
+    @staticmethod
+    def _bind(what: str, host: str, port: int, start: Any) -> None:
+        try:
+            start()
+        except (OSError, RuntimeError) as err:
+            reason = getattr(err, "strerror", None) or one_line(err)
+            where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+            raise UserError(f"control: cannot serve {what} on {where}: {reason}") from None
 
     def stop(self) -> None:
         self._stop.set()
