@@ -30,6 +30,7 @@ Percentiles are nearest-rank over the rounds (with 20 rounds, p99 is the maximum
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -57,6 +58,7 @@ LOOPBACK = "127.0.0.1"
 TARGET_ENVOYS_P99_S = 1.0  # at 20 Envoys (the A1 paper observed 12 s, in a 60-90 s budget)
 TARGET_FANOUT_P99_S = 2.0  # at 1,000 simulated clients
 WARMUP_ROUNDS = 1
+CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 @dataclass(frozen=True)
@@ -66,7 +68,6 @@ class Settings:
     rounds: int = 20
     per_connection: int = 1
     floor: bool = True
-    poll_ms: float = 10.0
     round_timeout: float = 60.0
     keep: bool = False
 
@@ -97,6 +98,7 @@ class BenchSpec:
     directory: Path
     doc: dict[str, Any]
     ports: tuple[int, int]  # the two values cell-1's endpoint toggles between
+    signing_key: Path
     flips: int = 0
 
     @classmethod
@@ -135,7 +137,11 @@ class BenchSpec:
             "rollout": {"canary_cell": "cell-1", "soak_seconds": 60, "max_error_rate": 0.01,
                         "max_deny_rate": 0.2, "min_requests": 100},
         }
-        spec = cls(directory, doc, (cells[0], cells[3]))
+        from policies.bundle import ensure_signing_key
+
+        key = root / "bundle-signing.key"
+        ensure_signing_key(key)
+        spec = cls(directory, doc, (cells[0], cells[3]), key)
         spec.write()
         return spec
 
@@ -164,12 +170,12 @@ class Server:
     """The server under test (or the floor) in its own process, and its bench port."""
 
     def __init__(self, launcher: Launcher, root: Path, spec: BenchSpec, name: str,
-                 floor: bool, poll_ms: float) -> None:
+                 floor: bool) -> None:
         self.launcher, self.name = launcher, name
         self.xds_port, self.bench_port = free_ports(2)
         argv = [sys.executable, "-m", "a1.bench.control_server", "--config",
                 str(spec.directory), "--xds-port", str(self.xds_port),
-                "--bench-port", str(self.bench_port), "--poll-ms", str(poll_ms)]
+                "--bench-port", str(self.bench_port), "--signing-key", str(spec.signing_key)]
         if floor:
             argv.append("--floor")
         launcher.start(ProcessSpec(name, argv, root / "logs" / f"{name}.log",
@@ -197,24 +203,36 @@ class Server:
                 f"{self.name}: {clients} clients did not hold every type ACKed "
                 f"within {timeout:.0f}s"))
 
-    def round(self, change: Callable[[], float | None], clients: int,
-              timeout: float) -> dict[str, float]:
-        """Arm an ACK wait, make the change, and return its timestamps as durations."""
+    def round(self, change: Callable[[], float | None], clients: int, timeout: float,
+              client_pids: Sequence[int]) -> dict[str, float]:
+        """Arm an ACK wait, make the change, and return its timestamps as durations,
+        with the CPU the server and the clients' processes used meanwhile."""
         wait = self.call("/arm", type=ENDPOINT, clients=clients, timeout=timeout)["id"]
-        ticks = cpu_ticks(self.pid)
+        ticks, theirs = cpu_ticks(self.pid), _ticks(client_pids)
         start = change()
         res = self.call("/result", timeout + 10, id=wait, timeout=timeout + 5)
-        cpu_s = (cpu_ticks(self.pid) - ticks) / os.sysconf("SC_CLK_TCK")
+        cpu_s = (cpu_ticks(self.pid) - ticks) / CLK_TCK
+        clients_cpu_s = (_ticks(client_pids) - theirs) / CLK_TCK
         if not res.get("ok"):
             raise BenchError(self.launcher[self.name].with_log(
                 f"{self.name}: not every one of {clients} clients ACKed within "
                 f"{timeout:.0f}s: {res}"))
         published, acked = res["published"], res["acked"]
-        out = {"push_ack_s": acked - published, "server_cpu_s": cpu_s}
+        out = {"push_ack_s": acked - published, "server_cpu_s": cpu_s,
+               "clients_cpu_s": clients_cpu_s}
         if start is not None:
-            out.update(total_s=acked - start, pipeline_s=published - start,
-                       detect_s=res["detected"] - start, build_s=res["built"] - res["detected"])
+            out.update(total_s=acked - start, pipeline_s=published - start)
+            if "detected" in res:  # the watcher's poll and debounce, then the build
+                out.update(detect_s=res["detected"] - start, build_s=published - res["detected"])
         return out
+
+
+def _ticks(pids: Sequence[int]) -> int:
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            total += cpu_ticks(pid)
+    return total
 
 
 def envoy_spec(root: Path, index: int, xds: str) -> tuple[ProcessSpec, int]:
@@ -235,7 +253,8 @@ def envoy_spec(root: Path, index: int, xds: str) -> tuple[ProcessSpec, int]:
 
 def summarize(samples: list[dict[str, float]]) -> dict[str, Any]:
     out: dict[str, Any] = {"rounds": len(samples)}
-    for key in ("total_s", "pipeline_s", "detect_s", "build_s", "push_ack_s", "server_cpu_s"):
+    for key in ("total_s", "pipeline_s", "detect_s", "build_s", "push_ack_s", "server_cpu_s",
+                "clients_cpu_s"):
         values = [s[key] for s in samples if key in s]
         if values:
             out[key] = {"p50": percentile(values, 50), "p99": percentile(values, 99),
@@ -245,7 +264,7 @@ def summarize(samples: list[dict[str, float]]) -> dict[str, Any]:
 
 def run_envoys(s: Settings, root: Path, launcher: Launcher, spec: BenchSpec,
                say: Callable[[str], None]) -> list[dict[str, Any]]:
-    server = Server(launcher, root, spec, "server-envoys", False, s.poll_ms)
+    server = Server(launcher, root, spec, "server-envoys", False)
     idle = server.rss_kib()
     rows, started = [], 0
     for n in sorted(set(s.envoys)):
@@ -259,7 +278,8 @@ def run_envoys(s: Settings, root: Path, launcher: Launcher, spec: BenchSpec,
         rss = server.rss_kib()
         envoy_rss = [rss_kib(launcher[f"envoy-{i}"].pid) for i in range(1, n + 1)]
         say(f"{n} Envoy(s) synced; {WARMUP_ROUNDS} warm-up + {s.rounds} rounds")
-        samples = [server.round(spec.flip, n, s.round_timeout)
+        pids = [launcher[f"envoy-{i}"].pid for i in range(1, n + 1)]
+        samples = [server.round(spec.flip, n, s.round_timeout, pids)
                    for _ in range(WARMUP_ROUNDS + s.rounds)][WARMUP_ROUNDS:]
         rows.append({"clients": n, "kind": "envoy", **summarize(samples),
                      "samples": samples, "server_rss_kib": rss, "server_idle_rss_kib": idle,
@@ -273,9 +293,9 @@ def run_envoys(s: Settings, root: Path, launcher: Launcher, spec: BenchSpec,
 
 def run_fanout(s: Settings, root: Path, launcher: Launcher, spec: BenchSpec,
                say: Callable[[str], None]) -> dict[str, Any]:
-    servers = {"ours": Server(launcher, root, spec, "server-fanout", False, s.poll_ms)}
+    servers = {"ours": Server(launcher, root, spec, "server-fanout", False)}
     if s.floor:
-        servers["floor"] = Server(launcher, root, spec, "floor-fanout", True, s.poll_ms)
+        servers["floor"] = Server(launcher, root, spec, "floor-fanout", True)
     idle = {k: srv.rss_kib() for k, srv in servers.items()}
     for key, srv in servers.items():
         name = f"clients-{key}"
@@ -296,7 +316,8 @@ def run_fanout(s: Settings, root: Path, launcher: Launcher, spec: BenchSpec,
             def bump(srv: Server = srv) -> None:
                 srv.call("/bump")
 
-            sample = srv.round(spec.flip if key == "ours" else bump, s.clients, s.round_timeout)
+            sample = srv.round(spec.flip if key == "ours" else bump, s.clients,
+                               s.round_timeout, [launcher[f"clients-{key}"].pid])
             if i >= WARMUP_ROUNDS:
                 samples[key].append(sample)
     dead = launcher.unexpected_exits()
@@ -356,10 +377,9 @@ def command_line(s: Settings) -> str:
         parts.append(f"--envoys {','.join(map(str, s.envoys)) or 0}")
     for flag, value, default in (("--clients", s.clients, d.clients),
                                  ("--rounds", s.rounds, d.rounds),
-                                 ("--per-connection", s.per_connection, d.per_connection),
-                                 ("--poll-ms", s.poll_ms, d.poll_ms)):
+                                 ("--per-connection", s.per_connection, d.per_connection)):
         if value != default:
-            parts.append(f"{flag} {value:g}" if isinstance(value, float) else f"{flag} {value}")
+            parts.append(f"{flag} {value}")
     if not s.floor:
         parts.append("--no-floor")
     return " ".join(parts)
@@ -379,10 +399,13 @@ def _ratio(a: dict[str, Any], b: dict[str, Any], key: str) -> str:
 
 def report(result: dict[str, Any]) -> str:
     lines = [f"command: {result['command']}  (cpus: {result['cpus']})", ""]
-    head = ("| clients | total p50 / p99 ms | pipeline p50 ms | push+ACK p50 / p99 ms "
-            "| p99 vs 1 Envoy | server CPU ms/round | server KiB/client |")
-    lines += ["Propagation: spec file rename -> every client ACKed the new EDS version", "",
-              head, "|---|---:|---:|---:|---:|---:|---:|"]
+    head = ("| clients | total p50 / p99 ms | watch p50 ms | build p50 ms "
+            "| push+ACK p50 / p99 ms | p99 vs first | server / clients CPU ms/round "
+            "| server KiB/client |")
+    lines += ["Propagation: spec file rename -> every client ACKed the new EDS version "
+              "(watch: until the plane's watcher reports it, poll + debounce; build: "
+              "until the snapshot is set; push+ACK: until the last ACK)", "",
+              head, "|---|---:|---:|---:|---:|---:|---:|---:|"]
     envoys = result.get("envoys", [])
     base = envoys[0]["total_s"]["p99"] if envoys else None
     rows: list[tuple[str, dict[str, Any]]] = [
@@ -394,9 +417,10 @@ def report(result: dict[str, Any]) -> str:
         ratio = f"{r['total_s']['p99'] / base:.2f}" if base else "–"
         lines.append(
             f"| {label} | {_ms(r, 'total_s', 'p50')} / {_ms(r, 'total_s', 'p99')} "
-            f"| {_ms(r, 'pipeline_s', 'p50')} "
+            f"| {_ms(r, 'detect_s', 'p50')} | {_ms(r, 'build_s', 'p50')} "
             f"| {_ms(r, 'push_ack_s', 'p50')} / {_ms(r, 'push_ack_s', 'p99')} | {ratio} "
-            f"| {_ms(r, 'server_cpu_s', 'p50')} | {r['server_kib_per_client']:.1f} |")
+            f"| {_ms(r, 'server_cpu_s', 'p50')} / {_ms(r, 'clients_cpu_s', 'p50')} "
+            f"| {r['server_kib_per_client']:.1f} |")
     if envoys:
         lines += ["", "Each Envoy's own VmRSS (mean): " + ", ".join(
             f"{r['clients']}: {r['envoy_rss_kib_mean'] / 1024:.1f} MiB" for r in envoys)]
@@ -404,11 +428,13 @@ def report(result: dict[str, Any]) -> str:
         ours, floor = fan["ours"], fan["floor"]
         lines += ["", f"Fan-out push+ACK, {fan['clients']} clients: ours vs the no-op floor "
                   "(interleaved rounds)", "",
-                  "| server | push+ACK p50 / p99 ms | server CPU ms/round | server KiB/client |",
+                  "| server | push+ACK p50 / p99 ms | server / clients CPU ms/round "
+                  "| server KiB/client |",
                   "|---|---:|---:|---:|"]
-        for label, r in (("ours (XdsServer)", ours), ("floor (no-op)", floor)):
+        for label, r in (("ours (ControlPlane)", ours), ("floor (no-op)", floor)):
             lines.append(f"| {label} | {_ms(r, 'push_ack_s', 'p50')} / "
-                         f"{_ms(r, 'push_ack_s', 'p99')} | {_ms(r, 'server_cpu_s', 'p50')} "
+                         f"{_ms(r, 'push_ack_s', 'p99')} | {_ms(r, 'server_cpu_s', 'p50')} / "
+                         f"{_ms(r, 'clients_cpu_s', 'p50')} "
                          f"| {r['server_kib_per_client']:.1f} |")
         lines.append("ratios ours/floor: " + ", ".join(
             f"{what} {_ratio(ours, floor, key)}" for what, key in (
@@ -447,8 +473,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="simulated ADS streams per gRPC connection (default 1, as Envoys)")
     p.add_argument("--no-floor", dest="floor", action="store_false",
                    help="skip the no-op ADS floor in the fan-out")
-    p.add_argument("--poll-ms", type=float, default=d.poll_ms,
-                   help=f"the spec watcher's poll interval (default {d.poll_ms:g})")
     p.add_argument("--keep", action="store_true",
                    help="keep the temporary directory (spec, bootstraps, logs, result.json)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -456,8 +480,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def settings_from(args: argparse.Namespace) -> Settings:
     return Settings(envoys=args.envoys, clients=args.clients, rounds=args.rounds,
-                    per_connection=args.per_connection, floor=args.floor,
-                    poll_ms=args.poll_ms, keep=args.keep)
+                    per_connection=args.per_connection, floor=args.floor, keep=args.keep)
 
 
 def run_cli(args: argparse.Namespace) -> int:

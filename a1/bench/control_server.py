@@ -1,32 +1,32 @@
 """The server under test of ``a1 bench control``, in its own process, with a bench port.
 
-``python -m a1.bench.control_server --config DIR --xds-port P --bench-port Q [--floor]``
+``python -m a1.bench.control_server --config DIR --signing-key KEY --xds-port P
+--bench-port Q [--floor]``
 
 Its own process, so that its memory (VmRSS) and CPU are its own and the clients
 (Envoys, the simulated fan-out) never share its GIL. It runs:
 
-- ``spec`` (default): the xDS server (``control.xds.XdsServer``) on the snapshots
-  a spec watcher publishes: poll ``platform.yaml``, load it, build Envoy's
-  resources (``control.envoy``), pack them, check and ``set_snapshot``. This is
-  the spec → Envoy-resources path of the control plane's pipeline (its Envoy half;
-  policy bundles and the cell table are the sidecar's).
+- by default: the control plane, ``control.plane.ControlPlane`` as ``a1 control
+  serve`` runs it (spec watcher, compile and sign, render, publisher, ADS server,
+  status, rollout), observed at two points: when its watcher reports a change
+  and when a snapshot is set in its cache;
 - ``--floor``: a no-op ADS server (grpc.aio) that answers every subscription with
-  one pre-serialized response per type and, on a bump, writes one more pre-serialized
-  response to every stream. No protocol state, no per-stream building: the Python
-  floor a fan-out can be compared against, as ``a1 bench sidecar`` compares the
-  sidecar with a no-op ext_authz server.
+  one pre-serialized response per type (the bytes the control plane publishes for
+  the same spec) and, on a bump, writes one more pre-serialized response to every
+  stream. No protocol state, nothing built per stream: the Python floor a fan-out
+  is compared against, as ``a1 bench sidecar`` compares the sidecar with a no-op
+  ext_authz server.
 
-The bench port is loopback HTTP for the driver, never for anything else:
+The bench port is loopback HTTP for the driver (``a1.bench.control``) only:
 
 - ``GET /state``: generation, versions, VmRSS (KiB), CPU ticks;
 - ``GET /synced?clients=N&timeout=S``: wait until N streams hold every Envoy type ACKed;
 - ``POST /arm?type=URL&clients=N&timeout=S`` → ``{"id"}``: start waiting for the next
   published generation to be ACKed by N streams (armed before the change is made,
-  so the ACK time is seen as it happens, not when asked);
+  so the ACK is seen as it happens, not when asked);
 - ``GET /result?id=I``: that wait's timestamps (``time.monotonic()``, one clock for
-  every process on the machine): change detected, snapshot built, published, all ACKed;
-- ``POST /bump`` (floor only, or the spec server's direct publish): publish the
-  alternate snapshot without the spec, for the push+ACK floor.
+  every process on the machine): change detected, published, every client ACKed;
+- ``POST /bump`` (floor only): push the next pre-serialized response to every stream.
 """
 
 from __future__ import annotations
@@ -35,18 +35,18 @@ import argparse
 import asyncio
 import itertools
 import json
+import logging
 import os
 import sys
 import threading
 import time
 import urllib.parse
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-GROUP = "default"
 
 
 def rss_kib(pid: int | str = "self") -> int:
@@ -68,88 +68,21 @@ def cpu_ticks(pid: int | str = "self") -> int:
     return int(fields[11]) + int(fields[12])
 
 
-# -- the spec path: spec → Envoy resources → snapshot ------------------------------------
+# -- the snapshot the control plane publishes for a spec --------------------------------------
 
 
-def envoy_params(spec: Any) -> Any:
-    """The Envoy parameters a platform spec stands for (the Envoy half of the pipeline).
-
-    The benchmark's spec carries an https listener with TLS, because the resources
-    always hold both listeners and the SDS secret (``control.envoy.build_resources``).
-    """
-    from control.envoy import CellEndpoint, EnvoyParams
-
-    http, https = spec.listeners.http, spec.listeners.https
-    if http is None or https is None or https.tls is None:
-        raise ValueError("the benchmark's spec needs an http and an https listener with tls")
-    issuer = spec.jwt[0]
-    return EnvoyParams(
-        cells=[CellEndpoint(c.name, e.host, e.port) for c in spec.cells for e in c.endpoints],
-        jwks_path=None, jwks_inline=issuer.jwks,
-        tls_cert=spec.directory / https.tls.cert_path,
-        tls_key=spec.directory / https.tls.key_path,
-        mode=spec.sidecar.mode, bind_address=http.address, http_port=http.port,
-        https_port=https.port, sidecar_grpc=spec.sidecar.grpc,
-        sidecar_http=spec.sidecar.http or "127.0.0.1:10101",
-        authz_timeout_ms=spec.sidecar.timeout_ms, issuer=issuer.issuer,
-        audience=issuer.audiences[0] if issuer.audiences else "a1",
-    )
-
-
-def build_snapshot(config: Path) -> Any:
-    """Load the spec directory and build the checked snapshot of Envoy's resources."""
-    from control.envoy import build_resources
-    from control.envoy.protos import pack
+def plane_snapshot(config: Path, signing_key: Path) -> Any:
+    """What the control plane publishes first for the spec in ``config``: load, compile
+    and sign (``control.pipeline``), render and check. The floor serves these bytes."""
+    from control.pipeline.compile import compile_bundle
+    from control.pipeline.render import render
+    from control.pipeline.state import state_for_spec
     from control.spec import load_spec
-    from control.xds.cache import Resource, Snapshot
+    from policies.bundle import load_signing_key
 
     spec = load_spec(config)
-    packed = pack(build_resources(envoy_params(spec)))
-    snapshot = Snapshot(Resource.of(t, name, value)
-                        for t, of in packed.items() for name, value in of.items())
-    snapshot.check()
-    return snapshot
-
-
-class SpecWatcher:
-    """Polls ``platform.yaml`` (inode, size, mtime) and publishes each valid change.
-
-    An invalid spec is logged and never published: the previous snapshot keeps serving.
-    """
-
-    def __init__(self, config: Path, publish: Callable[[Any, float, float], None],
-                 interval: float) -> None:
-        self.config, self.publish, self.interval = config, publish, interval
-        self._seen: tuple[int, int, int] | None = None
-        self._stop = threading.Event()
-
-    def _stat(self) -> tuple[int, int, int] | None:
-        try:
-            st = (self.config / "platform.yaml").stat()
-        except OSError:
-            return None
-        return (st.st_ino, st.st_size, st.st_mtime_ns)
-
-    def poll(self) -> None:
-        seen = self._stat()
-        if seen is None or seen == self._seen:
-            return
-        detected = time.monotonic()
-        self._seen = seen
-        try:
-            snapshot = build_snapshot(self.config)
-        except Exception as err:  # the previous snapshot keeps serving
-            print(f"control_server: spec refused: {' '.join(str(err).split())[:300]}",
-                  file=sys.stderr, flush=True)
-            return
-        self.publish(snapshot, detected, time.monotonic())
-
-    def run(self) -> None:
-        while not self._stop.wait(self.interval):
-            self.poll()
-
-    def stop(self) -> None:
-        self._stop.set()
+    bundle = compile_bundle(spec.policy, load_signing_key(signing_key), origin=str(config))
+    return render(state_for_spec(spec, None, bundle))
 
 
 # -- the harness both servers share --------------------------------------------------------
@@ -221,67 +154,72 @@ class Harness:
                 "pid": os.getpid()}
 
 
-class SpecServer(Harness):
-    """The real xDS server on the spec watcher's snapshots (one group for every node)."""
+class PlaneServer(Harness):
+    """The control plane, ``control.plane.ControlPlane`` exactly as ``a1 control serve``
+    runs it (spec watcher with its debounce, compile, render, publisher, ADS, status),
+    with two observers: when its watcher reports a change, and when a snapshot is set."""
 
-    def __init__(self, config: Path, port: int, poll_s: float) -> None:
+    def __init__(self, config: Path, port: int, signing_key: Path) -> None:
         super().__init__()
-        from control.xds.cache import SnapshotCache
-        from control.xds.server import XdsServer
+        from control.plane.serve import ControlPlane, PlaneOptions
+        from control.xds.cache import DEFAULT_GROUP
 
-        self.cache = SnapshotCache()
-        self.server = XdsServer(self.cache, port=port, node_group=lambda node: GROUP)
+        self.group = DEFAULT_GROUP
+        self.plane = ControlPlane(PlaneOptions(config=config, signing_key=signing_key,
+                                               xds_port=port, status_port=0))
+        self.cache, self.server = self.plane.cache, self.plane.server
+        self._detected: float | None = None
+        reload = self.plane.watcher.on_change
+
+        def on_change() -> None:
+            with self.lock:
+                self._detected = time.monotonic()
+            reload()
+
+        self.plane.watcher.on_change = on_change
         self.cache.watch(self._on_publish)
-        self._pending: dict[str, float] = {}
-        self.watcher = SpecWatcher(config, self._publish, poll_s)
-        self.watcher.poll()  # the first snapshot, before any client connects
-        if self.cache.snapshot(GROUP) is None:
-            raise SystemExit(f"control_server: no valid spec in {config}")
-        self._alt: Any = None
-        self.server.start()
-        threading.Thread(target=self.watcher.run, name="spec-watcher", daemon=True).start()
-
-    def _publish(self, snapshot: Any, detected: float, built: float) -> None:
-        with self.lock:
-            self._pending = {"detected": detected, "built": built}
-        self.cache.set_snapshot(GROUP, snapshot)
+        self.plane.start()
 
     def _on_publish(self, group: str) -> None:
         now = time.monotonic()
         generation = self.cache.entry(group)[0]
         with self.lock:
-            self.published[generation] = {**self._pending, "published": now}
-            self._pending = {}
+            stamps = {"published": now}
+            if self._detected is not None:
+                stamps["detected"] = self._detected
+            self.published[generation] = stamps
 
     def generation(self) -> int:
-        return self.cache.entry(GROUP)[0]
+        return self.cache.entry(self.group)[0]
 
     def versions(self) -> dict[str, str]:
-        snapshot = self.cache.snapshot(GROUP)
+        snapshot = self.cache.snapshot(self.group)
         return snapshot.versions() if snapshot is not None else {}
 
     def wait_generation(self, after: int, timeout: float) -> int:
-        return self.cache.wait(GROUP, after, timeout)
+        return self.cache.wait(self.group, after, timeout)
 
     def wait_acked(self, generation: int, type_url: str, clients: int, timeout: float) -> bool:
-        snapshot = self.cache.snapshot(GROUP)
+        snapshot = self.cache.snapshot(self.group)
         assert snapshot is not None
-        return self.server.wait_acked(GROUP, type_url, snapshot.version(type_url),
+        return self.server.wait_acked(self.group, type_url, snapshot.version(type_url),
                                       timeout=timeout, min_clients=clients)
 
     def synced(self, clients: int, timeout: float) -> bool:
+        """``clients`` streams hold every Envoy type ACKed (what Envoys and the simulated
+        clients subscribe to; the sidecar's types have no subscriber here)."""
         from control.envoy.resources import ENVOY_TYPES
 
-        snapshot = self.cache.snapshot(GROUP)
+        snapshot = self.cache.snapshot(self.group)
         assert snapshot is not None
         deadline = time.monotonic() + timeout
-        return all(self.server.wait_acked(GROUP, t, snapshot.version(t),
+        return all(self.server.wait_acked(self.group, t, snapshot.version(t),
                                           timeout=max(0.0, deadline - time.monotonic()),
                                           min_clients=clients)
                    for t in ENVOY_TYPES if snapshot.resources(t))
 
     def bump(self) -> None:
-        raise ValueError("the spec server publishes spec changes only")
+        raise ValueError("the control plane publishes spec changes only")
 
     def streams(self) -> int:
         return len(self.server.connections())
@@ -298,17 +236,18 @@ class FloorServer(Harness):
     the ACKs (a request of that type echoing the nonce) until all have answered.
     """
 
-    def __init__(self, config: Path, port: int) -> None:
+    def __init__(self, config: Path, port: int, signing_key: Path) -> None:
         super().__init__()
         from envoy.service.discovery.v3 import discovery_pb2
 
+        from control.envoy.resources import ENVOY_TYPES
         from control.xds.sotw import pack as pack_any
         from policies.core.xds.types import ENDPOINT
 
-        snapshots = [build_snapshot(config)]
+        snapshots = [plane_snapshot(config, signing_key)]
         self.endpoint_type = ENDPOINT
         self.responses: dict[str, Any] = {}
-        for type_url in snapshots[0].versions():
+        for type_url in ENVOY_TYPES:
             have = snapshots[0].resources(type_url)
             if have:
                 self.responses[type_url] = discovery_pb2.DiscoveryResponse(
@@ -473,12 +412,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--config", type=Path, required=True, help="the spec directory")
     p.add_argument("--xds-port", type=int, required=True)
     p.add_argument("--bench-port", type=int, required=True)
-    p.add_argument("--poll-ms", type=float, default=10.0,
-                   help="how often the spec watcher looks at platform.yaml (default 10)")
+    p.add_argument("--signing-key", type=Path, required=True, help="ed25519 bundle signing key")
     p.add_argument("--floor", action="store_true", help="run the no-op ADS floor instead")
     args = p.parse_args(argv)
-    harness: Harness = (FloorServer(args.config, args.xds_port) if args.floor
-                        else SpecServer(args.config, args.xds_port, args.poll_ms / 1000))
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    harness: Harness = (FloorServer(args.config, args.xds_port, args.signing_key) if args.floor
+                        else PlaneServer(args.config, args.xds_port, args.signing_key))
     serve_bench(harness, args.bench_port)
     print(f"control_server: ready (xds {args.xds_port}, bench {args.bench_port})", flush=True)
     threading.Event().wait()
