@@ -145,12 +145,14 @@ class ControlPlane:
         with self._lock:
             spec = load_spec(self.options.config)
             self._apply(spec, initial=True)
+        # A server whose start failed is not stopped: XdsServer.stop() would wait on the
+        # event loop that its failed start already ended.
+        self._bind("ADS", self.options.host, self.options.xds_port, self.server.start)
         try:
-            self._bind("ADS", self.options.host, self.options.xds_port, self.server.start)
             self._bind("status", self.options.status_host, self.options.status_port,
                        self.status_server.start)
         except BaseException:
-            self.stop()
+            self.server.stop()
             raise
         self._started = True
         self.watcher.start()
