@@ -501,3 +501,52 @@ def test_any_sequence_keeps_the_invariants(ops: list[tuple]) -> None:  # type: i
                 and after["candidate"] is None and after["stable"] == before["stable"]:
             banned = before["candidate"]
         check(a)
+
+
+# -- restart ---------------------------------------------------------------------------
+
+
+def test_a_restart_keeps_the_stable_version_and_the_refusal() -> None:
+    ctl, _ = make()
+    fleet = Fleet()
+    start_canary(ctl, fleet)
+    fleet.send("cell-2", "B", error=MIN)
+    ctl.observe(fleet.samples())
+    saved = json.loads(json.dumps(ctl.export()))
+    assert saved["stable"] == "A" and saved["rejected"] == "B"
+
+    again, _ = make()
+    assert again.restore(saved) == Assignment("A")
+    assert again.propose("B") == Assignment("A")  # the spec still names B: still refused
+    assert "B was rolled back (error rate" in again.status()["last_refused"]
+
+
+def test_a_restart_mid_rollout_soaks_again_from_the_canary() -> None:
+    ctl, _ = make()
+    start_canary(ctl, Fleet())
+    ctl.promote()
+    again, _ = make()
+    assert again.restore(ctl.export()) == Assignment("A", {"cell-2": "B"})
+    assert again.state is State.CANARY
+    assert again.propose("B") == Assignment("A", {"cell-2": "B"})
+
+
+@pytest.mark.parametrize(("data", "error"), [
+    ([], "expected an object"),
+    ({"stable": 5}, "stable: expected a string or null"),
+    ({"stable": "a\nb"}, "stable: bad version"),
+    ({"stable": "A", "candidate": ""}, "candidate: bad version"),
+])  # fmt: skip
+def test_a_bad_saved_state_is_refused(data: object, error: str) -> None:
+    ctl, _ = make()
+    with pytest.raises(ValueError, match=error):
+        ctl.restore(data)
+    assert ctl.assignment() is None
+
+
+def test_restore_comes_first() -> None:
+    ctl, _ = make()
+    ctl.propose("A")
+    with pytest.raises(ValueError, match="before the first version"):
+        ctl.restore({"stable": "B"})
+    assert make()[0].restore({}) is None

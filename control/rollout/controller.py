@@ -245,6 +245,52 @@ class RolloutController:
             assert a is not None
             return a
 
+    # -- persistence -----------------------------------------------------------------
+
+    def export(self) -> dict[str, Any]:
+        """What must survive a control-plane restart (JSON-able): without it, a restart
+        would take the spec's version, maybe a rolled-back one, as the first version
+        and put it everywhere at once. Soak windows are not kept (counters restart)."""
+        with self._lock:
+            return {
+                "stable": self._stable, "candidate": self._candidate,
+                "rejected": self._bad, "rejected_reason": self._bad_reason or None,
+            }  # fmt: skip
+
+    def restore(self, data: Any) -> Assignment | None:
+        """Start from an ``export()`` (before any ``propose``): the stable version, the
+        refused candidate, and a running rollout again at its canary (a fresh soak).
+        ValueError names the field of a malformed document."""
+        if not isinstance(data, dict):
+            raise ValueError("rollout state: expected an object")
+        fields: dict[str, str | None] = {}
+        for key in ("stable", "candidate", "rejected", "rejected_reason"):
+            v = data.get(key)
+            if v is not None and not isinstance(v, str):
+                raise ValueError(f"rollout state: {key}: expected a string or null")
+            fields[key] = v
+            if v is not None and key != "rejected_reason":
+                try:
+                    _check_version(v)
+                except ValueError:
+                    raise ValueError(f"rollout state: {key}: bad version {v[:80]!r}") from None
+        with self._lock:
+            if self._stable is not None:
+                raise ValueError("rollout state: restore must come before the first version")
+            stable = fields["stable"]
+            if stable is None:
+                return None
+            self._stable = stable
+            self._tracker.track((stable,))
+            self._move(State.IDLE, stable, "restored")
+            if fields["rejected"] not in (None, stable):
+                self._bad = fields["rejected"]
+                self._bad_reason = (fields["rejected_reason"] or "before a restart")[:1000]
+            cand = fields["candidate"]
+            if cand is not None and cand not in (stable, self._bad):
+                self.propose(cand)
+            return self._assignment()
+
     # -- transitions -----------------------------------------------------------------
 
     def _require_rolling(self, action: str) -> None:
