@@ -52,8 +52,10 @@ class RelayConfig:
             value = getattr(self, field)
             if not isinstance(value, str):
                 raise ConfigError(f"relay: {field}: must be text")
+            # port 0 lets the system pick the listen port (tests, embedding)
+            checked = value[:-1] + "1" if field == "listen" and value.endswith(":0") else value
             try:
-                socket_address(value, field, names=field == "upstream")
+                socket_address(checked, field, names=field == "upstream")
             except UserError as err:
                 raise ConfigError(f"relay: {err}") from None
             if value.startswith("unix:") and len(value.encode()) - len("unix:") > MAX_UNIX_PATH:

@@ -242,6 +242,8 @@ class Relay:
         if not first.HasField("node"):
             raise SessionError("the first request carries no node")
         st.recordable = not st.delta and first.node.cluster == self.config.node_cluster
+        st.session.node = type(first.node)()
+        st.session.node.CopyFrom(first.node)
         assert self._channel is not None
         state = self._channel.get_state(try_to_connect=True)
         if state == grpc.ChannelConnectivity.TRANSIENT_FAILURE:
@@ -331,8 +333,8 @@ class Relay:
                 await st.events.put(("down", req), req.ByteSize())
         except (grpc.RpcError, asyncio.CancelledError):
             pass
-        except Exception as err:
-            log.warning("relay: reading stream %d: %s", st.id, err)
+        except Exception as err:  # the stream was aborted under the reader
+            log.debug("relay: reading stream %d: %s: %s", st.id, type(err).__name__, err)
         await st.events.put(("down_end",))
 
     async def _read_upstream(self, st: _Stream, call: Any, generation: int) -> None:
