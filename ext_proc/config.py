@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import re
 import socket
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +66,7 @@ class XdsSourceConfig:
     boot_timeout: float = 2.0  # seconds to wait for the control plane before booting from disk
     max_message_bytes: int = 64 * MiB  # gRPC receive limit, and the per-type byte budget
     max_bundles: int = 8  # bundles held (and persisted) at once
+    metrics_url: str = ""  # announced in node metadata for the rollout scraper ("" = none)
 
 
 @dataclass(frozen=True)
@@ -198,6 +199,7 @@ def parse_config(d: Any, source: str, base: Path) -> SidecarConfig:
             raise bad("cells", "not used with source.kind: xds (the cell table comes over ADS)")
         module = table = None
         xds = _xds_source(src, bad, string, path, size, integer)
+        xds = replace(xds, metrics_url=_metrics_url(metrics_address))
     else:
         raise bad("source.kind", f"must be file or xds, got {kind!r}")
     entrypoint = string(policy, "entrypoint", "policy.entrypoint", False) or DEFAULT_ENTRYPOINT
@@ -275,6 +277,20 @@ def parse_config(d: Any, source: str, base: Path) -> SidecarConfig:
         max_path=integer(limits, "max_path", "limits.max_path", defaults.MAX_PATH, 256, 1 << 20),
         watch_interval=float(interval),
     )
+
+
+def _metrics_url(address: str | None) -> str:
+    """The URL the control plane scrapes (docs/rollout.md): a wildcard host is reached
+    on loopback; an ephemeral port (0) is not known yet, so nothing is announced."""
+    if not address:
+        return ""
+    host, _, port = address.rpartition(":")
+    if port == "0":
+        return ""
+    host = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "[::]": "[::1]", "::": "[::1]"}.get(host, host)
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    return f"http://{host}:{port}/metrics"
 
 
 def _xds_source(src: dict[str, Any], bad: Any, string: Any, path: Any, size: Any,

@@ -141,7 +141,8 @@ class XdsConfigSource:
         self._applied: _Applied | None = None
         self.client = AdsClient(
             cfg.address,
-            Node(cfg.node_id, cfg.cluster),
+            Node(cfg.node_id, cfg.cluster,
+                 {"a1.metrics_url": cfg.metrics_url} if cfg.metrics_url else {}),
             {
                 types.POLICY_BUNDLE: None,
                 types.CELL_TABLE: [TABLE_NAME],

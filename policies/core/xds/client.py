@@ -64,13 +64,20 @@ _ENVOY_NAMES = {
 
 @dataclass(frozen=True)
 class Node:
-    """The identity the server groups clients by (``cluster``) and reports (``id``)."""
+    """The identity the server groups clients by (``cluster``) and reports (``id``).
+
+    ``metadata`` goes out as ``node.metadata`` string fields (the sidecar announces
+    its ``a1.metrics_url`` there, for the rollout's scraper)."""
 
     id: str
     cluster: str
+    metadata: Mapping[str, str] = field(default_factory=dict, hash=False)
 
     def to_proto(self) -> base_pb2.Node:
-        return base_pb2.Node(id=self.id, cluster=self.cluster, user_agent_name="a1")
+        node = base_pb2.Node(id=self.id, cluster=self.cluster, user_agent_name="a1")
+        if self.metadata:
+            node.metadata.update(dict(self.metadata))
+        return node
 
 
 @dataclass
