@@ -376,3 +376,85 @@ def test_states_are_frozen_values(example: PlatformState) -> None:
     assert same == example and hash(same) == hash(example)
     assert hashlib.sha256(render(same).resources(xt.CELL_TABLE)["cells"].value).digest() == \
         hashlib.sha256(render(example).resources(xt.CELL_TABLE)["cells"].value).digest()
+
+
+# -- control.envoy's extensions: inline PEM, several issuers, optional listeners --------------
+
+PEM = b"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+JWKS = json.dumps({"keys": [{"kty": "EC", "crv": "P-256", "x": "AA", "y": "AA"}]})
+
+
+def extended(**kw: Any) -> Any:
+    from control.envoy import CellEndpoint, EnvoyParams, JwtProvider
+
+    base: dict[str, Any] = {
+        "cells": [CellEndpoint("cell-1", "127.0.0.1", 20001)], "jwks_path": None,
+        "tls_cert": None, "tls_key": None, "tls_cert_pem": PEM, "tls_key_pem": PEM,
+        "jwt_providers": (JwtProvider("a", ("x",), JWKS), JwtProvider("b", ("y", "z"), JWKS))}
+    return EnvoyParams(**{**base, **kw})
+
+
+def test_static_and_xds_forms_agree_for_the_extensions() -> None:
+    """The RESOURCES oracle (protobuf normal form) holds for inline PEM and several issuers."""
+    from tests.test_envoy_resources import static_normal_form, xds_normal_form
+
+    for params in (extended(), extended(listeners=("https",), https_bind_address="::1"),
+                   extended(listeners=("http",), tls_cert_pem=None, tls_key_pem=None)):
+        assert static_normal_form(params) == xds_normal_form(params)
+
+
+@pytest.mark.parametrize(("kw", "message"), [
+    ({"tls_cert_pem": None}, "the https listener needs"),
+    ({"tls_cert": Path("/c.pem")}, "the https listener needs"),
+    ({"tls_key_pem": b"not pem"}, "tls_key_pem: not PEM"),
+    ({"tls_key_pem": "text"}, "tls_key_pem: must be non-empty PEM bytes"),
+    ({"tls_cert_pem": b"-----BEGIN " + b"A" * 300_000}, "tls_cert_pem: 300011 bytes"),
+    ({"listeners": ()}, "listeners: must be a non-empty tuple"),
+    ({"listeners": ("http", "http")}, "listeners: must be a non-empty tuple"),
+    ({"listeners": ("ftp",)}, "listeners: must be a non-empty tuple"),
+    ({"https_bind_address": "example.com"}, "https_bind_address: host must be an IP"),
+    ({"jwks_inline": JWKS}, "jwt_providers replace jwks_path and jwks_inline"),
+    ({"jwt_providers": ()}, "give exactly one of jwks_path and jwks_inline"),
+    ({"jwt_providers": ("a",)}, "jwt_providers[0]: must be a JwtProvider"),
+])
+def test_bad_extension_parameters_are_refused_naming_the_field(kw: dict[str, Any],
+                                                               message: str) -> None:
+    from control.envoy import build_resources
+    from policies.core.errors import UserError
+
+    with pytest.raises(UserError) as info:
+        build_resources(extended(**kw))
+    assert message in str(info.value) and "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(("provider", "message"), [
+    (("", ("x",), JWKS), "jwt_providers[0].issuer: must be non-empty text"),
+    (("a", (), JWKS), "jwt_providers[0].audiences: must be a non-empty tuple"),
+    (("a", ["x"], JWKS), "jwt_providers[0].audiences: must be a non-empty tuple"),
+    (("a", ("x", "\udcff"), JWKS), "jwt_providers[0].audiences[1]: not valid UTF-8"),
+    (("a", ("x",), '{"keys": []}'), "jwt_providers[0].jwks: must be a JSON object"),
+    (("a", ("x",), "[" * 100_000), "jwt_providers[0].jwks: 100000 bytes"),
+    (("a", ("x",), '{"keys": [1]}'), "jwt_providers[0].jwks: every entry"),
+])
+def test_bad_issuers_are_refused_naming_the_field(provider: tuple[Any, ...],
+                                                  message: str) -> None:
+    from control.envoy import JwtProvider, build_resources
+    from policies.core.errors import UserError
+
+    with pytest.raises(UserError) as info:
+        build_resources(extended(jwt_providers=(JwtProvider(*provider),)))
+    assert message in str(info.value)
+
+
+def test_a_jwks_that_looks_like_structure_stays_one_string() -> None:
+    from control.envoy import JwtProvider, build_resources
+    from control.envoy.protos import pack
+
+    sneaky = json.dumps({"keys": [{"kty": "EC", "x": '"}, "rules": [], "y": "${issuer}'}]})
+    params = extended(jwt_providers=(JwtProvider("${audience}", ("a\nb: c",), sneaky),))
+    listener = pack(build_resources(params))[xt.LISTENER]["a1_http"]
+    config = jwt_config(listener)
+    (provider,) = config.providers.values()
+    assert provider.local_jwks.inline_string == sneaky
+    assert provider.issuer == "${audience}" and list(provider.audiences) == ["a\nb: c"]
+    assert len(config.rules) == 2
