@@ -60,7 +60,8 @@ def envoy_params(state: PlatformState) -> EnvoyParams:
         rows += [CellEndpoint(name, ep.host, ep.port) for ep in cell.endpoints]
     http, https = spec.listeners.http, spec.listeners.https
     first = http or https
-    assert first is not None  # the spec requires at least one listener
+    if first is None:  # the spec's schema requires one; a hand-built spec may not
+        raise ConfigError("listeners: at least one of http and https is required")
     tls = https.tls if https is not None else None
     extra: dict[str, Any] = {}
     if spec.sidecar.http is not None:
