@@ -266,7 +266,7 @@ def run_envoys(s: Settings, root: Path, launcher: Launcher, spec: BenchSpec,
                say: Callable[[str], None]) -> list[dict[str, Any]]:
     server = Server(launcher, root, spec, "server-envoys", False)
     idle = server.rss_kib()
-    rows, started = [], 0
+    rows, started, before = [], 0, (0, idle)
     for n in sorted(set(s.envoys)):
         while started < n:
             started += 1
@@ -284,7 +284,11 @@ def run_envoys(s: Settings, root: Path, launcher: Launcher, spec: BenchSpec,
         rows.append({"clients": n, "kind": "envoy", **summarize(samples),
                      "samples": samples, "server_rss_kib": rss, "server_idle_rss_kib": idle,
                      "server_kib_per_client": (rss - idle) / n,
+                     # what the last step's Envoys added each: the first stream's one-time
+                     # allocations (gRPC, metrics labels) are in (rss - idle) / n only
+                     "server_kib_per_added_client": (rss - before[1]) / (n - before[0]),
                      "envoy_rss_kib_mean": sum(envoy_rss) / len(envoy_rss)})
+        before = (n, rss)
     for i in range(started, 0, -1):
         launcher.stop(f"envoy-{i}")
     launcher.stop(server.name)
@@ -422,7 +426,9 @@ def report(result: dict[str, Any]) -> str:
             f"| {_ms(r, 'server_cpu_s', 'p50')} / {_ms(r, 'clients_cpu_s', 'p50')} "
             f"| {r['server_kib_per_client']:.1f} |")
     if envoys:
-        lines += ["", "Each Envoy's own VmRSS (mean): " + ", ".join(
+        lines += ["", "Server KiB per Envoy added by each step: " + ", ".join(
+            f"{r['clients']}: {r['server_kib_per_added_client']:.1f}" for r in envoys)]
+        lines += ["Each Envoy's own VmRSS (mean): " + ", ".join(
             f"{r['clients']}: {r['envoy_rss_kib_mean'] / 1024:.1f} MiB" for r in envoys)]
     if fan and "floor" in fan:
         ours, floor = fan["ours"], fan["floor"]
