@@ -245,22 +245,35 @@ class Relay:
         st.session.node = type(first.node)()
         st.session.node.CopyFrom(first.node)
         assert self._channel is not None
-        state = self._channel.get_state(try_to_connect=True)
-        if state == grpc.ChannelConnectivity.TRANSIENT_FAILURE:
-            # known down: do not keep a booting Envoy waiting for the connect timeout
-            await self._lose_upstream(st, "connection failing")
-            return
-        try:
-            await asyncio.wait_for(self._channel.channel_ready(), self.config.connect_timeout_s)
-        except TimeoutError:
-            await self._lose_upstream(st, f"not reachable within "
-                                          f"{self.config.connect_timeout_s:g}s")
+        why = await self._reach_upstream()
+        if why is not None:
+            await self._lose_upstream(st, why)
             return
         stub = ads_pb2_grpc.AggregatedDiscoveryServiceStub(self._channel)
         method = stub.DeltaAggregatedResources if st.delta else stub.StreamAggregatedResources
         st.generation += 1
         st.call = method(wait_for_ready=False)
         st.tasks.append(asyncio.create_task(self._read_upstream(st, st.call, st.generation)))
+
+    async def _reach_upstream(self) -> str | None:
+        """None once the channel is READY; why not, as soon as a connection attempt fails
+        (a booting Envoy is not kept waiting) or at the connect timeout."""
+        assert self._channel is not None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.config.connect_timeout_s
+        state = self._channel.get_state(try_to_connect=True)
+        while state != grpc.ChannelConnectivity.READY:
+            if state == grpc.ChannelConnectivity.TRANSIENT_FAILURE:
+                return "connection failing"
+            if state == grpc.ChannelConnectivity.SHUTDOWN:
+                return "relay stopping"
+            remaining = deadline - loop.time()
+            try:
+                await asyncio.wait_for(self._channel.wait_for_state_change(state), remaining)
+            except TimeoutError:
+                return f"not reachable within {self.config.connect_timeout_s:g}s"
+            state = self._channel.get_state(try_to_connect=True)
+        return None
 
     async def _handle_batch(self, st: _Stream, batch: list[tuple[Any, ...]],
                             context: Any) -> bool:
@@ -302,6 +315,8 @@ class Relay:
                 raise _Close(code, details)
             await self._lose_upstream(st, f"{code.name}: {details}")
         elif kind == "back":
+            log.info("relay: stream %d: the control plane is back; closing it so that Envoy "
+                     "reconnects through to it", st.id)
             raise _Close(grpc.StatusCode.UNAVAILABLE,
                          "relay: the control plane is reachable again; reconnect to re-sync")
 
