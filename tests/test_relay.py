@@ -556,7 +556,7 @@ def test_the_command_refuses_bad_input_in_one_line(tmp_path: Path,
     assert relay_main(["--upstream", "nohost", "--listen", "127.0.0.1:0",
                        "--state-dir", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("a1 relay: relay: upstream") and "\n" not in err
+    assert err.startswith("a1: relay: upstream") and "\n" not in err
     sock = tmp_path / "not-a-socket"
     sock.write_text("mine")
     assert relay_main(["--upstream", "127.0.0.1:1", "--listen", f"unix:{sock}",

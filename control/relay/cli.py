@@ -58,10 +58,11 @@ def run(args: argparse.Namespace) -> int:
         relay = Relay(config_from(args))
         asyncio.run(_run(relay))
     except UserError as err:
-        print(f"a1 relay: {err}", file=sys.stderr)
+        print(f"a1: {err}", file=sys.stderr)
         return err.code
-    except OSError as err:
-        print(f"a1 relay: {err}", file=sys.stderr)
+    except (OSError, RuntimeError) as err:  # RuntimeError: gRPC could not bind
+        message = str(err) if str(err).startswith("relay:") else f"relay: {err}"
+        print(f"a1: {message}", file=sys.stderr)
         return 1
     return 0
 
