@@ -10,7 +10,7 @@ import json
 import math
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
@@ -424,12 +424,15 @@ def test_history_is_bounded() -> None:
 # -- properties ------------------------------------------------------------------------
 
 VERSIONS = ("A", "B", "C", "D")
+PROP = Rollout(canary_cell="cell-2", soak_seconds=SOAK, max_error_rate=0.03, max_deny_rate=0.25,
+               min_requests=20)  # fmt: skip
 SOURCES = ("s1", "s2")
 
+traffic = st.tuples(st.just("traffic"), st.sampled_from(SOURCES), st.sampled_from(CELLS),
+                    st.integers(0, 30), st.integers(0, 10), st.integers(0, 2))  # fmt: skip
 op = st.one_of(
     st.tuples(st.just("propose"), st.sampled_from(VERSIONS)),
-    st.tuples(st.just("traffic"), st.sampled_from(SOURCES), st.sampled_from(CELLS),
-              st.integers(0, 80), st.integers(0, 30), st.integers(0, 5)),
+    traffic, traffic, traffic,
     st.tuples(st.just("restart"), st.sampled_from(SOURCES)),
     st.tuples(st.just("tick"), st.integers(0, 2 * SOAK)),
     st.tuples(st.just("promote")),
@@ -444,7 +447,7 @@ def test_any_sequence_keeps_the_invariants(ops: list[tuple]) -> None:  # type: i
     """Assignments name only proposed versions and existing cells; a rolled-back
     candidate stays out until a different candidate was taken; after every observe
     no judged cell of a running rollout is over a bound (a breach rolled back)."""
-    ctl, clock = make()
+    ctl, clock = make(PROP)
     fleet = Fleet()
     cells: tuple[str, ...] = CELLS
     proposed: set[str] = set()
@@ -462,11 +465,11 @@ def test_any_sequence_keeps_the_invariants(ops: list[tuple]) -> None:  # type: i
         if st_["state"] in ("canary", "promoting"):
             for obs in st_["observed"].values():
                 if obs["judged"]:
-                    assert obs["error_rate"] <= BOUNDS.max_error_rate
-                    assert obs["deny_rate"] <= BOUNDS.max_deny_rate
+                    assert obs["error_rate"] <= PROP.max_error_rate
+                    assert obs["deny_rate"] <= PROP.max_deny_rate
         json.dumps(st_)
 
-    for o in ops:
+    for o in [("propose", "A"), ("propose", "B"), *ops]:  # start in a rollout
         kind = o[0]
         a: Assignment | None = None
         before = ctl.status()
@@ -477,9 +480,13 @@ def test_any_sequence_keeps_the_invariants(ops: list[tuple]) -> None:  # type: i
                 banned = None
         elif kind == "traffic":
             _, src, cell, allow, deny, error = o
-            version = (ctl.assignment() or Assignment("")).version_of(cell)
-            if version:
-                fleet.send(cell, version, allow, deny, error, source=src)
+            cur = ctl.assignment()
+            if cur is not None:  # what a scrape sees first: the assigned pairs, maybe at zero
+                for s_ in SOURCES:
+                    for c in cells:
+                        fleet.zero(c, cur.version_of(c), source=s_)
+                check(ctl.observe(fleet.samples()))
+                fleet.send(cell, cur.version_of(cell), allow, deny, error, source=src)
             a = ctl.observe(fleet.samples())
         elif kind == "restart":
             fleet.restart(o[1])
@@ -501,6 +508,7 @@ def test_any_sequence_keeps_the_invariants(ops: list[tuple]) -> None:  # type: i
                 and after["candidate"] is None and after["stable"] == before["stable"]:
             banned = before["candidate"]
         check(a)
+        event(f"state {after['state']}")
 
 
 # -- restart ---------------------------------------------------------------------------
