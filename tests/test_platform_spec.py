@@ -756,3 +756,32 @@ def test_a_recorded_table_with_too_many_cells_is_refused(spec_dir: Path) -> None
         {k: v for k, v in CellTable.balanced(names, 16384).to_dict().items()
          if k != "overrides"}))
     assert refused(spec_dir).endswith("cell-table.yaml: cells: 300 cells; at most 256")
+
+
+# -- listeners.access_log -------------------------------------------------------------------
+
+
+def test_an_access_log_path_reaches_the_spec_and_the_digest(spec_dir: Path) -> None:
+    before = load_spec(spec_dir).digest
+    edited(spec_dir, "listeners:\n", "listeners:\n  access_log: /var/log/a1/access.log\n")
+    spec = load_spec(spec_dir)
+    assert spec.listeners.access_log == "/var/log/a1/access.log"
+    assert spec.digest != before
+
+
+@pytest.mark.parametrize("value, problem", [
+    ("relative/access.log", "listeners.access_log"),
+    ("/var/log/../../etc/passwd", "'.' or '..' segment"),
+    ("/var/log/./a.log", "'.' or '..' segment"),
+    ("/var/log/a\\nb.log", "listeners.access_log"),
+    ("/" + "a" * 2000, "listeners.access_log"),
+])
+def test_a_bad_access_log_path_is_refused(spec_dir: Path, value: str, problem: str) -> None:
+    edited(spec_dir, "listeners:\n", f'listeners:\n  access_log: "{value}"\n')
+    assert problem in refused(spec_dir)
+
+
+def test_listeners_need_http_or_https_besides_an_access_log(spec_dir: Path) -> None:
+    edited(spec_dir, "  http: {address: 127.0.0.1, port: 10000}\n",
+           "  access_log: /tmp/a.log\n")
+    assert "listeners" in refused(spec_dir)

@@ -20,6 +20,7 @@ Deterministic: equal states render to byte-identical resources, hence equal vers
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 from control.envoy import CellEndpoint, EnvoyParams, JwtProvider, build_resources, cluster_name
@@ -83,6 +84,7 @@ def envoy_params(state: PlatformState) -> EnvoyParams:
         authz_timeout_ms=spec.sidecar.timeout_ms,
         jwt_providers=tuple(JwtProvider(j.issuer, tuple(j.audiences), j.jwks)
                             for j in spec.jwt),
+        access_log=Path(spec.listeners.access_log) if spec.listeners.access_log else None,
         **extra,
     )
 

@@ -367,7 +367,11 @@ class _Resolver:
             raise self.error(("listeners", "https", "port"),
                              f"{built['https'].address}:{built['https'].port} is also the "
                              "http listener's address")
-        return Listeners(built.get("http"), built.get("https"))
+        log = raw.get("access_log")
+        if log is not None and any(seg in (".", "..") for seg in log.split("/")):
+            raise self.error(("listeners", "access_log"),
+                             f"{log[:80]!r} has a '.' or '..' segment; give the plain path")
+        return Listeners(built.get("http"), built.get("https"), log)
 
     def tls(self, raw: dict[str, str]) -> Tls:
         from cryptography import x509
@@ -492,7 +496,8 @@ def content(parts: Mapping[str, Any]) -> dict[str, Any]:
         "jwt": [{"issuer": j.issuer, "audiences": list(j.audiences), "jwks": j.jwks_path}
                 for j in parts["jwt"]],
         "listeners": {"http": lst(parts["listeners"].http),
-                      "https": lst(parts["listeners"].https)},
+                      "https": lst(parts["listeners"].https),
+                      "access_log": parts["listeners"].access_log},
         "sidecar": vars(parts["sidecar"]),
         "rollout": vars(parts["rollout"]),
     }

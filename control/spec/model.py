@@ -80,6 +80,7 @@ class Listener:
 class Listeners:
     http: Listener | None
     https: Listener | None
+    access_log: str | None = None  # an absolute path on Envoy's host
 
 
 @dataclass(frozen=True)
