@@ -476,8 +476,8 @@ def test_any_sequence_keeps_the_invariants(ops: list[tuple]) -> None:  # type: i
         if kind == "propose":
             proposed.add(o[1])
             a = ctl.propose(o[1])
-            if ctl.status()["candidate"] not in (None, banned):
-                banned = None
+            if o[1] not in (banned, before["stable"], before["candidate"]):
+                banned = None  # a different candidate arrived: the refusal ends
         elif kind == "traffic":
             _, src, cell, allow, deny, error = o
             cur = ctl.assignment()
