@@ -265,9 +265,10 @@ def test_upstream_down_a_fresh_stream_is_served_the_record_and_reproxied_when_ba
         assert resp.nonce.startswith("relay-")
         fresh.ack(resp)
     wait_until(lambda: mode_of(relay, "edge-envoy-2") == "record", "record mode")
-    # an ACK is not answered; the next answer is for the next request
+    # no ACK was answered: the next response is the fifth the relay wrote on this stream
     fresh.request(CLUSTER, version="")  # a new subscription holding nothing: answered
-    assert fresh.recv().type_url == CLUSTER
+    again_cds = fresh.recv()
+    assert again_cds.type_url == CLUSTER and again_cds.nonce.endswith("-5")
 
     upstream.start()
     err = fresh.ended()
@@ -578,3 +579,23 @@ def test_listens_on_a_unix_socket_0600(upstream: Upstream,
         assert client.recv().type_url == CLUSTER
     finally:
         relay.stop(grace=0.2)
+
+
+def test_a_client_past_the_type_and_stream_bounds_is_closed(
+        upstream: Upstream, make_relay: Callable[..., Relay],
+        clients: Callable[..., AdsClient]) -> None:
+    relay = make_relay(max_streams=2)
+    client = clients(relay)
+    for i in range(65):
+        client.request(f"type.example/t{i}")
+    err = client.ended()
+    assert err is not None and err.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "type URLs" in (err.details() or "")
+    held = [clients(relay, node_id=f"edge-envoy-{i}") for i in range(2)]
+    for c in held:
+        c.request(CLUSTER)
+        c.recv()
+    extra = clients(relay, node_id="edge-envoy-x")
+    extra.request(CLUSTER)
+    err = extra.ended()
+    assert err is not None and err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
