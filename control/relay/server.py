@@ -213,9 +213,9 @@ class Relay:
         if len(self._streams) >= self.config.max_streams:
             await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
                                 f"relay: {len(self._streams)} streams open (limit)")
-        st = _Stream(next(self._ids), delta, Session(0),
+        sid = next(self._ids)
+        st = _Stream(sid, delta, Session(sid),
                      ByteQueue(self.config.max_queued_bytes, self.config.max_queued_messages))
-        st.session.stream_id = st.id
         self._streams[st.id] = st
         st.tasks.append(asyncio.create_task(self._read_envoy(requests, st)))
         try:
