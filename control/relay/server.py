@@ -201,6 +201,9 @@ class Relay:
         loop = self._loop
         if loop is None or loop.is_closed() or not loop.is_running():
             return self._status()
+        with contextlib.suppress(RuntimeError):  # RuntimeError: no loop in this thread
+            if asyncio.get_running_loop() is loop:
+                return self._status()
 
         async def status() -> list[dict[str, Any]]:
             return self._status()
