@@ -176,7 +176,8 @@ def test_spec_change_reaches_the_client(plane: ControlPlane, client: Recorder,
     set_overrides(config, "{acme: cell-3}")
     wait_until(lambda: (client.table() or {}).get("overrides") == {"acme": "cell-3"},
                "the new table at the client")
-    assert plane.spec_digest != before
+    wait_until(lambda: plane.spec_digest != before and plane.status()["transition"] is None,
+               "the transition's end")
     doc = get(plane.status_url + "/status")[1]
     assert doc["last_error"] is None and doc["spec"]["digest"] == plane.spec_digest
 

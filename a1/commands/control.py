@@ -55,6 +55,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     serve.add_argument("--ack-timeout", type=float, default=10.0, metavar="SECONDS",
                        help="how long each phase of a topology change waits for ACKs "
                        "(default 10)")
+    serve.add_argument("--drain", type=float, default=1.0, metavar="SECONDS",
+                       help="how long each ACKed intermediate phase is held before the next, "
+                       "so requests routed by it finish (default 1; at least the upstream "
+                       "timeout where requests are long)")
     serve.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     serve.set_defaults(func=cmd_serve)
 
@@ -125,6 +129,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
                         stream=sys.stderr)
     if args.ack_timeout <= 0 or args.ack_timeout > 600:
         raise UserError("--ack-timeout: must be in (0, 600] seconds", 2)
+    if not 0 <= args.drain <= 600:
+        raise UserError("--drain: must be in [0, 600] seconds", 2)
     key = args.signing_key
     if key is None:
         args.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -132,7 +138,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         ensure_signing_key(key)
     options = PlaneOptions(config=args.config, signing_key=key, host=args.host,
                            xds_port=args.xds_port, status_host=args.status_host,
-                           status_port=args.status_port, ack_timeout=args.ack_timeout)
+                           status_port=args.status_port, ack_timeout=args.ack_timeout,
+                           drain=args.drain)
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:

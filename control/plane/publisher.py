@@ -12,6 +12,11 @@ assignment. A NACK or a timeout stops the transition where it is: the phase
 published last stays (every phase is a consistent snapshot by itself) and the
 reason, with the node and the NACK text, goes to status. The last phase is not
 waited on: nothing follows it, and its ACKs and NACKs show in status anyway.
+
+An ACKed intermediate phase is then held for ``drain`` seconds: an ACK says the
+client switched, not that the requests it routed by the previous phase finished,
+so a phase that removes something (a route, an accepted table) waits for those to
+drain. Set it to at least the upstream request timeout where requests are long.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from policies.core.xds.types import PUSH_ORDER
 log = logging.getLogger("a1.control.publish")
 
 ACK_TIMEOUT = 10.0  # seconds each phase may wait for its ACKs
+DRAIN = 1.0  # seconds an ACKed intermediate phase is held before the next one
 
 
 @dataclass(frozen=True)
@@ -53,10 +59,11 @@ def changed_types(before: Snapshot | None, after: Snapshot) -> list[str]:
 
 class Publisher:
     def __init__(self, cache: SnapshotCache, server: XdsServer, *, group: str = DEFAULT_GROUP,
-                 ack_timeout: float = ACK_TIMEOUT) -> None:
+                 ack_timeout: float = ACK_TIMEOUT, drain: float = DRAIN) -> None:
         self.cache, self.server = cache, server
         self.group = group
         self.ack_timeout = ack_timeout
+        self.drain = drain
         self._lock = threading.Lock()
         self._progress: dict[str, Any] | None = None
 
@@ -84,6 +91,9 @@ class Publisher:
                 if error is not None:
                     log.error("control: transition stopped at phase %d of %d: %s", i + 1, n, error)
                     return PublishResult(n, i + 1, error)
+                if self.drain > 0:
+                    self._set_progress({"phase": i + 1, "phases": n, "waiting_for": ["drain"]})
+                    time.sleep(self.drain)
             return PublishResult(n, n)
         finally:
             self._set_progress(None)

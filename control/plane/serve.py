@@ -28,7 +28,7 @@ from control.pipeline.compile import compile_bundle
 from control.pipeline.render import render
 from control.pipeline.state import Assignment, PlatformState, state_for_spec
 from control.pipeline.topology import transition
-from control.plane.publisher import ACK_TIMEOUT, Publisher, PublishResult
+from control.plane.publisher import ACK_TIMEOUT, DRAIN, Publisher, PublishResult
 from control.plane.status import ActionRefused, StatusServer, one_line
 from control.plane.watch import SpecWatcher
 from control.rollout import RolloutController, Scraper, metrics_targets
@@ -61,6 +61,7 @@ class PlaneOptions:
     status_host: str = "127.0.0.1"
     status_port: int = 18001
     ack_timeout: float = ACK_TIMEOUT
+    drain: float = DRAIN
     rollout_interval: float = ROLLOUT_INTERVAL
     watch_poll: float = 0.05
     watch_quiet: float = 0.2
@@ -110,7 +111,8 @@ class ControlPlane:
         self.cache = SnapshotCache()
         self.server = XdsServer(self.cache, port=options.xds_port, host=options.host,
                                 node_group=every_node_default, registry=self.registry)
-        self.publisher = Publisher(self.cache, self.server, ack_timeout=options.ack_timeout)
+        self.publisher = Publisher(self.cache, self.server, ack_timeout=options.ack_timeout,
+                                   drain=options.drain)
         self.status_server = StatusServer(
             self.status, self.registry, {"promote": self.promote, "abort": self.abort},
             host=options.status_host, port=options.status_port)
@@ -246,8 +248,7 @@ class ControlPlane:
         self.metrics.transitions.labels("ok" if result.ok else "stopped").inc()
         if self._state is not None:
             self.metrics.published(spec.digest, self._state.assignment.default)
-        if initial:
-            self._last_error = None
+        self._last_error = None  # status shows what serves now; the log and metric keep history
         log.info("control: published spec %s (policy %s) in %d of %d phase(s)%s",
                  spec.digest[:12], bundle[0][:12], result.done, result.phases,
                  f"; stopped: {result.error}" if result.error else "")
