@@ -45,7 +45,7 @@ class DeltaStream(ProtocolStream):
         if not self.node_id and not self.node_cluster:
             if not req.HasField("node"):
                 raise StreamProtocolError("the first request carries no node")
-            self.node_id, self.node_cluster = req.node.id, req.node.cluster
+            self.set_node(req.node)
         if not self.known_type(req.type_url):
             return
         st = self.types.get(req.type_url)

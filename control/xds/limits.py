@@ -27,6 +27,10 @@ class Limits:
     requests_per_second: float = 200.0
     # Concurrent ADS streams on one server.
     max_streams: int = 20_000
+    # Node metadata kept for status (string fields only; longer ones are dropped).
+    node_metadata_fields: int = 16
+    node_metadata_key_chars: int = 64
+    node_metadata_value_chars: int = 512
 
 
 class StreamLimitError(Exception):

@@ -36,12 +36,13 @@ class SotwStream(ProtocolStream):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.sent_names: dict[str, frozenset[str]] = {}
+        self.acked_names: dict[str, frozenset[str]] = {}
 
     def on_request(self, req: discovery_pb2.DiscoveryRequest, snapshot: Snapshot | None) -> None:
         if not self.node_id and not self.node_cluster:
             if not req.HasField("node"):
                 raise StreamProtocolError("the first request carries no node")
-            self.node_id, self.node_cluster = req.node.id, req.node.cluster
+            self.set_node(req.node)
         if not self.known_type(req.type_url):
             return
         st = self.types.get(req.type_url)
@@ -72,6 +73,19 @@ class SotwStream(ProtocolStream):
         if version == snapshot.version(st.type_url):
             st.sent_version = st.acked_version = version
             self.sent_names[st.type_url] = frozenset(snapshot.resources(st.type_url))
+            self.acked_names[st.type_url] = self.sent_names[st.type_url]
+
+    def on_ack(self, st: TypeState) -> None:
+        self.acked_names[st.type_url] = self.sent_names.get(st.type_url, frozenset())
+
+    def on_nack(self, st: TypeState) -> None:
+        """A NACK leaves the client on what it ACKed last: compare the next snapshot with
+        that, so a snapshot that returns to it is not sent again."""
+        st.sent_version = st.acked_version
+        if st.type_url in self.acked_names:
+            self.sent_names[st.type_url] = self.acked_names[st.type_url]
+        else:
+            self.sent_names.pop(st.type_url, None)
 
     def build(self, st: TypeState, snapshot: Snapshot) -> discovery_pb2.DiscoveryResponse | None:
         have = snapshot.resources(st.type_url)

@@ -85,8 +85,27 @@ class ProtocolStream:
         self._unknown_logged: set[str] = set()
         self.node_id = ""
         self.node_cluster = ""
+        self.node_metadata: dict[str, str] = {}
 
     # -- requests -----------------------------------------------------------
+
+    def set_node(self, node: Any) -> None:
+        """Record the node of the first request: id, cluster and its string metadata.
+
+        Metadata is what clients announce about themselves (a sidecar's metrics URL);
+        only string fields are kept, within ``Limits.node_metadata_*`` bounds, because
+        status pages show it and the rollout controller reads it.
+        """
+        self.node_id, self.node_cluster = node.id, node.cluster
+        kept: dict[str, str] = {}
+        for key, value in sorted(node.metadata.fields.items()):
+            if len(kept) >= self.limits.node_metadata_fields:
+                break
+            if (value.WhichOneof("kind") == "string_value"
+                    and len(key) <= self.limits.node_metadata_key_chars
+                    and len(value.string_value) <= self.limits.node_metadata_value_chars):
+                kept[key] = value.string_value
+        self.node_metadata = kept
 
     def known_type(self, type_url: str) -> bool:
         """Unknown types are ignored (logged once per stream), never NACKed or fatal."""
@@ -179,6 +198,7 @@ class ProtocolStream:
             "protocol": self.kind,
             "node_id": self.node_id,
             "node_cluster": self.node_cluster,
+            "node_metadata": dict(self.node_metadata),
             "peer": self.peer,
             "types": {t: s.status() for t, s in sorted(self.types.items())},
         }
