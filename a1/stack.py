@@ -5,12 +5,23 @@ temporary state directory) and by the conformance suite. Layout of the state
 directory (default ``.a1/``)::
 
     pki/ca.pem, ca-key.pem, server.pem, server-key.pem, jwt-signing-key.pem
-    jwks.json         cells.yaml       authz.wasm
-    sidecar.yaml      envoy.yaml       cells/<name>.db      logs/<process>.log
+    jwks.json         sidecar.yaml     envoy.yaml     cells/<name>.db   logs/<process>.log
     sidecar-grpc.sock sidecar-http.sock  (the sidecar's decision ports, mode 0600)
+    xds (config_source "xds", the default with a sidecar):
+      platform/          the platform spec the control plane serves (a1/stack_platform.py)
+      control/bundle-signing.key, .pub   the dev key that signs policy bundles
+      relay/  xds-relay.sock             Envoy's xDS relay and its last-known-good
+      sidecar-lkg/                       the sidecar's last-known-good
+    static (config_source "static": rbac and none modes, and benchmarks' baselines):
+      cells.yaml        authz.wasm
 
-Keys, certificates, cells.yaml and the cell databases are reused when present;
-the policy and the config files are regenerated on every ``prepare()``.
+Keys, certificates, the recorded cell table and the cell databases are reused
+when present; the spec, the policy and the config files are regenerated on every
+``prepare()``.
+
+With ``config_source="xds"`` the control plane starts first and every other
+component takes its config from it: Envoy (through the relay, from an ADS
+bootstrap), the sidecar (policy bundles, cell table) and the cells (the table).
 """
 
 from __future__ import annotations
@@ -36,6 +47,7 @@ from a1.launcher import (
     grpc_health_probe,
     http_probe,
 )
+from a1.stack_platform import PlatformInputs, write_platform_spec
 from policies.core.errors import UserError
 
 DEFAULT_STATE_DIR = Path(".a1")
@@ -62,28 +74,35 @@ class StackPorts:
     sidecar_http: int = DEFAULT_INTERNAL_BASE + 1
     sidecar_metrics: int = DEFAULT_INTERNAL_BASE + 2
     cells: tuple[int, ...] = tuple(DEFAULT_INTERNAL_BASE + 11 + i for i in range(3))
+    xds: int = DEFAULT_INTERNAL_BASE + 3
+    control: int = DEFAULT_INTERNAL_BASE + 4
 
     @classmethod
     def defaults(cls, n_cells: int, internal_base: int = DEFAULT_INTERNAL_BASE,
                  http: int = 10000, https: int = 10443, admin: int = 9901) -> StackPorts:
-        """Fixed ports: sidecar at base..base+2, cell i at base+10+i."""
+        """Fixed ports: sidecar at base..base+2, control plane xDS and status at base+3 and
+        base+4, cell i at base+10+i."""
         if not 1024 <= internal_base <= 65535 - 11 - n_cells:
             raise UserError(f"--internal-port-base: {internal_base} leaves no room for "
                             f"{n_cells} cells below 65536", 2)
         return cls(http, https, admin, internal_base, internal_base + 1, internal_base + 2,
-                   tuple(internal_base + 11 + i for i in range(n_cells)))
+                   tuple(internal_base + 11 + i for i in range(n_cells)),
+                   internal_base + 3, internal_base + 4)
 
     @classmethod
     def free(cls, n_cells: int) -> StackPorts:
         """Distinct ports the kernel just handed out (for tests)."""
-        p = free_ports(6 + n_cells)
-        return cls(p[0], p[1], p[2], p[3], p[4], p[5], tuple(p[6:]))
+        p = free_ports(8 + n_cells)
+        return cls(p[0], p[1], p[2], p[3], p[4], p[5], tuple(p[8:]), p[6], p[7])
 
     def labelled(self, names: Sequence[str], with_sidecar: bool = True,
-                 sidecar_tcp: bool = False) -> list[tuple[str, int]]:
+                 sidecar_tcp: bool = False, control: bool = False) -> list[tuple[str, int]]:
         out = [("Envoy HTTP listener, --http-port", self.http),
                ("Envoy HTTPS listener, --https-port", self.https),
                ("Envoy admin, --admin-port", self.admin)]
+        if control:
+            out += [("control plane xDS, --internal-port-base", self.xds),
+                    ("control plane status, --internal-port-base", self.control)]
         if with_sidecar and sidecar_tcp:  # default: the decision ports are Unix sockets
             out += [("sidecar gRPC, --internal-port-base", self.sidecar_grpc),
                     ("sidecar HTTP, --internal-port-base", self.sidecar_http)]
@@ -112,6 +131,10 @@ class StackOptions:
     # only this user can ask for a decision) or "tcp" (loopback ports, any local process).
     sidecar_transport: str = "unix"
     ready_timeout: float = 60.0
+    # Where Envoy, the sidecar and the cells get their config: "xds" (the control
+    # plane; needs a sidecar mode) or "static" (files written once). None: "xds" when
+    # the mode has a sidecar, else "static".
+    config_source: str | None = None
 
 
 @dataclass(frozen=True)
@@ -149,6 +172,19 @@ class StackFiles:
 
     def cell_db(self, name: str) -> Path:
         return self.state_dir / "cells" / f"{name}.db"
+
+    @property
+    def platform(self) -> Path:
+        """The platform spec directory the control plane watches."""
+        return self.state_dir / "platform"
+
+    @property
+    def signing_key(self) -> Path:
+        return self.state_dir / "control" / "bundle-signing.key"
+
+    @property
+    def relay_socket(self) -> Path:
+        return self.state_dir / "xds-relay.sock"
 
 
 _compiled: dict[bytes, bytes] = {}
@@ -226,6 +262,14 @@ class Stack:
         self.cell_names = list(options.cell_names or cell_names(options.cells))
         if self.options.sidecar_transport not in ("unix", "tcp"):
             raise UserError("sidecar_transport: must be unix or tcp", 2)
+        source = self.options.config_source or ("xds" if self.with_sidecar else "static")
+        if source not in ("xds", "static"):
+            raise UserError("config_source: must be xds or static", 2)
+        if source == "xds" and not self.with_sidecar:
+            raise UserError(f"--mode {self.options.mode}: the control plane serves the "
+                            f"sidecar modes ({', '.join(envoy_bootstrap.SIDECAR_MODES)}); "
+                            f"this mode runs on a static bootstrap", 2)
+        self.config_source = source
         if self.options.sidecar_transport == "unix" and self.with_sidecar:
             from policies.core.unix_socket import unix_path_error
 
@@ -281,6 +325,20 @@ class Stack:
     def cell_url(self, name: str) -> str:
         return f"http://{LOOPBACK}:{self.ports.cells[self.cell_names.index(name)]}"
 
+    @property
+    def uses_control_plane(self) -> bool:
+        return self.config_source == "xds"
+
+    @property
+    def xds_address(self) -> str:
+        """The control plane's ADS port (the sidecar and the cells connect here)."""
+        return f"{LOOPBACK}:{self.ports.xds}"
+
+    @property
+    def control_url(self) -> str:
+        """The control plane's status endpoint (``a1 status``)."""
+        return f"http://{LOOPBACK}:{self.ports.control}"
+
     # -- files ------------------------------------------------------------------------
 
     def bootstrap_params(self, mode: str | None = None) -> envoy_bootstrap.BootstrapParams:
@@ -305,11 +363,20 @@ class Stack:
             "grpc_address": self.sidecar_grpc_address,
             "http_address": self.sidecar_http_address,
             "metrics_address": f"{LOOPBACK}:{self.ports.sidecar_metrics}",
-            "policy": {"module": str(files.policy_module), "entrypoint": ENTRYPOINT},
-            "cells": {"table": str(files.cells_table)},
             "tenant": {"from": "path"},
             "decision_log": {"path": str(files.logs / "decisions.jsonl"), "queue": 10000},
         }
+        if self.uses_control_plane:
+            from policies.bundle import public_key_path
+
+            doc["policy"] = {"entrypoint": ENTRYPOINT}
+            doc["source"] = {"kind": "xds", "address": self.xds_address,
+                             "state_dir": str(files.state_dir / "sidecar-lkg"),
+                             "trusted_keys": str(public_key_path(files.signing_key)),
+                             "node_id": "a1-sidecar"}
+        else:
+            doc["policy"] = {"module": str(files.policy_module), "entrypoint": ENTRYPOINT}
+            doc["cells"] = {"table": str(files.cells_table)}
         doc.update(self.options.sidecar_settings)
         return doc
 
@@ -323,7 +390,10 @@ class Stack:
         except OSError as err:
             raise UserError(f"{files.state_dir}: cannot create state directory: "
                             f"{err.strerror}") from None
-        pki.ensure_pki(files.state_dir)
+        dev = pki.ensure_pki(files.state_dir)
+        if self.uses_control_plane:
+            self._prepare_xds(dev)
+            return
         _, note = ensure_cells_table(files.cells_table, self.cell_names)
         if note:
             self.notes.append(note)
@@ -335,6 +405,35 @@ class Stack:
         bootstrap = envoy_bootstrap.render_bootstrap(self.bootstrap_params())
         write_atomic(files.envoy_config, envoy_bootstrap.dump(bootstrap).encode())
 
+    def platform_inputs(self) -> PlatformInputs:
+        return PlatformInputs(
+            cells=[(n, LOOPBACK, p) for n, p in zip(self.cell_names, self.ports.cells,
+                                                     strict=True)],
+            bind_address=LOOPBACK, http_port=self.ports.http, https_port=self.ports.https,
+            sidecar_mode=self.options.mode, sidecar_grpc=self.sidecar_grpc_address,
+            sidecar_http=self.sidecar_http_address,
+            authz_timeout_ms=self.options.authz_timeout_ms, policy=self.options.policy,
+            policy_data=self.options.policy_data, entrypoint=ENTRYPOINT,
+            access_log=(self.files.logs / "envoy-access.log" if self.options.access_log
+                        else None))
+
+    def _prepare_xds(self, dev: pki.DevPKI) -> None:
+        """The spec, the bundle-signing key, the sidecar's config and Envoy's ADS bootstrap."""
+        from policies.bundle import ensure_signing_key
+
+        files = self.files
+        for sub in ("control", "relay", "sidecar-lkg"):
+            pki.private_dir(files.state_dir / sub)
+        write_platform_spec(files.platform, self.platform_inputs(), dev,
+                            legacy_table=files.cells_table)
+        ensure_signing_key(files.signing_key)
+        write_atomic(files.sidecar_config,
+                     yaml.safe_dump(self.sidecar_settings(), sort_keys=False).encode())
+        bootstrap = envoy_bootstrap.render_ads_bootstrap(
+            "a1-envoy", f"unix:{files.relay_socket}", admin_port=self.ports.admin,
+            bind_address=LOOPBACK)
+        write_atomic(files.envoy_config, envoy_bootstrap.dump(bootstrap).encode())
+
     # -- processes --------------------------------------------------------------------
 
     def cell_spec(self, name: str) -> ProcessSpec:
@@ -343,7 +442,8 @@ class Stack:
             name=name,
             argv=[sys.executable, "-m", "a1.cell", "--name", name, "--port", str(port),
                   "--db", str(self.files.cell_db(name)),
-                  "--cells-table", str(self.files.cells_table)],
+                  *(["--xds", self.xds_address] if self.uses_control_plane
+                    else ["--cells-table", str(self.files.cells_table)])],
             log_path=self.files.logs / f"{name}.log",
             ready=http_probe(f"{self.cell_url(name)}/healthz"),
         )
@@ -354,6 +454,29 @@ class Stack:
             argv=[sys.executable, "-m", "ext_proc", "--config", str(self.files.sidecar_config)],
             log_path=self.files.logs / "sidecar.log",
             ready=grpc_health_probe(self.sidecar_grpc_address),
+        )
+
+    def control_spec(self) -> ProcessSpec:
+        files = self.files
+        return ProcessSpec(
+            name="control",
+            argv=[sys.executable, "-m", "a1", "control", "serve",
+                  "--config", str(files.platform), "--host", LOOPBACK,
+                  "--xds-port", str(self.ports.xds), "--status-port", str(self.ports.control),
+                  "--signing-key", str(files.signing_key)],
+            log_path=files.logs / "control.log",
+            ready=grpc_health_probe(self.xds_address),
+        )
+
+    def relay_spec(self) -> ProcessSpec:
+        files = self.files
+        return ProcessSpec(
+            name="relay",
+            argv=[sys.executable, "-m", "control.relay", "--upstream", self.xds_address,
+                  "--listen", f"unix:{files.relay_socket}",
+                  "--state-dir", str(files.state_dir / "relay")],
+            log_path=files.logs / "relay.log",
+            ready=grpc_health_probe(f"unix:{files.relay_socket}"),
         )
 
     def envoy_spec(self) -> ProcessSpec:
@@ -391,8 +514,14 @@ class Stack:
         self.prepare()
         check_ports_free((label, LOOPBACK, port) for label, port
                          in self.ports.labelled(self.cell_names, self.with_sidecar,
-                                                self.options.sidecar_transport == "tcp"))
+                                                self.options.sidecar_transport == "tcp",
+                                                self.uses_control_plane))
         timeout = self.options.ready_timeout
+        if self.uses_control_plane:  # the control plane first: everything else reads it
+            self.launcher.start(self.control_spec())
+            self.launcher.wait_ready(["control"], timeout=timeout)
+            self.launcher.start(self.relay_spec())
+            self.launcher.wait_ready(["relay"], timeout=timeout)
         first = [self.launcher.start(self.cell_spec(n)).name for n in self.cell_names]
         if self.with_sidecar:
             first.append(self.launcher.start(self.sidecar_spec()).name)
@@ -407,7 +536,7 @@ class Stack:
         if self._own_launcher:
             self._launcher.close()
         else:
-            for name in ["envoy", "sidecar", *reversed(self.cell_names)]:
+            for name in ["envoy", "sidecar", *reversed(self.cell_names), "relay", "control"]:
                 if name in self.launcher.names():
                     self.launcher.stop(name)
 
@@ -429,6 +558,11 @@ class Stack:
         return pki.mint_token(self.files.state_dir, tenant, list(roles), sub=sub, ttl=ttl)
 
     def cell_table(self) -> Any:
+        """The table the sidecar routes by (the spec's, with the control plane)."""
         from policies.core.cells import CellTable
 
+        if self.uses_control_plane:
+            from control.spec import load_spec
+
+            return load_spec(self.files.platform).cell_table()
         return CellTable.load(self.files.cells_table)

@@ -55,7 +55,7 @@ def test_cells_lookup(state: Path, capsys: pytest.CaptureFixture[str]) -> None:
 def test_cells_lookup_without_a_table(tmp_path: Path,
                                       capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["cells", "lookup", "acme", "--state-dir", str(tmp_path)]) == 1
-    assert "cells.yaml: no cell table" in capsys.readouterr().err
+    assert "no platform spec and no cells.yaml" in capsys.readouterr().err
 
 
 def test_envoy_bootstrap_bad_mode_is_an_argument_error(state: Path) -> None:

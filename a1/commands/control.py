@@ -23,6 +23,7 @@ from types import FrameType
 from typing import Any
 
 from a1.argtypes import port
+from a1.commands import relay
 from policies.core.errors import UserError
 
 DEFAULT_CONTROL = "http://127.0.0.1:18001"
@@ -61,6 +62,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                        "timeout where requests are long)")
     serve.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     serve.set_defaults(func=cmd_serve)
+    relay.register(csub)
 
     status = sub.add_parser("status", help="show the control plane's clients, versions, "
                             "NACKs and rollout")

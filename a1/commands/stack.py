@@ -122,11 +122,14 @@ def _stack_ports(args: argparse.Namespace, n_cells: int) -> StackPorts:
 
 
 def _existing_cells(state_dir: Path) -> tuple[str, ...] | None:
-    table_path = state_dir / "cells.yaml"
-    if not table_path.exists():
-        return None
+    """The cells of an earlier run in ``state_dir`` (its spec's, else its cells.yaml's)."""
     from policies.core.cells import CellTable
 
+    table_path = state_dir / "platform" / "cell-table.yaml"
+    if not table_path.exists():
+        table_path = state_dir / "cells.yaml"
+    if not table_path.exists():
+        return None
     return CellTable.load(table_path).cells
 
 
@@ -185,6 +188,13 @@ def cmd_up(args: argparse.Namespace) -> int:
 def _supervisor(stack: Stack, launcher: Launcher) -> Supervisor:
     """Every component, with who its death affects (docs/supervisor.md)."""
     sup = Supervisor(launcher, RestartPolicy(), stack.files.status)
+    if stack.uses_control_plane:
+        sup.watch("control", kind="control",
+                  impact="the control plane is down: the data plane keeps serving its "
+                  "last config; changes wait until it is back")
+        sup.watch("relay", kind="relay",
+                  impact="Envoy's xDS relay is down: Envoy keeps serving its config; "
+                  "a restarted Envoy waits for the relay")
     for name in stack.cell_names:
         sup.watch(name, kind="cell",
                   impact=f"{name} is down: its tenants get 503, other cells keep serving")
@@ -209,6 +219,9 @@ def _print_banner(stack: Stack) -> None:
         f"  HTTPS    {stack.https_url}   (CA {f.pki.ca_cert})",
         f"  admin    {stack.admin_url}",
     ]
+    if stack.uses_control_plane:
+        lines.append(f"  control  xDS {stack.xds_address}, status {stack.control_url}/status "
+                     f"(`a1 status --control {stack.control_url}`), spec {f.platform}/")
     if stack.with_sidecar:
         lines.append(f"  sidecar  gRPC {stack.sidecar_grpc_address}, "
                      f"HTTP {stack.sidecar_http_address}, metrics {stack.metrics_url}")
@@ -290,12 +303,20 @@ def validate_bootstrap(path: Path) -> None:
 
 
 def cmd_cells_lookup(args: argparse.Namespace) -> int:
+    """The tenant's cell by the stack's table: its platform spec's, else its cells.yaml."""
     from policies.core.cells import CellTable
 
+    spec_dir = args.state_dir / "platform"
     path = args.state_dir / "cells.yaml"
-    if not path.exists():
-        raise UserError(f"{path}: no cell table; run `a1 up --state-dir {args.state_dir}` first")
-    table = CellTable.load(path)
+    if (spec_dir / "platform.yaml").exists():
+        from control.spec import load_spec
+
+        table = load_spec(spec_dir).cell_table()
+    elif path.exists():
+        table = CellTable.load(path)
+    else:
+        raise UserError(f"{args.state_dir}: no platform spec and no cells.yaml; run "
+                        f"`a1 up --state-dir {args.state_dir}` first")
     tenant = args.tenant
     bucket = table.bucket_of(tenant)
     cell = table.lookup(tenant)
