@@ -426,6 +426,11 @@ class Stack:
             pki.private_dir(files.state_dir / sub)
         write_platform_spec(files.platform, self.platform_inputs(), dev,
                             legacy_table=files.cells_table)
+        # Fail here, with the file and position, rather than as a control plane that exits.
+        from control.spec import load_spec
+
+        load_spec(files.platform)
+        compile_policy(self.options.policy, self.options.policy_data)
         ensure_signing_key(files.signing_key)
         write_atomic(files.sidecar_config,
                      yaml.safe_dump(self.sidecar_settings(), sort_keys=False).encode())
