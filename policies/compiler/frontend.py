@@ -50,6 +50,10 @@ def parse_sources(sources: Mapping[str, str], data: Any = None) -> ir.Program:
                 # Valid Rego, just not the v1 syntax this compiler takes: refused, not wrong.
                 raise unsupported(error.loc, f"Rego v0 syntax ({error.message})") from None
             raise error from None
+        finally:
+            # regorus engines are unsendable: free it on this thread now, not later in a
+            # collection of the error's traceback cycle on whatever thread runs the GC.
+            del engine
         for module in asts:
             modules.append((name, text, module["ast"]))
     return _Lowerer(modules, data if data is not None else {}, dict(sources)).program()
