@@ -28,7 +28,8 @@ from control.xds.cache import Resource, Snapshot, SnapshotCache
 from control.xds.delta import DeltaStream
 from control.xds.limits import Limits
 from control.xds.server import XdsServer
-from control.xds.sotw import SotwStream
+from control.xds.sotw import SotwStream, pack
+from control.xds.stream import Response
 from policies.core.xds.types import CELL_TABLE, CLUSTER, LISTENER, PUSH_ORDER, ROUTE
 from tests.xds_client import AdsClient
 
@@ -132,6 +133,19 @@ def res_names(r: discovery_pb2.DiscoveryResponse) -> list[str]:
             else a.value.decode().split("=")[0] for a in r.resources]
 
 
+def uncached_equal(stream: SotwStream, snapshot: Snapshot | None, encoded: Response) -> Any:
+    """The response decoded, after checking its bytes are those of a response built whole
+    for this stream (no memo, its own nonce): the shared body changes nothing on the wire."""
+    r = stream.decode(encoded)
+    assert snapshot is not None and (r.type_url, r.nonce) == (encoded.type_url, encoded.nonce)
+    have = snapshot.resources(r.type_url)
+    whole = discovery_pb2.DiscoveryResponse(
+        version_info=snapshot.version(r.type_url), type_url=r.type_url, nonce=r.nonce,
+        resources=[pack(have[n]) for n in sorted(res_names(r))])
+    assert encoded.data == whole.SerializeToString(), "differs from the response built whole"
+    return r
+
+
 def run(steps: list[Any], send: Callable[[Any], list[Any]],
         publish: Callable[[Snapshot], list[Any]]) -> None:
     o = SotwOracle()
@@ -181,7 +195,7 @@ def test_sotw_state_machine_follows_the_spec(steps: list[Any]) -> None:
     def drain() -> list[Any]:
         out = []
         while (r := stream.next_response(current[0])) is not None:
-            out.append(r)
+            out.append(uncached_equal(stream, current[0], r))
         return out
 
     def send(req: Any) -> list[Any]:
@@ -232,7 +246,7 @@ def test_the_oracle_catches_a_broken_server(broken: type, steps: list[Any], mess
     def drain() -> list[Any]:
         out = []
         while (r := stream.next_response(current[0])) is not None:
-            out.append(r)
+            out.append(uncached_equal(stream, current[0], r))
         return out
 
     def send(req: Any) -> list[Any]:
@@ -299,7 +313,9 @@ def test_delta_state_machine_converges_and_sends_only_diffs(steps: list[Any]) ->
     nacked: dict[str, str] = {}
 
     def drain() -> None:
-        while (r := stream.next_response(snap)) is not None:
+        while (encoded := stream.next_response(snap)) is not None:
+            r = stream.decode(encoded)
+            assert (r.type_url, r.nonce) == (encoded.type_url, encoded.nonce)
             assert r.type_url not in open_, "two responses of a type outstanding"
             assert nacked.get(r.type_url) != r.system_version_info, "re-sent a NACKed version"
             nacked.pop(r.type_url, None)

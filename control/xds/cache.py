@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -20,6 +21,12 @@ from policies.core.errors import ConfigError
 from policies.core.xds.types import KNOWN_TYPES, PUSH_ORDER, resource_version
 
 DEFAULT_GROUP = "default"
+
+# The per-snapshot memo of encoded responses (``Snapshot.memo``): at most this many
+# entries, and this many bytes beyond twice the snapshot's own size (every type's
+# full wildcard body fits, with room for a few distinct subscriptions).
+MEMO_MAX_ENTRIES = 1024
+MEMO_SPARE_BYTES = 16 << 20
 
 
 @dataclass(frozen=True)
@@ -54,7 +61,8 @@ def _types_version(resources: Mapping[str, Resource]) -> str:
 class Snapshot:
     """An immutable, consistent set of resources of every type for one node group."""
 
-    __slots__ = ("_by_type", "_size", "_versions")
+    __slots__ = ("_by_type", "_memo", "_memo_budget", "_memo_bytes", "_memo_lock", "_names",
+                 "_size", "_versions")
 
     def __init__(self, resources: Iterable[Resource]) -> None:
         by_type: dict[str, dict[str, Resource]] = {t: {} for t in PUSH_ORDER}
@@ -73,10 +81,54 @@ class Snapshot:
             size += len(r.value)
         self._by_type = {t: MappingProxyType(m) for t, m in by_type.items()}
         self._versions = {t: _types_version(m) for t, m in by_type.items()}
+        self._names = {t: frozenset(m) for t, m in by_type.items()}
         self._size = size
+        self._memo: OrderedDict[tuple[str, frozenset[str]], bytes] = OrderedDict()
+        self._memo_bytes = 0
+        self._memo_budget = 2 * size + MEMO_SPARE_BYTES
+        self._memo_lock = threading.Lock()
 
     def resources(self, type_url: str) -> Mapping[str, Resource]:
         return self._by_type.get(type_url, MappingProxyType({}))
+
+    def names(self, type_url: str) -> frozenset[str]:
+        """Every name of a type, one shared object: the wildcard subscription's set."""
+        return self._names.get(type_url, frozenset())
+
+    def memo(self, type_url: str, names: frozenset[str], encode: Callable[[], bytes]) -> bytes:
+        """``encode()``, the bytes a response of ``names`` of ``type_url`` shares with every
+        stream that chose the same names from this snapshot, computed once.
+
+        A fan-out sends the same resources to every client of a group; only the nonce
+        differs. The memo lives in the (immutable) snapshot, so a new snapshot starts
+        empty and nothing stale is served. Bounded (least recently used goes first) by
+        ``MEMO_MAX_ENTRIES`` and by bytes (``_memo_cost``); a value larger than the whole
+        budget is returned without being kept.
+        """
+        key = (type_url, names)
+        with self._memo_lock:
+            value = self._memo.get(key)
+            if value is not None:
+                self._memo.move_to_end(key)
+                return value
+        value = encode()
+        cost = _memo_cost(key, value)
+        if cost > self._memo_budget:
+            return value
+        with self._memo_lock:
+            if key not in self._memo:
+                self._memo[key] = value
+                self._memo_bytes += cost
+                while (len(self._memo) > MEMO_MAX_ENTRIES
+                       or self._memo_bytes > self._memo_budget):
+                    old_key, old = self._memo.popitem(last=False)
+                    self._memo_bytes -= _memo_cost(old_key, old)
+        return value
+
+    def memo_usage(self) -> tuple[int, int]:
+        """(entries, bytes) held by the memo: for tests and status."""
+        with self._memo_lock:
+            return len(self._memo), self._memo_bytes
 
     def version(self, type_url: str) -> str:
         """Hash of the sorted (name, version) pairs of that type; equal content, equal version."""
@@ -97,6 +149,11 @@ class Snapshot:
 
     def __hash__(self) -> int:
         return hash(tuple(sorted(self._versions.items())))
+
+
+def _memo_cost(key: tuple[str, frozenset[str]], value: bytes) -> int:
+    """Bytes charged for one memo entry: the value, and each name with its set slot."""
+    return len(value) + len(key[0]) + sum(len(n) + 32 for n in key[1])
 
 
 def short_type(type_url: str) -> str:

@@ -18,7 +18,7 @@ from google.protobuf import any_pb2
 
 from control.xds.cache import Snapshot
 from control.xds.limits import StreamLimitError, StreamProtocolError
-from control.xds.stream import WILDCARD, ProtocolStream, TypeState
+from control.xds.stream import WILDCARD, ProtocolStream, Response, TypeState
 
 
 @dataclass
@@ -34,6 +34,7 @@ class _Client:
 
 class DeltaStream(ProtocolStream):
     kind = "delta"
+    response_type = discovery_pb2.DeltaDiscoveryResponse
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -98,9 +99,7 @@ class DeltaStream(ProtocolStream):
         client = self.clients[st.type_url]
         client.updates, client.removed = {}, []
 
-    def build(
-        self, st: TypeState, snapshot: Snapshot
-    ) -> discovery_pb2.DeltaDiscoveryResponse | None:
+    def build(self, st: TypeState, snapshot: Snapshot) -> Response | None:
         client = self.clients[st.type_url]
         resources = snapshot.resources(st.type_url)
         wanted = set(resources) if st.wildcard else set()
@@ -119,7 +118,7 @@ class DeltaStream(ProtocolStream):
             raise StreamLimitError(f"would remove {len(removed)} names")
         client.updates, client.removed, client.answered = updates, removed, True
         st.sent_nonce = self.nonce()
-        return discovery_pb2.DeltaDiscoveryResponse(
+        message = discovery_pb2.DeltaDiscoveryResponse(
             system_version_info=version,
             type_url=st.type_url,
             nonce=st.sent_nonce,
@@ -133,3 +132,4 @@ class DeltaStream(ProtocolStream):
             ],
             removed_resources=removed,
         )
+        return Response(st.type_url, st.sent_nonce, message.SerializeToString())

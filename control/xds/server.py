@@ -9,6 +9,12 @@ Per stream: a reader task feeds a bounded queue (a full queue stops the reading,
 so HTTP/2 flow control pushes back), and the stream's loop applies requests to
 the protocol state machine (``sotw``/``delta``) and writes the one response due,
 if any, reading the latest snapshot each time: a burst of snapshots is one change.
+Responses arrive encoded (``stream.Response``): the ADS methods are registered with
+an identity serializer, so the bytes a SotW fan-out shares are written as they are.
+
+ACK waits (``acked``) are kept up to date stream by stream: each change of a stream
+updates only that stream's membership in each wait of its group, O(1), instead of
+rescanning every stream on every ACK (O(N²) per fan-out round).
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import grpc
-from envoy.service.discovery.v3 import ads_pb2_grpc
+from envoy.service.discovery.v3 import discovery_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 from prometheus_client import CollectorRegistry, Counter, Gauge
@@ -34,7 +40,7 @@ from control.xds.cache import SnapshotCache, default_node_group, short_type
 from control.xds.delta import DeltaStream
 from control.xds.limits import Limits, StreamLimitError, StreamProtocolError
 from control.xds.sotw import SotwStream
-from control.xds.stream import ProtocolStream
+from control.xds.stream import ProtocolStream, Response
 
 log = logging.getLogger("a1.control.xds")
 
@@ -95,6 +101,67 @@ class _Conn:
             self.queue.put_nowait(_WAKE)
 
 
+class _AckWait:
+    """One ``acked`` call: which streams of its group are subscribed to its type, which of
+    those do not hold its version ACKed, and which NACKed it; updated one stream at a time."""
+
+    def __init__(self, type_url: str, version: str, min_clients: int,
+                 done: asyncio.Future[bool]) -> None:
+        self.type_url, self.version, self.min_clients = type_url, version, min_clients
+        self.done = done
+        self.subscribed: set[int] = set()
+        self.behind: set[int] = set()
+        self.nacked: set[int] = set()
+
+    def update(self, conn: _Conn) -> None:
+        self.drop(conn.id)
+        st = conn.proto.types.get(self.type_url)
+        if st is None or not st.active():
+            return
+        self.subscribed.add(conn.id)
+        if st.acked_version != self.version:
+            self.behind.add(conn.id)
+            if st.last_nack_version == self.version:
+                self.nacked.add(conn.id)  # it will not be ACKed until the config changes
+
+    def drop(self, conn_id: int) -> None:
+        self.subscribed.discard(conn_id)
+        self.behind.discard(conn_id)
+        self.nacked.discard(conn_id)
+
+    def state(self) -> bool | None:
+        if self.nacked:
+            return False
+        if not self.behind and len(self.subscribed) >= self.min_clients:
+            return True
+        return None
+
+    def settle(self) -> None:
+        state = self.state()
+        if state is not None and not self.done.done():
+            self.done.set_result(state)
+
+
+def _identity(data: bytes) -> bytes:
+    return data
+
+
+def _ads_handlers(servicer: _Servicer) -> dict[str, grpc.RpcMethodHandler]:
+    """The ADS methods, as the generated code registers them, but writing encoded bytes."""
+    return {
+        "StreamAggregatedResources": grpc.stream_stream_rpc_method_handler(
+            servicer.StreamAggregatedResources,
+            request_deserializer=discovery_pb2.DiscoveryRequest.FromString,
+            response_serializer=_identity,
+        ),
+        "DeltaAggregatedResources": grpc.stream_stream_rpc_method_handler(
+            servicer.DeltaAggregatedResources,
+            request_deserializer=discovery_pb2.DeltaDiscoveryRequest.FromString,
+            response_serializer=_identity,
+        ),
+    }
+
+
 class _Metrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.connected = Gauge(
@@ -142,7 +209,7 @@ class XdsServer:
         self._server: grpc.aio.Server | None = None
         self._health: Any = None
         self._unwatch: Callable[[], None] | None = None
-        self._changed_event: asyncio.Event | None = None
+        self._waits: dict[str, set[_AckWait]] = {}  # by group
         self._stopped: asyncio.Event | None = None
         self._thread: threading.Thread | None = None
 
@@ -151,10 +218,12 @@ class XdsServer:
     async def astart(self) -> int:
         """Bind, start and report SERVING; returns the bound port."""
         self._loop = asyncio.get_running_loop()
-        self._changed_event = asyncio.Event()
         self._stopped = asyncio.Event()
         server = grpc.aio.server(options=server_options(self.limits, self.keepalive))
-        ads_pb2_grpc.add_AggregatedDiscoveryServiceServicer_to_server(_Servicer(self), server)
+        handlers = _ads_handlers(_Servicer(self))
+        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(ADS_SERVICE,
+                                                                              handlers),))
+        server.add_registered_method_handlers(ADS_SERVICE, handlers)
         self._health = health_aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         host = f"[{self.host}]" if ":" in self.host else self.host
@@ -228,11 +297,16 @@ class XdsServer:
             if conn.group == group:
                 conn.wake()
 
-    def _changed(self) -> None:
-        """Wake ``acked`` waiters: some stream's state moved."""
-        assert self._changed_event is not None
-        self._changed_event.set()
-        self._changed_event = asyncio.Event()
+    def _changed(self, conn: _Conn, *, gone: bool = False) -> None:
+        """Update the ACK waits of the stream's group with its new state (or its end)."""
+        if conn.group is None:
+            return  # no node yet: in no group, so in no wait
+        for wait in self._waits.get(conn.group, ()):
+            if gone:
+                wait.drop(conn.id)
+            else:
+                wait.update(conn)
+            wait.settle()
 
     # -- streams -----------------------------------------------------------------
 
@@ -269,11 +343,10 @@ class XdsServer:
                     self._apply(conn, item)
                 generation, snapshot = self.cache.entry(conn.group or "")
                 while (response := proto.next_response(snapshot)) is not None:
-                    await context.write(response)
+                    await self._write(context, response)
                     conn.responses += 1
-                    self._metrics.pushes.labels(short_type(response.type_url)).inc()
                 conn.generation, conn.processed = generation, conn.requests
-                self._changed()
+                self._changed(conn)
         except StreamLimitError as err:
             log.warning("xds: closing stream of node %s (%s): %s", proto.node_id, proto.peer, err)
             await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, f"xds limit: {err}")
@@ -285,7 +358,11 @@ class XdsServer:
             del self._conns[conn.id]
             if cluster is not None:
                 self._metrics.connected.labels(cluster).dec()
-            self._changed()
+            self._changed(conn, gone=True)
+
+    async def _write(self, context: Any, response: Response) -> None:
+        await context.write(response.data)
+        self._metrics.pushes.labels(short_type(response.type_url)).inc()
 
     def _apply(self, conn: _Conn, request: Any) -> None:
         st = conn.proto.types.get(request.type_url)
@@ -349,18 +426,6 @@ class XdsServer:
 
         return asyncio.run_coroutine_threadsafe(status(), loop).result(timeout=10)
 
-    def _ack_state(self, group: str, type_url: str, version: str, min_clients: int) -> bool | None:
-        streams = [
-            st for conn in self._conns.values() if conn.group == group
-            if (st := conn.proto.types.get(type_url)) is not None and st.active()
-        ]
-        if any(st.last_nack_version == version and st.acked_version != version
-               for st in streams):
-            return False  # NACKed: it will not be ACKed until the config changes
-        if len(streams) >= min_clients and all(st.acked_version == version for st in streams):
-            return True
-        return None
-
     async def acked(
         self, group: str, type_url: str, version: str, *, timeout: float, min_clients: int = 1
     ) -> bool:
@@ -370,19 +435,23 @@ class XdsServer:
         Returns True then; False at once when one of them NACKed that version, and
         False at the timeout. Run on the server's loop (``wait_acked`` from a thread).
         """
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while True:
-            state = self._ack_state(group, type_url, version, min_clients)
-            if state is not None:
-                return state
-            remaining = deadline - loop.time()
-            if remaining <= 0 or self._changed_event is None:
-                return False
-            try:
-                await asyncio.wait_for(self._changed_event.wait(), remaining)
-            except TimeoutError:
-                return False
+        wait = _AckWait(type_url, version, min_clients, asyncio.get_running_loop().create_future())
+        for conn in self._conns.values():
+            if conn.group == group:
+                wait.update(conn)
+        state = wait.state()
+        if state is not None:
+            return state
+        waits = self._waits.setdefault(group, set())
+        waits.add(wait)
+        try:
+            return await asyncio.wait_for(wait.done, timeout)
+        except TimeoutError:
+            return False
+        finally:
+            waits.discard(wait)
+            if not waits and self._waits.get(group) is waits:
+                del self._waits[group]
 
     def wait_acked(
         self, group: str, type_url: str, version: str, *, timeout: float, min_clients: int = 1
@@ -396,8 +465,16 @@ class XdsServer:
         )
         return future.result(timeout=timeout + 10)
 
+    def nodes(self, cluster: str) -> list[dict[str, Any]]:
+        """``node_id`` and ``node_metadata`` of the live streams of node cluster ``cluster``:
+        what the rollout's scrape needs each second, without ``connections()``'s per-type
+        status of every stream. Any thread: ``list()`` of the dict is atomic under the
+        GIL and each node field is assigned once (a stream caught between two shows none)."""
+        return [{"node_id": c.proto.node_id, "node_metadata": dict(c.proto.node_metadata)}
+                for c in list(self._conns.values()) if c.proto.node_cluster == cluster]
 
-class _Servicer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
+
+class _Servicer:
     def __init__(self, server: XdsServer) -> None:
         self._server = server
 

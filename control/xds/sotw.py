@@ -17,7 +17,7 @@ from google.protobuf import any_pb2
 
 from control.xds.cache import Resource, Snapshot
 from control.xds.limits import StreamProtocolError
-from control.xds.stream import WILDCARD, ProtocolStream, TypeState
+from control.xds.stream import WILDCARD, ProtocolStream, Response, TypeState
 from policies.core.xds.types import RESOURCE_WRAPPER, is_a1_type
 
 
@@ -30,8 +30,21 @@ def pack(resource: Resource) -> any_pb2.Any:
     return any_pb2.Any(type_url=RESOURCE_WRAPPER, value=wrapped.SerializeToString())
 
 
+def encode_body(snapshot: Snapshot, type_url: str, names: frozenset[str]) -> bytes:
+    """The response for ``names`` of ``type_url`` without its nonce: what every stream with
+    that subscription shares. Its fields (1, 2, 4) all precede ``nonce`` (5), so the body
+    followed by the nonce's field is, byte for byte, the whole response serialized."""
+    have = snapshot.resources(type_url)
+    return discovery_pb2.DiscoveryResponse(
+        version_info=snapshot.version(type_url),
+        type_url=type_url,
+        resources=[pack(have[n]) for n in sorted(names)],
+    ).SerializeToString()
+
+
 class SotwStream(ProtocolStream):
     kind = "sotw"
+    response_type = discovery_pb2.DiscoveryResponse
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -72,7 +85,7 @@ class SotwStream(ProtocolStream):
         """
         if version == snapshot.version(st.type_url):
             st.sent_version = st.acked_version = version
-            self.sent_names[st.type_url] = frozenset(snapshot.resources(st.type_url))
+            self.sent_names[st.type_url] = snapshot.names(st.type_url)
             self.acked_names[st.type_url] = self.sent_names[st.type_url]
 
     def on_ack(self, st: TypeState) -> None:
@@ -87,18 +100,16 @@ class SotwStream(ProtocolStream):
         else:
             self.sent_names.pop(st.type_url, None)
 
-    def build(self, st: TypeState, snapshot: Snapshot) -> discovery_pb2.DiscoveryResponse | None:
-        have = snapshot.resources(st.type_url)
-        chosen = sorted(have) if st.wildcard else sorted(n for n in st.names if n in have)
-        version = snapshot.version(st.type_url)
-        key = frozenset(chosen)
-        if st.sent_version == version and self.sent_names.get(st.type_url) == key:
+    def build(self, st: TypeState, snapshot: Snapshot) -> Response | None:
+        type_url = st.type_url
+        chosen = snapshot.names(type_url)
+        if not st.wildcard:
+            chosen = chosen & st.names
+        current = st.sent_version == snapshot.version(type_url)
+        if current and self.sent_names.get(type_url) == chosen:
             return None
-        self.sent_names[st.type_url] = key
-        st.sent_nonce = self.nonce()
-        return discovery_pb2.DiscoveryResponse(
-            version_info=version,
-            type_url=st.type_url,
-            nonce=st.sent_nonce,
-            resources=[pack(have[n]) for n in chosen],
-        )
+        self.sent_names[type_url] = chosen
+        st.sent_nonce = nonce = self.nonce()
+        body = snapshot.memo(type_url, chosen, lambda: encode_body(snapshot, type_url, chosen))
+        tail = discovery_pb2.DiscoveryResponse(nonce=nonce).SerializeToString()
+        return Response(type_url, nonce, body + tail)

@@ -13,6 +13,10 @@ protocol rules are testable without a network. The rules (docs/xds-protocol.md):
   type holds the current snapshot's version, ACKed, so type k+1 goes out only
   after type k's ACK, and a NACK stops the chain until that type changes; at
   most one response per type is outstanding.
+
+Responses come out encoded (``Response.data``), and the server writes those bytes
+as they are: a SotW response is a body shared through the snapshot's memo by every
+stream with the same subscription, plus this stream's nonce.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from __future__ import annotations
 import logging
 import secrets
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar, NamedTuple
 
 from control.xds.cache import Snapshot, short_type
 from control.xds.limits import Limits, StreamLimitError
@@ -29,6 +33,14 @@ from policies.core.xds.types import KNOWN_TYPES, PUSH_ORDER
 log = logging.getLogger("a1.control.xds")
 
 WILDCARD = "*"
+
+
+class Response(NamedTuple):
+    """One encoded response: ``data`` is the serialized Discovery(Delta)Response."""
+
+    type_url: str
+    nonce: str
+    data: bytes
 
 
 @dataclass
@@ -75,6 +87,7 @@ class ProtocolStream:
     """The per-stream state machine; subclasses parse requests and build responses."""
 
     kind = "?"
+    response_type: ClassVar[Any]  # the message class of ``Response.data``
 
     def __init__(self, limits: Limits, peer: str = "") -> None:
         self.limits = limits
@@ -166,7 +179,11 @@ class ProtocolStream:
         """True while the snapshot still holds the version this client NACKed."""
         return st.nacked_version is not None and snapshot.version(st.type_url) == st.nacked_version
 
-    def next_response(self, snapshot: Snapshot | None) -> Any | None:
+    def decode(self, response: Response) -> Any:
+        """The message a response encodes (tests and debugging; the server sends bytes)."""
+        return self.response_type.FromString(response.data)
+
+    def next_response(self, snapshot: Snapshot | None) -> Response | None:
         """The one response due now, in push order, or None (see the module docstring)."""
         if snapshot is None:
             return None
@@ -189,7 +206,7 @@ class ProtocolStream:
                 return None  # a NACK stops the chain until this type changes
         return None
 
-    def build(self, st: TypeState, snapshot: Snapshot) -> Any | None:
+    def build(self, st: TypeState, snapshot: Snapshot) -> Response | None:
         """The response that brings ``st`` to ``snapshot``, or None when it has it already."""
         raise NotImplementedError
 
