@@ -1,17 +1,23 @@
 """Snapshots: content-hash versions, refusal of bad input, the generic reference
-check, and the cache's generations and watchers."""
+check, the cache's generations and watchers, and the per-snapshot memo of SotW
+response bodies (shared by streams, bounded, never stale, byte-identical)."""
 
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 import pytest
 from envoy.config.endpoint.v3 import endpoint_pb2
 from envoy.config.route.v3 import route_components_pb2, route_pb2
+from envoy.service.discovery.v3 import discovery_pb2
 from hypothesis import given
 from hypothesis import strategies as st
 
+from control.xds import cache as cache_module
 from control.xds.cache import Resource, Snapshot, SnapshotCache, default_node_group
+from control.xds.limits import Limits
+from control.xds.sotw import SotwStream, pack
 from policies.core.errors import ConfigError
 from policies.core.xds.types import (
     CELL_TABLE,
@@ -118,3 +124,89 @@ def test_the_default_node_group_is_the_node_cluster() -> None:
 
     assert default_node_group(base_pb2.Node(id="x", cluster="a1-sidecar")) == "a1-sidecar"
     assert default_node_group(base_pb2.Node(id="x")) == "default"
+
+
+# -- the per-snapshot response memo (shared SotW bodies) ------------------------------------
+
+def sotw(snapshot: Snapshot, names: list[str], type_url: str = CLUSTER) -> Any:
+    """A SotW stream subscribed to ``names`` of ``type_url`` (``[]``: wildcard), and the
+    message of the response it is sent from ``snapshot``."""
+    stream = SotwStream(Limits())
+    req = discovery_pb2.DiscoveryRequest(type_url=type_url, resource_names=names)
+    req.node.id, req.node.cluster = "n", "g"
+    stream.on_request(req, snapshot)
+    encoded = stream.next_response(snapshot)
+    assert encoded is not None
+    return encoded, stream.decode(encoded)
+
+
+def body_names(message: Any) -> list[str]:
+    return [a.value.decode().split("=")[0] for a in message.resources]
+
+
+def test_streams_with_one_subscription_share_one_body_and_differ_only_by_nonce() -> None:
+    snap = Snapshot(Resource.of(CLUSTER, n, f"{n}=1".encode()) for n in "abc")
+    ab1, m1 = sotw(snap, ["a", "b"])
+    ab2, m2 = sotw(snap, ["b", "a", "x"])  # the same set of existing names
+    a, ma = sotw(snap, ["a"])
+    star, mstar = sotw(snap, ["*"])
+    _, mlegacy = sotw(snap, [])  # legacy wildcard: the same set as "*"
+    assert snap.memo_usage()[0] == 3  # five responses, three bodies: {a, b}, {a}, all
+    assert body_names(m1) == body_names(m2) == ["a", "b"] and body_names(ma) == ["a"]
+    assert body_names(mstar) == body_names(mlegacy) == ["a", "b", "c"]
+    assert m1.nonce != m2.nonce
+    m2.nonce = m1.nonce
+    assert m1 == m2 and ab1.data != ab2.data and a.data != ab1.data and star.data != ab1.data
+
+
+def test_a_new_snapshot_never_serves_a_body_cached_for_the_old_one() -> None:
+    old = Snapshot([Resource.of(CLUSTER, "a", b"a=1")])
+    _, m_old = sotw(old, [])
+    new = Snapshot([Resource.of(CLUSTER, "a", b"a=2")])  # same names and type
+    assert new.memo_usage() == (0, 0)
+    _, m_new = sotw(new, [])
+    assert m_old.resources[0].value == b"a=1" and m_new.resources[0].value == b"a=2"
+    assert m_new.version_info == new.version(CLUSTER) != m_old.version_info
+
+
+def test_the_memo_is_bounded_in_entries_and_bytes() -> None:
+    snap = Snapshot(Resource.of(CLUSTER, f"n{i}", b"v") for i in range(12))
+    names = sorted(snap.names(CLUSTER))
+    # A client cycling through distinct subscriptions (2^12 subsets) cannot grow it.
+    for k in range(cache_module.MEMO_MAX_ENTRIES + 200):
+        chosen = frozenset(n for i, n in enumerate(names) if k >> i & 1)
+        snap.memo(CLUSTER, chosen, lambda: b"x")
+    entries, size = snap.memo_usage()
+    assert entries == cache_module.MEMO_MAX_ENTRIES
+    budget = 2 * snap.size_bytes() + cache_module.MEMO_SPARE_BYTES
+    assert size <= budget
+    # Large values: evicted by bytes, long before the entry bound.
+    big = budget // 3
+    for k in range(5):
+        snap.memo(CLUSTER, frozenset({names[k]}), lambda: b"y" * big)
+    entries, size = snap.memo_usage()
+    assert size <= budget and entries <= 3
+    # One value past the whole budget is returned, never kept.
+    huge = snap.memo(ROUTE, frozenset(), lambda: b"z" * (budget + 1))
+    assert len(huge) == budget + 1 and snap.memo_usage()[1] <= budget
+    assert snap.memo(ROUTE, frozenset(), lambda: b"again") == b"again"
+
+
+names_st = st.lists(st.sampled_from(["a", "b", "c", "d", "*"]), max_size=4)
+
+
+@given(st.dictionaries(st.sampled_from(["a", "b", "c"]), st.binary(max_size=8)),
+       st.lists(names_st, min_size=1, max_size=6), st.sampled_from([CLUSTER, CELL_TABLE]))
+def test_shared_bodies_are_byte_identical_to_responses_built_whole(
+    values: dict[str, bytes], subscriptions: list[list[str]], type_url: str
+) -> None:
+    snap = Snapshot(Resource.of(type_url, n, v) for n, v in values.items())
+    have = snap.resources(type_url)
+    for names in subscriptions:  # several streams, one snapshot: later ones hit the memo
+        encoded, message = sotw(snap, names, type_url)
+        wildcard = "*" in names or not names
+        chosen = sorted(have) if wildcard else sorted(set(names) & set(have))
+        whole = discovery_pb2.DiscoveryResponse(
+            version_info=snap.version(type_url), type_url=type_url, nonce=message.nonce,
+            resources=[pack(have[n]) for n in chosen])
+        assert encoded.data == whole.SerializeToString()

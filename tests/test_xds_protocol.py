@@ -6,6 +6,7 @@ has seen, so "no response" is asserted without sleeping.
 
 from __future__ import annotations
 
+import concurrent.futures
 import logging
 import time
 from collections.abc import Callable, Iterator
@@ -432,6 +433,30 @@ def test_wait_acked_returns_when_every_client_acked_and_fails_fast_on_a_nack(
     a.nack(one(a.settle(server)), "no")
     a.settle(server)
     assert server.wait_acked(GROUP, CLUSTER, v2, timeout=10) is False
+
+
+def test_an_ack_wait_follows_each_streams_acks_and_departures(cache, server, clients) -> None:
+    """The wait is updated one stream at a time (no rescan): an ACK, a stream that left,
+    and the last ACK each move it, and it is unregistered once answered."""
+    cache.set_snapshot(GROUP, snap(**values(cluster=["a"])))
+    version = cache.snapshot(GROUP).version(CLUSTER)
+    a, b, c = (connect(server, clients) for _ in range(3))
+    for x in (a, b, c):
+        x.request(CLUSTER)
+    ra, rb, _ = (one(x.settle(server)) for x in (a, b, c))
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        waiting = pool.submit(server.wait_acked, GROUP, CLUSTER, version, timeout=30,
+                              min_clients=2)
+        wait_until(lambda: server._waits)  # registered: what follows updates it
+        a.ack(ra)
+        a.settle(server)
+        c.close()  # never ACKs, and leaves: no longer waited for
+        clients.remove(c)
+        wait_until(lambda: len(server.connections()) == 2)
+        assert not waiting.done()  # b is behind
+        b.ack(rb)
+        assert waiting.result(timeout=30) is True
+    assert not server._waits
 
 
 # -- bounds and bad clients ------------------------------------------------------------
