@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import stat
+from typing import Any
 
 import pytest
 
@@ -18,6 +19,13 @@ from a1.stack import Stack
 from e2e.conftest import Client, metric, poll, tenants_by_cell
 
 pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def static_stack(start_stack: Any) -> Stack:
+    """A stack on files written once (no control plane): the faults below are file faults."""
+    s: Stack = start_stack(config_source="static")
+    return s
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +95,8 @@ def test_killed_cell_errors_only_its_own_tenants(stack: Stack, client: Client,
     poll(lambda: all_serve(stack, client, tenants), what="cell-2 readmitted by health checks")
 
 
-def test_invalid_policy_leaves_the_old_one_serving(stack: Stack, client: Client) -> None:
+def test_invalid_policy_leaves_the_old_one_serving(static_stack: Stack) -> None:
+    stack, client = static_stack, Client(static_stack.http_url)
     module = stack.files.policy_module
     good = module.read_bytes()
     writer, reader = stack.token("acme", ["reader", "writer"]), stack.token("acme", ["reader"])
@@ -109,10 +118,13 @@ def test_invalid_policy_leaves_the_old_one_serving(stack: Stack, client: Client)
         write_atomic(module, good)
 
 
-def test_a_cell_unknown_to_envoy_gets_503_never_another_cell(stack: Stack, client: Client,
-                                                             tenants: dict[str, list[str]]
-                                                             ) -> None:
-    """The table names a cell Envoy has no route for: its tenants get Envoy's 503."""
+def test_a_cell_unknown_to_envoy_gets_503_never_another_cell(static_stack: Stack) -> None:
+    """The table names a cell Envoy has no route for: its tenants get Envoy's 503.
+
+    The control plane never publishes such a table (its snapshots are checked whole),
+    so the fault is injected on a stack whose table is a file."""
+    stack, client = static_stack, Client(static_stack.http_url)
+    tenants = tenants_by_cell(stack, per_cell=2, prefix="fault")
     path = stack.files.cells_table
     original = path.read_bytes()
     table = stack.cell_table()

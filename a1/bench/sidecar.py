@@ -271,7 +271,9 @@ class Rig:
         self.stack = Stack(StackOptions(
             state_dir=self.root, cells=N_CELLS, ports=stack_ports, mode="grpc",
             access_log=False, envoy_log_level="warning", envoy_concurrency=s.concurrency,
-            sidecar_settings=sidecar, sidecar_transport=s.transport), self.launcher)
+            sidecar_settings=sidecar, sidecar_transport=s.transport,
+            # The data plane is measured: files written once, the same config every case.
+            config_source="static"), self.launcher)
         self.stack.prepare()
         table = self.stack.cell_table()
         for name in TENANT_CANDIDATES + tuple(f"tenant-{i}" for i in range(1000)):
