@@ -48,11 +48,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     serve.add_argument("--status-host", default="127.0.0.1",
                        help="address the status endpoint binds (default 127.0.0.1: it has no "
                        "authentication and can promote or abort a rollout)")
-    key = serve.add_mutually_exclusive_group(required=True)
-    key.add_argument("--signing-key", type=Path, metavar="PATH",
-                     help="ed25519 bundle signing key (PEM); its .pub is what sidecars trust")
-    key.add_argument("--state-dir", type=Path, metavar="DIR",
-                     help="use (and create if missing) DIR/bundle-signing.key")
+    serve.add_argument("--signing-key", type=Path, metavar="PATH",
+                       help="ed25519 bundle signing key (PEM); its .pub is what sidecars "
+                       "trust (default: DIR/bundle-signing.key of --state-dir, created if "
+                       "missing)")
+    serve.add_argument("--state-dir", type=Path, metavar="DIR",
+                       help="where the rollout and its bundles are kept across restarts "
+                       "(default: the directory of --signing-key); give at least one of the two")
     serve.add_argument("--ack-timeout", type=float, default=10.0, metavar="SECONDS",
                        help="how long each phase of a topology change waits for ACKs "
                        "(default 10)")
@@ -133,12 +135,22 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise UserError("--ack-timeout: must be in (0, 600] seconds", 2)
     if not 0 <= args.drain <= 600:
         raise UserError("--drain: must be in [0, 600] seconds", 2)
-    key = args.signing_key
+    key, state_dir = args.signing_key, args.state_dir
+    if key is None and state_dir is None:
+        raise UserError("control serve: give --signing-key PATH or --state-dir DIR (or both)", 2)
+    if state_dir is not None:
+        try:
+            state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        except OSError as err:
+            raise UserError(f"--state-dir: {state_dir}: {err.strerror}", 2) from None
     if key is None:
-        args.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        key = args.state_dir / "bundle-signing.key"
+        assert state_dir is not None
+        key = state_dir / "bundle-signing.key"
         ensure_signing_key(key)
-    options = PlaneOptions(config=args.config, signing_key=key, host=args.host,
+    if state_dir is None:  # the key's directory: a1 up's STATE/control, private already
+        state_dir = key.parent
+    options = PlaneOptions(config=args.config, signing_key=key, state_dir=state_dir,
+                           host=args.host,
                            xds_port=args.xds_port, status_host=args.status_host,
                            status_port=args.status_port, ack_timeout=args.ack_timeout,
                            drain=args.drain)

@@ -8,7 +8,9 @@ One worker at a time publishes (a lock): the watcher's reloads, the rollout's
 timer (scrape sidecars, observe, tick) and the operator's promote/abort. A
 change is first rendered and checked whole, every phase of its transition, so
 an invalid change never leaves the server: the previous snapshot keeps serving
-and the error goes to status, the log and ``a1_config_errors_total``.
+and the error goes to status, the log and ``a1_config_errors_total``. With a state
+directory the rollout's decisions and their bundles are saved before they are
+published, and restored at start (``durable``), so a restart resumes a rollout.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import re
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,12 +28,13 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from control.pipeline.compile import compile_bundle
 from control.pipeline.render import render
-from control.pipeline.state import Assignment, PlatformState, state_for_spec
+from control.pipeline.state import Assignment, PlatformState, initial_state, state_for_spec
 from control.pipeline.topology import transition
+from control.plane.durable import PlaneStore
 from control.plane.publisher import ACK_TIMEOUT, DRAIN, Publisher, PublishResult
 from control.plane.status import ActionRefused, StatusServer, one_line
 from control.plane.watch import SpecWatcher
-from control.rollout import RolloutController, Scraper, metrics_targets
+from control.rollout import SIDECAR_CLUSTER, RolloutController, Scraper, metrics_targets
 from control.spec import PlatformSpec, load_spec
 from control.xds.cache import DEFAULT_GROUP, Snapshot, SnapshotCache, short_type
 from control.xds.server import XdsServer
@@ -56,6 +59,7 @@ def every_node_default(node: Any) -> str:
 class PlaneOptions:
     config: Path
     signing_key: Path
+    state_dir: Path | None = None  # None: nothing survives a restart (the rollout restarts)
     host: str = "127.0.0.1"
     xds_port: int = 18000
     status_host: str = "127.0.0.1"
@@ -120,6 +124,12 @@ class ControlPlane:
                                    quiet=options.watch_quiet,
                                    max_delay=options.watch_max_delay)
         self._key = None
+        self._durable: PlaneStore | None = None
+        self._restored_bundles: dict[str, bytes] = {}  # the pool of the first state only
+        self._restore: dict[str, Any] | None = None
+        self._saved_at: float | None = None
+        self._save_error: str | None = None
+        self._xds_up = False  # a server whose start failed is never stopped (see start)
         self._lock = threading.RLock()  # one publisher at a time
         self._stop = threading.Event()
         self._rollout_thread: threading.Thread | None = None
@@ -144,16 +154,20 @@ class ControlPlane:
 
         An invalid spec raises ConfigError before anything is bound."""
         self._key = load_signing_key(self.options.signing_key)
+        if self.options.state_dir is not None:
+            self._durable = PlaneStore(self.options.state_dir, self._key)
         with self._lock:
             spec = load_spec(self.options.config)
             self._apply(spec, initial=True)
         # A server whose start failed is not stopped: XdsServer.stop() would wait on the
         # event loop that its failed start already ended.
         self._bind("ADS", self.options.host, self.options.xds_port, self.server.start)
+        self._xds_up = True
         try:
             self._bind("status", self.options.status_host, self.options.status_port,
                        self.status_server.start)
         except BaseException:
+            self._xds_up = False
             self.server.stop()
             raise
         self._started = True
@@ -180,7 +194,9 @@ class ControlPlane:
             self._rollout_thread.join(10)
             self._rollout_thread = None
         self.status_server.stop()
-        self.server.stop()
+        if self._xds_up:
+            self._xds_up = False
+            self.server.stop()
 
     @property
     def xds_port(self) -> int:
@@ -235,9 +251,14 @@ class ControlPlane:
         bundle = self._compile(spec)
         if assignment is None:
             assignment = self._assign(spec, bundle[0])
-        desired = state_for_spec(spec, self._state, bundle, assignment)
+        previous = self._state
+        if previous is None and self._restored_bundles:  # restored versions join the pool
+            seed = initial_state(spec, *bundle)
+            previous = replace(seed, bundles={**self._restored_bundles, **seed.bundles})
+        desired = state_for_spec(spec, previous, bundle, assignment)
         phases = [desired] if self._state is None else transition(self._state, desired)
         snapshots: list[Snapshot] = [render(p) for p in phases]  # ConfigError: nothing sent
+        self._persist(desired.bundles)  # before it is acted on: a rollback must survive a crash
         result = self.publisher.publish(snapshots)
         self._spec, self._loaded_at = spec, time.time()
         if result.done:
@@ -265,9 +286,56 @@ class ControlPlane:
         if self._rollout is None:
             self._rollout = RolloutController(spec.rollout, spec.cell_names,
                                               registry=self.registry)
+            self._restore_into(self._rollout, version)
         else:
             self._rollout.configure(spec.rollout, spec.cell_names)
         return self._rollout.propose(version)
+
+    # -- durable state -------------------------------------------------------------------------
+
+    def _restore_into(self, rollout: RolloutController, version: str) -> None:
+        """Before the first ``propose``: the saved rollout, or the safe fallback (one line
+        in the log and in status): the stable version everywhere if only the candidate's
+        bundle is refused, else nothing restored and the spec's policy everywhere."""
+        if self._durable is None:
+            return
+        assert self._bundle is not None
+        where = self._durable.directory
+        found = self._durable.load({version: self._bundle[1]})
+        outcome, error, data = found.outcome, found.error, found.rollout
+        if data is not None:
+            try:
+                rollout.restore(data)
+                self._restored_bundles = dict(found.bundles)
+            except ValueError as err:
+                outcome, error, data = "spec", f"{where}: {one_line(err)}", None
+        self._restore = {"outcome": outcome, "error": error, "at": time.time(),
+                         "stable": data.get("stable") if data else None,
+                         "candidate": data.get("candidate") if data else None,
+                         "rejected": data.get("rejected") if data else None}
+        if outcome == "restored":
+            log.info("control: restored the rollout from %s: stable %s, candidate %s, "
+                     "refused %s", where, *(str(self._restore[k])[:12]
+                                            for k in ("stable", "candidate", "rejected")))
+        elif outcome == "stable":
+            log.error("control: rollout state in %s: %s; the stable version %s serves every "
+                      "cell", where, error, str(self._restore["stable"])[:12])
+        elif outcome == "spec":
+            log.error("control: rollout state in %s refused: %s; the spec's policy %s serves "
+                      "every cell", where, error, version[:12])
+
+    def _persist(self, bundles: Mapping[str, bytes]) -> None:
+        """Save the controller's decision and the bundles it assigns, if they changed. A
+        failure is logged and shown; publishing goes on (a rollback must not wait)."""
+        if self._durable is None or self._rollout is None:
+            return
+        try:
+            if self._durable.save(self._rollout.export(), bundles):
+                self._saved_at, self._save_error = time.time(), None
+        except (ConfigError, OSError) as err:
+            self._save_error = one_line(err)
+            log.error("control: cannot save the rollout state in %s: %s",
+                      self._durable.directory, self._save_error)
 
     # -- rollout -----------------------------------------------------------------------------
 
@@ -282,7 +350,9 @@ class ControlPlane:
                 log.error("control: rollout tick failed: %s", one_line(err))
 
     def _scrape_targets(self) -> list[str]:
-        return metrics_targets(self.server.connections()) if self._started else []
+        """Only sidecars' streams, and only their node metadata: ``connections()`` would
+        build every stream's per-type status each round."""
+        return metrics_targets(self.server.nodes(SIDECAR_CLUSTER)) if self._started else []
 
     def _on_samples(self, samples: list[Any]) -> None:
         """The scraper's round (on its thread): a breach rolls back within this call."""
@@ -345,6 +415,10 @@ class ControlPlane:
                 "last_transition": self._last_transition,
                 "rollout": self._rollout.status() if self._rollout is not None else None,
                 "scrape": self._scraper.status(),
+                "durable": {"directory": str(self.options.state_dir)
+                            if self.options.state_dir else None,
+                            "restore": dict(self._restore) if self._restore else None,
+                            "saved_at": self._saved_at, "save_error": self._save_error},
             }
         clients = [_client_doc(c) for c in self.server.connections()] if self._started else []
         doc["clients"] = clients

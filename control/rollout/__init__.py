@@ -10,10 +10,17 @@ docs/rollout.md describes the states, the math and the operations.
 """
 
 from control.rollout.controller import RolloutController, RolloutError, State
-from control.rollout.scrape import ScrapeError, Scraper, check_target, metrics_targets
+from control.rollout.scrape import (
+    SIDECAR_CLUSTER,
+    ScrapeError,
+    Scraper,
+    check_target,
+    metrics_targets,
+)
 from control.rollout.signals import CounterTracker, Counts, Sample
 
 __all__ = [
+    "SIDECAR_CLUSTER",
     "CounterTracker",
     "Counts",
     "RolloutController",

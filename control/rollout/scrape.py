@@ -36,6 +36,7 @@ from control.rollout.signals import RESULTS, Counts, Sample
 log = logging.getLogger("a1.control.rollout.scrape")
 
 METADATA_KEY = "a1.metrics_url"
+SIDECAR_CLUSTER = "a1-sidecar"  # the node cluster whose streams are scraped
 MiB = 1024 * 1024
 MAX_BODY = 4 * MiB  # bytes of one /metrics answer; more aborts the read
 MAX_SERIES = 10_000  # decision series (cell, version, result) per target
@@ -96,8 +97,8 @@ def _allowed_host(host: str, allowed: Iterable[str]) -> bool:
 def metrics_targets(
     connections: Iterable[Mapping[str, Any]], allowed_hosts: Iterable[str] = ()
 ) -> list[str]:
-    """The scrape targets announced by connected xDS clients (``XdsServer.connections()``
-    entries whose ``node_metadata`` holds ``a1.metrics_url``): valid ones only,
+    """The scrape targets announced by connected xDS clients (``XdsServer.nodes(cluster)``
+    or ``connections()`` entries whose ``node_metadata`` holds ``a1.metrics_url``): valid ones only,
     deduplicated, sorted, at most ``MAX_TARGETS``. Refused URLs are logged."""
     allowed = tuple(allowed_hosts)
     out: set[str] = set()
