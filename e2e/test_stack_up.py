@@ -100,7 +100,7 @@ def test_up_serves_with_a_minted_token_and_sigterm_stops_everything(
         up_factory: type[Up], tmp_path: Path) -> None:
     up = up_factory(tmp_path / "state")
     up.wait_up()
-    assert len(up.children()) == 5  # three cells, the sidecar, Envoy
+    assert len(up.children()) == 7  # control plane, relay, three cells, sidecar, Envoy
     token = run_a1("token", "--tenant", "initech", "--roles", "reader,writer",
                    "--state-dir", str(up.state))
     assert token.returncode == 0, token.stderr

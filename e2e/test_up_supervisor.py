@@ -20,9 +20,9 @@ from typing import Any
 import pytest
 
 from a1 import pki
+from control.spec import load_spec
 from e2e.conftest import Client, Response, poll, tenants_in_table
 from e2e.test_stack_up import Up, processes_mentioning
-from policies.core.cells import CellTable
 
 pytestmark = pytest.mark.e2e
 
@@ -72,7 +72,7 @@ def all_running(doc: dict[str, Any]) -> bool:
 
 
 def tenants_by_cell(up: Up, per_cell: int = 2) -> dict[str, list[str]]:
-    return tenants_in_table(CellTable.load(up.state / "cells.yaml"), per_cell, "sup")
+    return tenants_in_table(load_spec(up.state / "platform").cell_table(), per_cell, "sup")
 
 
 def descendants(root: int) -> set[tuple[int, int]]:

@@ -4,7 +4,8 @@ checked against the xDS spec's rules as an oracle.
 The SotW state machine is driven directly (many examples) and through a real
 server and channel (fewer); the Delta one directly. Invariants, per response:
 - at most one response per type is unanswered, and a type goes out only when
-  every earlier subscribed type holds the current version, ACKed (push order);
+  every subscribed type it waits for (``WAITS_FOR``) holds the current version,
+  ACKed (make before break);
 - it carries the current snapshot, for the current subscription (no replays);
 - it never repeats what the client ACKed, nor a version the client NACKed
   until a different version of that type was sent;
@@ -30,7 +31,7 @@ from control.xds.limits import Limits
 from control.xds.server import XdsServer
 from control.xds.sotw import SotwStream, pack
 from control.xds.stream import Response
-from policies.core.xds.types import CELL_TABLE, CLUSTER, LISTENER, PUSH_ORDER, ROUTE
+from policies.core.xds.types import CELL_TABLE, CLUSTER, LISTENER, PUSH_ORDER, ROUTE, WAITS_FOR
 from tests.xds_client import AdsClient
 
 TYPES = [CLUSTER, LISTENER, ROUTE, CELL_TABLE]
@@ -116,7 +117,7 @@ class SotwOracle:
         have = snap.resources(t)
         expect = sorted(have) if wildcard else sorted(n for n in names if n in have)
         assert sorted(res_names(r)) == expect, "not the subscribed set"
-        for earlier in PUSH_ORDER[: PUSH_ORDER.index(t)]:
+        for earlier in WAITS_FOR[t]:
             if earlier in self.names and any(self.subscription(earlier)):
                 assert self.acked.get(earlier, ("",))[0] == snap.version(earlier), (
                     f"{t} sent before {earlier} was ACKed at the current version")

@@ -152,7 +152,9 @@ def subscribe_all(c: AdsClient, server: XdsServer, order: list[str]) -> dict[str
     return got
 
 
-def test_pushes_go_in_order_each_after_the_previous_ack(cache, server, clients) -> None:
+def test_pushes_go_make_before_break(cache, server, clients) -> None:
+    """Clusters, their endpoints and the tables at once; listeners and routes, which
+    name clusters, only after the clusters' ACK (Envoy ACKs them once warm)."""
     cache.set_snapshot(GROUP, snap(**values(cluster=["c"], endpoint=["c"], listener=["l"],
                                             route=["r"], cells=["cells"])))
     c = connect(server, clients)
@@ -160,12 +162,35 @@ def test_pushes_go_in_order_each_after_the_previous_ack(cache, server, clients) 
     cache.set_snapshot(GROUP, snap(**values(cluster=["c", "c2"], endpoint=["c", "c2"],
                                             listener=["l", "l2"], route=["r", "r2"],
                                             cells=["cells", "cells.next"])))
-    seen = []
-    while responses := c.settle(server):
-        r = one(responses)  # never two outstanding: k+1 waits for k's ACK
-        seen.append(r.type_url)
+    first = c.settle(server)
+    assert [r.type_url for r in first] == [CLUSTER, ENDPOINT, CELL_TABLE]
+    for r in first[1:]:
         c.ack(r)
-    assert seen == [CLUSTER, ENDPOINT, LISTENER, ROUTE, CELL_TABLE]
+    assert c.settle(server) == []  # endpoints ACKed, clusters not: nothing names c2 yet
+    c.ack(first[0])
+    second = c.settle(server)
+    assert [r.type_url for r in second] == [LISTENER, ROUTE]
+
+
+def test_a_warming_cluster_gets_its_endpoints_before_the_cluster_ack(
+        cache, server, clients) -> None:
+    """Envoy holds a new EDS cluster's CDS ACK until its endpoints arrive: the server
+    must answer the endpoint request that warming sends, or both wait forever."""
+    cache.set_snapshot(GROUP, snap(**values(cluster=["c"], endpoint=["c"])))
+    c = connect(server, clients)
+    c.request(CLUSTER)
+    c.ack(one(c.settle(server)))
+    c.request(ENDPOINT, ["c"])
+    first_eds = one(c.settle(server))
+    c.ack(first_eds, ["c"])
+    cache.set_snapshot(GROUP, snap(**values(cluster=["c", "c2"], endpoint=["c", "c2"])))
+    cds, eds_c = c.settle(server)  # the type's version moved, so c's endpoints come too
+    assert (cds.type_url, eds_c.type_url) == (CLUSTER, ENDPOINT)
+    c.ack(eds_c, ["c"])
+    c.request(ENDPOINT, ["c", "c2"], version=eds_c.version_info,
+              nonce=eds_c.nonce)  # warming asks for c2, before any CDS ACK
+    eds = one(c.settle(server))
+    assert eds.type_url == ENDPOINT and sorted(names(eds)) == ["c", "c2"]
 
 
 def test_a_nack_stops_the_chain_until_that_type_changes(cache, server, clients) -> None:

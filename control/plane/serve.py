@@ -264,8 +264,8 @@ class ControlPlane:
         if result.done:
             self._state = phases[result.done - 1]
             self._published_at = time.time()
-        self._last_transition = {"phases": result.phases, "done": result.done,
-                                 "error": result.error, "at": time.time()}
+        self._last_transition = {"digest": spec.digest, "phases": result.phases,
+                                 "done": result.done, "error": result.error, "at": time.time()}
         self.metrics.transitions.labels("ok" if result.ok else "stopped").inc()
         if self._state is not None:
             self.metrics.published(spec.digest, self._state.assignment.default)
@@ -392,34 +392,39 @@ class ControlPlane:
     # -- status --------------------------------------------------------------------------------
 
     def status(self) -> dict[str, Any]:
-        """The status document (docs/control-plane.md, ## Status)."""
+        """The status document (docs/control-plane.md, ## Status).
+
+        Never takes the publish lock: a transition holds it while it waits for ACKs
+        and drains, which is exactly when an operator asks for status. Every field
+        read here is replaced whole by the publisher (one reference store each), and
+        the rollout controller guards its own state.
+        """
         snapshot = self.cache.snapshot(DEFAULT_GROUP)
         versions: Mapping[str, str] = snapshot.versions() if snapshot else {}
-        with self._lock:
-            spec, state = self._spec, self._state
-            doc: dict[str, Any] = {
-                "xds": {"address": self.xds_address, "clients": 0},
-                "spec": {"directory": str(self.options.config),
-                         "digest": spec.digest if spec else None,
-                         "region": spec.region if spec else None,
-                         "cells": list(spec.cell_names) if spec else [],
-                         "loaded_at": self._loaded_at},
-                "policy": {"version": self._bundle[0] if self._bundle else None,
-                           "assignment": _assignment_doc(state.assignment) if state else None},
-                "snapshot": {"versions": {short_type(t): v for t, v in versions.items()},
-                             "size_bytes": snapshot.size_bytes() if snapshot else 0,
-                             "published_at": self._published_at},
-                "last_error": self._last_error,
-                "config_errors": self._errors,
-                "transition": self.publisher.progress(),
-                "last_transition": self._last_transition,
-                "rollout": self._rollout.status() if self._rollout is not None else None,
-                "scrape": self._scraper.status(),
-                "durable": {"directory": str(self.options.state_dir)
-                            if self.options.state_dir else None,
-                            "restore": dict(self._restore) if self._restore else None,
-                            "saved_at": self._saved_at, "save_error": self._save_error},
-            }
+        spec, state, bundle = self._spec, self._state, self._bundle
+        doc: dict[str, Any] = {
+            "xds": {"address": self.xds_address, "clients": 0},
+            "spec": {"directory": str(self.options.config),
+                     "digest": spec.digest if spec else None,
+                     "region": spec.region if spec else None,
+                     "cells": list(spec.cell_names) if spec else [],
+                     "loaded_at": self._loaded_at},
+            "policy": {"version": bundle[0] if bundle else None,
+                       "assignment": _assignment_doc(state.assignment) if state else None},
+            "snapshot": {"versions": {short_type(t): v for t, v in versions.items()},
+                         "size_bytes": snapshot.size_bytes() if snapshot else 0,
+                         "published_at": self._published_at},
+            "last_error": self._last_error,
+            "config_errors": self._errors,
+            "transition": self.publisher.progress(),
+            "last_transition": self._last_transition,
+            "rollout": self._rollout.status() if self._rollout is not None else None,
+            "scrape": self._scraper.status(),
+            "durable": {"directory": str(self.options.state_dir)
+                        if self.options.state_dir else None,
+                        "restore": dict(self._restore) if self._restore else None,
+                        "saved_at": self._saved_at, "save_error": self._save_error},
+        }
         clients = [_client_doc(c) for c in self.server.connections()] if self._started else []
         doc["clients"] = clients
         doc["xds"]["clients"] = len(clients)

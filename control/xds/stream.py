@@ -9,10 +9,13 @@ protocol rules are testable without a network. The rules (docs/xds-protocol.md):
   own;
 - a NACKed version of a type is never sent again on this stream until the
   snapshot's version of that type changes;
-- pushes follow ``PUSH_ORDER``: a type is sent only when every earlier subscribed
-  type holds the current snapshot's version, ACKed, so type k+1 goes out only
-  after type k's ACK, and a NACK stops the chain until that type changes; at
-  most one response per type is outstanding.
+- pushes go in ``PUSH_ORDER``, and a type is sent only when every subscribed type
+  it waits for (``WAITS_FOR``: listeners and routes wait for clusters, listeners
+  for secrets, an assignment for bundles and tables) holds the current
+  snapshot's version, ACKed; a NACK holds back what waits for that type until it
+  changes. Endpoints and secrets wait for nothing, because Envoy warms clusters
+  and listeners with them and ACKs the clusters only once they are warm. At most
+  one response per type is outstanding.
 
 Responses come out encoded (``Response.data``), and the server writes those bytes
 as they are: a SotW response is a body shared through the snapshot's memo by every
@@ -28,7 +31,7 @@ from typing import Any, ClassVar, NamedTuple
 
 from control.xds.cache import Snapshot, short_type
 from control.xds.limits import Limits, StreamLimitError
-from policies.core.xds.types import KNOWN_TYPES, PUSH_ORDER
+from policies.core.xds.types import KNOWN_TYPES, PUSH_ORDER, WAITS_FOR
 
 log = logging.getLogger("a1.control.xds")
 
@@ -189,12 +192,13 @@ class ProtocolStream:
             return None
         for type_url in PUSH_ORDER:
             st = self.types.get(type_url)
-            if st is None or not st.active():
-                continue  # not subscribed: skipped, it holds nothing back
-            if st.pending:
-                return None  # type k awaits its ACK; k+1.. wait
-            blocked = self.blocked(st, snapshot)
-            response = None if blocked else self.build(st, snapshot)
+            if st is None or not st.active() or st.pending:
+                continue  # not subscribed (holds nothing back), or awaiting its ACK
+            if not self.settled(WAITS_FOR[type_url], snapshot):
+                continue  # what it names is not there yet (or was NACKed): held back
+            if self.blocked(st, snapshot):
+                continue  # this very version was NACKed: not until the type changes
+            response = self.build(st, snapshot)
             if response is not None:
                 st.pending = True
                 st.pushes += 1
@@ -202,9 +206,16 @@ class ProtocolStream:
                 if st.sent_version != st.nacked_version:
                     st.nacked_version = None  # the config changed: the block is lifted
                 return response
-            if blocked or st.acked_version != snapshot.version(type_url):
-                return None  # a NACK stops the chain until this type changes
         return None
+
+    def settled(self, types: tuple[str, ...], snapshot: Snapshot) -> bool:
+        """Every subscribed type of ``types`` holds the snapshot's version, ACKed."""
+        for type_url in types:
+            st = self.types.get(type_url)
+            if st is not None and st.active() and (
+                    st.pending or st.acked_version != snapshot.version(type_url)):
+                return False
+        return True
 
     def build(self, st: TypeState, snapshot: Snapshot) -> Response | None:
         """The response that brings ``st`` to ``snapshot``, or None when it has it already."""

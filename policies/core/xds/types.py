@@ -34,6 +34,25 @@ PUSH_ORDER = (CLUSTER, ENDPOINT, SECRET, LISTENER, ROUTE, POLICY_BUNDLE, CELL_TA
               POLICY_ASSIGNMENT)
 KNOWN_TYPES = frozenset(PUSH_ORDER)
 
+# What each type waits for: the server sends a type's new version only once every
+# type listed here holds its current version, ACKed. Not a plain chain, because
+# Envoy warms resources with later types: a new EDS cluster stays warming, and
+# Envoy holds back its CDS ACK, until its endpoints arrive (ClusterManager keeps
+# CDS paused while any cluster warms); a listener warms until its route
+# configuration and secrets arrive. So endpoints and secrets never wait, and a
+# CDS ACK means "clusters warm": listeners and routes, which name clusters, wait
+# for it. An assignment names bundle versions and cells, so it waits for both.
+WAITS_FOR: dict[str, tuple[str, ...]] = {
+    CLUSTER: (),
+    ENDPOINT: (),
+    SECRET: (),
+    LISTENER: (CLUSTER, SECRET),
+    ROUTE: (CLUSTER,),
+    POLICY_BUNDLE: (),
+    CELL_TABLE: (),
+    POLICY_ASSIGNMENT: (POLICY_BUNDLE, CELL_TABLE),
+}
+
 # SotW responses of every type carry the whole subscribed set; for LDS and CDS the
 # spec requires it (a missing name means "deleted"), the others do it for simplicity.
 FULL_STATE_TYPES = frozenset({LISTENER, CLUSTER})
