@@ -129,7 +129,6 @@ class ControlPlane:
         self._restore: dict[str, Any] | None = None
         self._saved_at: float | None = None
         self._save_error: str | None = None
-        self._xds_up = False  # a server whose start failed is never stopped (see start)
         self._lock = threading.RLock()  # one publisher at a time
         self._stop = threading.Event()
         self._rollout_thread: threading.Thread | None = None
@@ -159,15 +158,11 @@ class ControlPlane:
         with self._lock:
             spec = load_spec(self.options.config)
             self._apply(spec, initial=True)
-        # A server whose start failed is not stopped: XdsServer.stop() would wait on the
-        # event loop that its failed start already ended.
         self._bind("ADS", self.options.host, self.options.xds_port, self.server.start)
-        self._xds_up = True
         try:
             self._bind("status", self.options.status_host, self.options.status_port,
                        self.status_server.start)
         except BaseException:
-            self._xds_up = False
             self.server.stop()
             raise
         self._started = True
@@ -194,9 +189,7 @@ class ControlPlane:
             self._rollout_thread.join(10)
             self._rollout_thread = None
         self.status_server.stop()
-        if self._xds_up:
-            self._xds_up = False
-            self.server.stop()
+        self.server.stop()  # a no-op if it never started
 
     @property
     def xds_port(self) -> int:

@@ -20,13 +20,11 @@ at a time:
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import itertools
 import logging
 import os
 import stat
-import threading
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +35,7 @@ from envoy.service.discovery.v3 import ads_pb2_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 
+from control.loop_thread import LoopThread, call_on
 from control.relay.config import RelayConfig
 from control.relay.events import ByteQueue
 from control.relay.session import Session, SessionError
@@ -99,8 +98,8 @@ class Relay:
         self._watch: UpstreamWatch | None = None
         self._health: Any = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._stopped: asyncio.Event | None = None
-        self._thread: threading.Thread | None = None
+        self._stopped: asyncio.Event | None = None  # serve() runs until astop() sets it
+        self._runner = LoopThread("a1-relay")
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -158,33 +157,10 @@ class Relay:
 
     def start(self) -> str:
         """Run on a new event loop in a daemon thread; return the bound listen address."""
-        started: concurrent.futures.Future[str] = concurrent.futures.Future()
-        loop = asyncio.new_event_loop()
-
-        def run() -> None:
-            asyncio.set_event_loop(loop)
-            try:
-                started.set_result(loop.run_until_complete(self.astart()))
-            except BaseException as err:
-                started.set_exception(err)
-                loop.close()
-                return
-            assert self._stopped is not None
-            loop.run_until_complete(self._stopped.wait())
-            loop.run_until_complete(loop.shutdown_asyncgens())
-            loop.close()
-
-        self._thread = threading.Thread(target=run, name="a1-relay", daemon=True)
-        self._thread.start()
-        return started.result(timeout=30)
+        return self._runner.start(self.astart)
 
     def stop(self, grace: float = 1.0) -> None:
-        if self._thread is None or self._loop is None:
-            return
-        if not self._loop.is_closed():
-            asyncio.run_coroutine_threadsafe(self.astop(grace), self._loop).result(grace + 30)
-        self._thread.join(timeout=30)
-        self._thread = None
+        self._runner.stop(lambda: self.astop(grace), timeout=grace + 30)
 
     # -- status --------------------------------------------------------------------------
 
@@ -198,17 +174,7 @@ class Relay:
     def streams(self) -> list[dict[str, Any]]:
         """A JSON-able view of every Envoy stream: node, ``mode`` (proxy | record), and
         per type the version Envoy holds and its last NACK text."""
-        loop = self._loop
-        if loop is None or loop.is_closed() or not loop.is_running():
-            return self._status()
-        with contextlib.suppress(RuntimeError):  # RuntimeError: no loop in this thread
-            if asyncio.get_running_loop() is loop:
-                return self._status()
-
-        async def status() -> list[dict[str, Any]]:
-            return self._status()
-
-        return asyncio.run_coroutine_threadsafe(status(), loop).result(timeout=10)
+        return call_on(self._loop, self._status)
 
     # -- streams ---------------------------------------------------------------------------
 

@@ -20,11 +20,9 @@ rescanning every stream on every ACK (O(N²) per fan-out round).
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import itertools
 import logging
-import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -36,6 +34,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
+from control.loop_thread import LoopThread, call_on
 from control.xds.cache import SnapshotCache, default_node_group, short_type
 from control.xds.delta import DeltaStream
 from control.xds.limits import Limits, StreamLimitError, StreamProtocolError
@@ -210,15 +209,13 @@ class XdsServer:
         self._health: Any = None
         self._unwatch: Callable[[], None] | None = None
         self._waits: dict[str, set[_AckWait]] = {}  # by group
-        self._stopped: asyncio.Event | None = None
-        self._thread: threading.Thread | None = None
+        self._runner = LoopThread("a1-xds-server")
 
     # -- lifecycle ------------------------------------------------------------
 
     async def astart(self) -> int:
         """Bind, start and report SERVING; returns the bound port."""
         self._loop = asyncio.get_running_loop()
-        self._stopped = asyncio.Event()
         server = grpc.aio.server(options=server_options(self.limits, self.keepalive))
         handlers = _ads_handlers(_Servicer(self))
         server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(ADS_SERVICE,
@@ -247,40 +244,15 @@ class XdsServer:
                 await self._health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
             await self._server.stop(grace)
             self._server = None
-        if self._stopped is not None:
-            self._stopped.set()
 
     def start(self) -> int:
         """Run the server on its own event loop in a daemon thread; returns the port."""
-        started: concurrent.futures.Future[int] = concurrent.futures.Future()
-        loop = asyncio.new_event_loop()
-
-        def run() -> None:
-            asyncio.set_event_loop(loop)
-            try:
-                started.set_result(loop.run_until_complete(self.astart()))
-            except BaseException as err:
-                started.set_exception(err)
-                loop.close()
-                return
-            assert self._stopped is not None
-            loop.run_until_complete(self._stopped.wait())
-            loop.run_until_complete(loop.shutdown_asyncgens())
-            loop.close()
-
-        self._thread = threading.Thread(target=run, name="a1-xds-server", daemon=True)
-        self._thread.start()
-        return started.result(timeout=30)
+        return self._runner.start(self.astart)
 
     def stop(self, grace: float = 1.0) -> None:
-        """Stop the server started by ``start()`` and join its thread."""
-        if self._thread is None or self._loop is None:
-            return
-        if not self._loop.is_closed():
-            future = asyncio.run_coroutine_threadsafe(self.astop(grace), self._loop)
-            future.result(timeout=grace + 30)
-        self._thread.join(timeout=30)
-        self._thread = None
+        """Stop the server started by ``start()`` and join its thread (a no-op if it
+        never started)."""
+        self._runner.stop(lambda: self.astop(grace), timeout=grace + 30)
 
     # -- snapshots -------------------------------------------------------------
 
@@ -412,19 +384,7 @@ class XdsServer:
     def connections(self) -> list[dict[str, Any]]:
         """A JSON-able view of every live stream: node, and per type subscription,
         sent version and nonce, ACKed version, NACK count and last NACK text."""
-        loop = self._loop
-        if loop is None or loop.is_closed() or not loop.is_running():
-            return self._status()
-        try:
-            if asyncio.get_running_loop() is loop:
-                return self._status()
-        except RuntimeError:
-            pass
-
-        async def status() -> list[dict[str, Any]]:
-            return self._status()
-
-        return asyncio.run_coroutine_threadsafe(status(), loop).result(timeout=10)
+        return call_on(self._loop, self._status)
 
     async def acked(
         self, group: str, type_url: str, version: str, *, timeout: float, min_clients: int = 1
