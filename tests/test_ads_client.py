@@ -8,7 +8,6 @@ the byte budget, runtime subscription changes, reconnects (Delta with
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -22,20 +21,11 @@ from control.xds.server import XdsServer
 from policies.core.errors import ConfigError
 from policies.core.xds import types
 from policies.core.xds.client import MAX_NACK_MESSAGE, AdsClient, Node, one_line
+from tests.waiting import wait_until
 
 GROUP = "a1-test"
 NODE = Node("test-node", GROUP)
 
-
-def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what or predicate}")
-        time.sleep(0.02)
 
 
 def cluster(name: str, timeout_s: int = 1) -> Resource:

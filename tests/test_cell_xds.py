@@ -10,10 +10,8 @@ from __future__ import annotations
 import http.client
 import json
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -22,6 +20,7 @@ from control.xds.cache import Resource, Snapshot, SnapshotCache
 from control.xds.server import XdsServer
 from policies.core.cells import CellTable
 from policies.core.xds.types import CELL_TABLE, canonical_json
+from tests.waiting import wait_until
 
 OLD = CellTable.balanced(["cell-1", "cell-2"], 64)
 NEW = OLD.add_cell("cell-3")
@@ -31,16 +30,6 @@ def table_resource(name: str, table: CellTable | bytes) -> Resource:
     value = table if isinstance(table, bytes) else canonical_json(table.to_dict())
     return Resource.of(CELL_TABLE, name, value)
 
-
-def poll(check: Callable[[], Any], timeout: float = 10.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not true within {timeout} s: {check}")
-        time.sleep(0.02)
 
 
 def moving_tenant() -> str:
@@ -109,7 +98,7 @@ def test_before_the_first_table_the_cell_answers_503_even_on_healthz(
     assert cell.status("/healthz") == 503
     assert cell.status("/t/acme/items") == 503
     plane.publish(table_resource("cells", OLD))
-    poll(lambda: cell.status("/healthz") == 200)
+    wait_until(lambda: cell.status("/healthz") == 200)
 
 
 def test_a_cell_accepts_a_moving_tenant_under_either_table(
@@ -117,15 +106,15 @@ def test_a_cell_accepts_a_moving_tenant_under_either_table(
     tenant = moving_tenant()
     old_cell, new_cell = make_cell("cell-1"), make_cell("cell-3")
     plane.publish(table_resource("cells", OLD))
-    poll(lambda: old_cell.status(f"/t/{tenant}/items") == 200)
+    wait_until(lambda: old_cell.status(f"/t/{tenant}/items") == 200)
     assert new_cell.status(f"/t/{tenant}/items") == 421
     # Phase 1: the new table is accepted too; both cells take the tenant.
     plane.publish(table_resource("cells", OLD), table_resource("cells.accept.0", NEW))
-    poll(lambda: new_cell.status(f"/t/{tenant}/items") == 200)
+    wait_until(lambda: new_cell.status(f"/t/{tenant}/items") == 200)
     assert old_cell.status(f"/t/{tenant}/items") == 200
     # Final phase: only the new table; the old cell refuses again.
     plane.publish(table_resource("cells", NEW))
-    poll(lambda: old_cell.status(f"/t/{tenant}/items") == 421)
+    wait_until(lambda: old_cell.status(f"/t/{tenant}/items") == 421)
     assert new_cell.status(f"/t/{tenant}/items") == 200
 
 
@@ -141,7 +130,7 @@ def test_a_bad_table_is_nacked_and_the_old_tables_keep_serving(
     tenant = moving_tenant()
     cell = make_cell("cell-1")
     plane.publish(table_resource("cells", OLD))
-    poll(lambda: cell.status(f"/t/{tenant}/items") == 200)
+    wait_until(lambda: cell.status(f"/t/{tenant}/items") == 200)
     plane.publish(table_resource("cells", NEW), table_resource("cells.accept.0", bad))
 
     def nack() -> str:
@@ -150,7 +139,7 @@ def test_a_bad_table_is_nacked_and_the_old_tables_keep_serving(
                 return str(json.dumps(conn))
         return ""
 
-    assert reason in poll(lambda: reason in nack() and nack())
+    assert reason in wait_until(lambda: reason in nack() and nack())
     assert cell.status(f"/t/{tenant}/items") == 200  # still on OLD: the tenant is its own
 
 
@@ -158,5 +147,5 @@ def test_an_update_without_the_routing_table_is_nacked(
         plane: Plane, make_cell: Callable[[str], XdsCell]) -> None:
     cell = make_cell("cell-1")
     plane.publish(table_resource("cells.accept.0", NEW))
-    poll(lambda: "no resource named 'cells'" in json.dumps(plane.server.connections()))
+    wait_until(lambda: "no resource named 'cells'" in json.dumps(plane.server.connections()))
     assert cell.status("/healthz") == 503

@@ -25,19 +25,10 @@ from policies.bundle import generate_signing_key
 from policies.core.cells import CellTable
 from policies.core.xds.client import AdsClient, Node
 from policies.core.xds.types import CELL_TABLE, POLICY_ASSIGNMENT, POLICY_BUNDLE
+from tests.waiting import wait_until
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "platform"
 
-
-def wait_until(predicate: Callable[[], Any], what: str, timeout: float = 20.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
 
 
 class Recorder:

@@ -26,7 +26,8 @@ from control.rollout import SIDECAR_CLUSTER
 from policies.bundle import generate_signing_key, verify_bundle
 from policies.core.xds.client import AdsClient, Node
 from policies.core.xds.types import CELL_TABLE, POLICY_ASSIGNMENT, POLICY_BUNDLE
-from tests.test_control_plane import EXAMPLE, Recorder, wait_until
+from tests.test_control_plane import EXAMPLE, Recorder
+from tests.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -9,10 +9,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import socket
 import stat
 import tempfile
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -44,27 +42,13 @@ from control.xds.cache import Resource, Snapshot, SnapshotCache
 from control.xds.server import XdsServer
 from policies.core.errors import ConfigError
 from policies.core.xds.types import CLUSTER, ENDPOINT, LISTENER, ROUTE
+from tests.waiting import free_port, wait_until
 from tests.xds_client import AdsClient
 
 GROUP = "a1-edge"
 MIB = 1 << 20
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_until(predicate: Callable[[], Any], what: str, timeout: float = 20.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.01)
 
 
 def snapshot(tag: str, pad: int = 0) -> Snapshot:

@@ -37,23 +37,12 @@ from ext_proc.metrics import EngineCollector, serve_metrics
 from ext_proc.stats import Stats
 from policies.core.xds import types
 from policies.core.xds.client import AdsClient, Node
+from tests.waiting import free_port, wait_until
 
 BOUNDS = Rollout(canary_cell="cell-2", soak_seconds=60, max_error_rate=0.01,
                  max_deny_rate=0.2, min_requests=10)  # fmt: skip
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_for(cond: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached")
-        time.sleep(0.01)
 
 
 class Sidecar:
@@ -181,11 +170,11 @@ def test_a_canary_breach_scraped_from_two_sidecars_rolls_back() -> None:
         for c in cars:
             c.assign(a.default, dict(a.cells))
         sc.start()
-        wait_for(lambda: sc.rounds >= 2)  # zero samples seen: the window starts at zero
+        wait_until(lambda: sc.rounds >= 2)  # zero samples seen: the window starts at zero
         for c in cars:
             c.decide("cell-2", "B", "allow", 4)
             c.decide("cell-2", "B", "error", 1)  # 2 of 10 in the window
-        wait_for(lambda: ctl.state is State.ROLLED_BACK)
+        wait_until(lambda: ctl.state is State.ROLLED_BACK)
         assert published == [Assignment("A")]
         assert ctl.status()["last_breach"] == (
             "error rate 0.2000 > 0.01 on cell cell-2 (2 of 10 requests)")
@@ -306,7 +295,7 @@ def test_a_stuck_target_holds_at_most_one_worker() -> None:
         try:
             t = threading.Thread(target=sc.scrape_once, daemon=True)
             t.start()
-            wait_for(lambda: bool(sc._inflight))
+            wait_until(lambda: bool(sc._inflight))
             assert sc.scrape_once() == []  # the second round skips it at once
             assert sc.status()["targets"][srv.url]["last_error"] == (
                 "still busy with the previous scrape")
@@ -322,7 +311,7 @@ def test_the_thread_scrapes_until_stopped(sidecar: Sidecar) -> None:
     sc = Scraper(lambda: [sidecar.url], lambda s: rounds.append(len(s)), interval=0.01)
     sc.start()
     try:
-        wait_for(lambda: len(rounds) >= 3)
+        wait_until(lambda: len(rounds) >= 3)
     finally:
         sc.stop()
     n = len(rounds)
@@ -346,7 +335,7 @@ def test_a_failing_sink_or_target_list_does_not_stop_scraping(sidecar: Sidecar) 
     sc = Scraper(targets, sink, interval=0.01)
     sc.start()
     try:
-        wait_for(lambda: len(calls) >= 4)
+        wait_until(lambda: len(calls) >= 4)
     finally:
         sc.stop()
 
@@ -465,7 +454,7 @@ def test_the_metrics_url_reaches_the_xds_server_as_node_metadata() -> None:
                        lambda t, r, rm: None)  # fmt: skip
     client.start()
     try:
-        wait_for(lambda: bool(server.connections()))
+        wait_until(lambda: bool(server.connections()))
         conns = server.connections()
         assert metrics_targets(conns) == [url]
     finally:

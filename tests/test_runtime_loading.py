@@ -284,8 +284,8 @@ def test_the_sidecar_refuses_hostile_reloads_and_keeps_serving(tmp_path: Path) -
         put,
         start_sidecar,
         stop_sidecar,
-        wait_until,
     )
+    from tests.waiting import wait_until
 
     sc = start_sidecar(tmp_path)
     try:

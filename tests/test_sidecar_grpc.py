@@ -15,9 +15,8 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,27 +30,13 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from policies.core.cells import CellTable
 from tests.test_engine import compile_authz
+from tests.waiting import free_port, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 CELLS = CellTable.balanced(["cell-1", "cell-2", "cell-3"])
 ALICE = {"sub": "alice", "tenant": "acme", "roles": ["reader"], "iss": "a1-dev", "aud": "a1"}
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float = 15.0, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what or predicate}")
-        time.sleep(0.05)
 
 
 def put(path: Path, data: bytes) -> None:

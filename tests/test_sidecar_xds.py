@@ -33,7 +33,8 @@ from policies.core.errors import ConfigError
 from policies.core.xds import types
 from policies.core.xds.types import canonical_json
 from tests.test_engine import ENTRY, compile_authz
-from tests.test_sidecar_grpc import ALICE, ROOT, Sidecar, check, free_port, stop_sidecar, wait_until
+from tests.test_sidecar_grpc import ALICE, ROOT, Sidecar, check, stop_sidecar
+from tests.waiting import free_port, wait_until
 
 GROUP = "a1-sidecar"
 CELLS = CellTable.balanced(["cell-1", "cell-2", "cell-3"])

@@ -7,13 +7,11 @@ from __future__ import annotations
 import http.server
 import json
 import shutil
-import socket
 import subprocess
 import threading
-import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +30,7 @@ from google.protobuf import any_pb2
 from control.xds.cache import Resource, Snapshot, SnapshotCache
 from control.xds.server import XdsServer
 from policies.core.xds.types import CLUSTER, ENDPOINT, LISTENER, ROUTE
+from tests.waiting import free_port, wait_until
 
 pytestmark = [
     pytest.mark.e2e,
@@ -41,21 +40,6 @@ pytestmark = [
 GROUP = "a1-edge"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_until(predicate: Callable[[], Any], what: str, timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 def packed(message: Any) -> any_pb2.Any:

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import logging
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import grpc
 import pytest
@@ -29,6 +28,7 @@ from policies.core.xds.types import (
     RESOURCE_WRAPPER,
     ROUTE,
 )
+from tests.waiting import wait_until
 from tests.xds_client import AdsClient
 
 GROUP = "a1-edge"
@@ -398,12 +398,6 @@ def test_health_answers_serving(server) -> None:
             got = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
             assert got.status == health_pb2.HealthCheckResponse.SERVING
 
-
-def wait_until(predicate: Callable[[], object], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.01)
 
 
 def metric(server: XdsServer, name: str, **labels: str) -> float:
