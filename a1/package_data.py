@@ -14,26 +14,16 @@ of the repository resolve the same way, from any working directory.
 - The policy runtime ``a1rt.wasm`` is package data of ``policies.runtime``,
   read by ``policies.runtime.module``.
 
-A1 installs as files, never zipped: the stack hands these paths to Envoy, the
-compiler and the sidecar, so a resource that is not a real file is refused.
+``policies.core.package_data.packaged`` finds each one (and refuses a zipped
+install).
 """
 
 from __future__ import annotations
 
-from importlib import resources
 from pathlib import Path
 
 from control.envoy.templates import template_dir
-from policies.core.errors import UserError
-
-
-def packaged(package: str, *parts: str) -> Path:
-    """The real path of ``parts`` inside ``package``, symlinks resolved."""
-    found = resources.files(package).joinpath(*parts)
-    if not isinstance(found, Path):
-        where = "/".join((package.replace(".", "/"), *parts))
-        raise UserError(f"{where}: A1 must be installed as files, not from a zip archive", 2)
-    return found.resolve()
+from policies.core.package_data import packaged
 
 
 def envoy_templates() -> Path:

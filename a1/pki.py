@@ -33,6 +33,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from a1.files import write_atomic
 from policies.core.errors import UserError
 from policies.core.files import write_private
+from policies.core.identity import MAX_TOKEN_LIFETIME_S
 from policies.core.tenant import tenant_error
 
 ISSUER = "a1-dev"
@@ -42,9 +43,6 @@ SERVER_DAYS = 397
 RENEW_BEFORE = dt.timedelta(days=2)
 SERVER_NAMES = ("localhost",)
 SERVER_IPS = ("127.0.0.1", "::1")
-# The longest lifetime (exp - iat) of a token: `a1 token --ttl` is bounded by it and
-# Envoy's jwt_authn refuses longer-lived tokens (JwtProvider.max_lifetime).
-MAX_TOKEN_LIFETIME_S = 86_400
 PRIVATE_DIR_MODE = 0o700
 
 

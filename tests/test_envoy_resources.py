@@ -35,7 +35,6 @@ from a1 import envoy_bootstrap as eb
 from a1 import pki
 from control.envoy import EnvoyResources, build_resources, inline_static
 from control.envoy.params import (
-    DEFAULT_MAX_TOKEN_LIFETIME_S,
     MAX_JWKS_BYTES,
     CellEndpoint,
     EnvoyParams,
@@ -315,10 +314,6 @@ def test_inlining_refuses_dangling_and_unreferenced_resources() -> None:
     no_secret = EnvoyResources({**res.by_type, xt.SECRET: {}})
     with pytest.raises(ConfigError, match="secret 'a1_tls' does not exist"):
         inline_static(no_secret)
-
-
-def test_default_token_lifetime_is_the_minting_bound() -> None:
-    assert DEFAULT_MAX_TOKEN_LIFETIME_S == pki.MAX_TOKEN_LIFETIME_S
 
 
 # -- attacker input ------------------------------------------------------------------

@@ -20,6 +20,7 @@ from typing import Any
 
 from policies.core.cells import cell_name_error
 from policies.core.errors import UserError
+from policies.core.identity import MAX_TOKEN_LIFETIME_S
 
 MODES = ("grpc", "http", "ext_proc", "rbac", "none")
 SIDECAR_MODES = ("grpc", "http", "ext_proc")
@@ -27,9 +28,6 @@ LISTENERS = ("http", "https")
 
 #: Node cluster of every edge Envoy; the control plane groups its snapshots by it.
 EDGE_NODE_CLUSTER = "a1-edge"
-#: jwt_authn ``max_lifetime`` default; equal to ``a1.pki.MAX_TOKEN_LIFETIME_S`` (a test
-#: holds them equal), the bound ``a1 token --ttl`` also enforces.
-DEFAULT_MAX_TOKEN_LIFETIME_S = 86_400
 #: An inline JWKS travels in both listeners of every push; a real one is a few KiB.
 MAX_JWKS_BYTES = 64 * 1024
 #: jwt_authn providers in one filter (the platform spec's bound on issuers).
@@ -81,7 +79,7 @@ class EnvoyParams:
     pinned_cell: str | None = None  # rbac/none: the one cell that serves (default: first)
     issuer: str = "a1-dev"
     audience: str = "a1"
-    max_token_lifetime_s: int = DEFAULT_MAX_TOKEN_LIFETIME_S  # jwt_authn max_lifetime
+    max_token_lifetime_s: int = MAX_TOKEN_LIFETIME_S  # jwt_authn max_lifetime
     # HTTP ext_authz: request headers (besides the defaults) sent to the sidecar.
     http_authz_headers: Sequence[str] = field(default=("x-a1-jwt-payload",))
     node_id: str = "a1-edge"

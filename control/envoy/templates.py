@@ -22,13 +22,13 @@ import copy
 import re
 import string
 from collections.abc import Mapping
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from policies.core.errors import UserError
+from policies.core.package_data import packaged
 
 _WHOLE = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
 _ANY = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -42,16 +42,9 @@ class TemplateError(UserError):
 
 
 def template_dir() -> Path:
-    """The directory holding ``bootstrap.yaml`` and ``fragments/``, symlinks resolved.
-
-    Found through ``importlib.resources`` so that a wheel and an editable install
-    resolve alike; a zipped install is refused, because Envoy is handed real paths.
-    """
-    found = resources.files("control").joinpath("envoy_templates")
-    if not isinstance(found, Path):
-        raise UserError("control/envoy_templates: A1 must be installed as files, "
-                        "not from a zip archive", 2)
-    return found.resolve()
+    """The directory holding ``bootstrap.yaml`` and ``fragments/``, symlinks resolved
+    (package data of ``control``, through the ``envoy_templates`` link)."""
+    return packaged("control", "envoy_templates")
 
 
 #: Parsed templates by (path, mtime, size): parsing is ~90% of building the resources,
