@@ -8,11 +8,13 @@ and check the data plane through real requests under steady load:
   restarted during the outage boot from last-known-good and serve; the control
   plane back, a spec change reaches everyone again;
 - a cell added and a cell removed under steady load fail no request;
-- a canary policy that breaches the deny-rate bound is rolled back by itself.
+- a canary policy that breaches the deny-rate bound is rolled back by itself;
+- a tampered or unsigned bundle is refused, and the old policy keeps deciding.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sys
 import threading
@@ -28,8 +30,15 @@ import yaml
 from a1.cli import main as a1_main
 from a1.launcher import ProcessSpec, free_ports, http_probe
 from a1.stack import Stack
+from control.pipeline.compile import compile_bundle
+from control.pipeline.render import render
+from control.pipeline.state import initial_state
 from control.spec import load_spec
+from control.xds.cache import Resource, Snapshot, SnapshotCache
+from control.xds.server import XdsServer
 from e2e.conftest import Client, poll, tenants_in_table
+from policies.bundle import load_signing_key, load_trusted_keys, public_key_path, verify_bundle
+from policies.core.xds.types import POLICY_ASSIGNMENT, POLICY_BUNDLE, PUSH_ORDER, canonical_json
 
 pytestmark = pytest.mark.e2e
 
@@ -239,3 +248,60 @@ def test_a_canary_that_breaches_the_deny_bound_is_rolled_back_by_itself(stack: S
     # The stable policy (the same bytes) is proposed again: the rollout ends idle.
     poll(lambda: control_status(stack)["rollout"]["state"] in ("idle", "rolled_back"),
          what="the rollout to settle")
+
+
+def sidecar_nack(server: XdsServer) -> str:
+    """The sidecar's last NACK text for policy bundles on ``server`` ("" if none)."""
+    for conn in server.connections():
+        if conn["node_cluster"] == "a1-sidecar":
+            return str(conn["types"].get(POLICY_BUNDLE, {}).get("last_nack") or "")
+    return ""
+
+
+def test_a_tampered_or_unsigned_bundle_is_refused_and_the_old_policy_keeps_deciding(
+        stack: Stack) -> None:
+    """An impostor on the control plane's port serves the real snapshot with the policy
+    bundle tampered, then unsigned: the sidecar NACKs both, Envoy keeps serving, and
+    every decision still comes from the policy the real control plane signed."""
+    client = Client(stack.http_url)
+    tenant = tenants_of(stack, per_cell=1)[0]
+    token = stack.token(tenant, ["reader"])
+    version = client.get(f"/t/{tenant}/echo", token).json()["headers"]["x-a1-policy-version"]
+    spec = load_spec(stack.files.platform)
+    key = load_signing_key(stack.files.signing_key)
+    real_version, bundle = compile_bundle(spec.policy, key)
+    good = render(initial_state(spec, real_version, bundle))
+    module = verify_bundle(bundle, load_trusted_keys(public_key_path(stack.files.signing_key)),
+                           source="test").module
+    tampered = bytearray(bundle)
+    tampered[-100] ^= 0x01  # inside the module: the signature no longer verifies
+    unsigned_version = hashlib.sha256(module).hexdigest()
+    cases = {
+        "tampered": [Resource.of(POLICY_BUNDLE, real_version, bytes(tampered))],
+        "unsigned": [Resource.of(POLICY_BUNDLE, unsigned_version, module),
+                     Resource.of(POLICY_ASSIGNMENT, "assignment",
+                                 canonical_json({"default": unsigned_version, "cells": {}}))],
+    }
+    stack.launcher.stop("control")
+    try:
+        for case, replaced in cases.items():
+            swap = {(r.type_url, r.name) for r in replaced}
+            kept = [r for t in PUSH_ORDER for r in good.resources(t).values()
+                    if (t, r.name) not in swap and not (case == "unsigned" and t == POLICY_BUNDLE)]
+            cache = SnapshotCache()
+            cache.set_snapshot("default", Snapshot([*kept, *replaced]))
+            impostor = XdsServer(cache, port=stack.ports.xds, node_group=lambda node: "default")
+            impostor.start()
+            try:
+                reason = poll(lambda server=impostor: sidecar_nack(server), timeout=30,
+                              what=f"the sidecar to NACK the {case} bundle")
+                assert "signature" in reason or "unsigned" in reason, reason
+                for _ in range(20):
+                    resp = client.get(f"/t/{tenant}/echo", token)
+                    assert resp.status == 200, resp
+                    assert resp.json()["headers"]["x-a1-policy-version"] == version
+            finally:
+                impostor.stop(grace=0)
+    finally:
+        stack.launcher.start(stack.control_spec())
+        stack.launcher.wait_ready(["control"], timeout=60)
