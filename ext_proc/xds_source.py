@@ -200,25 +200,28 @@ class XdsConfigSource:
     def _on_update(self, type_url: str, resources: dict[str, bytes], removed: list[str]) -> None:
         try:
             with self._lock:
+                # Each branch installs the new set, tries to apply, and puts the old set
+                # back if that fails: a NACKed update leaves nothing of itself behind.
                 if type_url == types.POLICY_BUNDLE:
-                    self._bundles = self._load_bundles(resources)
-                    self._apply_if_ready(strict=False)
+                    self._try("_bundles", self._load_bundles(resources), strict=False)
                 elif type_url == types.CELL_TABLE:
-                    self._table = self._parse_table(resources)
-                    self._apply_if_ready(strict=False)
+                    self._try("_table", self._parse_table(resources), strict=False)
                 elif type_url == types.POLICY_ASSIGNMENT:
-                    old = self._assignment
-                    self._assignment = self._parse_assignment(resources)
-                    try:
-                        self._apply_if_ready(strict=True)
-                    except ConfigError:
-                        self._assignment = old
-                        raise
+                    self._try("_assignment", self._parse_assignment(resources), strict=True)
         except Exception as err:
             message = one_line(err)
             log.error("refused %s, keeping the last good config: %s", type_url, message)
             if self._on_failure is not None:
                 self._on_failure(message)
+            raise
+
+    def _try(self, attr: str, value: Any, *, strict: bool) -> None:
+        old = getattr(self, attr)
+        setattr(self, attr, value)
+        try:
+            self._apply_if_ready(strict=strict)
+        except Exception:
+            setattr(self, attr, old)
             raise
 
     def _load_bundles(self, resources: dict[str, bytes]) -> dict[str, _Loaded]:

@@ -526,3 +526,29 @@ def test_a_first_request_without_a_node_is_refused(server) -> None:
         assert err is not None and err.code() == grpc.StatusCode.INVALID_ARGUMENT
     finally:
         c.close()
+
+
+@pytest.mark.parametrize("field", ["node_id", "cluster"])
+def test_an_oversized_node_id_or_cluster_is_refused(server, field: str) -> None:
+    c = AdsClient(f"127.0.0.1:{server.port}", **{field: "n" * 100_000})  # type: ignore[arg-type]
+    try:
+        c.request(CLUSTER)
+        err = c.ended()
+        assert err is not None and err.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "at most 256" in (err.details() or "")
+    finally:
+        c.close()
+
+
+def test_the_connected_metric_names_only_a1_node_clusters(cache, server, clients) -> None:
+    cache.set_snapshot(GROUP, snap(**values(cluster=["a"])))
+    for cluster in ("a1-edge", "made-up-1", "made-up-2"):
+        connect(server, clients, cluster=cluster).request(CLUSTER)
+
+    def samples() -> dict[str, float]:
+        return {s.labels["node_cluster"]: s.value
+                for metric in server.registry.collect() if metric.name == "a1_xds_connected"
+                for s in metric.samples}
+
+    wait_until(lambda: sum(samples().values()) == 3, "three streams counted")
+    assert samples() == {"a1-edge": 1.0, "other": 2.0}

@@ -4,7 +4,9 @@ A topology change is a list of snapshots (``control.pipeline.topology``): each
 phase must be held by every client that subscribes to what it changed before the
 next phase may rely on it (a route to a cluster Envoy has not ACKed would 503).
 So after each phase but the last the publisher waits, bounded, until every stream
-subscribed to each changed type ACKs that type's new version; the server's push
+subscribed to each changed type ACKs that type's new version, and at least as many
+as were subscribed when the transition began (a client reconnecting mid-transition
+stops it rather than being skipped); the server's push
 order already makes Envoy take clusters before routes inside one phase. Who
 "the right node group" is falls out of the subscriptions: Envoys subscribe to
 CDS/EDS/LDS/RDS, sidecars and demo cells to the cell table, sidecars to the
@@ -45,6 +47,7 @@ class PublishResult:
     phases: int
     done: int
     error: str | None = None
+    nacked: bool = False  # stopped by a NACK (retrying cannot help until the config changes)
 
     @property
     def ok(self) -> bool:
@@ -79,6 +82,9 @@ class Publisher:
     def publish(self, phases: Sequence[Snapshot]) -> PublishResult:
         """Publish every phase in order, waiting for ACKs between phases (see the module)."""
         n = len(phases)
+        # The clients present now must all take part: one that is reconnecting when a
+        # phase goes out must not let the next phase rely on what it has not got.
+        expected = self._subscribers()
         try:
             for i, snapshot in enumerate(phases):
                 before = self.cache.snapshot(self.group)
@@ -87,10 +93,11 @@ class Publisher:
                 self.cache.set_snapshot(self.group, snapshot)
                 if i == n - 1 or not types:
                     continue
-                error = self._wait(snapshot, types, i + 1, n)
-                if error is not None:
+                stopped = self._wait(snapshot, types, i + 1, n, expected)
+                if stopped is not None:
+                    error, nacked = stopped
                     log.error("control: transition stopped at phase %d of %d: %s", i + 1, n, error)
-                    return PublishResult(n, i + 1, error)
+                    return PublishResult(n, i + 1, error, nacked)
                 if self.drain > 0:
                     self._set_progress({"phase": i + 1, "phases": n, "waiting_for": ["drain"]})
                     time.sleep(self.drain)
@@ -98,7 +105,17 @@ class Publisher:
         finally:
             self._set_progress(None)
 
-    def _wait(self, snapshot: Snapshot, types: list[str], phase: int, n: int) -> str | None:
+    def _subscribers(self) -> dict[str, int]:
+        """How many live streams subscribe to each type."""
+        counts: dict[str, int] = {}
+        for conn in self.server.connections():
+            for type_url, st in (conn.get("types") or {}).items():
+                if st.get("wildcard") or st.get("name_count"):
+                    counts[type_url] = counts.get(type_url, 0) + 1
+        return counts
+
+    def _wait(self, snapshot: Snapshot, types: list[str], phase: int, n: int,
+              expected: dict[str, int]) -> tuple[str, bool] | None:
         deadline = time.monotonic() + self.ack_timeout
         for type_url in types:
             version = snapshot.version(type_url)
@@ -106,13 +123,14 @@ class Publisher:
                                 "waiting_for": [short_type(type_url)]})
             remaining = max(0.0, deadline - time.monotonic())
             if self.server.wait_acked(self.group, type_url, version, timeout=remaining,
-                                      min_clients=0):
+                                      min_clients=expected.get(type_url, 0)):
                 continue
             return self._why(type_url, version, phase, n)
         return None
 
-    def _why(self, type_url: str, version: str, phase: int, n: int) -> str:
-        """Name the node that NACKed (with its text) or the ones that did not ACK in time."""
+    def _why(self, type_url: str, version: str, phase: int, n: int) -> tuple[str, bool]:
+        """Name the node that NACKed (with its text) or the ones that did not ACK in time;
+        and whether it was a NACK."""
         kind = short_type(type_url)
         late = []
         for conn in self.server.connections():
@@ -122,9 +140,9 @@ class Publisher:
             node = conn.get("node_id") or conn.get("peer") or "?"
             if st.get("last_nack_version") == version and st.get("acked_version") != version:
                 return (f"phase {phase}/{n}: node {node} NACKed {kind} version "
-                        f"{version[:12]}: {st.get('last_nack', '')}")
+                        f"{version[:12]}: {st.get('last_nack', '')}", True)
             if st.get("acked_version") != version:
                 late.append(node)
         shown = ", ".join(late[:5]) + (f" and {len(late) - 5} more" if len(late) > 5 else "")
         return (f"phase {phase}/{n}: {kind} version {version[:12]} not ACKed within "
-                f"{self.ack_timeout:g}s by {shown or 'a client that left'}")
+                f"{self.ack_timeout:g}s by {shown or 'a client that left'}", False)

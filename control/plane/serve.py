@@ -44,6 +44,7 @@ from policies.core.errors import ConfigError, UserError
 log = logging.getLogger("a1.control")
 
 ROLLOUT_INTERVAL = 1.0  # seconds between rollout observe/tick rounds
+RETRY_INTERVAL = 5.0  # seconds between retries of a transition that stopped part way
 
 _FIELD = r"(?:(?P<field>[A-Za-z_][\w-]*(?:\[\d+\]|\.[\w-]+)*): )?"
 _AT_POSITION = re.compile(r"(?:^|: )(?P<file>[^\s:]+):(?P<line>\d+):(?P<col>\d+): " + _FIELD)
@@ -216,8 +217,9 @@ class ControlPlane:
             self._reloads += 1
             try:
                 spec = load_spec(self.options.config)
-                if self._spec is not None and spec.digest == self._spec.digest:
-                    return True  # touched, not changed
+                if (self._spec is not None and spec.digest == self._spec.digest
+                        and not self.transition_stopped()):
+                    return True  # touched, not changed (a stopped transition is retried)
                 self._apply(spec)
                 return True
             except ConfigError as err:
@@ -258,7 +260,8 @@ class ControlPlane:
             self._state = phases[result.done - 1]
             self._published_at = time.time()
         self._last_transition = {"digest": spec.digest, "phases": result.phases,
-                                 "done": result.done, "error": result.error, "at": time.time()}
+                                 "done": result.done, "error": result.error,
+                                 "nacked": result.nacked, "at": time.time()}
         self.metrics.transitions.labels("ok" if result.ok else "stopped").inc()
         if self._state is not None:
             self.metrics.published(spec.digest, self._state.assignment.default)
@@ -332,9 +335,21 @@ class ControlPlane:
 
     # -- rollout -----------------------------------------------------------------------------
 
+    def transition_stopped(self) -> bool:
+        """The last transition stopped part way because ACKs did not come in time (a
+        NACKed one waits for a config change instead)."""
+        last = self._last_transition
+        return bool(last and last.get("error") and not last.get("nacked"))
+
     def _rollout_loop(self) -> None:
-        """Let time pass for the rollout: a soak that lasted long enough promotes."""
+        """Let time pass for the rollout: a soak that lasted long enough promotes; and
+        retry, every ``RETRY_INTERVAL``, a transition that stopped part way, from the
+        phase it reached (a reconnected client, or a fixed one, lets it finish)."""
+        retry_at = 0.0
         while not self._stop.wait(self.options.rollout_interval):
+            if self.transition_stopped() and time.monotonic() >= retry_at:
+                retry_at = time.monotonic() + RETRY_INTERVAL
+                self.reload()
             try:
                 with self._lock:
                     if self._rollout is not None and self._rollout.tick() is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 MIB = 1 << 20
 
@@ -27,10 +28,26 @@ class Limits:
     requests_per_second: float = 200.0
     # Concurrent ADS streams on one server.
     max_streams: int = 20_000
+    # A node's id and cluster (status shows them, streams are grouped by cluster).
+    max_node_chars: int = 256
     # Node metadata kept for status (string fields only; longer ones are dropped).
     node_metadata_fields: int = 16
     node_metadata_key_chars: int = 64
     node_metadata_value_chars: int = 512
+
+
+    def node_error(self, node: Any) -> str | None:
+        """Why a stream's node is refused (an id or cluster too long), or None."""
+        for field in ("id", "cluster"):
+            value = getattr(node, field)
+            if len(value) > self.max_node_chars:
+                return (f"node.{field} is {len(value)} characters long; at most "
+                        f"{self.max_node_chars} are accepted")
+        return None
+
+
+# A1's own node clusters, the values the connected-clients metric is labelled with.
+KNOWN_NODE_CLUSTERS = frozenset({"a1-edge", "a1-sidecar", "a1-cell"})
 
 
 class StreamLimitError(Exception):

@@ -37,7 +37,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from control.loop_thread import LoopThread, call_on
 from control.xds.cache import SnapshotCache, default_node_group, short_type
 from control.xds.delta import DeltaStream
-from control.xds.limits import Limits, StreamLimitError, StreamProtocolError
+from control.xds.limits import KNOWN_NODE_CLUSTERS, Limits, StreamLimitError, StreamProtocolError
 from control.xds.sotw import SotwStream
 from control.xds.stream import ProtocolStream, Response
 
@@ -309,8 +309,13 @@ class XdsServer:
                     if conn.group is None:
                         if not item.HasField("node"):
                             raise StreamProtocolError("the first request carries no node")
+                        node_error = self.limits.node_error(item.node)
+                        if node_error is not None:
+                            raise StreamProtocolError(node_error)
                         conn.group = str(self.node_group(item.node))
-                        cluster = item.node.cluster
+                        # Bounded label values: A1's node clusters by name, the rest "other".
+                        cluster = (item.node.cluster if item.node.cluster in KNOWN_NODE_CLUSTERS
+                                   else "other")
                         self._metrics.connected.labels(cluster).inc()
                     self._apply(conn, item)
                 generation, snapshot = self.cache.entry(conn.group or "")
