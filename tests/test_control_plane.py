@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from control.plane.serve import ControlPlane, PlaneOptions, error_record
-from control.plane.status import MAX_BODY, MAX_PATH, StatusServer
+from control.plane.status import ACTION_HEADER, MAX_BODY, MAX_PATH, StatusServer
 from control.plane.watch import SpecWatcher, TooManyFiles, fingerprint
 from policies.bundle import generate_signing_key
 from policies.core.cells import CellTable
@@ -256,18 +256,22 @@ def test_a_new_policy_is_proposed_to_the_rollout(plane: ControlPlane, client: Re
     assert assignment == {"default": stable, "cells": {"cell-1": candidate}}
     assert set(client.of(POLICY_BUNDLE)[-1]) == {stable, candidate}
     # the operator aborts: the stable version everywhere, the candidate's bundle gone
-    req = urllib.request.Request(plane.status_url + "/rollout/abort", method="POST", data=b"")
-    with urllib.request.urlopen(req, timeout=10) as resp:
-        answer = json.loads(resp.read())
-    assert answer["rollout"]["state"] == "aborted"
+    # a web page's cross-site POST (no action header) or a rebound Host is refused
+    assert get_post(plane.status_url + "/rollout/abort", headers={})[0] == 403
+    assert get_post(plane.status_url + "/rollout/abort",
+                    headers={ACTION_HEADER: "1", "Host": "evil.example:80"})[0] == 421
+    code, answer = get_post(plane.status_url + "/rollout/abort")
+    assert code == 200 and answer["rollout"]["state"] == "aborted"
     wait_until(lambda: json.loads(client.of(POLICY_ASSIGNMENT)[-1]["assignment"])
                == {"default": stable, "cells": {}}, "the rollback")
     code, doc = get_post(plane.status_url + "/rollout/promote")
     assert code == 409 and "no rollout in progress" in doc["error"]
 
 
-def get_post(url: str) -> tuple[int, Any]:
-    req = urllib.request.Request(url, method="POST", data=b"")
+def get_post(url: str, headers: dict[str, str] | None = None) -> tuple[int, Any]:
+    """POST an action, with the action header unless ``headers`` says otherwise."""
+    req = urllib.request.Request(url, method="POST", data=b"",
+                                 headers={ACTION_HEADER: "1"} if headers is None else headers)
     try:
         with urllib.request.urlopen(req, timeout=10) as resp:
             return resp.status, json.loads(resp.read())

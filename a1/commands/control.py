@@ -24,6 +24,7 @@ from typing import Any
 
 from a1.argtypes import port
 from a1.commands import relay
+from control.plane.status import ACTION_HEADER
 from policies.core.errors import UserError
 
 DEFAULT_CONTROL = "http://127.0.0.1:18001"
@@ -189,7 +190,8 @@ def request(control: str, path: str, method: str = "GET") -> Any:
     """The JSON answer of the control plane at ``control``; one-line UserError otherwise."""
     base = _check_url(control)
     req = urllib.request.Request(base + path, method=method,
-                                 data=b"" if method == "POST" else None)
+                                 data=b"" if method == "POST" else None,
+                                 headers={ACTION_HEADER: "1"} if method == "POST" else {})
     try:
         with urllib.request.urlopen(req, timeout=HTTP_TIMEOUT) as resp:
             body = resp.read(MAX_ANSWER + 1)

@@ -35,6 +35,11 @@ MAX_CONNECTIONS = 32  # concurrent connections; more are closed at once
 SOCKET_TIMEOUT = 10.0  # seconds a client may take to send a request
 
 GET_PATHS = ("/status", "/metrics", "/healthz")
+# An action must carry this header: a browser page cannot add it to a cross-site
+# POST without a CORS preflight (which this server never answers), so no web page
+# a local user opens can promote or abort a rollout.
+ACTION_HEADER = "X-A1-Action"
+_LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "[::1]", "::1"})
 
 
 class ActionRefused(Exception):
@@ -153,6 +158,14 @@ class _Handler(BaseHTTPRequestHandler):
         if method not in allowed.split(", "):
             self._reply(405, {"error": f"{method} not allowed on {path}; use {allowed}"},
                         allow=allowed)
+            return
+        host = (self.headers.get("Host") or "").rsplit(":", 1)[0].lower()
+        if host not in _LOCAL_HOSTS and host != self.server.server_address[0]:
+            # A DNS-rebinding page reaches this port under its own name: refuse it.
+            self._reply(421, {"error": f"Host {one_line(host, 80)!r} is not this server"})
+            return
+        if method == "POST" and self.headers.get(ACTION_HEADER) != "1":
+            self._reply(403, {"error": f"actions need the header {ACTION_HEADER}: 1"})
             return
         try:
             if path == "/status":
