@@ -12,13 +12,12 @@ and no live process answers on it.
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
-import socket
 import stat
 from collections.abc import Iterator
 
 from policies.core.errors import ConfigError
+from policies.core.unix_socket import clear_stale
 
 UNIX_PREFIX = "unix:"
 
@@ -26,33 +25,6 @@ UNIX_PREFIX = "unix:"
 def unix_path(address: str) -> str | None:
     """``unix:/path`` → ``/path``; None for HOST:PORT."""
     return address[len(UNIX_PREFIX):] if address.startswith(UNIX_PREFIX) else None
-
-
-def clear_stale(path: str, where: str) -> None:
-    """Make ``path`` free for bind(): remove a dead socket, refuse anything else."""
-    try:
-        st = os.lstat(path)
-    except FileNotFoundError:
-        return
-    except OSError as err:
-        raise ConfigError(f"{where}: {path}: {err.strerror}") from None
-    if stat.S_ISLNK(st.st_mode):
-        raise ConfigError(f"{where}: {path} is a symlink; refusing to bind there")
-    if not stat.S_ISSOCK(st.st_mode):
-        raise ConfigError(f"{where}: {path} exists and is not a socket; refusing to remove it")
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        probe.settimeout(0.5)
-        probe.connect(path)
-    except OSError as err:
-        if err.errno not in (errno.ECONNREFUSED, errno.ENOENT):
-            raise ConfigError(f"{where}: {path}: {err.strerror}") from None
-    else:
-        raise ConfigError(f"{where}: {path} is in use by a running process")
-    finally:
-        probe.close()
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(path)
 
 
 @contextlib.contextmanager

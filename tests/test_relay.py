@@ -545,7 +545,7 @@ def test_the_command_refuses_bad_input_in_one_line(tmp_path: Path,
     sock = tmp_path / "not-a-socket"
     sock.write_text("mine")
     assert relay_main(["--upstream", "127.0.0.1:1", "--listen", f"unix:{sock}",
-                       "--state-dir", str(tmp_path)]) == 1
+                       "--state-dir", str(tmp_path)]) == 2
     assert "is not a socket" in capsys.readouterr().err
     assert sock.read_text() == "mine"
 

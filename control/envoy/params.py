@@ -21,6 +21,7 @@ from typing import Any
 from policies.core.cells import cell_name_error
 from policies.core.errors import UserError
 from policies.core.identity import MAX_TOKEN_LIFETIME_S
+from policies.core.unix_socket import unix_path_error
 
 MODES = ("grpc", "http", "ext_proc", "rbac", "none")
 SIDECAR_MODES = ("grpc", "http", "ext_proc")
@@ -141,8 +142,9 @@ def socket_address(address: str, field_name: str, *, names: bool = False) -> dic
         raise UserError(why, 2)
     if address.startswith("unix:"):
         path = address[len("unix:"):]
-        if not path or "\0" in path:
-            raise UserError(f"{field_name}: expected unix:/path, got {address[:80]!r}", 2)
+        why = "contains NUL" if "\0" in path else unix_path_error(path)
+        if why is not None:
+            raise UserError(f"{field_name}: {why}", 2)
         return {"pipe": {"path": path}}
     host, sep, port = address.rpartition(":")
     if not sep or not host or not port:

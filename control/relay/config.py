@@ -9,7 +9,6 @@ from control.envoy.params import EDGE_NODE_CLUSTER, socket_address
 from policies.core.errors import ConfigError, UserError
 
 MIB = 1 << 20
-MAX_UNIX_PATH = 107  # sun_path holds 108 bytes with the NUL
 
 
 @dataclass(frozen=True)
@@ -58,9 +57,6 @@ class RelayConfig:
                 socket_address(checked, field, names=field == "upstream")
             except UserError as err:
                 raise ConfigError(f"relay: {err}") from None
-            if value.startswith("unix:") and len(value.encode()) - len("unix:") > MAX_UNIX_PATH:
-                raise ConfigError(f"relay: {field}: a unix socket path is at most "
-                                  f"{MAX_UNIX_PATH} bytes")
         if not self.node_cluster or len(self.node_cluster) > 256:
             raise ConfigError("relay: node_cluster: must be 1 to 256 characters")
         for field in ("max_message_bytes", "max_state_bytes", "max_queued_bytes",

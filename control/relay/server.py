@@ -24,7 +24,6 @@ import contextlib
 import itertools
 import logging
 import os
-import stat
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +43,7 @@ from control.relay.upstream import UpstreamWatch, channel_options
 from control.xds.cache import short_type
 from control.xds.limits import Limits
 from control.xds.server import ADS_SERVICE, Keepalive, server_options
+from policies.core.unix_socket import clear_stale
 
 log = logging.getLogger("a1.control.relay")
 
@@ -120,7 +120,9 @@ class Relay:
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         listen = self.config.listen
         if listen.startswith("unix:"):
-            _clear_stale_socket(Path(listen[len("unix:"):]))
+            sock = Path(listen[len("unix:"):])
+            sock.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            clear_stale(str(sock), "relay: listen")
         port = server.add_insecure_port(listen)
         if port == 0:
             raise OSError(f"relay: cannot bind {listen}")
@@ -336,18 +338,6 @@ class Relay:
         except Exception as err:  # a transport failure grpc did not map to a status
             code, details = grpc.StatusCode.UNAVAILABLE, str(err)
         await st.events.put(("up_end", generation, code, details))
-
-
-def _clear_stale_socket(path: Path) -> None:
-    """Remove a socket left by a previous relay; refuse to replace anything else."""
-    try:
-        st = os.lstat(path)
-    except FileNotFoundError:
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        return
-    if not stat.S_ISSOCK(st.st_mode):
-        raise OSError(f"relay: {path} exists and is not a socket")
-    path.unlink()
 
 
 class _Servicer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
