@@ -49,6 +49,7 @@ from a1.launcher import (
 )
 from a1.stack_platform import PlatformInputs, write_platform_spec
 from policies.core.errors import UserError
+from policies.core.unix_socket import unix_path_error
 
 DEFAULT_STATE_DIR = Path(".a1")
 LOOPBACK = "127.0.0.1"
@@ -74,26 +75,24 @@ class StackPorts:
     sidecar_http: int = DEFAULT_INTERNAL_BASE + 1
     sidecar_metrics: int = DEFAULT_INTERNAL_BASE + 2
     cells: tuple[int, ...] = tuple(DEFAULT_INTERNAL_BASE + 11 + i for i in range(3))
-    xds: int = DEFAULT_INTERNAL_BASE + 3
     control: int = DEFAULT_INTERNAL_BASE + 4
 
     @classmethod
     def defaults(cls, n_cells: int, internal_base: int = DEFAULT_INTERNAL_BASE,
                  http: int = 10000, https: int = 10443, admin: int = 9901) -> StackPorts:
-        """Fixed ports: sidecar at base..base+2, control plane xDS and status at base+3 and
-        base+4, cell i at base+10+i."""
+        """Fixed ports: sidecar at base..base+2, the control plane's status at base+4,
+        cell i at base+10+i (the control plane's ADS is a Unix socket)."""
         if not 1024 <= internal_base <= 65535 - 11 - n_cells:
             raise UserError(f"--internal-port-base: {internal_base} leaves no room for "
                             f"{n_cells} cells below 65536", 2)
         return cls(http, https, admin, internal_base, internal_base + 1, internal_base + 2,
-                   tuple(internal_base + 11 + i for i in range(n_cells)),
-                   internal_base + 3, internal_base + 4)
+                   tuple(internal_base + 11 + i for i in range(n_cells)), internal_base + 4)
 
     @classmethod
     def free(cls, n_cells: int) -> StackPorts:
         """Distinct ports the kernel just handed out (for tests)."""
-        p = free_ports(8 + n_cells)
-        return cls(p[0], p[1], p[2], p[3], p[4], p[5], tuple(p[8:]), p[6], p[7])
+        p = free_ports(7 + n_cells)
+        return cls(p[0], p[1], p[2], p[3], p[4], p[5], tuple(p[7:]), p[6])
 
     def labelled(self, names: Sequence[str], with_sidecar: bool = True,
                  sidecar_tcp: bool = False, control: bool = False) -> list[tuple[str, int]]:
@@ -101,8 +100,7 @@ class StackPorts:
                ("Envoy HTTPS listener, --https-port", self.https),
                ("Envoy admin, --admin-port", self.admin)]
         if control:
-            out += [("control plane xDS, --internal-port-base", self.xds),
-                    ("control plane status, --internal-port-base", self.control)]
+            out += [("control plane status, --internal-port-base", self.control)]
         if with_sidecar and sidecar_tcp:  # default: the decision ports are Unix sockets
             out += [("sidecar gRPC, --internal-port-base", self.sidecar_grpc),
                     ("sidecar HTTP, --internal-port-base", self.sidecar_http)]
@@ -270,13 +268,15 @@ class Stack:
                             f"sidecar modes ({', '.join(envoy_bootstrap.SIDECAR_MODES)}); "
                             f"this mode runs on a static bootstrap", 2)
         self.config_source = source
+        sockets = []
         if self.options.sidecar_transport == "unix" and self.with_sidecar:
-            from policies.core.unix_socket import unix_path_error
-
-            for address in (self.sidecar_grpc_address, self.sidecar_http_address):
-                why = unix_path_error(address.removeprefix("unix:"))
-                if why is not None:
-                    raise UserError(f"--state-dir: {why}", 2)
+            sockets += [self.sidecar_grpc_address, self.sidecar_http_address]
+        if self.uses_control_plane:
+            sockets += [self.xds_address, f"unix:{self.files.relay_socket}"]
+        for address in sockets:
+            why = unix_path_error(address.removeprefix("unix:"))
+            if why is not None:
+                raise UserError(f"--state-dir: {why}", 2)
         self._launcher = launcher
         self._own_launcher = launcher is None
         self.notes: list[str] = []  # things prepare() changed that the user should know
@@ -331,8 +331,10 @@ class Stack:
 
     @property
     def xds_address(self) -> str:
-        """The control plane's ADS port (the sidecar and the cells connect here)."""
-        return f"{LOOPBACK}:{self.ports.xds}"
+        """The control plane's ADS socket (the relay, the sidecar and the cells connect
+        here): a 0600 Unix socket in the state directory, so no other local user can
+        subscribe to the TLS key Envoy is sent, or pose as the control plane."""
+        return f"unix:{self.files.state_dir / 'xds.sock'}"
 
     @property
     def control_url(self) -> str:
@@ -466,8 +468,9 @@ class Stack:
         return ProcessSpec(
             name="control",
             argv=[sys.executable, "-m", "a1", "control", "serve",
-                  "--config", str(files.platform), "--host", LOOPBACK,
-                  "--xds-port", str(self.ports.xds), "--status-port", str(self.ports.control),
+                  "--config", str(files.platform), "--xds-socket",
+                  self.xds_address.removeprefix("unix:"),
+                  "--status-port", str(self.ports.control),
                   "--signing-key", str(files.signing_key)],
             log_path=files.logs / "control.log",
             ready=grpc_health_probe(self.xds_address),

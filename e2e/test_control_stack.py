@@ -290,7 +290,8 @@ def test_a_tampered_or_unsigned_bundle_is_refused_and_the_old_policy_keeps_decid
                     if (t, r.name) not in swap and not (case == "unsigned" and t == POLICY_BUNDLE)]
             cache = SnapshotCache()
             cache.set_snapshot("default", Snapshot([*kept, *replaced]))
-            impostor = XdsServer(cache, port=stack.ports.xds, node_group=lambda node: "default")
+            impostor = XdsServer(cache, host=stack.xds_address,
+                                 node_group=lambda node: "default")
             impostor.start()
             try:
                 reason = poll(lambda server=impostor: sidecar_nack(server), timeout=30,

@@ -8,9 +8,9 @@ Schema (docs: notes/contracts.md)::
     policy: {module: /path/authz.wasm, entrypoint: a1/authz/decision}
     cells: {table: /path/cells.yaml}
     # or, instead of policy.module and cells.table, config over ADS (docs/sidecar-xds.md):
-    source: {kind: xds, address: HOST:PORT, state_dir: /path/lkg, trusted_keys: /path/keys,
-             node_id: NAME, cluster: a1-sidecar, delta: false, boot_timeout: 2,
-             max_message_bytes: 64MiB, max_bundles: 8}   # source.kind defaults to file
+    source: {kind: xds, address: HOST:PORT or unix:/path, state_dir: /path/lkg,
+             trusted_keys: /path/keys, node_id: NAME, cluster: a1-sidecar, delta: false,
+             boot_timeout: 2, max_message_bytes: 64MiB, max_bundles: 8}  # default kind: file
     tenant: {from: path}                # | {from: header, name: x-tenant-id}
                                         # | {from: host, pattern: "{tenant}.example.com"}
     decision_log: {path: /path/decisions.jsonl, queue: 10000, max_bytes: 16MiB}  # optional
@@ -297,9 +297,15 @@ def _xds_source(src: dict[str, Any], bad: Any, string: Any, path: Any, size: Any
                 integer: Any) -> XdsSourceConfig:  # fmt: skip
     """The ``source`` section with ``kind: xds``; the helpers are ``parse_config``'s."""
     address = string(src, "address", "source.address")
-    host, sep, port = address.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
-        raise bad("source.address", f"expected HOST:PORT of the ADS server, got {address!r}")
+    if address.startswith("unix:"):  # the control plane's private socket (a1 up)
+        why = unix_path_error(address[len("unix:"):])
+        if why is not None:
+            raise bad("source.address", why)
+    else:
+        host, sep, port = address.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+            raise bad("source.address",
+                      f"expected HOST:PORT or unix:/path of the ADS server, got {address!r}")
     node_id = string(src, "node_id", "source.node_id", False) or f"{socket.gethostname()}-sidecar"
     cluster = string(src, "cluster", "source.cluster", False) or "a1-sidecar"
     for field, v in (("node_id", node_id), ("cluster", cluster)):

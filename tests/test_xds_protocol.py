@@ -19,6 +19,7 @@ from prometheus_client import CollectorRegistry
 from control.xds.cache import Resource, Snapshot, SnapshotCache
 from control.xds.limits import Limits
 from control.xds.server import XdsServer
+from policies.core.errors import ConfigError
 from policies.core.xds.types import (
     CELL_TABLE,
     CLUSTER,
@@ -552,3 +553,32 @@ def test_the_connected_metric_names_only_a1_node_clusters(cache, server, clients
 
     wait_until(lambda: sum(samples().values()) == 3, "three streams counted")
     assert samples() == {"a1-edge": 1.0, "other": 2.0}
+
+
+def test_a_unix_socket_server_is_private_and_never_takes_over_a_live_socket(
+        cache, tmp_path) -> None:
+    import os
+    import stat
+
+    path = tmp_path / "xds.sock"
+    cache.set_snapshot(GROUP, snap(**values(cluster=["a"])))
+    first = XdsServer(cache, host=f"unix:{path}")
+    first.start()
+    try:
+        assert first.address == f"unix:{path}"
+        assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+        c = AdsClient(f"unix:{path}", cluster=GROUP)
+        try:
+            c.request(CLUSTER)
+            assert names(one(c.settle(first))) == ["a"]
+        finally:
+            c.close()
+        second = XdsServer(cache, host=f"unix:{path}")
+        with pytest.raises(ConfigError, match="in use by a running process"):
+            second.start()
+    finally:
+        first.stop(grace=0)
+    # A socket left behind by a dead server is replaced.
+    third = XdsServer(cache, host=f"unix:{path}")
+    third.start()
+    third.stop(grace=0)

@@ -46,6 +46,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                        help="HTTP status port (default 18001)")
     serve.add_argument("--host", default="127.0.0.1",
                        help="address the ADS server binds (default 127.0.0.1)")
+    serve.add_argument("--xds-socket", type=Path, metavar="PATH",
+                       help="serve ADS on this Unix socket (mode 0600: only this user's "
+                       "processes may connect) instead of --host/--xds-port")
     serve.add_argument("--status-host", default="127.0.0.1",
                        help="address the status endpoint binds (default 127.0.0.1: it has no "
                        "authentication and can promote or abort a rollout)")
@@ -150,8 +153,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
         ensure_signing_key(key)
     if state_dir is None:  # the key's directory: a1 up's STATE/control, private already
         state_dir = key.parent
+    host = args.host
+    if args.xds_socket is not None:
+        from policies.core.unix_socket import unix_path_error
+
+        socket_path = str(args.xds_socket.absolute())
+        why = unix_path_error(socket_path)
+        if why is not None:
+            raise UserError(f"--xds-socket: {why}", 2)
+        host = f"unix:{socket_path}"
     options = PlaneOptions(config=args.config, signing_key=key, state_dir=state_dir,
-                           host=args.host,
+                           host=host,
                            xds_port=args.xds_port, status_host=args.status_host,
                            status_port=args.status_port, ack_timeout=args.ack_timeout,
                            drain=args.drain)

@@ -179,7 +179,8 @@ class ControlPlane:
             start()
         except (OSError, RuntimeError) as err:
             reason = getattr(err, "strerror", None) or one_line(err)
-            where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+            where = (host if host.startswith("unix:")
+                     else f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
             raise UserError(f"control: cannot serve {what} on {where}: {reason}") from None
 
     def stop(self) -> None:
@@ -198,8 +199,7 @@ class ControlPlane:
 
     @property
     def xds_address(self) -> str:
-        host = f"[{self.options.host}]" if ":" in self.options.host else self.options.host
-        return f"{host}:{self.server.port}"
+        return self.server.address
 
     @property
     def status_url(self) -> str:

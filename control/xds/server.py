@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import os
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -40,6 +41,7 @@ from control.xds.delta import DeltaStream
 from control.xds.limits import KNOWN_NODE_CLUSTERS, Limits, StreamLimitError, StreamProtocolError
 from control.xds.sotw import SotwStream
 from control.xds.stream import ProtocolStream, Response
+from policies.core.unix_socket import clear_stale
 
 log = logging.getLogger("a1.control.xds")
 
@@ -176,8 +178,16 @@ class _Metrics:
         )
 
 
+def _bracketed(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
 class XdsServer:
     """ADS (SotW and Delta) over the snapshots of a ``SnapshotCache``.
+
+    ``host`` is an address to bind with ``port``, or ``unix:/path`` for a Unix socket
+    (mode 0600: on one machine, only the owner's processes may connect, and nothing
+    else can subscribe to the secrets Envoy is sent).
 
     ``node_group(node) -> str`` picks the snapshot group of a stream from the
     Envoy ``Node`` of its first request (default: ``node.cluster``, else
@@ -223,16 +233,21 @@ class XdsServer:
         server.add_registered_method_handlers(ADS_SERVICE, handlers)
         self._health = health_aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        port = server.add_insecure_port(f"{host}:{self.port}")
+        unix = self.host.startswith("unix:")
+        if unix:  # only the owner may connect: the socket is 0600 in a private directory
+            clear_stale(self.host[len("unix:"):], "xds")
+        wanted = self.host if unix else f"{_bracketed(self.host)}:{self.port}"
+        port = server.add_insecure_port(wanted)
         if port == 0:
-            raise OSError(f"xds: cannot bind {host}:{self.port}")
+            raise OSError(f"xds: cannot bind {wanted}")
         await server.start()
-        self._server, self.port = server, port
+        if unix:
+            os.chmod(self.host[len("unix:"):], 0o600)
+        self._server, self.port = server, 0 if unix else port
         for name in ("", ADS_SERVICE):
             await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
         self._unwatch = self.cache.watch(self._on_cache_change)
-        log.info("xds: ADS server listening on %s:%d", self.host, port)
+        log.info("xds: ADS server listening on %s", self.address)
         return port
 
     async def astop(self, grace: float = 1.0) -> None:
@@ -245,8 +260,16 @@ class XdsServer:
             await self._server.stop(grace)
             self._server = None
 
+    @property
+    def address(self) -> str:
+        """Where clients connect: ``unix:/path``, or ``HOST:PORT`` once bound."""
+        if self.host.startswith("unix:"):
+            return self.host
+        return f"{_bracketed(self.host)}:{self.port}"
+
     def start(self) -> int:
-        """Run the server on its own event loop in a daemon thread; returns the port."""
+        """Run the server on its own event loop in a daemon thread; returns the port
+        (0 on a Unix socket)."""
         return self._runner.start(self.astart)
 
     def stop(self, grace: float = 1.0) -> None:
