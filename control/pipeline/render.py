@@ -11,7 +11,7 @@ checked as a whole, and a state that fails any check never becomes a snapshot:
   routed cell has its cluster and its ``x-a1-cell`` route;
 - every version the assignment names has a bundle, and every bundle holds the
   version it is named for; every per-cell override names a routed cell;
-- every listener's SDS secret exists, and ``check_snapshot`` (routes → clusters,
+- every listener's SDS secret exists, and ``Snapshot.check`` (routes → clusters,
   listeners → route configs, EDS clusters ↔ endpoints).
 
 Deterministic: equal states render to byte-identical resources, hence equal versions.
@@ -33,7 +33,6 @@ from control.pipeline.state import (
     PlatformState,
 )
 from control.xds.cache import Resource, Snapshot
-from control.xds.consistency import check_snapshot
 from policies.bundle.errors import BundleRefused
 from policies.bundle.format import DEFAULT_MAX_MODULE_BYTES, parse_manifest, split
 from policies.core.errors import ConfigError, UserError
@@ -103,7 +102,7 @@ def render(state: PlatformState) -> Snapshot:
     resources = [Resource.of(t, n, v) for t, of in pack(envoy).items() for n, v in of.items()]
     resources += list(a1_resources(state))
     snapshot = Snapshot(resources)
-    check_snapshot(snapshot)
+    snapshot.check()
     return snapshot
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import re
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -147,18 +147,6 @@ class BundleStore:
         if bundle.version != version:  # a file renamed, or copied over another
             raise BundleRefused(f"{path}: holds bundle {bundle.version[:16]}, not {version[:16]}")
         return bundle
-
-    def load_latest(
-        self, keys: TrustedKeys, on_refused: Callable[[BundleRefused], None] | None = None
-    ) -> VerifiedBundle | None:
-        """The newest stored bundle that verifies, or None; refusals go to ``on_refused``."""
-        for version in self.versions():
-            try:
-                return self.load(version, keys)
-            except BundleRefused as err:
-                if on_refused is not None:
-                    on_refused(err)
-        return None
 
     # -- applied state ---------------------------------------------------------------
 
