@@ -52,7 +52,7 @@ from policies.core.cells import CellTable
 from policies.core.errors import ConfigError
 from policies.core.tenant import tenant_error
 from policies.core.xds.client import AdsClient, Node
-from policies.core.xds.types import CELL_TABLE
+from policies.core.xds.types import CELL_CLUSTER, CELL_TABLE, TABLE_NAME
 
 MAX_BODY = 1 << 20
 MAX_LIST = 1000
@@ -106,7 +106,7 @@ class XdsTables:
 
     def __init__(self, address: str, name: str) -> None:
         self._tables: dict[str, CellTable] = {}
-        self.client = AdsClient(address, Node(f"{socket.gethostname()}-{name}", "a1-cell"),
+        self.client = AdsClient(address, Node(f"{socket.gethostname()}-{name}", CELL_CLUSTER),
                                 {CELL_TABLE: None}, self._update, name=f"{name}-ads")
 
     def _update(self, type_url: str, resources: dict[str, bytes], removed: list[str]) -> None:
@@ -117,8 +117,8 @@ class XdsTables:
             except (UnicodeDecodeError, json.JSONDecodeError) as err:
                 raise ConfigError(f"CellTable {rname!r}: not JSON: {err}") from None
             tables[rname] = CellTable.from_dict(doc, f"CellTable {rname!r}")
-        if "cells" not in tables:
-            raise ConfigError("CellTable: no resource named 'cells' (the routing table)")
+        if TABLE_NAME not in tables:
+            raise ConfigError(f"CellTable: no resource named {TABLE_NAME!r} (the routing table)")
         self._tables = tables  # one store: readers see the old set or the new one
         log("cell tables from the control plane: " + ", ".join(
             f"{n} {t.version[:12]}" for n, t in tables.items()))
@@ -127,7 +127,7 @@ class XdsTables:
         self.client.start()
 
     def table(self) -> CellTable | None:
-        return self._tables.get("cells")
+        return self._tables.get(TABLE_NAME)
 
     def accepts(self, tenant: str, cell: str) -> bool:
         return any(t.lookup(tenant) == cell for t in self._tables.values())

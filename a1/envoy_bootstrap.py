@@ -17,7 +17,6 @@ import yaml
 
 from control.envoy.bootstrap import ads_bootstrap, static_bootstrap
 from control.envoy.params import (
-    EDGE_NODE_CLUSTER,
     MODES,
     SIDECAR_MODES,
     CellEndpoint,
@@ -26,6 +25,7 @@ from control.envoy.params import (
     socket_address,
 )
 from control.envoy.templates import TemplateError, substitute, template_dir
+from policies.core.xds.types import EDGE_CLUSTER
 
 __all__ = ["MODES", "SIDECAR_MODES", "TEMPLATE_DIR", "BootstrapParams", "CellEndpoint",
            "TemplateError", "cluster_name", "dump", "render_ads_bootstrap", "render_bootstrap",
@@ -45,7 +45,7 @@ def render_bootstrap(params: BootstrapParams, template_dir: Path = TEMPLATE_DIR
 
 def render_ads_bootstrap(node_id: str, xds_address: str, *, delta: bool = False,
                          admin_port: int = 9901, bind_address: str = "127.0.0.1",
-                         node_cluster: str = EDGE_NODE_CLUSTER,
+                         node_cluster: str = EDGE_CLUSTER,
                          template_dir: Path = TEMPLATE_DIR) -> dict[str, Any]:
     """A bootstrap that takes all its config over ADS from ``xds_address``."""
     return ads_bootstrap(node_id, xds_address, delta=delta, admin_port=admin_port,

@@ -37,6 +37,7 @@ from ext_proc import defaults
 from ext_proc.defaults import MiB
 from policies.core.errors import ConfigError
 from policies.core.unix_socket import unix_path_error
+from policies.core.xds.types import SIDECAR_CLUSTER
 from policies.core.yamlio import read_yaml
 
 DEFAULT_ENTRYPOINT = "a1/authz/decision"
@@ -61,7 +62,7 @@ class XdsSourceConfig:
     state_dir: Path  # last-known-good (verified bundles + applied state), 0700
     trusted_keys: Path  # a *.pub file or a directory of them (bundle signers)
     node_id: str = ""  # default: "<hostname>-sidecar"
-    cluster: str = "a1-sidecar"
+    cluster: str = SIDECAR_CLUSTER
     delta: bool = False  # Delta xDS instead of State-of-the-World
     boot_timeout: float = 2.0  # seconds to wait for the control plane before booting from disk
     max_message_bytes: int = 64 * MiB  # gRPC receive limit, and the per-type byte budget
@@ -307,7 +308,7 @@ def _xds_source(src: dict[str, Any], bad: Any, string: Any, path: Any, size: Any
             raise bad("source.address",
                       f"expected HOST:PORT or unix:/path of the ADS server, got {address!r}")
     node_id = string(src, "node_id", "source.node_id", False) or f"{socket.gethostname()}-sidecar"
-    cluster = string(src, "cluster", "source.cluster", False) or "a1-sidecar"
+    cluster = string(src, "cluster", "source.cluster", False) or SIDECAR_CLUSTER
     for field, v in (("node_id", node_id), ("cluster", cluster)):
         if len(v) > 256 or not v.isprintable():
             raise bad(f"source.{field}", f"must be printable and at most 256 characters, got {v!r}")

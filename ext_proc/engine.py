@@ -32,11 +32,15 @@ from ext_proc.policy import UNDEFINED, PolicyError
 from ext_proc.request import A1_PREFIX, RequestFacts, RequestReader
 from ext_proc.stats import Stats, StatsKey, ThreadStats
 from policies.core.cells import CellTable
-from policies.headers import drop_label, forbidden_header_reason, header_value_reason
+from policies.headers import (
+    CELL_HEADER,
+    drop_label,
+    forbidden_header_reason,
+    header_value_reason,
+)
 
 log = logging.getLogger("ext_proc.engine")
 
-CELL_HEADER = "x-a1-cell"
 VERSION_HEADER = "x-a1-policy-version"
 REASON_HEADER = "x-a1-deny-reason"
 __all__ = ["A1_PREFIX", "Decision", "Engine", "PolicyVersion", "deny"]

@@ -42,11 +42,10 @@ from policies.core.cells import CellTable, cell_name_error
 from policies.core.errors import ConfigError
 from policies.core.xds import types
 from policies.core.xds.client import AdsClient, ClientStatus, Node, one_line
+from policies.core.xds.types import ASSIGNMENT_NAME, METRICS_URL_KEY, TABLE_NAME
 
 log = logging.getLogger("ext_proc.xds")
 
-TABLE_NAME = "cells"
-ASSIGNMENT_NAME = "assignment"
 STATE_NAME = "lkg.json"  # the applied assignment + table; bundles live beside it in the store
 _VERSION_CHARS = frozenset("0123456789abcdef")
 
@@ -142,7 +141,7 @@ class XdsConfigSource:
         self.client = AdsClient(
             cfg.address,
             Node(cfg.node_id, cfg.cluster,
-                 {"a1.metrics_url": cfg.metrics_url} if cfg.metrics_url else {}),
+                 {METRICS_URL_KEY: cfg.metrics_url} if cfg.metrics_url else {}),
             {
                 types.POLICY_BUNDLE: None,
                 types.CELL_TABLE: [TABLE_NAME],

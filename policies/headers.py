@@ -17,10 +17,13 @@ FRAMING_HEADERS = frozenset({
     "content-length", "transfer-encoding", "connection", "keep-alive", "proxy-connection",
     "te", "trailer", "upgrade", "proxy-authenticate", "proxy-authorization", "host",
 })  # fmt: skip
+# The cell the sidecar chose: Envoy's routes match on it (control plane) and the
+# sidecar sets it (data plane), so both read this one name.
+CELL_HEADER = "x-a1-cell"
 # Names the sidecar sets or reads itself. Other ``x-a1-*`` names stay open to
 # policies: the HTTP door passes exactly ``x-a1-*`` upstream.
 SIDECAR_HEADERS = frozenset({
-    "x-a1-cell", "x-a1-policy-version", "x-a1-deny-reason", "x-a1-jwt-payload",
+    CELL_HEADER, "x-a1-policy-version", "x-a1-deny-reason", "x-a1-jwt-payload",
 })  # fmt: skip
 ENVOY_PREFIX = "x-envoy-"
 MAX_NAME_BYTES = 256

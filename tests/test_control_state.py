@@ -22,10 +22,9 @@ import pytest
 
 from control.plane.durable import STATE_NAME
 from control.plane.serve import ControlPlane, PlaneOptions
-from control.rollout import SIDECAR_CLUSTER
 from policies.bundle import generate_signing_key, verify_bundle
 from policies.core.xds.client import AdsClient, Node
-from policies.core.xds.types import CELL_TABLE, POLICY_ASSIGNMENT, POLICY_BUNDLE
+from policies.core.xds.types import CELL_TABLE, POLICY_ASSIGNMENT, POLICY_BUNDLE, SIDECAR_CLUSTER
 from tests.test_control_plane import EXAMPLE, Recorder
 from tests.waiting import wait_until
 

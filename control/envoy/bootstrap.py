@@ -14,10 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from control.envoy.inline import inline_static
-from control.envoy.params import EDGE_NODE_CLUSTER, EnvoyParams, socket_address, utf8_error
+from control.envoy.params import EnvoyParams, socket_address, utf8_error
 from control.envoy.resources import build_resources
 from control.envoy.templates import render_file, template_dir
 from policies.core.errors import UserError
+from policies.core.xds.types import EDGE_CLUSTER
 
 ADS_API_TYPES = ("GRPC", "DELTA_GRPC")
 XDS_CLUSTER = "a1_xds"
@@ -34,14 +35,14 @@ def static_bootstrap(params: EnvoyParams, templates: Path | None = None) -> dict
     """The static bootstrap for ``params`` as a mapping (Envoy YAML/JSON form)."""
     templates = templates or template_dir()
     static = inline_static(build_resources(params, templates))
-    return {**_skeleton(templates, params.node_id, EDGE_NODE_CLUSTER, params.bind_address,
+    return {**_skeleton(templates, params.node_id, EDGE_CLUSTER, params.bind_address,
                         params.admin_port),
             "static_resources": static}
 
 
 def ads_bootstrap(node_id: str, xds_address: str, *, delta: bool = False,
                   admin_port: int = 9901, bind_address: str = "127.0.0.1",
-                  node_cluster: str = EDGE_NODE_CLUSTER,
+                  node_cluster: str = EDGE_CLUSTER,
                   templates: Path | None = None) -> dict[str, Any]:
     """A bootstrap whose listeners and clusters all come over ADS from ``xds_address``.
 

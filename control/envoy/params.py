@@ -27,8 +27,6 @@ MODES = ("grpc", "http", "ext_proc", "rbac", "none")
 SIDECAR_MODES = ("grpc", "http", "ext_proc")
 LISTENERS = ("http", "https")
 
-#: Node cluster of every edge Envoy; the control plane groups its snapshots by it.
-EDGE_NODE_CLUSTER = "a1-edge"
 #: An inline JWKS travels in both listeners of every push; a real one is a few KiB.
 MAX_JWKS_BYTES = 64 * 1024
 #: jwt_authn providers in one filter (the platform spec's bound on issuers).

@@ -26,25 +26,22 @@ from typing import Any
 from control.envoy import CellEndpoint, EnvoyParams, JwtProvider, build_resources, cluster_name
 from control.envoy.protos import pack
 from control.envoy.resources import ROUTE_CONFIG, EnvoyResources
-from control.pipeline.state import (
-    ACCEPT_PREFIX,
-    ASSIGNMENT_NAME,
-    TABLE_NAME,
-    PlatformState,
-)
+from control.pipeline.state import PlatformState
 from control.xds.cache import Resource, Snapshot
 from policies.bundle.errors import BundleRefused
 from policies.bundle.format import DEFAULT_MAX_MODULE_BYTES, parse_manifest, split
 from policies.core.errors import ConfigError, UserError
 from policies.core.xds.types import (
+    ACCEPT_PREFIX,
+    ASSIGNMENT_NAME,
     CELL_TABLE,
     LISTENER,
     POLICY_ASSIGNMENT,
     POLICY_BUNDLE,
+    TABLE_NAME,
     canonical_json,
 )
-
-CELL_HEADER = "x-a1-cell"
+from policies.headers import CELL_HEADER
 
 
 def envoy_params(state: PlatformState) -> EnvoyParams:

@@ -20,9 +20,6 @@ from policies.core.errors import ConfigError
 from policies.core.xds.types import canonical_json
 
 #: The sidecar's cell table resource, and the prefix of the extra tables cells accept.
-TABLE_NAME = "cells"
-ACCEPT_PREFIX = "cells.accept."
-ASSIGNMENT_NAME = "assignment"
 
 
 @dataclass(frozen=True)

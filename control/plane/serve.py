@@ -34,12 +34,13 @@ from control.plane.durable import PlaneStore
 from control.plane.publisher import ACK_TIMEOUT, DRAIN, Publisher, PublishResult
 from control.plane.status import ActionRefused, StatusServer, one_line
 from control.plane.watch import SpecWatcher
-from control.rollout import SIDECAR_CLUSTER, RolloutController, Scraper, metrics_targets
+from control.rollout import RolloutController, Scraper, metrics_targets
 from control.spec import PlatformSpec, load_spec
 from control.xds.cache import DEFAULT_GROUP, Snapshot, SnapshotCache, short_type
 from control.xds.server import XdsServer
 from policies.bundle import load_signing_key
 from policies.core.errors import ConfigError, UserError
+from policies.core.xds.types import SIDECAR_CLUSTER
 
 log = logging.getLogger("a1.control")
 

@@ -11,10 +11,10 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from control.envoy.params import EDGE_NODE_CLUSTER
 from control.relay.config import MIB, RelayConfig
 from control.relay.server import Relay
 from policies.core.errors import UserError
+from policies.core.xds.types import EDGE_CLUSTER
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -24,7 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="where Envoy connects (its ads_bootstrap xds_address)")
     parser.add_argument("--state-dir", required=True, type=Path, metavar="DIR",
                         help="where the last ACKed config is kept (created 0700)")
-    parser.add_argument("--node-cluster", default=EDGE_NODE_CLUSTER, metavar="NAME",
+    parser.add_argument("--node-cluster", default=EDGE_CLUSTER, metavar="NAME",
                         help="the node cluster whose config is recorded and served "
                              "(default %(default)s)")
     parser.add_argument("--max-message-mib", type=int, default=64, metavar="MIB",

@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from control.envoy.params import EDGE_NODE_CLUSTER, socket_address
+from control.envoy.params import socket_address
 from policies.core.errors import ConfigError, UserError
+from policies.core.xds.types import EDGE_CLUSTER
 
 MIB = 1 << 20
 
@@ -23,7 +24,7 @@ class RelayConfig:
     upstream: str
     listen: str
     state_dir: Path
-    node_cluster: str = EDGE_NODE_CLUSTER
+    node_cluster: str = EDGE_CLUSTER
     # gRPC message size, both ways and on both sides (a type may exceed gRPC's 4 MiB default).
     max_message_bytes: int = 64 * MIB
     # Everything recorded, over all types, in memory and on disk (one type is at most

@@ -11,7 +11,6 @@ docs/rollout.md describes the states, the math and the operations.
 
 from control.rollout.controller import RolloutController, RolloutError, State
 from control.rollout.scrape import (
-    SIDECAR_CLUSTER,
     ScrapeError,
     Scraper,
     check_target,
@@ -20,7 +19,6 @@ from control.rollout.scrape import (
 from control.rollout.signals import CounterTracker, Counts, Sample
 
 __all__ = [
-    "SIDECAR_CLUSTER",
     "CounterTracker",
     "Counts",
     "RolloutController",

@@ -32,11 +32,10 @@ from urllib.parse import urlsplit
 from prometheus_client.parser import text_string_to_metric_families
 
 from control.rollout.signals import RESULTS, Counts, Sample
+from policies.core.xds.types import METRICS_URL_KEY
 
 log = logging.getLogger("a1.control.rollout.scrape")
 
-METADATA_KEY = "a1.metrics_url"
-SIDECAR_CLUSTER = "a1-sidecar"  # the node cluster whose streams are scraped
 MiB = 1024 * 1024
 MAX_BODY = 4 * MiB  # bytes of one /metrics answer; more aborts the read
 MAX_SERIES = 10_000  # decision series (cell, version, result) per target
@@ -104,10 +103,10 @@ def metrics_targets(
     out: set[str] = set()
     for conn in connections:
         meta = conn.get("node_metadata") if isinstance(conn, Mapping) else None
-        if not isinstance(meta, Mapping) or METADATA_KEY not in meta:
+        if not isinstance(meta, Mapping) or METRICS_URL_KEY not in meta:
             continue
         try:
-            out.add(check_target(meta[METADATA_KEY], allowed))
+            out.add(check_target(meta[METRICS_URL_KEY], allowed))
         except ScrapeError as err:
             log.warning("rollout scrape: node %.100r: %s", conn.get("node_id", "?"), err)
     return sorted(out)[:MAX_TARGETS]

@@ -46,8 +46,6 @@ class Limits:
         return None
 
 
-# A1's own node clusters, the values the connected-clients metric is labelled with.
-KNOWN_NODE_CLUSTERS = frozenset({"a1-edge", "a1-sidecar", "a1-cell"})
 
 
 class StreamLimitError(Exception):

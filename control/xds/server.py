@@ -38,10 +38,11 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from control.loop_thread import LoopThread, call_on
 from control.xds.cache import SnapshotCache, default_node_group, short_type
 from control.xds.delta import DeltaStream
-from control.xds.limits import KNOWN_NODE_CLUSTERS, Limits, StreamLimitError, StreamProtocolError
+from control.xds.limits import Limits, StreamLimitError, StreamProtocolError
 from control.xds.sotw import SotwStream
 from control.xds.stream import ProtocolStream, Response
 from policies.core.unix_socket import clear_stale
+from policies.core.xds.types import NODE_CLUSTERS
 
 log = logging.getLogger("a1.control.xds")
 
@@ -337,7 +338,7 @@ class XdsServer:
                             raise StreamProtocolError(node_error)
                         conn.group = str(self.node_group(item.node))
                         # Bounded label values: A1's node clusters by name, the rest "other".
-                        cluster = (item.node.cluster if item.node.cluster in KNOWN_NODE_CLUSTERS
+                        cluster = (item.node.cluster if item.node.cluster in NODE_CLUSTERS
                                    else "other")
                         self._metrics.connected.labels(cluster).inc()
                     self._apply(conn, item)

@@ -59,6 +59,20 @@ FULL_STATE_TYPES = frozenset({LISTENER, CLUSTER})
 
 RESOURCE_WRAPPER = "type.googleapis.com/envoy.service.discovery.v3.Resource"
 
+# Resource names of A1's own types, written by the control plane and read by the
+# sidecar and the cells: one definition, so neither side can drift from the other.
+TABLE_NAME = "cells"  # CellTable: the table the sidecar routes by
+ACCEPT_PREFIX = "cells.accept."  # CellTable: tables cells also accept in a transition
+ASSIGNMENT_NAME = "assignment"  # PolicyAssignment
+
+# Node clusters (how the control plane tells its clients apart) and the node
+# metadata key a sidecar announces its metrics URL under (the rollout scrapes it).
+EDGE_CLUSTER = "a1-edge"
+SIDECAR_CLUSTER = "a1-sidecar"
+CELL_CLUSTER = "a1-cell"
+NODE_CLUSTERS = frozenset({EDGE_CLUSTER, SIDECAR_CLUSTER, CELL_CLUSTER})
+METRICS_URL_KEY = "a1.metrics_url"
+
 
 def is_a1_type(type_url: str) -> bool:
     return type_url.startswith(A1_TYPE_PREFIX)
