@@ -39,9 +39,9 @@ from policies.bundle import (
     verify_bundle,
 )
 from policies.core.cells import CellTable, cell_name_error
-from policies.core.errors import ConfigError
+from policies.core.errors import ConfigError, one_line
 from policies.core.xds import types
-from policies.core.xds.client import AdsClient, ClientStatus, Node, one_line
+from policies.core.xds.client import AdsClient, ClientStatus, Node
 from policies.core.xds.types import ASSIGNMENT_NAME, METRICS_URL_KEY, TABLE_NAME
 
 log = logging.getLogger("ext_proc.xds")

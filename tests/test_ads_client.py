@@ -18,9 +18,9 @@ from hypothesis import strategies as st
 
 from control.xds.cache import Resource, Snapshot, SnapshotCache
 from control.xds.server import XdsServer
-from policies.core.errors import ConfigError
+from policies.core.errors import ConfigError, one_line
 from policies.core.xds import types
-from policies.core.xds.client import MAX_NACK_MESSAGE, AdsClient, Node, one_line
+from policies.core.xds.client import MAX_NACK_MESSAGE, AdsClient, Node
 from tests.waiting import wait_until
 
 GROUP = "a1-test"
@@ -158,7 +158,7 @@ def test_a_raising_callback_nacks_with_its_reason(
 
 
 def test_nack_message_is_one_bounded_line() -> None:
-    text = one_line(ValueError("a\nb\r\n\tc " + "x" * 5000))
+    text = one_line(ValueError("a\nb\r\n\tc " + "x" * 5000), MAX_NACK_MESSAGE)
     assert "\n" not in text and text.startswith("a b c x")
     assert len(text) == MAX_NACK_MESSAGE
     assert one_line(ValueError()) == "ValueError"

@@ -25,7 +25,7 @@ from typing import Any
 from a1.argtypes import port
 from a1.commands import relay
 from control.plane.status import ACTION_HEADER
-from policies.core.errors import UserError
+from policies.core.errors import UserError, one_line
 
 DEFAULT_CONTROL = "http://127.0.0.1:18001"
 MAX_ANSWER = 16 * 1024 * 1024  # bytes of a status answer the CLI reads
@@ -213,7 +213,7 @@ def request(control: str, path: str, method: str = "GET") -> Any:
         reason = getattr(err, "reason", err)
         if isinstance(reason, OSError) and reason.strerror:
             reason = reason.strerror
-        raise UserError(f"control plane at {base} unreachable ({_one_line(reason)})") from None
+        raise UserError(f"control plane at {base} unreachable ({one_line(reason, 500)})") from None
     if len(body) > MAX_ANSWER:
         raise UserError(f"control plane at {base}: answer larger than {MAX_ANSWER} bytes")
     try:
@@ -228,15 +228,7 @@ def _error_text(err: urllib.error.HTTPError) -> str:
         text = doc["error"] if isinstance(doc, dict) and "error" in doc else str(doc)
     except (ValueError, OSError):
         text = err.reason
-    return f"HTTP {err.code}: {_one_line(text)}"
-
-
-def _one_line(text: object, limit: int = 500) -> str:
-    line = " ".join(str(text).split())
-    return line if len(line) <= limit else line[: limit - 1] + "…"
-
-
-# -- a1 status ---------------------------------------------------------------------------
+    return f"HTTP {err.code}: {one_line(text, 500)}"
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -270,14 +262,14 @@ def format_status(doc: dict[str, Any]) -> str:
         lines.append("published      " + "  ".join(f"{t} {_short(v)}" for t, v in versions.items()))
     err = doc.get("last_error")
     if err:
-        lines.append(f"last error     {_one_line(err.get('message'), 300)} ({_ago(err.get('at'))})")
+        lines.append(f"last error     {one_line(err.get('message'), 300)} ({_ago(err.get('at'))})")
     tr = doc.get("transition")
     if tr:
         lines.append(f"transition     phase {tr.get('phase')} of {tr.get('phases')}, waiting for "
                      f"{', '.join(tr.get('waiting_for') or []) or '-'}")
     last = doc.get("last_transition")
     if last and last.get("error"):
-        lines.append(f"stopped        {_one_line(last['error'], 300)}")
+        lines.append(f"stopped        {one_line(last['error'], 300)}")
     clients = doc.get("clients") or []
     lines.append("")
     lines.append(f"clients ({len(clients)})")
@@ -310,7 +302,7 @@ def format_status(doc: dict[str, Any]) -> str:
             lines.append("NACKs")
             for c, t, st in nacks:
                 lines.append(f"  {c.get('node_id')} {t} {_short(st.get('last_nack_version'))}: "
-                             f"{_one_line(st.get('last_nack'), 300)}")
+                             f"{one_line(st.get('last_nack'), 300)}")
     rollout = doc.get("rollout")
     if rollout is not None:
         lines.append("")
@@ -321,14 +313,14 @@ def format_status(doc: dict[str, Any]) -> str:
 def format_rollout(rollout: Any) -> str:
     """The rollout status (control.rollout's ``status()``) in a few lines."""
     if not isinstance(rollout, dict):
-        return _one_line(rollout)
+        return one_line(rollout)
     if "rollout" in rollout and isinstance(rollout["rollout"], dict):  # an action's answer
         return f"{rollout.get('action', '')}: " + format_rollout(rollout["rollout"])
     lines = [f"state={rollout.get('state')} stable={_short(rollout.get('stable'))} "
              f"candidate={_short(rollout.get('candidate'))} "
              f"step={rollout.get('step', '-')}/{rollout.get('steps', '-')}"]
     if rollout.get("message"):
-        lines.append(f"  {_one_line(rollout['message'], 300)}")
+        lines.append(f"  {one_line(rollout['message'], 300)}")
     cells = rollout.get("cells")
     if isinstance(cells, dict) and cells:
         lines.append("  cells     " + ", ".join(f"{c} {_short(v)}" for c, v in cells.items()))
@@ -340,7 +332,7 @@ def format_rollout(rollout: Any) -> str:
                              f"{o.get('error_rate')}, deny rate {o.get('deny_rate')}")
     for key in ("last_breach", "last_refused"):
         if rollout.get(key):
-            lines.append(f"  {key.replace('_', ' ')}: {_one_line(rollout[key], 300)}")
+            lines.append(f"  {key.replace('_', ' ')}: {one_line(rollout[key], 300)}")
     return "\n".join(lines)
 
 

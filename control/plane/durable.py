@@ -25,9 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from control.plane.status import one_line
 from policies.bundle import BundleRefused, BundleStore, SigningKey, TrustedKeys, verify_bundle
-from policies.core.errors import ConfigError
+from policies.core.errors import ConfigError, one_line
 from policies.core.xds.types import canonical_json
 
 STATE_NAME = "rollout.json"

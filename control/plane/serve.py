@@ -32,14 +32,14 @@ from control.pipeline.state import Assignment, PlatformState, initial_state, sta
 from control.pipeline.topology import transition
 from control.plane.durable import PlaneStore
 from control.plane.publisher import ACK_TIMEOUT, DRAIN, Publisher, PublishResult
-from control.plane.status import ActionRefused, StatusServer, one_line
+from control.plane.status import ActionRefused, StatusServer
 from control.plane.watch import SpecWatcher
 from control.rollout import RolloutController, Scraper, metrics_targets
 from control.spec import PlatformSpec, load_spec
 from control.xds.cache import DEFAULT_GROUP, Snapshot, SnapshotCache, short_type
 from control.xds.server import XdsServer
 from policies.bundle import load_signing_key
-from policies.core.errors import ConfigError, UserError
+from policies.core.errors import ConfigError, UserError, one_line
 from policies.core.xds.types import SIDECAR_CLUSTER
 
 log = logging.getLogger("a1.control")

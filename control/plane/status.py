@@ -27,6 +27,8 @@ from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from policies.core.errors import one_line
+
 log = logging.getLogger("a1.control.status")
 
 MAX_PATH = 1024  # bytes of request target
@@ -44,11 +46,6 @@ _LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "[::1]", "::1"})
 
 class ActionRefused(Exception):
     """An action that cannot be done now (no rollout in progress, ...): 409 with the text."""
-
-
-def one_line(text: object, limit: int = 1000) -> str:
-    line = " ".join(str(text).split()) or "error"
-    return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
 class _HttpServer(ThreadingHTTPServer):

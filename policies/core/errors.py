@@ -28,3 +28,11 @@ class ConfigError(UserError):
 
     def __init__(self, message: str) -> None:
         super().__init__(message, code=2)
+
+
+def one_line(text: object, limit: int = 1000) -> str:
+    """``str(text)`` (an error, usually) on one line, at most ``limit`` characters: what
+    a log line, a NACK, a status page or a CLI message carries, never a traceback."""
+    line = " ".join(str(text).split()) or (type(text).__name__ if isinstance(text, BaseException)
+                                           else "error")
+    return line if len(line) <= limit else line[: limit - 1] + "…"

@@ -38,6 +38,7 @@ from envoy.config.core.v3 import base_pb2
 from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
 from google.rpc import status_pb2
 
+from policies.core.errors import one_line
 from policies.core.xds import types
 from policies.core.xds.types import RESOURCE_WRAPPER
 
@@ -102,12 +103,6 @@ class ClientStatus:
     reconnects: int
     last_error: str
     types: dict[str, TypeStatus]
-
-
-def one_line(err: BaseException | str, limit: int = MAX_NACK_MESSAGE) -> str:
-    """``str(err)`` on one line, at most ``limit`` characters (it travels in a NACK)."""
-    text = " ".join(str(err).split()) or type(err).__name__
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _type_order(type_url: str) -> int:
@@ -280,7 +275,7 @@ class AdsClient:
             try:
                 got_response = self._stream()
             except Exception as err:  # the client must outlive anything; log and retry
-                self._last_error = one_line(err)
+                self._last_error = one_line(err, MAX_NACK_MESSAGE)
                 log.error(
                     "%s: ADS stream to %s failed: %s", self.name, self.target, self._last_error
                 )
@@ -519,7 +514,7 @@ class AdsClient:
         self, t: _Type, version: str, err: BaseException, build: Callable[[str], Any],
         q: queue.SimpleQueue[Any],
     ) -> None:  # fmt: skip
-        msg = one_line(err)
+        msg = one_line(err, MAX_NACK_MESSAGE)
         log.warning("%s: NACK %s version %s: %s", self.name, t.type_url, version or "-", msg)
         with self._lock:
             t.status.nacks += 1
