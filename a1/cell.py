@@ -61,9 +61,6 @@ MAX_LIST = 1000
 class TableWatcher:
     """The cell table, re-read when the file's (mtime, size, inode) changes."""
 
-    def accepts(self, tenant: str, cell: str) -> bool:
-        return self.table().lookup(tenant) == cell
-
     def __init__(self, path: Path, min_interval: float = 0.1) -> None:
         self.path = path
         self.min_interval = min_interval
@@ -95,6 +92,9 @@ class TableWatcher:
                     log(f"cell table NOT reloaded, keeping version "
                         f"{self._table.version[:12]}: {err}")
             return self._table
+
+    def accepts(self, tenant: str, cell: str) -> bool:
+        return self.table().lookup(tenant) == cell
 
 
 class XdsTables:

@@ -330,8 +330,10 @@ class XdsConfigSource:
         """Bundles first, then the state file that names them: a crash leaves the old state."""
         try:
             keep = set(applied.modules)
-            for loaded in applied.modules.values():
-                self.store.save(loaded.bundle, keep=keep)
+            stored = set(self.store.versions())
+            for version, loaded in applied.modules.items():
+                if version not in stored:  # a bundle's bytes never change for its version
+                    self.store.save(loaded.bundle, keep=keep)
             state = {"assignment": applied.assignment.to_dict(), "cells": applied.table.to_dict()}
             self.store.save_state(STATE_NAME, types.canonical_json(state))
         except (ConfigError, OSError) as err:
