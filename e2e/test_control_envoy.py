@@ -29,8 +29,8 @@ import yaml
 
 from a1 import pki
 from a1.launcher import free_ports
+from conformance.harness.client import Client, Response
 from control.envoy import ads_bootstrap
-from e2e.conftest import Client, Response
 
 pytestmark = [
     pytest.mark.e2e,

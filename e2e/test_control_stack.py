@@ -30,13 +30,15 @@ import yaml
 from a1.cli import main as a1_main
 from a1.launcher import ProcessSpec, free_ports, http_probe
 from a1.stack import Stack
+from conformance.harness.client import Client
+from conformance.harness.stacks import tenants_in_table
+from conformance.harness.waiting import poll
 from control.pipeline.compile import compile_bundle
 from control.pipeline.render import render
 from control.pipeline.state import initial_state
 from control.spec import load_spec
 from control.xds.cache import Resource, Snapshot, SnapshotCache
 from control.xds.server import XdsServer
-from e2e.conftest import Client, poll, tenants_in_table
 from policies.bundle import load_signing_key, load_trusted_keys, public_key_path, verify_bundle
 from policies.core.xds.types import POLICY_ASSIGNMENT, POLICY_BUNDLE, PUSH_ORDER, canonical_json
 

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from a1 import pki
 from a1.stack import Stack
-from e2e.conftest import Client, Response
+from conformance.harness.client import Client, Response
 
 pytestmark = pytest.mark.e2e
 

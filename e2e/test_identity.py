@@ -12,7 +12,8 @@ import pytest
 
 from a1 import pki
 from a1.stack import Stack
-from e2e.conftest import Client, poll
+from conformance.harness.client import Client
+from conformance.harness.waiting import poll
 
 pytestmark = pytest.mark.e2e
 

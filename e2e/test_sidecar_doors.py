@@ -34,7 +34,8 @@ from google.protobuf import struct_pb2
 
 from a1.launcher import free_ports
 from a1.stack import Stack
-from e2e.conftest import Client, poll
+from conformance.harness.client import Client
+from conformance.harness.waiting import poll
 from ext_proc.slim import SlimCheckRequest
 from policies.compiler import compile_files, compile_sources
 from policies.core.cells import CellTable

@@ -16,7 +16,9 @@ import pytest
 
 from a1.files import write_atomic
 from a1.stack import Stack
-from e2e.conftest import Client, metric, poll, tenants_by_cell
+from conformance.harness.client import Client
+from conformance.harness.stacks import metric, tenants_by_cell
+from conformance.harness.waiting import poll
 
 pytestmark = pytest.mark.e2e
 

@@ -12,7 +12,8 @@ from collections.abc import Callable
 import pytest
 
 from a1.stack import Stack
-from e2e.conftest import Client, tenants_by_cell
+from conformance.harness.client import Client
+from conformance.harness.stacks import tenants_by_cell
 
 pytestmark = pytest.mark.e2e
 

@@ -10,7 +10,9 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from a1.stack import Stack
-from e2e.conftest import Client, decode_payload_header, tenants_by_cell
+from conformance.harness.client import Client
+from conformance.harness.stacks import tenants_by_cell
+from e2e.conftest import decode_payload_header
 
 pytestmark = pytest.mark.e2e
 

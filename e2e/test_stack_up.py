@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from e2e.conftest import Client, poll, port_args
+from conformance.harness.client import Client
+from conformance.harness.stacks import port_args
+from conformance.harness.waiting import poll
 
 pytestmark = pytest.mark.e2e
 

@@ -20,8 +20,10 @@ from typing import Any
 import pytest
 
 from a1 import pki
+from conformance.harness.client import Client, Response
+from conformance.harness.stacks import tenants_in_table
+from conformance.harness.waiting import poll
 from control.spec import load_spec
-from e2e.conftest import Client, Response, poll, tenants_in_table
 from e2e.test_stack_up import Up, processes_mentioning
 
 pytestmark = pytest.mark.e2e

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pytest
 
-from e2e.conftest import port_args
+from conformance.harness.stacks import port_args
 
 pytestmark = pytest.mark.e2e
 

@@ -1,0 +1,67 @@
+"""A real stack on free loopback ports, and what checks read from it."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any
+
+from a1.launcher import LaunchError, check_ports_free, free_ports
+from a1.stack import Stack, StackOptions, StackPorts
+from conformance.harness.client import Client
+from policies.core.cells import CellTable
+
+# Fast health checks so a killed cell is noticed, and a restarted one readmitted, quickly.
+HEALTH_INTERVAL_MS = 250
+
+
+def tenants_by_cell(stack: Stack, per_cell: int = 3,
+                    prefix: str = "tenant") -> dict[str, list[str]]:
+    """``per_cell`` tenant names for every cell, by the stack's own cell table."""
+    return tenants_in_table(stack.cell_table(), per_cell, prefix)
+
+
+def tenants_in_table(table: CellTable, per_cell: int = 3,
+                     prefix: str = "tenant") -> dict[str, list[str]]:
+    """``per_cell`` tenant names (``prefix-N``) for every cell of ``table``."""
+    out: dict[str, list[str]] = {c: [] for c in table.cells}
+    i = 0
+    while any(len(v) < per_cell for v in out.values()):
+        name = f"{prefix}-{i}"
+        cell = table.lookup(name)
+        if len(out[cell]) < per_cell:
+            out[cell].append(name)
+        i += 1
+    return out
+
+
+def metric(stack: Stack, name: str) -> float:
+    """A sample's value from the sidecar's /metrics (0.0 if absent)."""
+    text = Client(stack.metrics_url.rsplit("/", 1)[0]).get("/metrics").body.decode()
+    for line in text.splitlines():
+        if line.startswith(name + " ") or line.startswith(name + "{"):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def make_stack(root: Path, **options: Any) -> Stack:
+    cells = options.pop("cells", 3)
+    return Stack(StackOptions(state_dir=root, cells=cells, ports=StackPorts.free(cells),
+                              health_interval_ms=HEALTH_INTERVAL_MS, **options))
+
+
+def port_args() -> list[str]:
+    """`a1 up` flags: free ports for every listener and a free internal block (base..base+13)."""
+    rng = random.Random()
+    for _ in range(200):
+        http, https, admin = free_ports(3)
+        # The block comes from below the kernel's ephemeral range, where busy
+        # client sockets (TIME_WAIT after a load test) do not crowd it out.
+        base = rng.randrange(20000, 32000 - 14)
+        try:
+            check_ports_free([("internal", "127.0.0.1", p) for p in range(base, base + 14)])
+        except LaunchError:
+            continue
+        return ["--http-port", str(http), "--https-port", str(https), "--admin-port",
+                str(admin), "--internal-port-base", str(base)]
+    raise LaunchError("no free block of loopback ports")
