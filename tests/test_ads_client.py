@@ -224,13 +224,13 @@ def test_reconnects_after_the_server_returns_and_resyncs(
     again = XdsServer(cache, port=port)
     again.start()
     try:
-        wait_until(
-            lambda: (
-                again.connections()
-                and all(t["acked_version"] for t in again.connections()[0]["types"].values())
-            ),
-            what="resync",
-        )
+        def resynced() -> bool:
+            conns = again.connections()
+            held = conns[0]["types"] if conns else {}
+            return bool(held.keys() == {types.CLUSTER, types.CELL_TABLE}
+                        and all(t["acked_version"] for t in held.values()))
+
+        wait_until(resynced, what="resync of both types")
         assert c.status().types[types.CLUSTER].acks == acks  # no response was needed
         pushed = {u: t["pushes"] for u, t in again.connections()[0]["types"].items()}
         # SotW resumes a wildcard type from version_info; Delta resumes every type.
