@@ -17,7 +17,7 @@ from envoy.service.discovery.v3 import discovery_pb2
 from google.protobuf import any_pb2
 
 from control.xds.cache import Snapshot
-from control.xds.limits import StreamLimitError, StreamProtocolError
+from control.xds.limits import StreamLimitError
 from control.xds.stream import WILDCARD, ProtocolStream, Response, TypeState
 
 
@@ -43,16 +43,11 @@ class DeltaStream(ProtocolStream):
     def on_request(
         self, req: discovery_pb2.DeltaDiscoveryRequest, snapshot: Snapshot | None
     ) -> None:
-        if not self.node_id and not self.node_cluster:
-            if not req.HasField("node"):
-                raise StreamProtocolError("the first request carries no node")
-            self.set_node(req.node)
-        if not self.known_type(req.type_url):
+        found = self.type_state(req)
+        if found is None:
             return
-        st = self.types.get(req.type_url)
-        first = st is None
-        if st is None:
-            st = self.types[req.type_url] = TypeState(req.type_url)
+        st, first = found
+        if first:
             client = self.clients[req.type_url] = _Client()
             if len(req.initial_resource_versions) > self.limits.max_names:
                 raise StreamLimitError(

@@ -16,7 +16,6 @@ from envoy.service.discovery.v3 import discovery_pb2
 from google.protobuf import any_pb2
 
 from control.xds.cache import Resource, Snapshot
-from control.xds.limits import StreamProtocolError
 from control.xds.stream import WILDCARD, ProtocolStream, Response, TypeState
 from policies.core.xds.types import RESOURCE_WRAPPER, is_a1_type
 
@@ -52,16 +51,10 @@ class SotwStream(ProtocolStream):
         self.acked_names: dict[str, frozenset[str]] = {}
 
     def on_request(self, req: discovery_pb2.DiscoveryRequest, snapshot: Snapshot | None) -> None:
-        if not self.node_id and not self.node_cluster:
-            if not req.HasField("node"):
-                raise StreamProtocolError("the first request carries no node")
-            self.set_node(req.node)
-        if not self.known_type(req.type_url):
+        found = self.type_state(req)
+        if found is None:
             return
-        st = self.types.get(req.type_url)
-        first = st is None
-        if st is None:
-            st = self.types[req.type_url] = TypeState(req.type_url)
+        st, first = found
         nonce = req.response_nonce
         if st.sent_nonce and nonce and nonce != st.sent_nonce:
             st.stale += 1  # an answer to a response that has been superseded: ignore it

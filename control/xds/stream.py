@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, NamedTuple
 
 from control.xds.cache import Snapshot, short_type
-from control.xds.limits import Limits, StreamLimitError
+from control.xds.limits import Limits, StreamLimitError, StreamProtocolError
 from policies.core.xds.types import KNOWN_TYPES, PUSH_ORDER, WAITS_FOR
 
 log = logging.getLogger("a1.control.xds")
@@ -122,6 +122,21 @@ class ProtocolStream:
                     and len(value.string_value) <= self.limits.node_metadata_value_chars):
                 kept[key] = value.string_value
         self.node_metadata = kept
+
+    def type_state(self, req: Any) -> tuple[TypeState, bool] | None:
+        """The state of the request's type and whether this request created it, after
+        taking the node from the stream's first request; None for a type not served."""
+        if not self.node_id and not self.node_cluster:
+            if not req.HasField("node"):
+                raise StreamProtocolError("the first request carries no node")
+            self.set_node(req.node)
+        if not self.known_type(req.type_url):
+            return None
+        st = self.types.get(req.type_url)
+        if st is not None:
+            return st, False
+        st = self.types[req.type_url] = TypeState(req.type_url)
+        return st, True
 
     def known_type(self, type_url: str) -> bool:
         """Unknown types are ignored (logged once per stream), never NACKed or fatal."""
