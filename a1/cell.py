@@ -22,9 +22,15 @@ API (every response is JSON and carries ``x-a1-cell: <name>``)::
 
     POST /t/{tenant}/items          JSON body -> 201 {"id", "tenant", "item", ...}
     GET  /t/{tenant}/items/{id}     -> 200 | 404
-    GET  /t/{tenant}/items[?limit=N]-> 200 {"items": [...]}   (oldest first, N <= 1000)
+    GET  /t/{tenant}/items[?limit=N][&after=ID]
+                                    -> 200 {"items": [...]}   (oldest first, N <= 1000,
+                                       only items created after item ID: the next page)
     GET  /t/{tenant}/echo           -> 200 the x-a1-* request headers the cell received
     GET  /healthz                   -> 200 {"status": "ok", "cell", "table_version"}
+
+Every response also echoes the request's ``x-a1-policy-version`` (the policy
+version the sidecar decided with), when there is exactly one and it is
+well-formed, so a load generator sees which version decided each request.
 
 Standard library only (``http.server`` + ``sqlite3``): a cell is a test fixture
 for the data plane, and must start in well under a second.
@@ -35,6 +41,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import signal
 import socket
 import sqlite3
@@ -56,6 +63,11 @@ from policies.core.xds.types import CELL_CLUSTER, CELL_TABLE, TABLE_NAME
 
 MAX_BODY = 1 << 20
 MAX_LIST = 1000
+VERSION_HEADER = "x-a1-policy-version"
+# A policy version as the sidecar writes it (a sha256 hex digest), with room for
+# other implementations' names; anything else is not echoed.
+_VERSION = re.compile(r"[0-9A-Za-z._:-]{1,128}\Z")
+_ITEM_ID = re.compile(r"[0-9a-f]{32}\Z")  # uuid4().hex
 
 
 class TableWatcher:
@@ -169,11 +181,22 @@ class Store:
                 " WHERE tenant = ? AND id = ?", (tenant, item_id)).fetchone()
         return None if row is None else _item(row[0], row[1], json.loads(row[2]), row[3], row[4])
 
-    def list(self, tenant: str, limit: int) -> list[dict[str, Any]]:
+    def list(self, tenant: str, limit: int,
+             after: str | None = None) -> list[dict[str, Any]] | None:
+        """Up to ``limit`` items, oldest first, created after item ``after`` (a page
+        cursor: the last id of the previous page). None: ``after`` is not this tenant's."""
         with self._lock:
+            seq = 0
+            if after is not None:
+                row = self._db.execute("SELECT seq FROM items WHERE tenant = ? AND id = ?",
+                                       (tenant, after)).fetchone()
+                if row is None:
+                    return None
+                seq = row[0]
             rows = self._db.execute(
                 "SELECT id, tenant, body, created_by, created_at FROM items"
-                " WHERE tenant = ? ORDER BY seq LIMIT ?", (tenant, limit)).fetchall()
+                " WHERE tenant = ? AND seq > ? ORDER BY seq LIMIT ?",
+                (tenant, seq, limit)).fetchall()
         return [_item(r[0], r[1], json.loads(r[2]), r[3], r[4]) for r in rows]
 
     def close(self) -> None:
@@ -229,11 +252,23 @@ class CellHandler(BaseHTTPRequestHandler):
         self.send_header("content-type", "application/json")
         self.send_header("content-length", str(len(body)))
         self.send_header("x-a1-cell", self.server.cell_name)
+        version = self._policy_version()
+        if version is not None:
+            self.send_header(VERSION_HEADER, version)
         for k, v in (headers or {}).items():
             self.send_header(k, v)
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(body)
+
+    def _policy_version(self) -> str | None:
+        """The request's one well-formed x-a1-policy-version, else None (absent, repeated,
+        or not a version name: never reflected into the response as it came)."""
+        headers = getattr(self, "headers", None)  # None: the request line itself was bad
+        values = headers.get_all(VERSION_HEADER) if headers is not None else None
+        if not values or len(values) != 1 or not _VERSION.match(values[0]):
+            return None
+        return values[0]
 
     def send_error(self, code: int, message: str | None = None,
                    explain: str | None = None) -> None:
@@ -333,7 +368,15 @@ class CellHandler(BaseHTTPRequestHandler):
                 self._error(HTTPStatus.BAD_REQUEST,
                             f"limit: must be an integer in [1, {MAX_LIST}], got {raw!r}")
                 return
-            items = store.list(tenant, int(raw))
+            after = query.get("after", [None])[-1]
+            if after is not None and not _ITEM_ID.match(after):
+                self._error(HTTPStatus.BAD_REQUEST, f"after: not an item id: {after[:40]!r}")
+                return
+            items = store.list(tenant, int(raw), after)
+            if items is None:
+                self._error(HTTPStatus.BAD_REQUEST, f"after: tenant {tenant!r} has no item "
+                                                    f"{after!r}")
+                return
             self._send(HTTPStatus.OK, {"tenant": tenant, "items": items})
         elif len(rest) == 2 and rest[0] == "items" and rest[1]:
             item = store.get(tenant, unquote(rest[1]))

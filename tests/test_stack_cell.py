@@ -165,6 +165,48 @@ def test_echo_shows_only_a1_headers(cell: Cell) -> None:
     assert status == 200 and doc["headers"] == {"x-a1-subject": "alice"}
 
 
+def _version_echoed(cell: Cell, method: str, path: str,
+                    versions: list[str]) -> tuple[int, str | None]:
+    conn = http.client.HTTPConnection("127.0.0.1", cell.port, timeout=5)
+    conn.putrequest(method, path)
+    for v in versions:
+        conn.putheader("x-a1-policy-version", v)
+    body = b"{}" if method == "POST" else b""
+    conn.putheader("content-length", str(len(body)))
+    conn.endheaders(body)
+    resp = conn.getresponse()
+    resp.read()
+    conn.close()
+    return resp.status, resp.getheader("x-a1-policy-version")
+
+
+def test_policy_version_is_echoed_on_every_answer(cell: Cell) -> None:
+    """The version the sidecar decided with comes back on 2xx, 4xx and 421 alike."""
+    table = cell.tables.table()
+    mine, foreign = tenant_on(table, "cell-1"), tenant_on(table, "cell-2")
+    v = "a" * 64
+    for method, path, status in [("GET", f"/t/{mine}/items", 200),
+                                 ("POST", f"/t/{mine}/items", 201),
+                                 ("GET", f"/t/{mine}/items/nope", 404),
+                                 ("GET", f"/t/{foreign}/items", 421),
+                                 ("GET", "/t/%41/items", 400),
+                                 ("GET", "/healthz", 200)]:
+        assert _version_echoed(cell, method, path, [v]) == (status, v), (method, path)
+    assert _version_echoed(cell, "GET", f"/t/{mine}/items", []) == (200, None)
+
+
+@pytest.mark.parametrize("versions", [
+    ["x" * 129],                      # longer than any version name
+    ["v1 <script>"],                  # not a version name: never reflected as it came
+    ["v\u00e9"],                     # non-ASCII
+    [""],                             # empty
+    ["v1", "v2"],                     # repeated: which one decided is ambiguous
+])
+def test_a_malformed_policy_version_is_not_echoed(cell: Cell, versions: list[str]) -> None:
+    tenant = tenant_on(cell.tables.table(), "cell-1")
+    assert _version_echoed(cell, "GET", f"/t/{tenant}/items", versions) == (200, None)
+
+
 # -- the tenant grammar, against a real cell process ----------------------------------
 
 
