@@ -13,7 +13,10 @@ Schema (docs: notes/contracts.md)::
              boot_timeout: 2, max_message_bytes: 64MiB, max_bundles: 8}  # default kind: file
     tenant: {from: path}                # | {from: header, name: x-tenant-id}
                                         # | {from: host, pattern: "{tenant}.example.com"}
-    decision_log: {path: /path/decisions.jsonl, queue: 10000, max_bytes: 16MiB}  # optional
+    decision_log: {path: /path/decisions.jsonl, queue: 10000, max_bytes: 16MiB,  # optional
+                   url: http://127.0.0.1:PORT/v1/decisions, timeout: 0.5, batch_bytes: 256KiB}
+        # path, url or both; url (http, loopback or a host name) gets POSTs of
+        # application/x-ndjson batches; timeout and batch_bytes only with url
     # optional tuning (defaults shown):
     cache: {size: 100000, max_bytes: 64MiB}   # decision cache (both layers); 0 disables it
     claims_cache: {size: 4096, max_bytes: 8MiB}  # decoded claims, per carrier kind
@@ -34,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from ext_proc import defaults
+from ext_proc.decision_log import MAX_BATCH_BYTES, SINK_BATCH_BYTES, SINK_TIMEOUT, parse_sink_url
 from ext_proc.defaults import MiB
 from policies.core.errors import ConfigError
 from policies.core.unix_socket import unix_path_error
@@ -84,6 +88,9 @@ class SidecarConfig:
     decision_log_path: Path | None = None
     decision_log_queue: int = defaults.LOG_QUEUE_ENTRIES
     decision_log_max_bytes: int = defaults.LOG_QUEUE_BYTES
+    decision_log_url: str | None = None  # checked by decision_log.parse_sink_url
+    decision_log_timeout: float = SINK_TIMEOUT
+    decision_log_batch_bytes: int = SINK_BATCH_BYTES
     cache_size: int = defaults.CACHE_ENTRIES
     cache_max_bytes: int = defaults.CACHE_BYTES
     claims_cache_size: int = defaults.CLAIMS_ENTRIES
@@ -96,6 +103,7 @@ _TOP = (
     "grpc_address", "http_address", "metrics_address", "policy", "cells", "tenant",
     "decision_log", "cache", "claims_cache", "limits", "watch", "source",
 )  # fmt: skip
+_LOG_KEYS = ("path", "url", "queue", "max_bytes", "timeout", "batch_bytes")
 _XDS_KEYS = (
     "kind", "address", "state_dir", "trusted_keys", "node_id", "cluster", "delta",
     "boot_timeout", "max_message_bytes", "max_bundles",
@@ -235,12 +243,34 @@ def parse_config(d: Any, source: str, base: Path) -> SidecarConfig:
     else:
         raise bad("tenant.from", f"must be path, header or host, got {kind!r}")
 
-    log = section("decision_log", ("path", "queue", "max_bytes"), False)
-    log_path = path(log, "path", "decision_log.path") if log else None
+    log = section("decision_log", _LOG_KEYS, False)
+    log_path = path(log, "path", "decision_log.path") if log.get("path") is not None else None
+    log_url = None
+    if log.get("url") is not None:
+        try:
+            log_url = parse_sink_url(log["url"]).url
+        except ValueError as err:
+            raise bad("decision_log.url", str(err)) from None
+    if log and log_path is None and log_url is None:
+        raise bad("decision_log.path", "missing (set path, url or both)")
+    if log_url is None:
+        for k in ("timeout", "batch_bytes"):
+            if k in log:
+                raise bad(f"decision_log.{k}", "not used without decision_log.url")
     log_queue = integer(log, "queue", "decision_log.queue", defaults.LOG_QUEUE_ENTRIES,
                         1, 10_000_000)
     log_bytes = size(log, "max_bytes", "decision_log.max_bytes", defaults.LOG_QUEUE_BYTES,
                      64 * 1024, 1 << 40)
+    log_timeout = log.get("timeout", SINK_TIMEOUT)
+    if (
+        not isinstance(log_timeout, int | float)
+        or isinstance(log_timeout, bool)
+        or not 0.01 <= log_timeout <= 30
+    ):
+        raise bad("decision_log.timeout",
+                  f"must be a number of seconds in [0.01, 30], got {log_timeout!r}")
+    log_batch = size(log, "batch_bytes", "decision_log.batch_bytes", SINK_BATCH_BYTES,
+                     4096, MAX_BATCH_BYTES)
 
     cache = section("cache", ("size", "max_bytes"), False)
     claims = section("claims_cache", ("size", "max_bytes"), False)
@@ -267,6 +297,9 @@ def parse_config(d: Any, source: str, base: Path) -> SidecarConfig:
         decision_log_path=log_path,
         decision_log_queue=log_queue,
         decision_log_max_bytes=log_bytes,
+        decision_log_url=log_url,
+        decision_log_timeout=float(log_timeout),
+        decision_log_batch_bytes=log_batch,
         cache_size=integer(cache, "size", "cache.size", defaults.CACHE_ENTRIES, 0, 100_000_000),
         cache_max_bytes=size(cache, "max_bytes", "cache.max_bytes", defaults.CACHE_BYTES,
                              0, 1 << 40),

@@ -1,25 +1,46 @@
 """Asynchronous decision log: a bounded queue, one writer thread, drops counted.
 
 A decision only appends a tuple to a deque (atomic under the GIL, no lock, no
-wake-up); formatting JSON and writing happen on the writer thread, which drains
-the queue every ``interval`` seconds. When the queue is full, in entries
-(``decision_log.queue``) or in bytes (``decision_log.max_bytes``: the entry's
-strings plus ``ENTRY_OVERHEAD``), the entry is dropped and counted
-(``a1_decision_log_dropped_total``): the log never slows a decision nor grows
-without bound.
+wake-up); formatting JSON, writing the file and shipping to a network sink happen
+on the writer thread, which drains the queue every ``interval`` seconds. When the
+queue is full, in entries (``decision_log.queue``) or in bytes
+(``decision_log.max_bytes``: the entry's strings plus ``ENTRY_OVERHEAD``), the entry
+is dropped and counted: the log never slows a decision nor grows without bound.
+
+Shipping (``decision_log.url``): the writer cuts the drained lines into batches of
+at most ``batch_bytes`` (one longer line goes alone) and POSTs each as
+``application/x-ndjson`` on a fresh connection, under one deadline (``timeout``)
+for connect, send and the status line. A refused, reset, slow or non-2xx POST drops
+that batch, counted by reason; for ``RETRY_AFTER`` seconds after a failure batches
+are dropped without trying (``sink_backoff``), so a dead sink costs one timeout a
+second rather than one per batch and does not starve the file. What the writer
+holds beyond the queue is one batch: memory stays within ``max_bytes`` +
+``batch_bytes`` whatever the sink does (invariant I-7).
+
+Drop reasons (``DROP_REASONS``): ``queue_full`` (at append), ``write_error`` (the
+file), ``sink_error`` (connect refused or reset, not HTTP), ``sink_timeout``,
+``sink_status`` (an answer other than 2xx), ``sink_backoff``. With both a file and a
+sink, an entry lost to both counts once per destination.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import logging
+import re
+import socket
 import threading
+import time
 from collections import deque
+from dataclasses import dataclass
 from json.encoder import encode_basestring as _esc  # type: ignore[attr-defined]
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from ext_proc import defaults
 from ext_proc.bounded import ENTRY_OVERHEAD
+from ext_proc.defaults import MiB
 
 log = logging.getLogger("ext_proc.decision_log")
 
@@ -30,6 +51,16 @@ FIELDS = (
     "ts", "method", "path", "tenant", "sub", "cell", "allow", "status", "reason",
     "policy_version", "cached", "latency_us",
 )  # fmt: skip
+
+DROP_REASONS = (
+    "queue_full", "write_error", "sink_error", "sink_timeout", "sink_status", "sink_backoff",
+)  # fmt: skip
+SINK_TIMEOUT = 0.5  # seconds for one POST: connect, send, status line
+SINK_BATCH_BYTES = 256 * 1024
+MAX_BATCH_BYTES = 16 * MiB
+RETRY_AFTER = 1.0  # seconds without POSTs after a failed one
+MAX_URL = 2048  # characters of decision_log.url
+_STATUS_LINE = 1024  # bytes of an answer read before giving up on its status line
 
 
 def _s(v: str | None) -> str:
@@ -48,6 +79,10 @@ def format_entry(e: Entry) -> str:
     )
 
 
+def encode_line(e: Entry) -> bytes:
+    """``format_entry`` as UTF-8; a lone surrogate becomes a ``\\udXXX`` JSON escape
+    (still valid JSON) instead of failing the whole batch."""
+    return format_entry(e).encode("utf-8", "backslashreplace")
 
 
 def entry_cost(e: Entry) -> int:
@@ -60,28 +95,121 @@ def entry_cost(e: Entry) -> int:
     return n
 
 
+# -- the sink's URL ---------------------------------------------------------------------
+
+_TARGET = re.compile(r"/[A-Za-z0-9\-._~!$&'()*+,;=:@/%]*(\?[A-Za-z0-9\-._~!$&'()*+,;=:@/%?]*)?\Z")
+_BAD_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
+_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\Z")
+
+
+@dataclass(frozen=True)
+class SinkUrl:
+    """A checked ``decision_log.url``: where to connect and what to send."""
+
+    url: str
+    host: str  # a loopback address or a DNS name (no brackets)
+    port: int
+    target: str  # the request target: path and query
+    host_header: str
+
+
+def parse_sink_url(url: object) -> SinkUrl:
+    """The checked URL, or ValueError with a one-line reason: ``http://HOST[:PORT]/PATH``
+    where HOST is a loopback address or a host name (an IP literal elsewhere is
+    refused: name the host), no user info, no fragment, at most ``MAX_URL``
+    characters, and a path that needs no further escaping (it goes on the request
+    line as is, so CR, LF and spaces can never reach it)."""
+    if not isinstance(url, str):
+        raise ValueError(f"must be a string (http://HOST:PORT/PATH), got {type(url).__name__}")
+    if len(url) > MAX_URL:
+        raise ValueError(f"must be at most {MAX_URL} characters, got {len(url)}")
+    shown = url if len(url) <= 80 else url[:77] + "..."
+    if not url.isascii() or not url.isprintable() or " " in url:
+        raise ValueError(f"must be printable ASCII without spaces, got {shown!r}")
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as err:
+        raise ValueError(f"{shown!r}: {err}") from None
+    if parts.scheme != "http":
+        raise ValueError(f"{shown!r}: only http:// is supported")
+    if "@" in parts.netloc:
+        raise ValueError(f"{shown!r}: user info is not allowed")
+    if parts.fragment or "#" in url:
+        raise ValueError(f"{shown!r}: a fragment is not allowed")
+    host = parts.hostname or ""
+    why = _host_error(host)
+    if why:
+        raise ValueError(f"{shown!r}: {why}")
+    if port is None:
+        port = 80
+    if not 1 <= port <= 65535:
+        raise ValueError(f"{shown!r}: port must be in [1, 65535]")
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    if not _TARGET.match(target) or _BAD_PERCENT.search(target):
+        raise ValueError(f"{shown!r}: the path has characters that need percent-encoding")
+    bracketed = f"[{host}]" if ":" in host else host
+    return SinkUrl(url, host, port, target, f"{bracketed}:{port}")
+
+
+def _host_error(host: str) -> str | None:
+    if not host:
+        return "needs a host"
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    else:
+        return None if ip.is_loopback else f"IP address {host} is not loopback (name the host)"
+    labels = host.split(".")
+    # The last label must start with a letter: "127.1", "2130706433" and "0x7f.1" are
+    # IP addresses to the resolver, not names.
+    if len(host) > 253 or not all(_LABEL.match(x) for x in labels) or not labels[-1][0].isalpha():
+        return f"{host!r} is neither a loopback address nor a host name"
+    return None
+
+
+# -- the log ----------------------------------------------------------------------------
+
+
 class DecisionLog:
+    """The queue and its writer: to a file (``path``), a sink (``url``) or both."""
+
     def __init__(
         self,
-        path: Path,
+        path: Path | None,
         queue_size: int = defaults.LOG_QUEUE_ENTRIES,
         interval: float = 0.05,
         max_bytes: int = defaults.LOG_QUEUE_BYTES,
+        *,
+        url: str | None = None,
+        timeout: float = SINK_TIMEOUT,
+        batch_bytes: int = SINK_BATCH_BYTES,
     ) -> None:
+        if path is None and url is None:
+            raise ValueError("a decision log needs a path, a url or both")
         self.path = path
+        self.sink = parse_sink_url(url) if url is not None else None
+        self.timeout = timeout
+        self.batch_bytes = batch_bytes
         self.queue_size = queue_size
         self.max_bytes = max_bytes
         # Queued bytes = queued_bytes - drained_bytes; each counter has one writer (the
         # deciding thread, the writer thread), so no lock is needed.
         self.queued_bytes = 0
         self.drained_bytes = 0
-        self.dropped = 0  # written only by deciding threads; a lost increment is tolerable
-        self.written = 0
+        self.dropped_full = 0  # written only by deciding threads; a lost increment is tolerable
+        self._dropped = dict.fromkeys(DROP_REASONS[1:], 0)  # written only by the writer
+        self.written = 0  # lines written to the file
+        self.shipped = 0  # lines a sink acknowledged
+        self.batches = 0  # POSTs a sink acknowledged
+        self._retry_at = 0.0
+        self._failing = False
         self._q: deque[Entry] = deque()
         self._interval = interval
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._file = open(path, "a", encoding="utf-8")  # noqa: SIM115 - closed in stop()
+        self._file = open(path, "ab") if path is not None else None  # noqa: SIM115 - stop()
 
     def append(self, entry: Entry) -> None:
         q = self._q
@@ -90,7 +218,7 @@ class DecisionLog:
             len(q) >= self.queue_size
             or self.queued_bytes - self.drained_bytes + cost > self.max_bytes
         ):
-            self.dropped += 1
+            self.dropped_full += 1
         else:
             self.queued_bytes += cost
             q.append(entry)
@@ -98,6 +226,15 @@ class DecisionLog:
     @property
     def pending_bytes(self) -> int:
         return self.queued_bytes - self.drained_bytes
+
+    @property
+    def dropped(self) -> int:
+        """Entries lost, every reason (once per destination)."""
+        return self.dropped_full + sum(self._dropped.values())
+
+    def dropped_by_reason(self) -> dict[str, int]:
+        """Entries lost per ``DROP_REASONS`` entry (all keys present)."""
+        return {"queue_full": self.dropped_full, **self._dropped}
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="decision-log", daemon=True)
@@ -109,32 +246,97 @@ class DecisionLog:
         self._drain()
 
     def _drain(self) -> None:
+        """Write and ship what is queued now (not what arrives meanwhile, so one pass
+        ends even under a steady stream), ``batch_bytes`` at a time."""
         q = self._q
-        if not q:
-            return
-        lines = []
-        drained = 0
+        batch: list[bytes] = []
+        size = 0
+        for _ in range(len(q)):  # the only consumer: popleft cannot fail
+            e = q.popleft()
+            line = encode_line(e)
+            if batch and size + len(line) + 1 > self.batch_bytes:
+                self._emit(batch)
+                batch, size = [], 0
+            batch.append(line)
+            size += len(line) + 1
+            self.drained_bytes += entry_cost(e)
+        if batch:
+            self._emit(batch)
+
+    def _emit(self, batch: list[bytes]) -> None:
+        body = b"\n".join(batch) + b"\n"
+        if self._file is not None:
+            try:
+                self._file.write(body)
+                self._file.flush()
+                self.written += len(batch)
+            except (OSError, ValueError) as err:
+                self._dropped["write_error"] += len(batch)
+                log.error("decision log %s: write failed: %s", self.path, err)
+        if self.sink is not None:
+            if time.monotonic() < self._retry_at:
+                self._dropped["sink_backoff"] += len(batch)
+                return
+            reason, detail = self._post(body)
+            if reason is None:
+                self.shipped += len(batch)
+                self.batches += 1
+                if self._failing:
+                    self._failing = False
+                    log.warning("decision log: shipping to %s resumed", self.sink.url)
+                return
+            self._dropped[reason] += len(batch)
+            self._retry_at = time.monotonic() + RETRY_AFTER
+            if not self._failing:  # once per failure streak, not once per batch
+                self._failing = True
+                log.warning("decision log: shipping to %s failed (%s); dropping batches "
+                            "until it answers", self.sink.url, detail)  # fmt: skip
+
+    def _post(self, body: bytes) -> tuple[str | None, str]:
+        """POST ``body`` under one deadline; (None, "") or (drop reason, detail)."""
+        sink = self.sink
+        assert sink is not None
+        deadline = time.monotonic() + self.timeout
+        head = (
+            f"POST {sink.target} HTTP/1.1\r\nHost: {sink.host_header}\r\n"
+            "Content-Type: application/x-ndjson\r\nUser-Agent: a1-sidecar\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+        ).encode("ascii")
         try:
-            while True:
-                e = q.popleft()
-                drained += entry_cost(e)
-                lines.append(format_entry(e))
-        except IndexError:
-            pass
-        self.drained_bytes += drained
-        try:
-            self._file.write("\n".join(lines) + "\n")
-            self._file.flush()
-            self.written += len(lines)
-        except (OSError, ValueError) as err:
-            self.dropped += len(lines)
-            log.error("decision log %s: write failed: %s", self.path, err)
+            with socket.create_connection((sink.host, sink.port), timeout=self.timeout) as s:
+                s.settimeout(max(0.001, deadline - time.monotonic()))
+                s.sendall(head + body)  # the timeout bounds the whole sendall
+                answer = b""
+                while b"\r\n" not in answer:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        return "sink_timeout", f"no answer within {self.timeout}s"
+                    s.settimeout(left)
+                    chunk = s.recv(_STATUS_LINE)
+                    if not chunk:
+                        return "sink_error", "connection closed before an answer"
+                    answer += chunk
+                    if len(answer) > _STATUS_LINE:
+                        return "sink_error", "not an HTTP answer"
+        except TimeoutError:
+            return "sink_timeout", f"no answer within {self.timeout}s"
+        except OSError as err:
+            return "sink_error", err.strerror or type(err).__name__
+        status = answer.split(b"\r\n", 1)[0].split(b" ", 2)
+        if len(status) < 2 or not status[0].startswith(b"HTTP/") or not status[1].isdigit():
+            return "sink_error", "not an HTTP answer"
+        code = int(status[1])
+        if 200 <= code < 300:
+            return None, ""
+        return "sink_status", f"HTTP {code}"
 
     def stop(self) -> None:
-        """Flush everything queued so far, then close the file."""
+        """Flush everything queued so far (to a sink not in its backoff), then close
+        the file."""
         self._stop.set()
         if self._thread is not None:
-            self._thread.join(timeout=5)
+            self._thread.join(timeout=5 + self.timeout)
         else:
             self._drain()
-        self._file.close()
+        if self._file is not None:
+            self._file.close()
