@@ -1,0 +1,531 @@
+"""The telemetry sink: receives the sidecar's decision log and scrapes its metrics.
+
+The conformance suite needs a real telemetry consumer to fault (I-7: a dead or slow
+sink changes neither the data plane's latency nor its memory; I-3: it is paused with
+every other non-data-plane process). It is also the suite's witness of the
+sidecar's side of I-7: it scrapes ``/metrics`` and keeps a bounded series of the
+samples that show memory and the decision-log queue.
+
+``python -m conformance.harness.sink --listen HOST:PORT --out DIR
+[--scrape URL --scrape-interval S]``, or in process: ``Sink(out_dir).start()``
+(``stop()`` or a ``with`` block), or under the launcher: ``sink_spec(...)``.
+
+Endpoints:
+- ``POST /v1/decisions``: ``application/x-ndjson`` with a Content-Length of at most
+  ``max_body`` (413 beyond, 411 without, 415 for another type). Each line that is a
+  JSON object is a decision, appended (re-serialized: ASCII, one line) to
+  ``DIR/decisions.jsonl`` until that file would pass ``max_file_bytes``; past it
+  lines are counted, not written. A line that is not a JSON object (bad UTF-8 or
+  JSON, nesting past the parser's recursion limit, over ``MAX_LINE``) is counted
+  in ``bad_lines``; the batch is still accepted (200).
+- ``GET /stats``: counters and the last scraped samples (JSON, see ``Sink.stats``).
+- ``GET /series``: the bounded sample series, ``{name: [[t, value], ...]}``.
+- ``GET /healthz``: 200 ``ok``.
+Other methods get 405, other paths 404. At most ``MAX_CONNECTIONS`` connections
+are served at once (more are closed at accept); each socket read waits at most
+``READ_TIMEOUT`` seconds.
+
+Times (``t``) are ``time.monotonic()`` seconds: one clock for every process on the
+machine (Linux CLOCK_MONOTONIC), so a run subtracts its own start to place a sample
+in its windows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+import urllib.request
+from collections import deque
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from a1.argtypes import positive
+from a1.launcher import ProcessSpec, http_probe
+from control.rollout.scrape import ScrapeError, check_target
+
+MiB = 1 << 20
+MAX_BODY = 8 * MiB  # bytes of one POST (the sidecar's batches are at most 16 MiB, 256 KiB default)
+MAX_FILE_BYTES = 256 * MiB  # bytes of decisions.jsonl
+MAX_LINE = 1 * MiB  # bytes of one decision line
+MAX_SAMPLES = 10_000  # points kept per series
+MAX_SCRAPE_BYTES = 4 * MiB
+MAX_CONNECTIONS = 32
+READ_TIMEOUT = 5.0
+SELECTED = (
+    "process_resident_memory_bytes", "a1_decision_log_queue_bytes",
+    "a1_decision_log_dropped_total",
+)  # fmt: skip
+DECISIONS_PATH = "/v1/decisions"
+REJECTIONS = ("too_large", "no_length", "bad_type", "bad_method", "not_found", "short_body",
+              "busy")  # fmt: skip
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+class Sink:
+    """A sink on ``host:port`` (0: a free port) writing under ``out_dir``.
+
+    ``start()`` serves on daemon threads (and scrapes ``scrape_url`` every
+    ``scrape_interval`` seconds when given); ``stop()`` shuts both down and closes
+    the file. ``url`` is what ``decision_log.url`` should be."""
+
+    def __init__(
+        self,
+        out_dir: Path,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        scrape_url: str | None = None,
+        scrape_interval: float = 1.0,
+        max_body: int = MAX_BODY,
+        max_file_bytes: int = MAX_FILE_BYTES,
+        max_samples: int = MAX_SAMPLES,
+    ) -> None:
+        self.out_dir = Path(out_dir)
+        self.scrape_url = check_target(scrape_url) if scrape_url is not None else None
+        self.scrape_interval = scrape_interval
+        self.scrape_timeout = min(max(scrape_interval, 0.1), 2.0)
+        self.max_body = max_body
+        self.max_file_bytes = max_file_bytes
+        self._lock = threading.Lock()
+        self._counts = dict.fromkeys(
+            ("decisions", "batches", "bytes", "bad_lines", "written_bytes", "dropped_lines",
+             "scrapes", "scrape_errors"), 0)  # fmt: skip
+        self._rejected = dict.fromkeys(REJECTIONS, 0)
+        self._series: dict[str, deque[tuple[float, float]]] = {
+            n: deque(maxlen=max_samples) for n in SELECTED
+        }
+        self._last: dict[str, float | None] = dict.fromkeys(SELECTED)
+        self._last_scrape_t: float | None = None
+        self._last_scrape_error: str | None = None
+        self._last_scrape = b""
+        self._full = False
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.decisions_path = self.out_dir / "decisions.jsonl"
+        self._file = open(self.decisions_path, "ab")  # noqa: SIM115 - closed in stop()
+        self._counts["written_bytes"] = self._file.tell()
+        self._server = _Server((host, port), self)
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    @property
+    def address(self) -> tuple[str, int]:
+        host, port = self._server.server_address[:2]
+        return str(host), int(port)
+
+    @property
+    def base_url(self) -> str:
+        host, port = self.address
+        return f"http://{f'[{host}]' if ':' in host else host}:{port}"
+
+    @property
+    def url(self) -> str:
+        return self.base_url + DECISIONS_PATH
+
+    def start(self) -> Sink:
+        serve = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.1},
+                                 name="a1-sink-http", daemon=True)  # fmt: skip
+        self._threads.append(serve)
+        if self.scrape_url is not None:
+            self._threads.append(threading.Thread(target=self._scrape_loop,
+                                                  name="a1-sink-scrape", daemon=True))
+        for t in self._threads:
+            t.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._threads:
+            self._server.shutdown()
+        self._server.server_close()
+        for t in self._threads:
+            t.join(timeout=5)
+        with self._lock:
+            self._file.close()
+
+    def __enter__(self) -> Sink:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- what tests and the harness read ------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        """Counters (``decisions``: lines that were JSON objects; ``batches``: POSTs
+        accepted; ``bytes``: their body bytes; ``bad_lines``; ``written_bytes`` and
+        ``dropped_lines`` of decisions.jsonl; ``scrapes``, ``scrape_errors``),
+        ``rejected`` requests by reason, ``last`` sample of each selected metric
+        (None before one was seen), ``last_scrape_t`` and ``last_scrape_error``."""
+        with self._lock:
+            return {
+                **self._counts,
+                "rejected": dict(self._rejected),
+                "last": dict(self._last),
+                "last_scrape_t": self._last_scrape_t,
+                "last_scrape_error": self._last_scrape_error,
+                "file_full": self._full,
+            }
+
+    def series(self) -> dict[str, list[tuple[float, float]]]:
+        """The kept ``(t, value)`` points of each selected metric, oldest first."""
+        with self._lock:
+            return {n: list(d) for n, d in self._series.items()}
+
+    def last_scrape(self) -> bytes:
+        with self._lock:
+            return self._last_scrape
+
+    def decisions(self) -> list[dict[str, Any]]:
+        """The decisions written so far (decisions.jsonl, bounded by max_file_bytes)."""
+        with self._lock:
+            if not self._file.closed:
+                self._file.flush()
+        text = self.decisions_path.read_text(encoding="ascii")
+        return [json.loads(line) for line in text.splitlines() if line]
+
+    # -- ingest -------------------------------------------------------------------------
+
+    def ingest(self, body: bytes) -> tuple[int, int]:
+        """Count and append one POST body; (decisions, bad lines)."""
+        good: list[bytes] = []
+        bad = 0
+        for raw in body.split(b"\n"):
+            line = raw.rstrip(b"\r")
+            if not line.strip():
+                continue
+            if len(line) > MAX_LINE:
+                bad += 1
+                continue
+            try:
+                obj = json.loads(line.decode("utf-8"), parse_constant=_reject_constant)
+                if not isinstance(obj, dict):
+                    raise ValueError("not an object")
+                # ASCII on one line: no raw U+2028 or CR for a line splitter to trip on.
+                out = json.dumps(obj, separators=(",", ":"), allow_nan=False)
+            except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
+                bad += 1
+                continue
+            good.append(out.encode("ascii") + b"\n")
+        with self._lock:
+            c = self._counts
+            c["batches"] += 1
+            c["bytes"] += len(body)
+            c["decisions"] += len(good)
+            c["bad_lines"] += bad
+            for line in good:
+                if self._full or c["written_bytes"] + len(line) > self.max_file_bytes:
+                    self._full = True
+                    c["dropped_lines"] += 1
+                    continue
+                try:
+                    self._file.write(line)
+                    c["written_bytes"] += len(line)
+                except (OSError, ValueError):
+                    c["dropped_lines"] += 1
+        return len(good), bad
+
+    def reject(self, reason: str) -> None:
+        with self._lock:
+            self._rejected[reason] += 1
+
+    # -- scraping -----------------------------------------------------------------------
+
+    def _scrape_loop(self) -> None:
+        while not self._stop.is_set():
+            began = time.monotonic()
+            self.scrape_once()
+            self._stop.wait(max(0.0, self.scrape_interval - (time.monotonic() - began)))
+
+    def scrape_once(self) -> bool:
+        """Fetch ``scrape_url`` once and record the selected samples; False on failure
+        (counted, the reason in ``last_scrape_error``)."""
+        assert self.scrape_url is not None
+        t = time.monotonic()
+        try:
+            body = _fetch(self.scrape_url, self.scrape_timeout)
+            found = _select(body)
+        except ScrapeError as err:
+            with self._lock:
+                self._counts["scrape_errors"] += 1
+                self._last_scrape_error = str(err)
+            return False
+        with self._lock:
+            self._counts["scrapes"] += 1
+            self._last_scrape = body
+            self._last_scrape_t = t
+            self._last_scrape_error = None
+            for name, value in found.items():
+                self._last[name] = value
+                self._series[name].append((t, value))
+        _write_atomically(self.out_dir / "last_scrape.prom", body)
+        return True
+
+
+def _fetch(url: str, timeout: float) -> bytes:
+    """GET ``url`` (no proxy, no redirect followed) within ``timeout`` per socket wait."""
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}), _NoRedirect)
+    try:
+        with opener.open(url, timeout=timeout) as resp:
+            if resp.status != 200:
+                raise ScrapeError(f"HTTP {resp.status}")
+            body: bytes = resp.read(MAX_SCRAPE_BYTES + 1)
+    except ScrapeError:
+        raise
+    except Exception as err:  # URLError, HTTPError, timeouts, resets
+        raise ScrapeError(" ".join(f"{type(err).__name__}: {err}".split())[:200]) from None
+    if len(body) > MAX_SCRAPE_BYTES:
+        raise ScrapeError(f"answer is over {MAX_SCRAPE_BYTES} bytes")
+    return body
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+def _select(body: bytes) -> dict[str, float]:
+    """The selected samples of one exposition, each summed over its label sets."""
+    try:
+        text = body.decode("utf-8")
+        out: dict[str, float] = {}
+        for family in text_string_to_metric_families(text):
+            for s in family.samples:
+                if s.name in SELECTED:
+                    out[s.name] = out.get(s.name, 0.0) + float(s.value)
+    except Exception as err:  # the parser raises ValueError, IndexError, ... on garbage
+        raise ScrapeError(f"unparsable exposition: {type(err).__name__}") from None
+    return out
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    except OSError:
+        pass  # the in-memory copy (last_scrape) is what checks read
+
+
+# -- HTTP ------------------------------------------------------------------------------
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    block_on_close = False  # a client that never finishes must not hold stop()
+    allow_reuse_address = True
+
+    def __init__(self, address: tuple[str, int], sink: Sink) -> None:
+        self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
+        self.sink = sink
+        self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+        super().__init__(address, _Handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            self.sink.reject("busy")
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+    timeout = READ_TIMEOUT
+    server_version = "a1-sink"
+    sys_version = ""
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # counters, not access logs: a load test would fill the disk
+
+    def _send(self, status: int, body: bytes, ctype: str = "application/json",
+              extra: dict[str, str] | None = None) -> None:  # fmt: skip
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        for k, v in (extra or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _error(self, status: int, reason: str, message: str,
+               extra: dict[str, str] | None = None) -> None:  # fmt: skip
+        self.server.sink.reject(reason)
+        self.close_connection = True
+        self._send(status, json.dumps({"error": message}).encode(), extra=extra)
+
+    def _route(self) -> str:
+        return self.path.split("?", 1)[0]
+
+    def do_GET(self) -> None:
+        sink = self.server.sink
+        route = self._route()
+        if route == "/healthz":
+            self._send(200, b"ok\n", "text/plain")
+        elif route == "/stats":
+            self._send(200, json.dumps(sink.stats()).encode())
+        elif route == "/series":
+            self._send(200, json.dumps(sink.series()).encode())
+        elif route == DECISIONS_PATH:
+            self._not_allowed()
+        else:
+            self._error(404, "not_found", f"no such path: {route[:100]!r}")
+
+    def do_POST(self) -> None:
+        sink = self.server.sink
+        route = self._route()
+        if route != DECISIONS_PATH:
+            if route in ("/healthz", "/stats", "/series"):
+                self._error(405, "bad_method", "use GET", {"Allow": "GET"})
+            else:
+                self._error(404, "not_found", f"no such path: {route[:100]!r}")
+            return
+        ctype = (self.headers.get("Content-Type") or "").split(";", 1)[0].strip().lower()
+        if ctype != "application/x-ndjson":
+            self._error(415, "bad_type", "Content-Type must be application/x-ndjson")
+            return
+        lengths = self.headers.get_all("Content-Length") or []
+        if self.headers.get("Transfer-Encoding") or len(lengths) != 1 or not (
+            lengths[0].strip().isdigit()
+        ):
+            self._error(411, "no_length", "one Content-Length is required (no chunked bodies)")
+            return
+        length = int(lengths[0])
+        if length > sink.max_body:
+            self._error(413, "too_large", f"body over {sink.max_body} bytes")
+            return
+        try:
+            body = self.rfile.read(length)
+        except OSError:
+            body = b""
+        if len(body) < length:
+            sink.reject("short_body")
+            self.close_connection = True
+            return
+        accepted, bad = sink.ingest(body)
+        self._send(200, json.dumps({"accepted": accepted, "bad_lines": bad}).encode())
+
+    def _not_allowed(self) -> None:
+        allow = "POST" if self._route() == DECISIONS_PATH else "GET"
+        self._error(405, "bad_method", f"use {allow}", {"Allow": allow})
+
+    do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_TRACE = _not_allowed
+
+    def do_HEAD(self) -> None:  # no body may follow a HEAD answer
+        self.server.sink.reject("bad_method")
+        self.close_connection = True
+        self.send_response(405)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+
+# -- under the launcher ----------------------------------------------------------------
+
+
+def sink_spec(out_dir: Path, port: int, host: str = "127.0.0.1", *, name: str = "sink",
+              scrape_url: str | None = None, scrape_interval: float = 1.0,
+              log_path: Path | None = None) -> ProcessSpec:  # fmt: skip
+    """A ProcessSpec for ``Launcher.start``: the sink on ``host:port`` (a fixed port:
+    the sidecar's ``decision_log.url`` names it), ready when ``/healthz`` answers."""
+    shown = f"[{host}]" if ":" in host else host
+    argv = [sys.executable, "-m", "conformance.harness.sink", "--listen", f"{shown}:{port}",
+            "--out", str(out_dir)]  # fmt: skip
+    if scrape_url is not None:
+        argv += ["--scrape", scrape_url, "--scrape-interval", str(scrape_interval)]
+    return ProcessSpec(
+        name=name,
+        argv=argv,
+        log_path=log_path or Path(out_dir) / f"{name}.log",
+        ready=http_probe(f"http://{shown}:{port}/healthz"),
+    )
+
+
+def decisions_url(host: str, port: int) -> str:
+    """The ``decision_log.url`` for a sink on ``host:port``."""
+    shown = f"[{host}]" if ":" in host else host
+    return f"http://{shown}:{port}{DECISIONS_PATH}"
+
+
+# -- command line ----------------------------------------------------------------------
+
+
+def _listen(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
+    return host, int(port)
+
+
+def _interval(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0.05 <= v <= 60:
+        raise argparse.ArgumentTypeError(f"must be in [0.05, 60] seconds, got {text}")
+    return v
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m conformance.harness.sink",
+                                     description=__doc__.split("\n")[0])  # fmt: skip
+    parser.add_argument("--listen", type=_listen, required=True, metavar="HOST:PORT")
+    parser.add_argument("--out", type=Path, required=True, metavar="DIR",
+                        help="decisions.jsonl and last_scrape.prom go here")
+    parser.add_argument("--scrape", metavar="URL", help="the sidecar's http://HOST:PORT/metrics")
+    parser.add_argument("--scrape-interval", type=_interval, default=1.0, metavar="S")
+    parser.add_argument("--max-body", type=positive, default=MAX_BODY, metavar="BYTES")
+    parser.add_argument("--max-file-bytes", type=positive, default=MAX_FILE_BYTES,
+                        metavar="BYTES")
+    args = parser.parse_args(argv)
+    host, port = args.listen
+    try:
+        sink = Sink(args.out, host, port, scrape_url=args.scrape,
+                    scrape_interval=args.scrape_interval, max_body=args.max_body,
+                    max_file_bytes=args.max_file_bytes)  # fmt: skip
+    except ScrapeError as err:
+        print(f"sink: --scrape: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:
+        print(f"sink: cannot listen on {host}:{port} or write {args.out}: {err.strerror}",
+              file=sys.stderr)
+        return 2
+    done = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    signal.signal(signal.SIGINT, lambda *_: done.set())
+    sink.start()
+    print(f"sink: listening on {sink.url}, writing {sink.decisions_path}"
+          + (f", scraping {sink.scrape_url} every {sink.scrape_interval}s" if sink.scrape_url
+             else ""), file=sys.stderr, flush=True)  # fmt: skip
+    while not done.wait(0.5):
+        pass
+    sink.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
