@@ -207,9 +207,21 @@ def test_cleanup_stale_removes_a_crashed_runs_leftovers_only(available: None) ->
         cleanup_stale(TEST_PREFIX)
 
 
-def test_bad_prefix_is_refused() -> None:
+def test_cleanup_stale_never_touches_names_it_did_not_make(available: None) -> None:
+    foreign = f"{TEST_PREFIX}mine"  # the prefix, but not <prefix><6 hex>: someone else's
+    subprocess.run(["ip", "netns", "add", foreign], check=True)
+    try:
+        assert foreign not in cleanup_stale(TEST_PREFIX) and foreign in namespaces()
+    finally:
+        subprocess.run(["ip", "netns", "del", foreign], check=True)
+
+
+@pytest.mark.parametrize("prefix", ["Bad_Prefix", "much-too-long-", "", "-a", "a1c/../"])
+def test_bad_prefix_is_refused(prefix: str) -> None:
     with pytest.raises(UserError, match="prefix"):
-        Netns("Bad_Prefix_Too_Long")
+        Netns(prefix)
+    with pytest.raises(UserError, match="prefix"):
+        cleanup_stale(prefix)
 
 
 @dataclass

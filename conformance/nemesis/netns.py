@@ -208,15 +208,17 @@ def partition(target: Target, link: str) -> Fault:
 
 
 def cleanup_stale(prefix: str = PREFIX) -> list[str]:
-    """Remove namespaces and veths named under ``prefix`` whose creating process is gone
-    (a crashed run); returns their names. Leaves a live run's alone."""
-    names = {n for n in _netns_names() if n.startswith(prefix)}
-    names |= {i.removesuffix("-h") for i in _link_names()
-              if i.startswith(prefix) and i.endswith("-h")}
+    """Remove namespaces and veths named ``<prefix><6 hex>`` (what :class:`Netns` names)
+    whose creating process is gone (a crashed run); returns their names. Leaves a live
+    run's alone, and anything named otherwise (someone else's namespaces)."""
+    if not _PREFIX_RE.fullmatch(prefix):
+        raise UserError(f"netns prefix {prefix!r} must match {_PREFIX_RE.pattern}")
+    ours = re.compile(re.escape(prefix) + r"[0-9a-f]{6}")
+    candidates = set(_netns_names()) | {i.removesuffix("-h") for i in _link_names()}
     if OWNER_DIR.is_dir():
-        names |= {p.name for p in OWNER_DIR.iterdir() if p.name.startswith(prefix)}
+        candidates |= {p.name for p in OWNER_DIR.iterdir()}
     removed = []
-    for name in sorted(names):
+    for name in sorted(n for n in candidates if ours.fullmatch(n)):
         if not _owner_alive(name):
             _remove(name)
             removed.append(name)
