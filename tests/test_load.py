@@ -38,6 +38,7 @@ from conformance.load import (
     Planner,
     Schedule,
     TokenCache,
+    groups_for,
     unexpected,
 )
 from conformance.load import client as client_module
@@ -313,6 +314,35 @@ def test_bad_schedules_are_refused(schedule: Callable[[], Schedule], message: st
         schedule()
 
 
+def test_groups_for_a_victim_cell() -> None:
+    table = CellTable.balanced(["cell-1", "cell-2", "cell-3"])
+    groups = groups_for(table, victim="cell-2", per_cell=2)
+    assert set(groups) == {"victim", "bystander"}
+    assert set(groups["victim"].values()) == {"cell-2"} and len(groups["victim"]) == 2
+    assert set(groups["bystander"].values()) == {"cell-1", "cell-3"}
+    assert all(table.lookup(t) == c for g in groups.values() for t, c in g.items())
+    assert set(groups_for(table)) == {"cell-1", "cell-2", "cell-3"}
+    with pytest.raises(ValueError, match="victim: no cell"):
+        groups_for(table, victim="cell-9")
+
+
+def test_switching_groups_moves_the_load_and_keeps_every_tenant_for_the_readback(
+        cells: Cells) -> None:
+    rec = Recorder()
+    first = dict.fromkeys(cells.tenants("cell-1", 2), "cell-1")
+    load = Load(cell_client(cells), rec, {"a": first}, mix=Mix(read=1, write=0, probe=0))
+    with load:
+        wait_until(lambda: len(rec.history.ops()) >= 10, "10 ops")
+        second = dict.fromkeys(cells.tenants("cell-1", 4)[2:], "cell-1")
+        load.switch("later", groups={"b": second})
+        wait_until(lambda: len(rec.history.ops(scenario="later")) >= 10, "10 more")
+    later = rec.history.ops(scenario="later")
+    assert {o.group for o in later[-5:]} == {"b"}
+    assert {o.tenant for o in later if o.group == "b"} <= set(second)
+    assert {b.tenant: b.group for b in load.readback()} == {
+        **dict.fromkeys(first, "a"), **dict.fromkeys(second, "b")}
+
+
 def test_planner_refuses_empty_groups() -> None:
     with pytest.raises(ValueError, match="at least one group"):
         Planner({"g": {}}, Mix(), 0)
@@ -395,18 +425,13 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         s.stop()
 
 
-def stack_load(stack: Stack, rec: Recorder, **kw: Any) -> Load:
-    ops = OpClient(stack.http_url, stack.token, run_clock(),
-                   cell_urls={n: stack.cell_url(n) for n in stack.cell_names})
-    groups = {cell: dict.fromkeys(tenants, cell)
-              for cell, tenants in tenants_by_cell(stack, per_cell=2).items()}
-    return Load(ops, rec, groups, **kw)
-
-
 def test_through_the_stack_ops_carry_their_cell_and_policy_version(stack: Stack) -> None:
     rec = Recorder()
-    load = stack_load(stack, rec, schedule=Schedule.closed(4),
-                      mix=Mix(read=4, write=3, probe=2, misroute=1), seed=5, scenario="control")
+    load = Load.for_stack(stack, rec, schedule=Schedule.closed(4),
+                          mix=Mix(read=4, write=3, probe=2, misroute=1), seed=5,
+                          scenario="control")
+    assert load.planner.tenants() == {t: (cell, cell) for cell, ts in
+                                      tenants_by_cell(stack, per_cell=2).items() for t in ts}
     with load:
         wait_until(lambda: len(rec.history.ops()) >= 300, "300 ops", timeout=60)
         load.switch("down")
@@ -431,6 +456,7 @@ def test_through_the_stack_ops_carry_their_cell_and_policy_version(stack: Stack)
     live = load.stats()
     assert set(live) == set(stack.cell_names)
     assert sum(s.total for s in live.values()) == len(history.ops())
+    assert all(f"{c} " in load.live() for c in stack.cell_names)
 
     backs = load.readback()
     assert len(backs) == 6 and all(b.status == 200 and b.value is not None for b in backs)

@@ -3,21 +3,29 @@
 
 Typical use by a runner::
 
-    ops = OpClient(stack.http_url, stack.token, clock,
-                   cell_urls={n: stack.cell_url(n) for n in stack.cell_names})
-    load = Load(ops, recorder, {"victim": {...}, "bystander": {...}},
-                schedule=Schedule.open(rate=100), mix=Mix(), seed=seed)
+    load = Load.for_stack(stack, recorder, schedule=Schedule.open(rate=100), mix=Mix(),
+                          seed=seed)   # or Load(OpClient(...), recorder, groups, ...)
     with load:
-        load.switch("I-3")           # ops are labelled with the scenario
+        load.switch("I-5", groups=groups_for(stack.cell_table(), victim="cell-2"))
         load.authorized = False      # while the decision point is down
-        load.stats()                 # live progress per group
+        load.live()                  # progress: per group ops/s and error rate
     load.readback()                  # after the run: one readback op per tenant
 """
 
-from conformance.load.client import PROBE_KINDS, OpClient
-from conformance.load.generator import OVERLOAD, Groups, Load, Mix, Planned, Planner, Schedule
+from conformance.load.client import PROBE_KINDS, OpClient, RunClock
+from conformance.load.generator import (
+    OVERLOAD,
+    Groups,
+    Load,
+    Mix,
+    Planned,
+    Planner,
+    Schedule,
+    groups_for,
+)
 from conformance.load.stats import GroupStats, unexpected
 from conformance.load.tokens import TokenCache
 
 __all__ = ["OVERLOAD", "PROBE_KINDS", "GroupStats", "Groups", "Load", "Mix", "OpClient",
-           "Planned", "Planner", "Schedule", "TokenCache", "unexpected"]
+           "Planned", "Planner", "RunClock", "Schedule", "TokenCache", "groups_for",
+           "unexpected"]

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import itertools
 import threading
+import time
 import uuid
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -50,22 +51,34 @@ MAX_PAGES = 100_000  # a listing that never ends is a failed readback, not a han
 Clock = Callable[[], float]
 
 
+class RunClock:
+    """Seconds since ``t0`` (``time.monotonic()`` at creation): the run's clock, which
+    every event of a history is timed by."""
+
+    def __init__(self, t0: float | None = None) -> None:
+        self.t0 = time.monotonic() if t0 is None else t0
+
+    def __call__(self) -> float:
+        return time.monotonic() - self.t0
+
+
 class OpClient:
     """Performs operations against one stack and returns them as ``Op`` events.
 
     ``edge_url`` is Envoy's listener; ``cell_urls`` maps cell names to their own
     ports (for misroutes); ``token_for(tenant, roles)`` mints a JWT (Stack.token);
-    ``clock()`` is the runner's clock. Thread-safe: the load's workers share one.
+    ``clock()`` is the run's clock (default: a new :class:`RunClock`). Thread-safe:
+    the load's workers share one.
     """
 
-    def __init__(self, edge_url: str, token_for: TokenFor, clock: Clock, *,
+    def __init__(self, edge_url: str, token_for: TokenFor, clock: Clock | None = None, *,
                  cell_urls: Mapping[str, str] | None = None, cafile: Path | None = None,
                  timeout: float = 5.0, run_id: str | None = None) -> None:
         self.edge = Client(edge_url, cafile=cafile, timeout=timeout)
         self.cells = {name: Client(url, timeout=timeout)
                       for name, url in (cell_urls or {}).items()}
         self.tokens = TokenCache(token_for)
-        self.clock = clock
+        self.clock: Clock = clock or RunClock()
         self.run_id = run_id or uuid.uuid4().hex[:12]
         self._counter = itertools.count()
         self._counter_lock = threading.Lock()

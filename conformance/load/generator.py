@@ -24,15 +24,35 @@ import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
+from conformance.harness.stacks import tenants_in_table
 from conformance.history import Op, Recorder
-from conformance.load.client import PROBE_KINDS, OpClient
+from conformance.load.client import PROBE_KINDS, Clock, OpClient
 from conformance.load.stats import GroupStats, LiveStats
+from policies.core.cells import CellTable
 from policies.core.errors import one_line
+
+if TYPE_CHECKING:
+    from a1.stack import Stack
 
 OVERLOAD = "overload: not sent"
 # group -> {tenant: the cell that owns it (None: not known)}
 Groups = Mapping[str, Mapping[str, str | None]]
+
+
+def groups_for(table: CellTable, victim: str | None = None, per_cell: int = 2,
+               prefix: str = "tenant") -> dict[str, dict[str, str | None]]:
+    """``per_cell`` tenants of every cell of ``table``: in group ``victim`` (the tenants of
+    cell ``victim``) and ``bystander`` (all others) when a victim is named, else one group
+    per cell, named for the cell."""
+    if victim is not None and victim not in table.cells:
+        raise ValueError(f"victim: no cell {victim!r} (cells: {', '.join(table.cells)})")
+    out: dict[str, dict[str, str | None]] = {}
+    for cell, tenants in tenants_in_table(table, per_cell, prefix).items():
+        group = cell if victim is None else "victim" if cell == victim else "bystander"
+        out.setdefault(group, {}).update(dict.fromkeys(tenants, cell))
+    return out
 
 
 @dataclass(frozen=True)
@@ -197,6 +217,22 @@ class Load:
 
     # -- control ----------------------------------------------------------------------
 
+    @classmethod
+    def for_stack(cls, stack: Stack, recorder: Recorder, groups: Groups | None = None, *,
+                  clock: Clock | None = None, timeout: float = 5.0, run_id: str | None = None,
+                  **kw: Any) -> Load:
+        """A load on ``stack``'s edge (its tokens, its cells' own ports for misroutes);
+        ``groups`` default to :func:`groups_for` the stack's cell table, no victim."""
+        client = OpClient(stack.http_url, stack.token, clock, timeout=timeout, run_id=run_id,
+                          cell_urls={n: stack.cell_url(n) for n in stack.cell_names})
+        return cls(client, recorder, groups if groups is not None
+                   else groups_for(stack.cell_table()), **kw)
+
+    @property
+    def clock(self) -> Clock:
+        """The run's clock every op is timed by (the client's)."""
+        return self.client.clock
+
     def switch(self, scenario: str | None = None, *, groups: Groups | None = None,
                mix: Mix | None = None) -> None:
         """Move to another scenario (its ops are labelled with it), tenant groups or mix."""
@@ -240,6 +276,11 @@ class Load:
     def stats(self) -> dict[str, GroupStats]:
         """Per group: ops and unexpected outcomes in the last whole second, and totals."""
         return self._live.snapshot(self.client.clock())
+
+    def live(self) -> str:
+        """The progress line: per group, ops/s and the error rate over the last second."""
+        return ", ".join(f"{g} {s.ops} op/s {s.error_rate:.1%} err"
+                         for g, s in sorted(self.stats().items())) or "no ops yet"
 
     # -- the readback -----------------------------------------------------------------
 
