@@ -33,6 +33,7 @@ in its windows.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -115,7 +116,11 @@ class Sink:
         self.decisions_path = self.out_dir / "decisions.jsonl"
         self._file = open(self.decisions_path, "ab")  # noqa: SIM115 - closed in stop()
         self._counts["written_bytes"] = self._file.tell()
-        self._server = _Server((host, port), self)
+        try:
+            self._server = _Server((host, port), self)
+        except BaseException:
+            self._file.close()
+            raise
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
 
@@ -191,9 +196,6 @@ class Sink:
 
     def decisions(self) -> list[dict[str, Any]]:
         """The decisions written so far (decisions.jsonl, bounded by max_file_bytes)."""
-        with self._lock:
-            if not self._file.closed:
-                self._file.flush()
         text = self.decisions_path.read_text(encoding="ascii")
         return [json.loads(line) for line in text.splitlines() if line]
 
@@ -236,6 +238,8 @@ class Sink:
                     c["written_bytes"] += len(line)
                 except (OSError, ValueError):
                     c["dropped_lines"] += 1
+            with contextlib.suppress(OSError, ValueError):  # readers see whole batches
+                self._file.flush()
         return len(good), bad
 
     def reject(self, reason: str) -> None:
@@ -326,6 +330,7 @@ def _write_atomically(path: Path, data: bytes) -> None:
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False  # a client that never finishes must not hold stop()
+    request_queue_size = 128  # the listen backlog: bursts of connects are not SYN-retried
     allow_reuse_address = True
 
     def __init__(self, address: tuple[str, int], sink: Sink) -> None:
