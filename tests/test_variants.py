@@ -35,8 +35,9 @@ from conformance.variants.catalog import Variant
 from conformance.variants.fail_open_envoy import DEFAULT_ROUTE
 from conformance.variants.shared_cell_store import SHARED_NAME
 from conformance.variants.store import cell_store
-from conformance.variants.sync_policy_fetch import ADDRESS_ENV
+from conformance.variants.sync_policy_fetch import ADDRESS_ENV, control_address
 from policies.core.cells import CellTable
+from policies.core.errors import ConfigError
 from policies.core.xds.types import CLUSTER, LISTENER, ROUTE
 from tests.test_engine import compile_authz
 from tests.test_sidecar_grpc import ALICE
@@ -321,6 +322,22 @@ def test_sync_policy_fetch_sidecar_fails_requests_when_the_control_plane_is_unre
     finally:
         server.stop(grace=None).wait()
     assert decide(sidecar) == (7, 503)  # it does not: the request fails
+
+
+def test_sync_policy_fetch_finds_the_control_plane_in_the_sidecar_config(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(ADDRESS_ENV, raising=False)
+    config = tmp_path / "sidecar.yaml"
+    config.write_text("grpc_address: 127.0.0.1:1\nsource: {kind: xds, address: 'unix:/run/cp.sock',"
+                      " state_dir: lkg, trusted_keys: keys}\n")
+    assert control_address(str(config)) == "unix:/run/cp.sock"
+    monkeypatch.setenv(ADDRESS_ENV, "127.0.0.1:9")
+    assert control_address(str(config)) == "127.0.0.1:9"
+    monkeypatch.delenv(ADDRESS_ENV)
+    config.write_text("grpc_address: 127.0.0.1:1\npolicy: {module: p.wasm}\n"
+                      "cells: {table: c.yaml}\n")
+    with pytest.raises(ConfigError, match=ADDRESS_ENV):
+        control_address(str(config))
 
 
 class Sink(ThreadingHTTPServer):
