@@ -262,7 +262,7 @@ class ControlServer:
 
     def start(self) -> str:
         self._thread = threading.Thread(target=self._http.serve_forever, kwargs={
-            "poll_interval": 0.1}, name="a1-fault-proxy-control", daemon=True)
+            "poll_interval": 0.05}, name="a1-fault-proxy-control", daemon=True)
         self._thread.start()
         return self.address
 

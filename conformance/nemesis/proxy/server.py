@@ -295,31 +295,14 @@ class FaultProxy:
         if task is not None:
             self._pending.add(task)
         try:
-            if not self.enabled or len(self._connections) >= self.max_connections:
+            if not self.enabled or self.connection_counts["open"] >= self.max_connections:
                 self.connection_counts["refused"] += 1
                 writer.transport.abort()
                 return
+            self.connection_counts["open"] += 1  # counted while it connects: the bound holds
             try:
-                upstream = await asyncio.wait_for(connect(self.upstream, READ_BYTES),
-                                                  CONNECT_TIMEOUT)
-            except (OSError, TimeoutError) as err:
-                log.debug("proxy %s: upstream %s: %s", self.name, self.upstream, one_line(err))
-                self.connection_counts["upstream_failed"] += 1
-                writer.transport.abort()
-                return
-            if not self.enabled:  # disabled while connecting
-                upstream[1].transport.abort()
-                writer.transport.abort()
-                return
-            rng = random.Random(self._rng.getrandbits(64))
-            conn = Connection(self, (reader, writer), upstream, rng)
-            self._connections.add(conn)
-            self.connection_counts["open"] += 1
-            self.connection_counts["total"] += 1
-            try:
-                await conn.run()
+                await self._connect(reader, writer)
             finally:
-                self._connections.discard(conn)
                 self.connection_counts["open"] -= 1
         except Exception as err:  # never a traceback from a connection: one debug line
             log.debug("proxy %s: connection failed: %s", self.name, one_line(err))
@@ -327,6 +310,29 @@ class FaultProxy:
         finally:
             if task is not None:
                 self._pending.discard(task)
+
+    async def _connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+                       ) -> None:
+        try:
+            upstream = await asyncio.wait_for(connect(self.upstream, READ_BYTES),
+                                              CONNECT_TIMEOUT)
+        except (OSError, TimeoutError) as err:
+            log.debug("proxy %s: upstream %s: %s", self.name, self.upstream, one_line(err))
+            self.connection_counts["upstream_failed"] += 1
+            writer.transport.abort()
+            return
+        if not self.enabled:  # disabled while connecting
+            upstream[1].transport.abort()
+            writer.transport.abort()
+            return
+        conn = Connection(self, (reader, writer), upstream,
+                          random.Random(self._rng.getrandbits(64)))
+        self._connections.add(conn)
+        self.connection_counts["total"] += 1
+        try:
+            await conn.run()
+        finally:
+            self._connections.discard(conn)
 
     # -- toxics (on the loop) -------------------------------------------------------------
 
