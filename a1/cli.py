@@ -6,7 +6,15 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from a1.commands import bench_control, bench_policy, bench_sidecar, control, policy, stack
+from a1.commands import (
+    bench_control,
+    bench_policy,
+    bench_sidecar,
+    conformance,
+    control,
+    policy,
+    stack,
+)
 from policies.core.errors import UserError
 
 
@@ -16,6 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     policy.register(sub)
     stack.register(sub)
     control.register(sub)
+    conformance.register(sub)
     bench = sub.add_parser("bench", help="side-by-side benchmarks")
     bench_sub = bench.add_subparsers(dest="bench", required=True, metavar="BENCH")
     bench_policy.register(bench_sub)

@@ -323,7 +323,13 @@ class Stack:
         return f"http://{LOOPBACK}:{self.ports.sidecar_metrics}/metrics"
 
     def cell_url(self, name: str) -> str:
+        """Where the cell process itself answers (health probes, direct requests)."""
         return f"http://{LOOPBACK}:{self.ports.cells[self.cell_names.index(name)]}"
+
+    def cell_endpoint(self, name: str) -> tuple[str, int]:
+        """Where Envoy reaches a cell: the cell itself here; the conformance suite puts
+        a fault proxy in between by overriding this one method."""
+        return LOOPBACK, self.ports.cells[self.cell_names.index(name)]
 
     @property
     def uses_control_plane(self) -> bool:
@@ -346,8 +352,8 @@ class Stack:
     def bootstrap_params(self, mode: str | None = None) -> envoy_bootstrap.BootstrapParams:
         files = self.files
         return envoy_bootstrap.BootstrapParams(
-            cells=[envoy_bootstrap.CellEndpoint(n, LOOPBACK, p)
-                   for n, p in zip(self.cell_names, self.ports.cells, strict=True)],
+            cells=[envoy_bootstrap.CellEndpoint(n, *self.cell_endpoint(n))
+                   for n in self.cell_names],
             jwks_path=files.pki.jwks, tls_cert=files.pki.server_cert,
             tls_key=files.pki.server_key, mode=mode or self.options.mode,
             bind_address=LOOPBACK, http_port=self.ports.http, https_port=self.ports.https,
@@ -409,8 +415,7 @@ class Stack:
 
     def platform_inputs(self) -> PlatformInputs:
         return PlatformInputs(
-            cells=[(n, LOOPBACK, p) for n, p in zip(self.cell_names, self.ports.cells,
-                                                     strict=True)],
+            cells=[(n, *self.cell_endpoint(n)) for n in self.cell_names],
             bind_address=LOOPBACK, http_port=self.ports.http, https_port=self.ports.https,
             sidecar_mode=self.options.mode, sidecar_grpc=self.sidecar_grpc_address,
             sidecar_http=self.sidecar_http_address,
@@ -505,8 +510,8 @@ class Stack:
         healthy upstream") for a moment after /ready. So wait for the hosts too.
         """
         ready = http_probe(f"{self.admin_url}/ready")
-        wanted = [f"{envoy_bootstrap.cluster_name(n)}::{LOOPBACK}:{p}::health_flags::healthy"
-                  for n, p in zip(self.cell_names, self.ports.cells, strict=True)]
+        wanted = [f"{envoy_bootstrap.cluster_name(n)}::{h}:{p}::health_flags::healthy"
+                  for n in self.cell_names for h, p in [self.cell_endpoint(n)]]
 
         def check() -> bool:
             if not ready():

@@ -31,7 +31,7 @@ from a1.cli import main as a1_main
 from a1.launcher import ProcessSpec, free_ports, http_probe
 from a1.stack import Stack
 from conformance.harness.client import Client
-from conformance.harness.stacks import tenants_in_table
+from conformance.harness.stacks import control_status, published, tenants_in_table
 from conformance.harness.waiting import poll
 from control.pipeline.compile import compile_bundle
 from control.pipeline.render import render
@@ -43,19 +43,6 @@ from policies.bundle import load_signing_key, load_trusted_keys, public_key_path
 from policies.core.xds.types import POLICY_ASSIGNMENT, POLICY_BUNDLE, PUSH_ORDER, canonical_json
 
 pytestmark = pytest.mark.e2e
-
-
-def control_status(stack: Stack) -> dict[str, Any]:
-    with urllib.request.urlopen(f"{stack.control_url}/status", timeout=5) as resp:
-        return json.loads(resp.read())  # type: ignore[no-any-return]
-
-
-def published(stack: Stack) -> bool:
-    """The spec directory as it is now is published: every phase of its transition done."""
-    digest = load_spec(stack.files.platform).digest
-    last = control_status(stack).get("last_transition") or {}
-    return (last.get("digest") == digest and not last.get("error")
-            and last.get("done") == last.get("phases"))
 
 
 class Load:

@@ -101,8 +101,10 @@ def _name(pairs: list[tuple[str, str]], what: str) -> str:
 
 
 def judge(history: History, scenario: str, b: Bounds) -> CheckResult:
-    writes = history.ops(scenario, f="write")
-    readbacks = history.ops(scenario, f="readback")
+    """Every scenario's writes against the run's readback (``scenario`` "*": all of them)."""
+    scope = None if scenario == "*" else scenario
+    writes = history.ops(scope, f="write")
+    readbacks = history.ops(scope, f="readback")
     for r in readbacks:
         if r.ok and not isinstance(r.value, list):
             raise Missing(f"readback of tenant {r.tenant!r} at {r.invoke:.3f}s: value must be "

@@ -50,7 +50,7 @@ CHECKERS: dict[str, Checker] = {c.invariant: c for c in (
     _checker(control_outage), _checker(governance_outage), _checker(no_sync_dependency),
     _checker(config_churn), _checker(blast_radius), _checker(fail_closed, whole_history=True),
     _checker(telemetry), _checker(bad_config), _checker(minimal_movement),
-    _checker(propagation), _checker(nothing_lost))}
+    _checker(propagation), _checker(nothing_lost, whole_history=True))}
 
 ALL = "*"  # the scenario label of a whole-history check run without one
 
@@ -105,3 +105,8 @@ def check(history: History, scenario: str | None, invariant: str,
     except Missing as err:
         return CheckResult(invariant, label, False, c.statistic, plain(dataclasses.asdict(b)),
                            err.measured, f"missing evidence: {err}")
+
+
+def check_history(history: History) -> list[CheckResult]:
+    """The whole-history checks (I-6 fail closed, I-11 nothing lost), once per run."""
+    return [check(history, None, c.invariant) for c in CHECKERS.values() if c.whole_history]

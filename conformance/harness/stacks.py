@@ -65,3 +65,18 @@ def port_args() -> list[str]:
         return ["--http-port", str(http), "--https-port", str(https), "--admin-port",
                 str(admin), "--internal-port-base", str(base)]
     raise LaunchError("no free block of loopback ports")
+
+
+def control_status(stack: Stack) -> dict[str, Any]:
+    """The control plane's status document (docs/control-plane.md, ## Status)."""
+    return Client(stack.control_url, timeout=5).get("/status").json()  # type: ignore[no-any-return]
+
+
+def published(stack: Stack) -> bool:
+    """The spec directory as it is now is published: every phase of its transition done."""
+    from control.spec import load_spec
+
+    digest = load_spec(stack.files.platform).digest
+    last = control_status(stack).get("last_transition") or {}
+    return (last.get("digest") == digest and not last.get("error")
+            and last.get("done") == last.get("phases"))

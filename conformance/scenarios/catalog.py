@@ -1,0 +1,150 @@
+"""Every scenario, by invariant, and the profiles that play them.
+
+``quick`` plays one scenario per invariant (CI runs it; under 10 minutes on two
+cores), ``full`` adds the variants of each fault (blackholes and slow links,
+partitions in network namespaces, every config fault). Scenario ids are
+``I-<n>/<fault>``; ``--only I-3,I-5`` selects by invariant.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from conformance.harness.stacks import control_status, metric, published
+from conformance.harness.target import Target
+from conformance.harness.waiting import poll
+from conformance.nemesis import config as config_faults
+from conformance.nemesis import process
+from conformance.nemesis.base import Fault
+from conformance.nemesis.churn import churn
+from conformance.nemesis.netns import partition
+from conformance.runner import Run
+from conformance.scenarios.base import Scenario, Windows
+from conformance.scenarios.cells import add_cell
+from conformance.scenarios.policies import DENY_ALL, benign_edit, swap_policy
+
+PROFILES = ("quick", "full")
+
+
+def _last_cell(run: Run) -> str:
+    """The victim: the last cell, never the rollout's canary (the first)."""
+    return run.target.cell_names[-1]
+
+
+def _canary(run: Run) -> str:
+    order = (control_status(run.target).get("rollout") or {}).get("order") or []
+    return str(order[0]) if order else run.target.cell_names[0]
+
+
+def _resync(run: Run) -> None:
+    """After the control plane returns: seconds until every xDS client is connected again."""
+    t0 = time.monotonic()
+    expected = 2 + len(run.target.cell_names)  # the relay (Envoy), the sidecar, each cell
+    poll(lambda: control_status(run.target)["xds"]["clients"] >= expected, timeout=60,
+         interval=0.1, what="every xDS client to reconnect")
+    poll(lambda: published(run.target), timeout=60, interval=0.1, what="the spec published")
+    run.observe(run.load.scenario, "resync_s", round(time.monotonic() - t0, 3))
+
+
+def _toxic(run: Run, links: tuple[str, ...], kind: str, **attrs: object) -> Fault:
+    proxies = [run.target.proxy(link) for link in links]
+
+    def inject() -> None:
+        for p in proxies:
+            for direction in ("upstream", "downstream"):
+                p.add(kind, name=f"{kind}-{direction}", direction=direction, **attrs)
+
+    def repair() -> None:
+        for p in proxies:
+            p.reset()
+
+    return Fault(f"toxic:{'+'.join(links)}:{kind}", inject, repair,
+                 f"{kind} on {', '.join(links)}: the data plane keeps serving")
+
+
+def _metric(name: str) -> Callable[[Run], object]:
+    return lambda run: metric(run.target, name)
+
+
+TELEMETRY = {"sidecar_rss_bytes": _metric("process_resident_memory_bytes"),
+             "decision_log_queue_bytes": _metric("a1_decision_log_queue_bytes")}
+
+
+def _record_log_bound(run: Run) -> None:
+    settings = run.target.sidecar_settings()["decision_log"]
+    run.observe(run.load.scenario, "decision_log_max_bytes",
+                int(settings.get("max_bytes") or 16 << 20))
+
+
+CONFIG_FAULTS: dict[str, Callable[[Target], Fault]] = {
+    "invalid-spec": lambda t: config_faults.invalid_spec(t, "syntax"),
+    "schema-error": lambda t: config_faults.invalid_spec(t, "schema"),
+    "envoy-nack": config_faults.envoy_nack,
+    "wrong-signature": config_faults.bundle_wrongly_signed,
+    "corrupted-bundle": lambda t: config_faults.bundle_from_impostor(t, "corrupted"),
+    "unsigned-bundle": lambda t: config_faults.bundle_from_impostor(t, "unsigned"),
+    "fuel-policy": lambda t: config_faults.policy_trap(t, "fuel"),
+    "memory-policy": lambda t: config_faults.policy_trap(t, "memory"),
+}
+QUICK_CONFIG = ("invalid-spec", "envoy-nack", "wrong-signature", "fuel-policy")
+
+
+def _config(kind: str) -> Scenario:
+    build = CONFIG_FAULTS[kind]
+    return Scenario(
+        f"I-8/{kind}", "I-8", f"bad config ({kind}) is rejected and the old config serves",
+        lambda run: build(run.target), expect_failures=("victim",),
+        profiles=("quick", "full") if kind in QUICK_CONFIG else ("full",))
+
+
+SCENARIOS: tuple[Scenario, ...] = (
+    Scenario("I-1/kill-control", "I-1", "control plane killed: the data plane serves on LKG",
+             lambda run: process.kill(run.target, "control"), after_repair=_resync),
+    Scenario("I-1/blackhole-xds", "I-1", "xDS links blackholed: the data plane serves on LKG",
+             lambda run: _toxic(run, ("envoy-xds", "sidecar-xds"), "blackhole"),
+             after_repair=_resync, profiles=("full",)),
+    Scenario("I-2/pause-policy-source", "I-2",
+             "policy source (the control plane) paused: decisions continue, no slower",
+             lambda run: process.pause(run.target, "control")),
+    Scenario("I-3/pause-non-data-plane", "I-3",
+             "every non-data-plane process paused: latency unchanged",
+             lambda run: process.pause(run.target, "control", "sink")),
+    Scenario("I-4/churn", "I-4", "config churn: p99 within bound, no request fails",
+             lambda run: churn(run.target, rate_per_s=2.0, kind="mixed"),
+             windows=Windows(fault=10.0)),
+    Scenario("I-5/kill-cell", "I-5", "one cell killed: only its tenants see errors",
+             lambda run: process.kill(run.target, _last_cell(run)),
+             victim_cell=_last_cell, expect_failures=("victim",)),
+    Scenario("I-5/partition-cell", "I-5",
+             "one cell cut off by a network partition: only its tenants see errors",
+             lambda run: partition(run.target, f"envoy-{run.target.target_options.netns_cell}"),
+             victim_cell=lambda run: run.target.target_options.netns_cell or _last_cell(run),
+             expect_failures=("victim",), profiles=("full",)),
+    Scenario("I-6/kill-sidecar", "I-6", "sidecar killed: deny or 503, never a success",
+             lambda run: process.kill(run.target, "sidecar"), no_decisions=True),
+    Scenario("I-7/sink-down", "I-7", "telemetry sink paused: latency and memory unchanged",
+             lambda run: process.pause(run.target, "sink"),
+             after_inject=_record_log_bound, sample=TELEMETRY),
+    Scenario("I-7/sink-slow", "I-7", "telemetry link slowed: latency and memory unchanged",
+             lambda run: _toxic(run, ("sidecar-sink",), "latency", latency=2000, jitter=500),
+             after_inject=_record_log_bound, sample=TELEMETRY,
+             profiles=("full",)),
+    *(_config(kind) for kind in CONFIG_FAULTS),
+    Scenario("I-9/add-cell", "I-9", "a cell added: about 1/(N+1) of tenants move, all to it",
+             add_cell, windows=Windows(fault=6.0)),
+    Scenario("I-10/propagation", "I-10", "a new policy version reaches every sidecar in bound",
+             lambda run: swap_policy(run, benign_edit(run), measure=True),
+             windows=Windows(fault=4.0, recovery=60.0)),
+    Scenario("I-10/rollback", "I-10", "a breaching canary is rolled back by itself",
+             lambda run: swap_policy(run, DENY_ALL, rollback=True),
+             victim_cell=_canary, expect_failures=("victim",),
+             windows=Windows(fault=2.0, recovery=60.0)),
+)
+
+
+def select(profile: str, only: set[str] | None = None) -> list[Scenario]:
+    """The scenarios a profile plays, optionally only these invariants (``I-3``)."""
+    return [s for s in SCENARIOS if profile in s.profiles
+            and (not only or s.invariant in only or s.id in only)]
+

@@ -1,0 +1,59 @@
+"""I-9's fault: a cell added to the running platform (and removed again as the repair).
+
+The new cell is a real cell process on a free port, started before the spec names
+it (a route must never point at a cell that is not up); the spec is edited the
+way an operator does (``control.spec.edit.add_cell``, what ``a1 cells add`` runs)
+and the control plane's make-before-break transition publishes it. The tables
+before and after are recorded for the checker, which derives who moved.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from a1.launcher import ProcessSpec, free_ports, http_probe
+from a1.stack import LOOPBACK
+from conformance.harness.stacks import published
+from conformance.harness.waiting import poll
+from conformance.nemesis.base import Fault
+from conformance.runner import Run
+from control.spec.edit import add_cell as edit_add_cell
+from control.spec.edit import remove_cell as edit_remove_cell
+
+PUBLISH_TIMEOUT = 90.0  # seconds: three phases, each ACKed and drained
+
+
+def add_cell(run: Run) -> Fault:
+    target = run.target
+    taken = set(target.cell_table().cells)
+    name = next(f"cell-{i}" for i in range(len(taken) + 1, 1000) if f"cell-{i}" not in taken)
+    port = free_ports(1)[0]
+    spec = ProcessSpec(
+        name=name,
+        argv=[sys.executable, "-m", "a1.cell", "--name", name, "--port", str(port),
+              "--db", str(target.files.cell_db(name)), "--xds", target.xds_address],
+        log_path=target.files.logs / f"{name}.log",
+        ready=http_probe(f"http://{LOOPBACK}:{port}/healthz"))
+    scenario = run.load.scenario
+
+    def inject() -> None:
+        target.launcher.start(spec)
+        target.launcher.wait_ready([name], timeout=30)
+        run.observe(scenario, "table_before", target.cell_table().to_dict())
+        edit_add_cell(target.spec_dir, name, [f"{LOOPBACK}:{port}"])
+        poll(lambda: published(target), timeout=PUBLISH_TIMEOUT, interval=0.2,
+             what=f"{name} added and published")
+        run.observe(scenario, "table_after", target.cell_table().to_dict())
+
+    def repair() -> None:
+        try:
+            if name in target.cell_table().cells:
+                edit_remove_cell(target.spec_dir, name)
+                poll(lambda: published(target), timeout=PUBLISH_TIMEOUT, interval=0.2,
+                     what=f"{name} removed and published")
+        finally:
+            if name in target.launcher.names():
+                target.launcher.stop(name)
+
+    return Fault(f"add-cell:{name}", inject, repair,
+                 "about 1/(N+1) of tenants move, all to the new cell; no request fails")

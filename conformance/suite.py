@@ -1,0 +1,153 @@
+"""``a1 conformance``: start the target, play a profile's scenarios, judge, report.
+
+One run = one temporary directory, one stack on free ports, one steady load that
+runs through every scenario, one history file. Teardown (every process stopped,
+paused ones resumed, namespaces removed) happens whatever fails. The verdict
+comes only from the checkers reading the history, so ``a1 conformance check``
+re-judges a saved history offline with the same code.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+import shutil
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as dist_version
+from pathlib import Path
+
+from conformance.checkers.base import CheckResult
+from conformance.harness.target import Target, TargetOptions
+from conformance.history import History, Meta, Recorder
+from conformance.load import Load
+from conformance.runner import READBACK, Outcome, Run, judge
+from conformance.scenarios.base import Scenario
+
+Progress = Callable[[str], None]
+
+
+def a1_version() -> str:
+    try:
+        return dist_version("a1")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
+@dataclass(frozen=True)
+class SuiteOptions:
+    profile: str = "quick"
+    only: frozenset[str] = frozenset()
+    user_spec: Path | None = None
+    report: Path | None = None
+    seed: int | None = None
+    keep: bool = False  # keep the run directory (logs, state) after the run
+    wrap: dict[str, str] = field(default_factory=dict)  # broken variant (self-test)
+    env: dict[str, str] = field(default_factory=dict)
+    netns_cell: str | None = None
+
+
+@dataclass
+class SuiteResult:
+    results: list[CheckResult]
+    history: History
+    run_dir: Path
+    seed: int
+    duration_s: float
+    files: dict[str, Path] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return all_passed(self.results)
+
+
+def run_scenarios(scenarios: Sequence[Scenario], options: SuiteOptions,
+                  progress: Progress = lambda _: None) -> SuiteResult:
+    seed = options.seed if options.seed is not None else random.SystemRandom().randrange(1 << 31)
+    run_dir = Path(tempfile.mkdtemp(prefix="a1-conformance-"))
+    out = options.report or run_dir
+    out.mkdir(parents=True, exist_ok=True)
+    recorder = Recorder(out / "history.jsonl")
+    recorder.record(Meta(run_id=uuid.uuid4().hex[:12], seed=seed, profile=options.profile,
+                         implementation="a1", version=a1_version(),
+                         started_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+                         extra={"scenarios": [s.id for s in scenarios],
+                                "spec": str(options.user_spec or "embedded defaults")}))
+    started = time.monotonic()
+    outcomes: list[Outcome] = []
+    try:
+        progress(f"starting the stack in {run_dir}")
+        target = Target(TargetOptions(root=run_dir / "stack", user_spec=options.user_spec,
+                                      netns_cell=options.netns_cell, wrap=options.wrap,
+                                      env=options.env, seed=seed))
+        with target:
+            load = Load.for_stack(target, recorder, seed=seed)
+            with load:
+                run = Run(target, recorder, load, progress=progress)
+                for scenario in scenarios:
+                    outcomes.append(run.play(scenario))
+            progress("reading every acknowledged write back")
+            load.readback(scenario=READBACK)
+    finally:
+        recorder.close()
+    results = judge(recorder.history)
+    duration = time.monotonic() - started
+    result = SuiteResult(results, recorder.history, run_dir, seed, duration)
+    if options.report is not None:
+        from conformance.report import write_report
+
+        result.files = write_report(options.report, recorder.history, results,
+                                    profile=options.profile, version=a1_version(),
+                                    duration_s=duration)
+    if not options.keep:
+        shutil.rmtree(run_dir / "stack", ignore_errors=True)
+    return result
+
+
+def netns_cell(profile: str, user_spec: Path | None) -> str | None:
+    """The cell the full profile isolates in a network namespace (root only), else None."""
+    from conformance.nemesis.netns import unavailable
+
+    if profile != "full" or unavailable() is not None:
+        return None
+    if user_spec is not None:
+        from control.spec import load_spec
+
+        return load_spec(user_spec).cell_names[-1]
+    return "cell-3"
+
+
+def rejudge(history_path: Path, report: Path | None = None) -> list[CheckResult]:
+    """Judge a saved history offline (and write its report when ``report`` is given)."""
+    history = History.load(history_path)
+    results = judge(history)
+    if report is not None:
+        from conformance.report import write_report
+
+        meta = history.meta
+        write_report(report, history, results, profile=meta.profile if meta else "unknown",
+                     version=meta.version if meta else a1_version(), duration_s=0.0)
+    return results
+
+
+def all_passed(results: Sequence[CheckResult]) -> bool:
+    """Every invariant that ran passed, and at least one ran."""
+    ran = [r for r in results if not r.skipped]
+    return bool(ran) and all(r.passed for r in ran)
+
+
+def summary(results: Sequence[CheckResult]) -> str:
+    """The verdict table printed at the end of a run."""
+    rows = [f"{'invariant':<10} {'scenario':<28} {'result':<8} measured"]
+    for r in results:
+        shown = r.skipped or r.detail if not r.passed else ", ".join(
+            f"{k}={v}" for k, v in list(r.measured.items())[:4])
+        rows.append(f"{r.invariant:<10} {r.scenario:<28} {r.outcome:<8} {shown}"[:200])
+    failed = sum(1 for r in results if r.outcome == "failed")
+    skipped = sum(1 for r in results if r.outcome == "skipped")
+    rows.append(f"{len(results) - failed - skipped} passed, {failed} failed, {skipped} skipped")
+    return "\n".join(rows)
