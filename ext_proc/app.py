@@ -45,10 +45,12 @@ def setup_logging(level: int = logging.INFO) -> None:
 async def serve(cfg: SidecarConfig, source: ConfigSource) -> int:
     stats = Stats()
     dlog = None
-    if cfg.decision_log_path is not None:
+    if cfg.decision_log_path is not None or cfg.decision_log_url is not None:
         try:
             dlog = DecisionLog(
-                cfg.decision_log_path, cfg.decision_log_queue, max_bytes=cfg.decision_log_max_bytes
+                cfg.decision_log_path, cfg.decision_log_queue, max_bytes=cfg.decision_log_max_bytes,
+                url=cfg.decision_log_url, timeout=cfg.decision_log_timeout,
+                batch_bytes=cfg.decision_log_batch_bytes,
             )
         except OSError as err:
             raise ConfigError(f"{cfg.source}: decision_log.path: {err}") from None

@@ -12,8 +12,9 @@ table: the version its requests get), ``a1_decision_latency_seconds`` (histogram
 ``a1_policy_version`` (info:
 ``a1_policy_version_info{version,cells_version}``), ``a1_cache_hits_total``,
 ``a1_cache_entries``, ``a1_cache_bytes``, ``a1_claims_cache_bytes``,
-``a1_decision_log_dropped_total``, ``a1_decision_log_queue_bytes``,
-``a1_policy_headers_dropped_total{header}`` (header: a fixed forbidden name or a
+``a1_decision_log_dropped_total`` (and ``..._by_reason_total{reason}``),
+``a1_decision_log_shipped_total``, ``a1_decision_log_queue_bytes``, the process
+collector's ``process_*`` (resident memory, CPU), ``a1_policy_headers_dropped_total{header}`` (header: a fixed forbidden name or a
 class such as ``x-envoy-*``, ``:pseudo``, ``invalid-name``, ``invalid-value``).
 """
 
@@ -22,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import CollectorRegistry, ProcessCollector, start_http_server
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -124,8 +125,21 @@ class EngineCollector(Collector):
         dl = eng.decision_log
         yield CounterMetricFamily(
             "a1_decision_log_dropped",
-            "Decision-log entries dropped because the queue was full (entries or bytes).",
+            "Decision-log entries dropped: queue full (entries or bytes), or not delivered.",
             value=dl.dropped if dl is not None else 0,
+        )
+        by_reason = CounterMetricFamily(
+            "a1_decision_log_dropped_by_reason",
+            "Decision-log entries dropped, by reason (queue_full, write_error, sink_*).",
+            labels=["reason"],
+        )
+        for reason, n in sorted((dl.dropped_by_reason() if dl is not None else {}).items()):
+            by_reason.add_metric([reason], n)
+        yield by_reason
+        yield CounterMetricFamily(
+            "a1_decision_log_shipped",
+            "Decision-log entries the network sink acknowledged (decision_log.url).",
+            value=dl.shipped if dl is not None else 0,
         )
         yield GaugeMetricFamily(
             "a1_decision_log_queue_bytes",
@@ -137,6 +151,8 @@ class EngineCollector(Collector):
 def make_registry(engine: Engine) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(EngineCollector(engine))
+    # process_resident_memory_bytes and friends: memory bounds are checked from outside.
+    ProcessCollector(registry=registry)
     return registry
 
 

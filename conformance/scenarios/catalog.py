@@ -23,6 +23,7 @@ from conformance.runner import Run
 from conformance.scenarios.base import Scenario, Windows
 from conformance.scenarios.cells import add_cell
 from conformance.scenarios.policies import DENY_ALL, benign_edit, swap_policy
+from conformance.variants.store import store_fault
 
 PROFILES = ("quick", "full")
 
@@ -116,6 +117,9 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario("I-5/kill-cell", "I-5", "one cell killed: only its tenants see errors",
              lambda run: process.kill(run.target, _last_cell(run)),
              victim_cell=_last_cell, expect_failures=("victim",)),
+    Scenario("I-5/lock-store", "I-5", "a cell's store locked: only its tenants' writes fail",
+             lambda run: store_fault(run.target, _last_cell(run)),
+             victim_cell=_last_cell, expect_failures=("victim",), profiles=("full",)),
     Scenario("I-5/partition-cell", "I-5",
              "one cell cut off by a network partition: only its tenants see errors",
              lambda run: partition(run.target, f"envoy-{run.target.target_options.netns_cell}"),
