@@ -102,9 +102,8 @@ def spans(history: History, scenario: str) -> Spans:
 
 def ops_in(history: History, scenario: str, *names: str, f: str | None = None) -> list[Op]:
     """The scenario's ops invoked in any of the named windows, in recorded order."""
-    return [o for o in history.ops(scenario, f=f)
-            if any(w.start <= o.invoke < w.end
-                   for n in names for w in history.windows(scenario, n))]
+    spans = [(w.start, w.end) for n in names for w in history.windows(scenario, n)]
+    return [o for o in history.ops(scenario, f=f) if any(a <= o.invoke < b for a, b in spans)]
 
 
 def observation(history: History, scenario: str, name: str) -> Observation:

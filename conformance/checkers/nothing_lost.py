@@ -12,6 +12,8 @@ Per tenant, from the ``write`` ops and that tenant's last 2xx ``readback`` (whos
   routing), so a stored refused write is an unauthorized effect.
 
 A tenant with writes but no 2xx readback cannot be verified and fails the check.
+Run on one scenario it reads that scenario's ops; run on the whole history
+(scenario "*") it reads every scenario's writes against the run's final readback.
 """
 
 from __future__ import annotations

@@ -38,7 +38,7 @@ class Checker:
     statistic: str
     bounds: type  # a frozen dataclass; ``bounds()`` are the documented defaults
     judge: Callable[[History, str, Any], CheckResult]
-    whole_history: bool = False  # reads every scenario (I-6), not only its own
+    whole_history: bool = False  # may read every scenario (I-6, I-11), not only its own
 
 
 def _checker(module: Any, whole_history: bool = False) -> Checker:
@@ -90,8 +90,12 @@ def bounds_for(invariant: str, overrides: Mapping[str, Any] | None = None) -> An
 
 def check(history: History, scenario: str | None, invariant: str,
           bounds: Any = None) -> CheckResult:
-    """Judge ``invariant`` on ``scenario`` of ``history`` (I-6: on the whole history;
-    ``scenario`` then only labels the result and may be None)."""
+    """Judge ``invariant`` on ``scenario`` of ``history``.
+
+    Whole-history checkers accept ``scenario`` None (labelled "*"): I-6 then, and
+    always, reads every scenario; I-11 reads every scenario's writes against the
+    run's readback (with a scenario named, only that scenario's).
+    """
     c = checker(invariant)
     b = c.bounds() if bounds is None else bounds
     if not isinstance(b, c.bounds):
