@@ -23,6 +23,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conformance.checkers.base import CheckResult
+from conformance.checkers.registry import check
 from conformance.history import FaultEvent, History, Meta, Observation, Op, Recorder, Window
 from conformance.report import screenshot, write_report
 from conformance.report.junit import xml_text
@@ -104,6 +105,11 @@ def synthetic_history(seed: int = 7, rate: float = 40.0) -> History:
         (EVIL_FAULT, 80.0, 84.0, "bundle refused"),
     ])
     _load(rec, rng, s8, {"stable": 0.002}, c, end, rate)
+    for fault in ("config:invalid-spec", "config:envoy-nack", EVIL_FAULT):
+        rec.record(Observation(s8, "rejection_visible", 85.0,
+                               {"fault": fault, "visible": True, "where": "a1 status"}))
+        rec.record(Observation(s8, "xds_nacks", 85.0,
+                               {"fault": fault, "nacks": 1, "subscribers": 1}))
     for i in range(30):
         t = c + i
         rec.record(Op(s8, "probe", "stable-t1", "probes", t, t + 0.001, 403, authorized=False))
@@ -141,6 +147,23 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     out = tmp_path_factory.mktemp("report") / "nested" / "dir"
     return write_report(out, synthetic_history(), synthetic_results(), profile="quick",
                         version="0.1.0", duration_s=97.25)
+
+
+def test_reports_what_the_real_checkers_return(tmp_path: Path) -> None:
+    history = synthetic_history()
+    results = [check(history, "I-1 kill control plane", "I-1"),
+               check(history, "I-1 kill control plane", "I-2"),
+               check(history, "I-5 kill cell-2", "I-5"),
+               check(history, None, "I-6"),
+               check(history, "I-8 bad config", "I-8")]
+    assert [r.outcome for r in results] == ["passed", "passed", "failed", "passed", "passed"]
+    paths = write_report(tmp_path, history, results, profile="quick", version="0.1.0",
+                         duration_s=97.0)
+    doc = yaml.safe_load(paths["yaml"].read_text())
+    assert doc["summary"]["statistics"] == {"Passed": 4, "Failed": 1, "Skipped": 0}
+    i2 = next(i for i in doc["invariants"] if i["id"] == "I-2")
+    assert i2["measured"]["latency"]["p_value"] == results[1].measured["latency"]["p_value"]
+    assert "bystander" in next(i for i in doc["invariants"] if i["id"] == "I-5")["detail"]
 
 
 def test_write_report_returns_the_three_files(report: dict[str, Path]) -> None:
@@ -269,8 +292,8 @@ def test_html_is_self_contained_and_escapes_run_strings(report: dict[str, Path])
 
 
 def test_a_long_run_gives_a_bounded_page(tmp_path: Path) -> None:
-    history = synthetic_history(seed=3, rate=2000.0)  # ~360k ops
-    assert len(history.events) > 300_000
+    history = synthetic_history(seed=3, rate=1000.0)  # ~180k ops, 25 times the small run's
+    assert len(history.events) > 150_000
     paths = write_report(tmp_path, history, synthetic_results(), profile="full",
                          version="0.1.0", duration_s=100.0)
     assert paths["html"].stat().st_size < 3_000_000

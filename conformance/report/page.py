@@ -30,6 +30,7 @@ from conformance.report.titles import title
 
 MAX_DETAIL = 2000  # characters of a detail shown in the page (report.yaml has more)
 MAX_VALUE = 160  # characters of one bound or measured value in the summary table
+MAX_ROWS = 40  # bounds or measured values shown per check
 
 CSS = """
 body{font:14px/1.45 Helvetica,Arial,sans-serif;color:#1d1d1f;margin:0;background:#fafafa}
@@ -48,12 +49,16 @@ table{border-collapse:collapse;background:#fff;width:100%}
 th,td{border:1px solid #ddd;padding:5px 7px;text-align:left;vertical-align:top}
 th{background:#f0f0f0;font-size:12px}
 tr.failed>td{background:#fff3f2}tr.skipped>td{background:#fffbea}
-table.bm{width:auto;min-width:100%;font-size:12px}table.bm td,table.bm th{padding:1px 5px}
-table.bm th{background:#f7f7f7;font-weight:600}
+td.pairs{font-size:12px;min-width:150px;max-width:300px}
+.kv{display:inline-block;margin:0 8px 2px 0;color:#555;white-space:nowrap}
+.kv b{color:#111;font-weight:600;font-variant-numeric:tabular-nums}.kv.both{color:#111}
+.kv.both b{background:#eef3fb;padding:0 3px;border-radius:3px}
+.zero{opacity:.4}
 td.num{font-variant-numeric:tabular-nums;white-space:nowrap}
 .detail{white-space:pre-wrap;word-break:break-word;font:12px/1.4 Menlo,Consolas,monospace;
 max-height:14em;overflow:auto}
-.statistic{font-size:12px;max-width:360px}
+.statistic{font-size:12px;max-width:340px}
+summary{cursor:pointer;color:#333}details[open] summary{color:#777}
 .legend{display:flex;flex-wrap:wrap;gap:4px 16px;font-size:12px;margin:6px 0 4px;
 padding:6px 8px;background:#fff;border:1px solid #ddd}
 .legend span{display:inline-flex;align-items:center;gap:5px}
@@ -84,9 +89,9 @@ def report_html(history: History, results: list[CheckResult], *, profile: str,
         f"{result}</span></h1>",
         '<dl class="meta">' + "".join(f"<dt>{esc(k)}</dt><dd>{esc(v)}</dd>" for k, v in fields)
         + "</dl>",
-        f'<p><span class="badge passed">{stats["Passed"]} passed</span> '
-        f'<span class="badge failed">{stats["Failed"]} failed</span> '
-        f'<span class="badge skipped">{stats["Skipped"]} skipped</span> '
+        "<p>" + " ".join(
+            f'<span class="badge {k.lower()}{"" if n else " zero"}">{n} {k.lower()}</span>'
+            for k, n in stats.items()) + " "
         f'<span class="muted">checks over {len(by_invariant(ordered))} invariants and '
         f"{len(scenarios)} scenarios</span></p>",
         _summary(ordered, anchors),
@@ -105,7 +110,7 @@ def report_html(history: History, results: list[CheckResult], *, profile: str,
 def _summary(results: list[CheckResult], anchors: dict[str, str]) -> str:
     rows = ['<section id="summary"><h2>Invariants</h2><table><thead><tr>'
             "<th>invariant</th><th>scenario</th><th>result</th><th>statistic</th>"
-            "<th>bounds vs measured</th><th>detail</th></tr></thead><tbody>"]
+            "<th>bounds</th><th>measured</th><th>detail</th></tr></thead><tbody>"]
     for r in results:
         link = anchors.get(r.scenario)
         scenario = (f'<a href="#{link}">{esc(r.scenario)}</a>' if link
@@ -115,32 +120,55 @@ def _summary(results: list[CheckResult], anchors: dict[str, str]) -> str:
             f'<tr class="{r.outcome}"><td><b>{esc(r.invariant)}</b><br>'
             f"{esc(title(r.invariant))}</td><td>{scenario}</td>"
             f'<td><span class="badge {r.outcome}">{r.outcome}</span></td>'
-            f'<td class="statistic">{esc(r.statistic)}</td>'
-            f"<td>{_bounds_measured(r)}</td>"
+            f'<td class="statistic">{_statistic(r.statistic)}</td>'
+            f'<td class="pairs">{_pairs(r.bounds, r.measured)}</td>'
+            f'<td class="pairs">{_pairs(r.measured, r.bounds)}</td>'
             f'<td><div class="detail">{esc(_cut(str(why or ""), MAX_DETAIL))}</div></td></tr>')
     if not results:
-        rows.append('<tr><td colspan="6" class="muted">no checks ran</td></tr>')
+        rows.append('<tr><td colspan="7" class="muted">no checks ran</td></tr>')
     rows.append("</tbody></table></section>")
     return "\n".join(rows)
 
 
-def _bounds_measured(r: CheckResult) -> str:
-    """Keys in both side by side; a key only one side has shows a dash on the other."""
-    bounds, measured = _mapping(r.bounds), _mapping(r.measured)
-    keys = list(bounds) + [k for k in measured if k not in bounds]
-    if not keys:
+def _statistic(text: str) -> str:
+    """A long statistic folds under its first clause (``details``: no script needed)."""
+    text = _cut(str(text), MAX_DETAIL)
+    if len(text) <= 140:
+        return esc(text)
+    head = text.split(";", 1)[0]
+    head = head if len(head) <= 110 else head[:100].rsplit(" ", 1)[0]
+    return f"<details><summary>{esc(head)} …</summary>{esc(text)}</details>"
+
+
+def _pairs(value: Any, other: Any) -> str:
+    """``key value`` chips, wrapping; a key the other side also has is in bold, so a
+    bound and the figure measured against it are easy to pair by eye."""
+    mine, theirs = _flat(value), _flat(other)
+    if not mine:
         return '<span class="muted">—</span>'
-    rows = ['<table class="bm"><tr><th></th><th>bound</th><th>measured</th></tr>']
-    for k in keys:
-        rows.append(f"<tr><td>{esc(k)}</td><td class=num>{_value(bounds.get(k, '—'))}</td>"
-                    f"<td class=num>{_value(measured.get(k, '—'))}</td></tr>")
-    rows.append("</table>")
-    return "".join(rows)
+    chips = [f'<span class="kv{" both" if k in theirs else ""}">{esc(k)} '
+             f"<b>{_value(v)}</b></span>" for k, v in list(mine.items())[:MAX_ROWS]]
+    if len(mine) > MAX_ROWS:
+        chips.append(f'<span class="muted">… {len(mine) - MAX_ROWS} more (report.yaml)</span>')
+    return "".join(chips)
 
 
-def _mapping(value: Any) -> dict[str, Any]:
+def _flat(value: Any) -> dict[str, Any]:
+    """Nested mappings as dotted keys (``latency.victim.p99_ms``), so a bound and the
+    figure measured against it share a row; lists stay whole."""
     doc = plain(value)
-    return doc if isinstance(doc, dict) else {"value": doc}
+    out: dict[str, Any] = {}
+
+    def walk(prefix: str, v: Any, depth: int) -> None:
+        if isinstance(v, dict) and v and depth < 4:
+            for k, sub in v.items():
+                walk(f"{prefix}.{k}" if prefix else str(k), sub, depth + 1)
+        else:
+            out[prefix or "value"] = v
+
+    if doc not in ({}, [], None, ""):
+        walk("", doc, 0)
+    return out
 
 
 def _value(value: Any) -> str:
