@@ -492,6 +492,7 @@ def bundle_wrongly_signed(target: Target) -> ConfigFault:
         launcher.start(held["original"])
         launcher.wait_ready([p.process], timeout=RECOVER)
         shutil.rmtree(held.pop("keydir"), ignore_errors=True)
+        _resynced(p)
 
     where = "control plane (rogue key) /status clients[a1-sidecar]"
     return _make("config:bundle:wrongly-signed",
@@ -557,6 +558,7 @@ def bundle_from_impostor(target: Target, kind: str = "corrupted") -> ConfigFault
             rogue.stop()
         target.launcher.start(held["original"])
         target.launcher.wait_ready([p.process], timeout=RECOVER)
+        _resynced(p)
 
     needle = "signature" if kind == "corrupted" else "unsigned"
     return _make(f"config:bundle:{kind}",
@@ -693,10 +695,19 @@ def _rolled_back(st: dict[str, Any]) -> bool:
 
 
 def _acked(st: dict[str, Any], types: Iterable[str]) -> bool:
+    """In status ``st``: something subscribes to ``types``, and every subscriber has
+    ACKed the published version (a sidecar still reconnecting is not "every")."""
     want = st.get("snapshot", {}).get("versions", {})
-    return all(t.get("acked_version") == want.get(name)
-               for c in st.get("clients", []) for name, t in (c.get("types") or {}).items()
-               if name in set(types))
+    held = [t.get("acked_version") == want.get(name)
+            for c in st.get("clients", []) for name, t in (c.get("types") or {}).items()
+            if name in set(types)]
+    return bool(held) and all(held)
+
+
+def _resynced(p: Plane) -> None:
+    """After a restart of the plane: wait until the sidecar is back and holds its config."""
+    poll(lambda: _acked(status(p), BUNDLE_TYPES), timeout=RECOVER, interval=0.1,
+         what="the sidecar to resync with the control plane")
 
 
 def no_candidate(p: Plane) -> bool:
