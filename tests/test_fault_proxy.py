@@ -461,7 +461,7 @@ def raw(running: RunningProxy, method: str, path: str, body: bytes | None = None
     ctl = running.control
     conn = http.client.HTTPConnection(ctl.host, ctl.port, timeout=10)
     try:
-        hdrs = {"Content-Type": "application/json"} if body is not None else {}
+        hdrs = {"Content-Type": "application/json"}
         hdrs.update(headers or {})
         conn.request(method, path, body=body, headers=hdrs)
         response = conn.getresponse()
@@ -519,6 +519,8 @@ def test_control_api_refuses_bad_toxics(proxy: RunningProxy, body: bytes, field:
     ("DELETE", "/toxics/absent", None, {}, 404, "no toxic named"),
     ("PUT", "/toxics", None, {}, 405, "not allowed"),
     ("DELETE", "/proxy", None, {}, 405, "not allowed"),
+    ("POST", "/reset", None, {"Content-Type": ""}, 415, "Content-Type"),
+    ("DELETE", "/toxics/x", None, {"Content-Type": "text/plain"}, 415, "Content-Type"),
     ("POST", "/proxy", b"{\"enabled\": \"no\"}", {}, 400, "proxy.enabled"),
     ("POST", "/proxy", b"{\"enabled\": false, \"why\": 1}", {}, 400, "proxy.why"),
     ("GET", "/" + "a" * 300, None, {}, 414, "longer than"),

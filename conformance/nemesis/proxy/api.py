@@ -16,9 +16,9 @@
 Anyone who reaches this port can cut the planes apart, so it binds loopback, refuses
 a foreign Host header (DNS rebinding), and takes changes only with Content-Type
 application/json (which a web page cannot send cross-site without a preflight this
-server never answers). Requests are bounded (target, body bytes, JSON depth, socket
-timeout, concurrent connections); every refusal is a one-line JSON ``{"error": ...}``
-naming the field, never a traceback.
+server never answers), on every POST and DELETE, body or not. Requests are bounded
+(target, body bytes, JSON depth, socket timeout, concurrent connections); every
+refusal is a one-line JSON ``{"error": ...}`` naming the field, never a traceback.
 """
 
 from __future__ import annotations
@@ -171,10 +171,6 @@ class _Handler(BaseHTTPRequestHandler):
         if host not in LOOPBACK and host != self.server.server_address[0]:
             raise _Refused(421, f"Host {one_line(host, 80)!r} is not this server")
         body = self._body()  # read (bounded) whatever the route, so the stream stays framed
-        if method in ("POST", "DELETE") and body is not None:
-            kind = (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
-            if kind != "application/json":
-                raise _Refused(415, "Content-Type: must be application/json")
         path = self.path.split("?", 1)[0]
         proxy = self.server.proxy
         if path == "/proxy":
@@ -208,6 +204,10 @@ class _Handler(BaseHTTPRequestHandler):
     def _allow(self, method: str, *allowed: str) -> None:
         if method not in allowed:
             raise _Refused(405, f"{method} not allowed here; use {', '.join(allowed)}")
+        if method != "GET":  # even a bodiless /reset: no cross-site "simple" POST
+            kind = (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+            if kind != "application/json":
+                raise _Refused(415, "Content-Type: must be application/json")
 
     def do_GET(self) -> None:
         self._dispatch("GET")

@@ -36,7 +36,7 @@ class ProxyControl:
 
     def _call(self, method: str, path: str, doc: Any = None) -> Any:
         body = None if doc is None else json.dumps(doc).encode()
-        headers = {"Content-Type": "application/json"} if body is not None else {}
+        headers = {"Content-Type": "application/json"}  # the API's guard against web pages
         conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
         try:
             conn.request(method, path, body=body, headers=headers)
