@@ -21,9 +21,11 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import IO, Any
+
+from policies.core.errors import UserError
 
 FORMAT_VERSION = 1
 MAX_LINE = 1 << 20  # bytes: a longer line is a corrupt history, not an event
@@ -111,8 +113,11 @@ _KINDS: dict[str, type] = {"op": Op, "window": Window, "fault": FaultEvent,
                            "observation": Observation, "meta": Meta}
 
 
-class HistoryError(ValueError):
-    """A history file that cannot be read: names the file and line."""
+class HistoryError(UserError):
+    """A history file that cannot be read: names the file and line (exit 2)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, 2)
 
 
 def to_json(event: Event) -> str:
@@ -123,6 +128,8 @@ def to_json(event: Event) -> str:
 def from_json(line: str, where: str = "history") -> Event:
     try:
         doc = json.loads(line)
+    except RecursionError:
+        raise HistoryError(f"{where}: JSON nested too deeply") from None
     except ValueError as err:
         raise HistoryError(f"{where}: not JSON: {err}") from None
     if not isinstance(doc, dict):
@@ -131,9 +138,35 @@ def from_json(line: str, where: str = "history") -> Event:
     if kind is None:
         raise HistoryError(f"{where}: type: unknown event type {doc.get('type')!r}")
     try:
-        return kind(**doc)  # type: ignore[no-any-return]
+        event = kind(**doc)
     except TypeError as err:
         raise HistoryError(f"{where}: {doc['type']} event: {err}") from None
+    for f in fields(kind):
+        why = _type_error(f.type, getattr(event, f.name))
+        if why:
+            raise HistoryError(f"{where}: {doc['type']}.{f.name}: {why}")
+    return event  # type: ignore[no-any-return]
+
+
+_SCALARS: dict[str, tuple[type, ...]] = {"str": (str,), "int": (int,), "float": (int, float),
+                                         "bool": (bool,)}
+
+
+def _type_error(annotation: Any, value: Any) -> str | None:
+    """Why ``value`` does not fit a field's annotation (as written: "float | None")."""
+    parts = [p.strip() for p in str(annotation).split("|")]
+    if value is None:
+        return None if "None" in parts or "Any" in parts else "must not be null"
+    for part in parts:
+        base = part.split("[", 1)[0]
+        if base == "Any":
+            return None
+        if base == "dict" and isinstance(value, dict):
+            return None
+        want = _SCALARS.get(base)
+        if want and isinstance(value, want) and (base == "bool" or not isinstance(value, bool)):
+            return None
+    return f"expected {annotation}, got {type(value).__name__}"
 
 
 @dataclass

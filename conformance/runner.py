@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from conformance.checkers.base import CheckResult
@@ -49,7 +50,10 @@ class Run:
     """One target, one load, one recorder; scenarios played one after another."""
 
     def __init__(self, target: Target, recorder: Recorder, load: Load, *,
-                 progress: Progress = lambda _: None) -> None:
+                 progress: Progress = lambda _: None, seed: int = 0,
+                 run_dir: Path | None = None) -> None:
+        self.seed = seed
+        self.run_dir = run_dir or target.state_dir
         self.target = target
         self.recorder = recorder
         self.load = load

@@ -15,7 +15,8 @@ import shutil
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as dist_version
@@ -25,7 +26,7 @@ from conformance.checkers.base import CheckResult
 from conformance.harness.target import Target, TargetOptions
 from conformance.history import History, Meta, Recorder
 from conformance.load import Load
-from conformance.runner import READBACK, Outcome, Run, judge
+from conformance.runner import READBACK, Run, judge
 from conformance.scenarios.base import Scenario
 
 Progress = Callable[[str], None]
@@ -65,8 +66,14 @@ class SuiteResult:
         return all_passed(self.results)
 
 
-def run_scenarios(scenarios: Sequence[Scenario], options: SuiteOptions,
-                  progress: Progress = lambda _: None) -> SuiteResult:
+@contextmanager
+def session(options: SuiteOptions, scenario_ids: Sequence[str],
+            progress: Progress = lambda _: None) -> Iterator[Run]:
+    """A started target under steady load, recording into ``<report or run dir>/history.jsonl``.
+
+    On exit, even after a failure: the load stops, every write is read back, every
+    process stops (paused ones resumed first), and the history file is closed.
+    """
     seed = options.seed if options.seed is not None else random.SystemRandom().randrange(1 << 31)
     run_dir = Path(tempfile.mkdtemp(prefix="a1-conformance-"))
     out = options.report or run_dir
@@ -75,10 +82,8 @@ def run_scenarios(scenarios: Sequence[Scenario], options: SuiteOptions,
     recorder.record(Meta(run_id=uuid.uuid4().hex[:12], seed=seed, profile=options.profile,
                          implementation="a1", version=a1_version(),
                          started_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-                         extra={"scenarios": [s.id for s in scenarios],
+                         extra={"scenarios": list(scenario_ids),
                                 "spec": str(options.user_spec or "embedded defaults")}))
-    started = time.monotonic()
-    outcomes: list[Outcome] = []
     try:
         progress(f"starting the stack in {run_dir}")
         target = Target(TargetOptions(root=run_dir / "stack", user_spec=options.user_spec,
@@ -86,26 +91,41 @@ def run_scenarios(scenarios: Sequence[Scenario], options: SuiteOptions,
                                       env=options.env, seed=seed))
         with target:
             load = Load.for_stack(target, recorder, seed=seed)
-            with load:
-                run = Run(target, recorder, load, progress=progress)
-                for scenario in scenarios:
-                    outcomes.append(run.play(scenario))
-            progress("reading every acknowledged write back")
-            load.readback(scenario=READBACK)
+            try:
+                with load:
+                    yield Run(target, recorder, load, progress=progress, seed=seed,
+                              run_dir=run_dir)
+            finally:
+                progress("reading every acknowledged write back")
+                load.readback(scenario=READBACK)
     finally:
         recorder.close()
-    results = judge(recorder.history)
+        if not options.keep:
+            shutil.rmtree(run_dir / "stack", ignore_errors=True)
+
+
+def finish(run: Run, options: SuiteOptions, started: float) -> SuiteResult:
+    """Judge the run's history and write its report (``options.report``)."""
+    results = judge(run.recorder.history)
     duration = time.monotonic() - started
-    result = SuiteResult(results, recorder.history, run_dir, seed, duration)
+    result = SuiteResult(results, run.recorder.history, run.run_dir, run.seed, duration)
     if options.report is not None:
         from conformance.report import write_report
 
-        result.files = write_report(options.report, recorder.history, results,
+        result.files = write_report(options.report, run.recorder.history, results,
                                     profile=options.profile, version=a1_version(),
                                     duration_s=duration)
-    if not options.keep:
-        shutil.rmtree(run_dir / "stack", ignore_errors=True)
     return result
+
+
+def run_scenarios(scenarios: Sequence[Scenario], options: SuiteOptions,
+                  progress: Progress = lambda _: None) -> SuiteResult:
+    """Play ``scenarios`` in order on one target, then judge and report."""
+    started = time.monotonic()
+    with session(options, [s.id for s in scenarios], progress) as run:
+        for scenario in scenarios:
+            run.play(scenario)
+    return finish(run, options, started)
 
 
 def netns_cell(profile: str, user_spec: Path | None) -> str | None:
