@@ -30,6 +30,9 @@ from conformance.report.titles import title
 
 MAX_DETAIL = 2000  # characters of a detail shown in the page (report.yaml has more)
 MAX_VALUE = 160  # characters of one bound or measured value in the summary table
+COLUMNS = "<colgroup>" + "".join(f'<col style="width:{w}%">' for w in (
+    9, 9, 7, 17, 15, 22, 21)) + "</colgroup>"  # invariant .. detail: fixed, so long
+# keys and details wrap inside their column instead of squeezing the others
 MAX_ROWS = 40  # bounds or measured values shown per check
 
 CSS = """
@@ -49,15 +52,15 @@ table{border-collapse:collapse;background:#fff;width:100%}
 th,td{border:1px solid #ddd;padding:5px 7px;text-align:left;vertical-align:top}
 th{background:#f0f0f0;font-size:12px}
 tr.failed>td{background:#fff3f2}tr.skipped>td{background:#fffbea}
-td.pairs{font-size:12px;min-width:150px;max-width:300px}
-.kv{display:inline-block;margin:0 8px 2px 0;color:#555;white-space:nowrap}
+table.summary{table-layout:fixed}td.pairs{font-size:12px}
+.kv{display:inline-block;margin:0 8px 2px 0;color:#555;overflow-wrap:anywhere}
 .kv b{color:#111;font-weight:600;font-variant-numeric:tabular-nums}.kv.both{color:#111}
 .kv.both b{background:#eef3fb;padding:0 3px;border-radius:3px}
 .zero{opacity:.4}
 td.num{font-variant-numeric:tabular-nums;white-space:nowrap}
 .detail{white-space:pre-wrap;word-break:break-word;font:12px/1.4 Menlo,Consolas,monospace;
 max-height:14em;overflow:auto}
-.statistic{font-size:12px;max-width:340px}
+.statistic{font-size:12px}
 summary{cursor:pointer;color:#333}details[open] summary{color:#777}
 .legend{display:flex;flex-wrap:wrap;gap:4px 16px;font-size:12px;margin:6px 0 4px;
 padding:6px 8px;background:#fff;border:1px solid #ddd}
@@ -108,7 +111,8 @@ def report_html(history: History, results: list[CheckResult], *, profile: str,
 
 
 def _summary(results: list[CheckResult], anchors: dict[str, str]) -> str:
-    rows = ['<section id="summary"><h2>Invariants</h2><table><thead><tr>'
+    rows = ['<section id="summary"><h2>Invariants</h2><table class="summary">' + COLUMNS +
+            "<thead><tr>"
             "<th>invariant</th><th>scenario</th><th>result</th><th>statistic</th>"
             "<th>bounds</th><th>measured</th><th>detail</th></tr></thead><tbody>"]
     for r in results:
