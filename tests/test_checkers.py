@@ -116,22 +116,22 @@ def healthy(inv: str, scenario: str | None = None) -> Run:
             r.obs("decision_log_queue_bytes", 1000 * t, t=t + 0.5)
         r.obs("decision_log_max_bytes", 8 << 20)
     elif inv == "I-8":
-        r.load("a").load("bad", version="v1").obs(
+        r.load("a").load("victim", version="v1").obs(
             "rejection_visible", {"fault": "fault:x", "visible": True, "where": "/status"})
         r.obs("xds_nacks", {"fault": "fault:x", "nacks": 2, "subscribers": 2})
-        r.edit(lambda o: o.group == "bad" and in_window(FAULT)(o), status=503)
+        r.edit(lambda o: o.group == "victim" and in_window(FAULT)(o), status=503)
     elif inv == "I-9":
         before = CellTable.balanced(["cell-1", "cell-2", "cell-3"], 1024)
         after = before.add_cell("cell-4")
         r.obs("table_before", before.to_dict(), t=9.0).obs("table_after", after.to_dict(), t=11.0)
         r.obs("sample_tenants", [f"tenant-{i}" for i in range(400)])
         r.load("a").edit(lambda o: True, expected_cell=None, observed_cell=None)
-        r.op(tenant="tenant-1", group="a", invoke=26.0, complete=26.002,
+        r.op(tenant="tenant-1", group="a", invoke=14.0, complete=14.002,
              observed_cell=after.lookup("tenant-1"))
     elif inv == "I-10":
-        r.load("stable").load("canary").obs("propagation_s", 1.2).obs(
+        r.load("bystander").load("victim").obs("propagation_s", 1.2).obs(
             "rollout", {"state": "rolled_back", "canary": "cell-2", "candidate": "v2"})
-        r.edit(lambda o: o.group == "canary" and in_window(FAULT)(o), status=403,
+        r.edit(lambda o: o.group == "victim" and in_window(FAULT)(o), status=403,
                policy_version="v2")
     elif inv == "I-11":
         r.load("a", end=CONTROL[1])
@@ -359,7 +359,15 @@ def test_i5_misroute_answered_200_fails() -> None:
 
 def test_i5_no_misroute_probe_is_missing_evidence() -> None:
     r = healthy("I-5").drop(lambda e: isinstance(e, Op) and e.f == "misroute")
-    assert_fails(run(r, "I-5"), "0 misroute ops")
+    assert_fails(run(r, "I-5"), "0 answered misroute ops")
+
+
+def test_i5_unanswered_misroute_refuses_nothing() -> None:
+    r = healthy("I-5").op(f="misroute", tenant="bystander-t1", group="bystander", status=None,
+                          error="connection refused", invoke=16.0, complete=16.5)
+    res = run(r, "I-5")
+    assert res.passed, res.detail
+    assert res.measured["misroutes"] == {"ops": 2, "unanswered": 1, "not_421": 0}
 
 
 def test_i5_cell_serving_foreign_tenant_fails() -> None:
@@ -489,11 +497,12 @@ def test_i9_stale_route_after_grace_fails() -> None:
     r = healthy("I-9")
     after = CellTable.balanced(["cell-1", "cell-2", "cell-3"], 1024).add_cell("cell-4")
     moved = next(f"tenant-{i}" for i in range(1000) if after.lookup(f"tenant-{i}") == "cell-4")
-    r.op(tenant=moved, group="a", invoke=27.0, complete=27.01, observed_cell="cell-1")
-    r.op(tenant=moved, group="a", invoke=21.0, complete=21.01, observed_cell="cell-1")
+    for t in (12.0, 14.5, 17.0):  # in the grace, checked, after the check (repair is near)
+        r.op(tenant=moved, group="a", invoke=t, complete=t + 0.01, observed_cell="cell-1")
     res = run(r, "I-9")
     assert_fails(res, "1 2xx ops answered by a cell other than the tenant's in the new table",
-                 f"tenant {moved} (group a) at 27.000s")
+                 f"tenant {moved} (group a) at 14.500s")
+    assert res.measured["routing_checked_2xx"] == 2  # and tenant-1's op
 
 
 def test_i9_bad_table_and_small_sample_fail() -> None:
@@ -530,10 +539,22 @@ def test_i10_rollout_not_rolled_back_fails() -> None:
 
 
 def test_i10_stable_group_hit_by_candidate_fails() -> None:
-    r = healthy("I-10").edit(lambda o: o.group == "stable" and o.invoke == 12.0, status=403,
-                             policy_version="v2")
-    r.edit(lambda o: o.group == "stable" and o.invoke == 13.0, policy_version="v2")
+    r = healthy("I-10").edit(lambda o: o.group == "bystander" and o.invoke == 12.0,
+                             status=403, policy_version="v2")
+    r.edit(lambda o: o.group == "bystander" and o.invoke == 13.0, policy_version="v2")
     assert_fails(run(r, "I-10"), "status 403", "served by the candidate v2")
+
+
+def test_i10_propagation_only_scenario_judges_every_group() -> None:
+    r = Run("I-10/propagation").windows().load("cell-1").load("cell-2")
+    r.obs("propagation_s", 0.8)
+    assert run(r, "I-10").passed
+    r.edit(lambda o: o.group == "cell-2" and o.invoke == 11.0, status=403)
+    assert_fails(run(r, "I-10"), "group cell-2", "status 403")
+    r = Run("I-10/x").windows().load("cell-1")
+    assert_fails(run(r, "I-10"), "neither 'propagation_s' nor 'rollout' recorded")
+    r.obs("rollout", {"state": "rolled_back", "canary": None})
+    assert_fails(run(r, "I-10"), "0 load ops of group 'bystander'")
 
 
 # -- I-11 nothing lost --------------------------------------------------------------------

@@ -33,11 +33,12 @@ STATISTIC = (
 class Bounds:
     """max_nacks_per_subscriber: one NACK answers a bad version; a second means the
     server sent it again. exempt_group: the group whose tenants are under the bad
-    policy (their refusals are I-6's business). min_ops: load ops outside it in the
+    policy (the runner names the fault's affected cell the victim; their refusals are
+    I-6's business). min_ops: load ops outside it in the
     fault window."""
 
     max_nacks_per_subscriber: int = 1
-    exempt_group: str = "bad"
+    exempt_group: str = "victim"
     min_ops: int = 10
 
 

@@ -2,8 +2,9 @@
 
 A cell is killed (or partitioned). Tenants of other cells (group ``bystander``) see
 no failed op in the fault or recovery window; tenants of the killed cell (group
-``victim``) converge after the repair; every ``misroute`` op (sent straight to a
-cell that does not own the tenant) gets 421; and no 2xx answer comes from a cell
+``victim``) converge after the repair; every answered ``misroute`` op (sent
+straight to a cell that does not own the tenant) gets 421 (one sent to the dead cell
+gets no answer, which refuses nothing and serves nothing); and no 2xx answer comes from a cell
 other than the tenant's (``observed_cell`` against ``expected_cell``), which is how
 a cell serving foreign tenants, or two cells sharing a store, would show.
 """
@@ -22,8 +23,9 @@ INVARIANT = "I-5"
 MISDIRECTED = 421
 STATISTIC = (
     "count of failed load ops (no response or non-2xx) of group bystander over the fault "
-    "and recovery windows == 0; every misroute op answered 421 (at least min_misroutes of "
-    "them); count of 2xx load ops whose observed_cell differs from expected_cell == 0; "
+    "and recovery windows == 0; every misroute op that got a response got 421 (at least "
+    "min_misroutes answered); count of 2xx load ops whose observed_cell differs from "
+    "expected_cell == 0; "
     "group victim converges: convergence_ops consecutive 2xx ops within convergence_s of "
     "the repair")
 
@@ -33,12 +35,12 @@ class Bounds:
     """min_ops: load ops each group needs in the fault+recovery windows.
     min_misroutes: misroute probes without which "cells refuse strangers" is unshown.
     convergence_ops/convergence_s: a restarted cell (process start, then Envoy's
-    health check and outlier ejection lifting) is back well within 15 s."""
+    health check and outlier ejection lifting) is back within 20 s on a loaded box."""
 
     min_ops: int = 10
     min_misroutes: int = 1
     convergence_ops: int = 5
-    convergence_s: float = 15.0
+    convergence_s: float = 20.0
     victim: str = "victim"
     bystander: str = "bystander"
 
@@ -54,11 +56,13 @@ def judge(history: History, scenario: str, b: Bounds) -> CheckResult:
                     f"load ops of group {g} in the fault+recovery windows", b.min_ops)
     no_failures(during, measured, problems, key="bystander", groups={b.bystander})
     misroutes = history.ops(scenario, f="misroute")
-    if len(misroutes) < b.min_misroutes:
-        raise Missing(f"{len(misroutes)} misroute ops recorded in scenario {scenario!r} "
-                      f"(minimum {b.min_misroutes})")
-    wrong = [o for o in misroutes if o.status != MISDIRECTED]
-    measured["misroutes"] = {"ops": len(misroutes), "not_421": len(wrong)}
+    answered = [o for o in misroutes if o.status is not None]
+    if len(answered) < b.min_misroutes:
+        raise Missing(f"{len(answered)} answered misroute ops in scenario {scenario!r} "
+                      f"(minimum {b.min_misroutes}; {len(misroutes)} sent)")
+    wrong = [o for o in answered if o.status != MISDIRECTED]
+    measured["misroutes"] = {"ops": len(misroutes), "unanswered": len(misroutes) - len(answered),
+                             "not_421": len(wrong)}
     if wrong:
         problems.append(name_ops(wrong, "misroute ops not answered 421"))
     foreign = [o for o in load_ops(history.ops(scenario)) if o.ok and o.expected_cell

@@ -123,8 +123,9 @@ def number(history: History, scenario: str, name: str) -> float:
 
 
 def numbers(history: History, scenario: str, name: str) -> list[Observation]:
-    """Every observation ``name`` (samples over time), each a finite number."""
-    found = history.observations(scenario, name)
+    """Every observation ``name`` (samples over time), each a finite number; a null
+    sample (a scrape that failed) is skipped: the caller requires samples per window."""
+    found = [o for o in history.observations(scenario, name) if o.value is not None]
     for o in found:
         if not _num(o.value):
             raise Missing(f"observation {name!r} at {o.t:.3f}s must be a finite number, "

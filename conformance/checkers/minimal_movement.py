@@ -7,8 +7,10 @@ added; 1/(N+1) for one), every changed bucket now belongs to a new cell, and the
 bucket imbalance max/mean over the new table's cells is bounded. If the scenario
 recorded ``sample_tenants``, the sampled tenants' moved fraction passes a two-sided
 binomial test against the same k/(N+k) and every moved tenant went to a new cell.
-No load op fails while the change happens, and after ``route_grace_s`` into the
-recovery window every 2xx op is answered by the tenant's cell in the new table.
+No load op fails while the change happens, and every 2xx op invoked from
+``route_grace_s`` to ``route_grace_s + route_check_s`` after ``table_after`` was
+recorded is answered by the tenant's cell in the new table (the scenario keeps the
+new table at least that long before its repair removes the cell again).
 """
 
 from __future__ import annotations
@@ -34,8 +36,8 @@ STATISTIC = (
     "bucket imbalance max/mean over the new table's cells <= max_imbalance; sampled "
     "tenants (if recorded, at least min_sample): two-sided binomial test of moved count "
     "against k/(N+k), p >= alpha; failed load ops over the fault and recovery windows == 0; "
-    "2xx ops invoked route_grace_s or more into the recovery window answered by a cell "
-    "other than the new table's == 0")
+    "2xx ops invoked in [t + route_grace_s, t + route_grace_s + route_check_s), t the time "
+    "table_after was recorded, answered by a cell other than the new table's == 0")
 
 
 @dataclass(frozen=True)
@@ -43,13 +45,15 @@ class Bounds:
     """move_tolerance: add_cell moves exactly floor(B/(N+1)) buckets, so 1% absolute
     only allows for rounding. max_imbalance: the fullest cell may own 5% above the mean.
     alpha/min_sample: the sample test's false-alarm rate and the size below which it has
-    no power. route_grace_s: how long the new table may take to reach every Envoy."""
+    no power. route_grace_s: how long the published table may take to reach every Envoy
+    and sidecar; route_check_s: how long routing is then held to it."""
 
     move_tolerance: float = 0.01
     max_imbalance: float = 1.05
     alpha: float = 0.001
     min_sample: int = 100
-    route_grace_s: float = 5.0
+    route_grace_s: float = 2.0
+    route_check_s: float = 3.0
 
 
 def _table(history: History, scenario: str, name: str) -> CellTable:
@@ -74,9 +78,10 @@ def _sample(history: History, scenario: str, minimum: int) -> list[str] | None:
 
 
 def judge(history: History, scenario: str, b: Bounds) -> CheckResult:
-    s = spans(history, scenario)
+    spans(history, scenario)
     before = _table(history, scenario, "table_before")
     after = _table(history, scenario, "table_after")
+    t_after = observation(history, scenario, "table_after").t
     sample = _sample(history, scenario, b.min_sample)
     measured: dict[str, Any] = {}
     problems: list[str] = []
@@ -121,10 +126,11 @@ def judge(history: History, scenario: str, b: Bounds) -> CheckResult:
                             "added: " + ", ".join(f"{t}: {a} -> {c}" for t, a, c in wrong[:5]))
     control_baseline(history, scenario, 1, measured, problems)
     no_failures(load_ops(ops_in(history, scenario, "fault", "recovery")), measured, problems)
-    settled = s.recovery.start + b.route_grace_s
-    stale = [o for o in load_ops(ops_in(history, scenario, "recovery"))
-             if o.ok and o.invoke >= settled and o.observed_cell
-             and o.observed_cell != after.lookup(o.tenant)]
+    settled = t_after + b.route_grace_s
+    held = [o for o in load_ops(history.ops(scenario))
+            if o.ok and o.observed_cell and settled <= o.invoke < settled + b.route_check_s]
+    stale = [o for o in held if o.observed_cell != after.lookup(o.tenant)]
+    measured["routing_checked_2xx"] = len(held)
     measured["stale_route_2xx"] = len(stale)
     if stale:
         problems.append(name_ops(stale, "2xx ops answered by a cell other than the tenant's "
