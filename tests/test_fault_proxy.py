@@ -23,10 +23,13 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from concurrent import futures
 from pathlib import Path
 from typing import Any
 
+import grpc
 import pytest
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -587,7 +590,7 @@ toxic_docs = st.fixed_dictionaries({}, optional={
 }) | json_values
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(toxic_docs)
 def test_any_document_is_a_toxic_or_a_one_line_error(doc: Any) -> None:
     try:
@@ -683,3 +686,28 @@ def test_entry_runs_a_proxy_to_a_unix_upstream(tmp_path: Path) -> None:
             if proc.poll() is None:
                 proc.kill()
                 proc.communicate()
+
+
+def test_a_grpc_channel_over_unix_sockets_sees_a_blackhole_come_and_go(tmp_path: Path) -> None:
+    """The xDS link's shape: gRPC (HTTP/2) to a Unix-socket server, one long-lived
+    channel, a toxic switched on and off under it."""
+    path = str(tmp_path / "xds.sock")
+    server = grpc.server(futures.ThreadPoolExecutor(2))
+    health_pb2_grpc.add_HealthServicer_to_server(health.HealthServicer(), server)
+    server.add_insecure_port(f"unix:{path}")
+    server.start()
+    try:
+        with start_proxy("127.0.0.1:0", f"unix:{path}") as running, \
+                grpc.insecure_channel(str(running.listen)) as channel:
+            stub = health_pb2_grpc.HealthStub(channel)
+            request = health_pb2.HealthCheckRequest()
+            assert stub.Check(request, timeout=10).status == health_pb2.HealthCheckResponse.SERVING
+            running.control.add("blackhole", direction="downstream")
+            with pytest.raises(grpc.RpcError) as err:
+                stub.Check(request, timeout=0.5)
+            assert err.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+            running.control.remove("blackhole_downstream")
+            assert stub.Check(request, timeout=10).status == health_pb2.HealthCheckResponse.SERVING
+            assert running.control.stats()["connections"]["total"] == 1  # the same connection
+    finally:
+        server.stop(0)
