@@ -240,7 +240,7 @@ def test_junit_counts_failures_skips_and_properties(report: dict[str, Path]) -> 
 SAFE_TAGS = {"html", "head", "meta", "title", "style", "body", "main", "h1", "h2", "h3", "h4",
              "dl", "dt", "dd", "p", "span", "b", "br", "code", "a", "section", "article",
              "footer", "table", "thead", "tbody", "tr", "th", "td", "div", "svg", "rect",
-             "line", "text", "circle", "path"}
+             "line", "text", "circle", "path", "colgroup", "col", "details", "summary"}
 
 
 class Tags(HTMLParser):
