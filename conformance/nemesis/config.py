@@ -348,8 +348,8 @@ def invalid_spec(target: Target, kind: str = "syntax") -> ConfigFault:
                 and err.get("line") == where.get("line")
                 and err.get("column") == where.get("column")
                 and float(err.get("at") or 0) >= where.get("at", 0) - 1)
-        return seen, f"control plane {p.status_url}/status last_error at {place}: " \
-                     f"{one_line(err.get('message') or 'none', 300)}"
+        return seen, (f"control plane {p.status_url}/status last_error ({place}): "
+                      f"{one_line(err.get('message') or 'none', 300)}")
 
     def undo() -> None:
         files.restore()
