@@ -21,6 +21,7 @@ from conformance.checkers.steady import control_baseline, no_failures, verdict
 from conformance.history import History
 
 INVARIANT = "I-8"
+TITLE = "Bad config is rejected"
 STATISTIC = (
     "count of failed authorized load ops (no response or non-2xx) outside group "
     "exempt_group over the fault and recovery windows == 0; every injected fault has an "

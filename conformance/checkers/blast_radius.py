@@ -20,6 +20,7 @@ from conformance.checkers.steady import control_baseline, converged, no_failures
 from conformance.history import History
 
 INVARIANT = "I-5"
+TITLE = "Blast radius"
 MISDIRECTED = 421
 STATISTIC = (
     "count of failed load ops (no response or non-2xx) of group bystander over the fault "

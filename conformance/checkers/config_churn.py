@@ -18,6 +18,7 @@ from conformance.checkers.steady import control_baseline, fault_ops, no_failures
 from conformance.history import History
 
 INVARIANT = "I-4"
+TITLE = "Config churn"
 STATISTIC = (
     "count of failed load ops (no response or non-2xx) per group over the fault and "
     "recovery windows == 0; p99 latency of 2xx load ops: p99(fault) <= p99_ratio * "

@@ -22,6 +22,7 @@ from conformance.checkers.steady import (
 from conformance.history import History
 
 INVARIANT = "I-1"
+TITLE = "Control-plane outage"
 STATISTIC = (
     "count of failed load ops (no response or non-2xx) per group over the fault and "
     "recovery windows == 0; convergence: per group, the first run of convergence_ops "

@@ -17,6 +17,7 @@ from conformance.checkers.steady import verdict
 from conformance.history import History
 
 INVARIANT = "I-6"
+TITLE = "Fail closed"
 STATISTIC = ("count of ops with authorized=false answered 2xx, over every scenario of the "
              "history == 0; at least min_unauthorized such ops must have been sent")
 

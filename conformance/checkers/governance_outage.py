@@ -15,6 +15,7 @@ from conformance.checkers.steady import LATENCY_CHECK, unchanged
 from conformance.history import History
 
 INVARIANT = "I-2"
+TITLE = "Governance outage"
 STATISTIC = LATENCY_CHECK + LATENCY_STATISTIC
 
 

@@ -30,6 +30,7 @@ from policies.core.errors import ConfigError
 from policies.core.tenant import tenant_error
 
 INVARIANT = "I-9"
+TITLE = "Minimal movement"
 STATISTIC = (
     "moved bucket fraction |moved/B - k/(N+k)| <= move_tolerance (N cells before, k added); "
     "count of buckets or sampled tenants moved to a cell other than an added one == 0; "

@@ -15,6 +15,7 @@ from conformance.checkers.steady import LATENCY_CHECK, unchanged
 from conformance.history import History
 
 INVARIANT = "I-3"
+TITLE = "No synchronous dependency"
 STATISTIC = LATENCY_CHECK + LATENCY_STATISTIC
 
 

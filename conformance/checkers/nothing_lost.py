@@ -29,6 +29,7 @@ from conformance.checkers.steady import verdict
 from conformance.history import History, Op
 
 INVARIANT = "I-11"
+TITLE = "Nothing lost"
 STATISTIC = (
     "Jepsen set checker per tenant against its last 2xx readback: lost = acknowledged (2xx) "
     "write values not read back; unexpected = read values never attempted; rejected-present "

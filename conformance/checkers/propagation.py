@@ -23,6 +23,7 @@ from conformance.checkers.steady import control_baseline, no_failures, verdict
 from conformance.history import History
 
 INVARIANT = "I-10"
+TITLE = "Propagation and staged rollout"
 STATISTIC = (
     "at least one of: observation propagation_s (policy write until every sidecar serves "
     "it) <= propagation_s; observation rollout.state == expected_state. Failed load ops "

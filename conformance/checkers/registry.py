@@ -34,6 +34,7 @@ from conformance.history import History
 @dataclass(frozen=True)
 class Checker:
     invariant: str
+    title: str  # as ../shared/DESIGN.md's invariant table names it
     name: str  # the module: what it checks
     statistic: str
     bounds: type  # a frozen dataclass; ``bounds()`` are the documented defaults
@@ -42,8 +43,8 @@ class Checker:
 
 
 def _checker(module: Any, whole_history: bool = False) -> Checker:
-    return Checker(module.INVARIANT, module.__name__.rsplit(".", 1)[1], module.STATISTIC,
-                   module.Bounds, module.judge, whole_history)
+    return Checker(module.INVARIANT, module.TITLE, module.__name__.rsplit(".", 1)[1],
+                   module.STATISTIC, module.Bounds, module.judge, whole_history)
 
 
 CHECKERS: dict[str, Checker] = {c.invariant: c for c in (

@@ -18,6 +18,7 @@ from conformance.checkers.steady import LATENCY_CHECK, unchanged
 from conformance.history import History, Window
 
 INVARIANT = "I-7"
+TITLE = "Telemetry is fire-and-forget"
 MIB = 1 << 20
 STATISTIC = LATENCY_CHECK + LATENCY_STATISTIC + (
     "; memory: max sidecar_rss_bytes sample in the fault window <= rss_ratio * max in the "
