@@ -28,7 +28,7 @@ from conformance.history import FaultEvent, History, Meta, Observation, Op, Reco
 from conformance.report import screenshot, write_report
 from conformance.report.junit import xml_text
 from conformance.report.model import fault_schedule, plain
-from conformance.report.screenshot import find_chromium
+from conformance.report.render import find_chromium
 from conformance.report.titles import TITLES
 from conformance.report.yaml_report import dump_yaml
 from policies.core.errors import UserError

@@ -1,14 +1,16 @@
 """Render a report page to PNG with headless Chromium (Debian's ``chromium``).
 
 For the test that looks at the page and for the screenshot in the docs:
-``python -m conformance.report.screenshot report.html out.png [WIDTH HEIGHT]``.
-Chromium runs with a throwaway profile directory and a deadline, and is killed
-if it outlives it.
+``python -m conformance.report.render report.html out.png [WIDTH HEIGHT]``.
+Chromium runs with a throwaway profile directory, in its own process group, and
+is killed with its helpers if it outlives a deadline.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -43,20 +45,24 @@ def screenshot(html: Path, png: Path, *, width: int = 1400, height: int = 2000) 
                "--disable-extensions", "--force-device-scale-factor=1",
                f"--user-data-dir={profile}", f"--window-size={width},{height}",
                f"--screenshot={png}", page.as_uri()]
+        # its own process group: on a timeout the renderer and GPU helpers die with it
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE, start_new_session=True)
         try:
-            proc = subprocess.run(cmd, capture_output=True, timeout=TIMEOUT_S, check=False,
-                                  stdin=subprocess.DEVNULL)
+            _, err = proc.communicate(timeout=TIMEOUT_S)
         except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
             raise UserError(f"chromium did not render {html} within {TIMEOUT_S:g}s") from None
     if not png.is_file() or png.stat().st_size == 0:
-        tail = proc.stderr.decode(errors="replace").strip().splitlines()[-1:] or ["no output"]
+        tail = err.decode(errors="replace").strip().splitlines()[-1:] or ["no output"]
         raise UserError(f"chromium wrote no screenshot of {html} (exit {proc.returncode}): "
                         f"{one_line(tail[0], 300)}")
 
 
 def main(argv: list[str]) -> int:
     if len(argv) not in (2, 4):
-        print("usage: python -m conformance.report.screenshot PAGE.html OUT.png "
+        print("usage: python -m conformance.report.render PAGE.html OUT.png "
               "[WIDTH HEIGHT]", file=sys.stderr)
         return 2
     try:
