@@ -107,15 +107,24 @@ class Run:
                 break
         return all(len(v) >= CONVERGED_AFTER and all(o.ok for o in v) for v in tail.values())
 
+    def _failed(self, scenario: Scenario, err: Exception) -> Outcome:
+        error = f"{type(err).__name__}: {one_line(str(err))}"
+        self.progress(f"{scenario.id}: could not be played: {error}")
+        self.observe(scenario.id, ERROR, error)
+        return Outcome(scenario, error=error)
+
     def play(self, scenario: Scenario) -> Outcome:
         """Control window, fault, repair, recovery; the fault is repaired whatever happens."""
         self.load.switch(scenario.id)
-        fault = scenario.fault(self)
-        affected = tuple(getattr(fault, "affected_cells", ()))
-        victim = (scenario.victim_cell(self) if scenario.victim_cell
-                  else affected[0] if affected else None)
-        tenants = groups_for(self.target.cell_table(), victim)
-        self.load.switch(groups=tenants, mix=MIX)
+        try:
+            fault = scenario.fault(self)
+            affected = tuple(getattr(fault, "affected_cells", ()))
+            victim = (scenario.victim_cell(self) if scenario.victim_cell
+                      else affected[0] if affected else None)
+            tenants = groups_for(self.target.cell_table(), victim)
+        except Exception as err:
+            return self._failed(scenario, err)
+        self.load.switch(groups=tenants, mix=scenario.mix or MIX)
         groups = list(tenants)
         if fault.unavailable:
             self.progress(f"{scenario.id}: skipped: {fault.unavailable}")
@@ -132,10 +141,10 @@ class Run:
                 start = self.now()
                 self.recorder.record(FaultEvent(scenario.id, fault.name, "inject", start,
                                                 fault.expect))
-                if scenario.no_decisions:
-                    self.load.authorized = False
                 injected = True
                 fault.inject()
+                if scenario.no_decisions:  # only once it is in: ops sent before got decisions
+                    self.load.authorized = False
                 if scenario.after_inject:
                     scenario.after_inject(self)
                 self._wait_out(scenario, "fault", scenario.windows.fault)
@@ -143,6 +152,7 @@ class Run:
                     scenario.before_repair(self)
             finally:
                 if injected:
+                    self.load.authorized = True  # before: the repair brings decisions back
                     try:
                         fault.repair()
                     finally:
@@ -152,7 +162,6 @@ class Run:
                         self.recorder.record(Window(scenario.id, "fault", start, repaired))
                         self.recorder.record(FaultEvent(scenario.id, fault.name, "repair",
                                                         repaired, fault.expect))
-                        self.load.authorized = True
             if scenario.after_repair:
                 scenario.after_repair(self)
             self.progress(f"{scenario.id}: repaired, converging")
@@ -163,9 +172,7 @@ class Run:
                 self.observe(scenario.id, "not_converged", str(err))
             self._wait_out(scenario, "settle", scenario.windows.settle)
         except Exception as err:
-            error = f"{type(err).__name__}: {one_line(str(err))}"
-            self.observe(scenario.id, ERROR, error)
-            return Outcome(scenario, error=error)
+            return self._failed(scenario, err)
         finally:
             stop.set()
             sampler.join(5)
@@ -199,6 +206,7 @@ def judge(history: History) -> list[CheckResult]:
                 skipped=str(skipped[0].value) if skipped else None,
                 detail=f"the scenario could not be played: {errors[0].value}" if errors else ""))
             continue
-        results.append(check(history, sid, invariant))
+        if not CHECKERS[invariant].whole_history:  # those judge once, below, over all
+            results.append(check(history, sid, invariant))
     results.extend(check_history(history))
     return results

@@ -40,3 +40,24 @@ class Fault:
     repair: Action
     expect: str  # the outcome the checker holds it to, in words
     unavailable: str | None = None  # why it cannot run here; None: it can
+
+
+def combine(name: str, faults: list[Fault], expect: str) -> Fault:
+    """Several faults as one: injected in order, repaired in reverse, every repair tried."""
+    reasons = [f.unavailable for f in faults if f.unavailable]
+
+    def inject() -> None:
+        for f in faults:
+            f.inject()
+
+    def repair() -> None:
+        errors: list[BaseException] = []
+        for f in reversed(faults):
+            try:
+                f.repair()
+            except Exception as err:  # repair the rest; report the first failure
+                errors.append(err)
+        if errors:
+            raise errors[0]
+
+    return Fault(name, inject, repair, expect, reasons[0] if reasons else None)

@@ -1,24 +1,14 @@
-"""The invariants' titles, as ``../shared/DESIGN.md``'s table names them.
+"""The invariants' titles (from the checkers' registry) and their sort order.
 
-Kept here, in one place, until the checkers' registry carries titles; the YAML,
-JUnit and HTML outputs all read ``title()`` so a rename touches one line.
+The YAML, JUnit and HTML outputs all read ``title()``; the titles themselves live
+once, on each checker (``conformance.checkers.registry``).
 """
 
 from __future__ import annotations
 
-TITLES: dict[str, str] = {
-    "I-1": "Control-plane outage",
-    "I-2": "Governance outage",
-    "I-3": "No synchronous dependency",
-    "I-4": "Config churn",
-    "I-5": "Blast radius",
-    "I-6": "Fail closed",
-    "I-7": "Telemetry is fire-and-forget",
-    "I-8": "Bad config is rejected",
-    "I-9": "Minimal movement",
-    "I-10": "Propagation and staged rollout",
-    "I-11": "Nothing lost",
-}
+from conformance.checkers.registry import CHECKERS
+
+TITLES: dict[str, str] = {inv: c.title for inv, c in CHECKERS.items()}
 
 
 def title(invariant: str) -> str:

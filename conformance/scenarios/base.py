@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from conformance.load import Mix
 from conformance.nemesis.base import Fault
 
 if TYPE_CHECKING:
@@ -49,3 +50,4 @@ class Scenario:
     before_repair: Hook | None = None
     after_repair: Hook | None = None
     sample: dict[str, Callable[[Run], Any]] = field(default_factory=dict)  # polled
+    mix: Mix | None = None  # None: the runner's default mix of operations

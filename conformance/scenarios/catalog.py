@@ -14,11 +14,13 @@ from collections.abc import Callable
 from conformance.harness.stacks import control_status, metric, published
 from conformance.harness.target import Target
 from conformance.harness.waiting import poll
+from conformance.load import Mix
 from conformance.nemesis import config as config_faults
 from conformance.nemesis import process
-from conformance.nemesis.base import Fault
+from conformance.nemesis.base import Fault, combine
 from conformance.nemesis.churn import churn
 from conformance.nemesis.netns import partition
+from conformance.nemesis.proxy.faults import down, toxic
 from conformance.runner import Run
 from conformance.scenarios.base import Scenario, Windows
 from conformance.scenarios.cells import add_cell
@@ -48,20 +50,11 @@ def _resync(run: Run) -> None:
     run.observe(run.load.scenario, "resync_s", round(time.monotonic() - t0, 3))
 
 
-def _toxic(run: Run, links: tuple[str, ...], kind: str, **attrs: object) -> Fault:
-    proxies = [run.target.proxy(link) for link in links]
-
-    def inject() -> None:
-        for p in proxies:
-            for direction in ("upstream", "downstream"):
-                p.add(kind, name=f"{kind}-{direction}", direction=direction, **attrs)
-
-    def repair() -> None:
-        for p in proxies:
-            p.reset()
-
-    return Fault(f"toxic:{'+'.join(links)}:{kind}", inject, repair,
-                 f"{kind} on {', '.join(links)}: the data plane keeps serving")
+def _both_ways(run: Run, links: tuple[str, ...], kind: str, **attrs: int) -> Fault:
+    """``kind`` on each link, in both directions, as one fault."""
+    faults = [toxic(run.target, link, kind, direction=d, **attrs)
+              for link in links for d in ("upstream", "downstream")]
+    return combine(f"toxic:{'+'.join(links)}:{kind}", faults, faults[0].expect)
 
 
 def _metric(name: str) -> Callable[[Run], object]:
@@ -103,7 +96,12 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario("I-1/kill-control", "I-1", "control plane killed: the data plane serves on LKG",
              lambda run: process.kill(run.target, "control"), after_repair=_resync),
     Scenario("I-1/blackhole-xds", "I-1", "xDS links blackholed: the data plane serves on LKG",
-             lambda run: _toxic(run, ("envoy-xds", "sidecar-xds"), "blackhole"),
+             lambda run: _both_ways(run, ("envoy-xds", "sidecar-xds"), "blackhole"),
+             after_repair=_resync, profiles=("full",)),
+    Scenario("I-1/xds-down", "I-1", "xDS links down (refused): the data plane serves on LKG",
+             lambda run: combine("down:envoy-xds+sidecar-xds",
+                                 [down(run.target, "envoy-xds"), down(run.target, "sidecar-xds")],
+                                 "the data plane serves on last-known-good and re-syncs"),
              after_repair=_resync, profiles=("full",)),
     Scenario("I-2/pause-policy-source", "I-2",
              "policy source (the control plane) paused: decisions continue, no slower",
@@ -131,12 +129,15 @@ SCENARIOS: tuple[Scenario, ...] = (
              lambda run: process.pause(run.target, "sink"),
              after_inject=_record_log_bound, sample=TELEMETRY),
     Scenario("I-7/sink-slow", "I-7", "telemetry link slowed: latency and memory unchanged",
-             lambda run: _toxic(run, ("sidecar-sink",), "latency", latency=2000, jitter=500),
+             lambda run: _both_ways(run, ("sidecar-sink",), "latency", latency=2000, jitter=500),
              after_inject=_record_log_bound, sample=TELEMETRY,
              profiles=("full",)),
     *(_config(kind) for kind in CONFIG_FAULTS),
+    # No writes: a cell added moves tenants to an empty cell (cells do not migrate data;
+    # docs/conformance.md), so writes there would be lost when the repair removes it.
     Scenario("I-9/add-cell", "I-9", "a cell added: about 1/(N+1) of tenants move, all to it",
-             add_cell, windows=Windows(fault=6.0)),
+             add_cell, windows=Windows(fault=6.0),
+             mix=Mix(read=0.93, write=0.0, probe=0.05, misroute=0.02)),
     Scenario("I-10/propagation", "I-10", "a new policy version reaches every sidecar in bound",
              lambda run: swap_policy(run, benign_edit(run), measure=True),
              windows=Windows(fault=4.0, recovery=60.0)),

@@ -31,7 +31,7 @@ PROPAGATION_TIMEOUT = 60.0
 
 def _policy_file(run: Run) -> Path:
     spec = load_spec(run.target.spec_dir)
-    return run.target.spec_dir / spec.policy.sources[0]
+    return run.target.spec_dir / next(iter(spec.policy.sources))
 
 
 def benign_edit(run: Run) -> str:
