@@ -101,9 +101,16 @@ def test_whole_run_fails_closed_loses_nothing_and_reports(suite: Suite) -> None:
     assert png.stat().st_size > 20_000
 
 
-def test_cli_runs_one_invariant_and_exits_by_its_verdict(tmp_path: Path) -> None:
+EXAMPLE_SPEC = Path(__file__).resolve().parents[1] / "examples" / "platform"
+
+
+def test_cli_runs_one_invariant_on_a_users_spec_and_exits_by_its_verdict(
+        tmp_path: Path) -> None:
     out = tmp_path / "report"
-    assert a1_main(["conformance", "--only", "I-5", "--seed", "3", "--report", str(out)]) == 0
+    assert a1_main(["conformance", "--only", "I-5", "--seed", "3", "--report", str(out),
+                    "--config", str(EXAMPLE_SPEC)]) == 0
+    meta = yaml.safe_load((out / "report.yaml").read_text())
+    assert "I-5" in {i["id"] for i in meta["invariants"]}
     assert {"report.yaml", "junit.xml", "report.html", "history.jsonl"} <= \
         {p.name for p in out.iterdir()}
     assert a1_main(["conformance", "--check", str(out / "history.jsonl")]) == 0

@@ -192,8 +192,8 @@ class Target(Stack):
         if self.user_spec is not None:
             self._overlay_user_spec()
             return
-        # A rollout that judges within seconds, so I-10 fits a run; the user's own
-        # spec keeps its own settings.
+        # A rollout that judges within seconds, so I-10 fits a run (a user's spec keeps
+        # its thresholds and canary, with this soak).
         path = self.spec_dir / "platform.yaml"
         doc = yaml.safe_load(path.read_text())
         doc["rollout"].update(ROLLOUT)
@@ -208,6 +208,10 @@ class Target(Stack):
         doc = dict(self.user_spec)
         for key in ("cells", "listeners", "sidecar", "jwt"):
             doc[key] = ours[key]
+        # Your thresholds and canary, judged within seconds: a run must fit minutes.
+        doc["rollout"] = {**ours["rollout"], **(doc.get("rollout") or {}),
+                          "soak_seconds": ROLLOUT["soak_seconds"],
+                          "min_requests": ROLLOUT["min_requests"]}
         for item in src.iterdir():
             if item.name in ("platform.yaml", "jwks.json", "tls"):
                 continue
