@@ -181,8 +181,13 @@ class History:
 
     def ops(self, scenario: str | None = None, window: str | None = None,
             f: str | None = None, group: str | None = None) -> list[Op]:
-        """Operations, optionally of one scenario, invoked inside one of its windows."""
+        """Operations, optionally of one scenario, invoked inside one of its windows.
+
+        A ``control`` window is the baseline, so it holds only ops that also completed
+        inside it: one still in flight when the fault went in belongs to no baseline.
+        """
         spans = self.windows(scenario, window) if window else None
+        whole = window == "control"
         out = []
         for e in self.events:
             if not isinstance(e, Op):
@@ -193,7 +198,9 @@ class History:
                 continue
             if group is not None and e.group != group:
                 continue
-            if spans is not None and not any(w.start <= e.invoke < w.end for w in spans):
+            if spans is not None and not any(
+                    w.start <= e.invoke < w.end and (not whole or e.complete <= w.end)
+                    for w in spans):
                 continue
             out.append(e)
         return out

@@ -1,8 +1,9 @@
 """I-3 no synchronous dependency: with every non-data-plane process stopped, nothing changes.
 
-Every process off the request path (control plane, relay, telemetry sink) gets
-SIGSTOP. If any request waited on one of them, ops would fail or slow: so no load op
-may fail and the fault window's latency must be the control window's.
+Every process off the request path (the control plane and the telemetry sink; the
+relay is Envoy's node-local xDS proxy, part of the data plane) gets SIGSTOP. If any
+request waited on one of them, ops would fail or slow: so no load op may fail and
+the fault window's latency must be the control window's.
 """
 
 from __future__ import annotations

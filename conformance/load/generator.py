@@ -280,7 +280,7 @@ class Load:
     def live(self) -> str:
         """The progress line: per group, ops/s and the error rate over the last second."""
         return ", ".join(f"{g} {s.ops} op/s {s.error_rate:.1%} err"
-                         for g, s in sorted(self.stats().items())) or "no ops yet"
+                         for g, s in sorted(self.stats().items()) if s.ops) or "no ops yet"
 
     # -- the readback -----------------------------------------------------------------
 
