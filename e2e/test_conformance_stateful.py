@@ -3,10 +3,10 @@
 A hypothesis ``RuleBasedStateMachine`` drives the conformance suite's own parts
 (the Target with a fault proxy on every link, the process and network nemeses, a
 Load recording into a Recorder) through random sequences of faults and repairs:
-kill and restart a cell or the control plane, kill the sidecar for a
-window, pause and resume the
-control plane or the telemetry sink, put a toxic on an xDS link and clear it. Load
-runs in the background the whole time; every step ends with a short traffic window.
+kill and restart a cell or the control plane, kill a cell or the sidecar for a
+window, pause and resume the control plane or the telemetry sink, put a toxic on an
+xDS link and clear it. Load runs in the background the whole time; every step ends
+with a short traffic window.
 
 Why a timeline rather than a per-step model: an op in flight when the next fault
 lands must be judged by the faults that overlapped it, not by the step it started
@@ -170,6 +170,7 @@ class FaultSchedule(RuleBasedStateMachine):
         self.n = 0
         self.cursor = 0  # events judged so far
         self.stopped = False
+        self.failed = False  # a step failed: teardown repairs but does not judge over it
         # The model: what is faulted now, with the Fault that repairs it.
         self.killed: dict[str, Fault] = {}  # cells, control
         self.paused: dict[str, Fault] = {}  # control, sink
@@ -193,6 +194,14 @@ class FaultSchedule(RuleBasedStateMachine):
              closes: tuple[str, ...] = ()) -> None:
         """Open the spans a fault impairs, act, settle what a repair restored, run traffic
         for a window, then judge every op recorded so far."""
+        try:
+            self._step(name, action, opens, closes)
+        except BaseException:
+            self.failed = True
+            raise
+
+    def _step(self, name: str, action: Callable[[], None], opens: tuple[str, ...],
+              closes: tuple[str, ...]) -> None:
         self.n += 1
         type(self).steps_run += 1
         label = f"{self.example}/{self.n:02d}-{name}"
@@ -232,11 +241,13 @@ class FaultSchedule(RuleBasedStateMachine):
 
     @initialize()
     def start_load(self) -> None:
+        self.failed = True  # until the load runs and converged
         self.load.start()
         self.settle(self.now(), list(CELLS), "start")
         poll(lambda: any(o.ok for o in self.recorder.history.ops(f="write")), timeout=SETTLE_S,
              interval=0.1, what="a first acknowledged write")
         self.judge("start")
+        self.failed = False
 
     # -- cells ------------------------------------------------------------------------
 
@@ -385,6 +396,8 @@ class FaultSchedule(RuleBasedStateMachine):
                  timeout=RESYNC_S, interval=0.2, what="every xDS client to reconnect")
             self.load.stop()
             self.stopped = True
+            if self.failed:  # the step's own failure is the one to report, not masked
+                return
             self.judge("teardown")
             self.load.readback(scenario=f"{self.example}/readback")
             history = self.recorder.history
