@@ -24,7 +24,7 @@ from conformance.checkers.base import CheckResult
 from conformance.checkers.registry import check
 from conformance.runner import Run
 from conformance.scenarios.catalog import select
-from conformance.suite import SuiteOptions, finish, rejudge, session
+from conformance.suite import SuiteOptions, finish, netns_cell, rejudge, session
 
 pytestmark = pytest.mark.e2e
 
@@ -34,7 +34,8 @@ SEED = 8
 
 class Suite:
     def __init__(self, report: Path) -> None:
-        self.options = SuiteOptions(profile="quick", report=report, seed=SEED)
+        self.options = SuiteOptions(profile="quick", report=report, seed=SEED,
+                                    netns_cell=netns_cell("quick", None))
         self.started = time.monotonic()
         self.stack = ExitStack()
         self.run: Run = self.stack.enter_context(
