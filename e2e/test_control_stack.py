@@ -166,6 +166,16 @@ def fourth_cell(stack: Stack, tmp_path: Path) -> Iterator[int]:
         stack.launcher.stop("cell-4")
 
 
+def failed_requests(stack: Stack, last: int = 20) -> str:
+    """Envoy's access-log lines of failed requests (flags, cell, upstream) and the control
+    plane's transition log, for a failure message: which phase a failure fell in."""
+    lines = (stack.files.logs / "envoy-access.log").read_text(errors="replace").splitlines()
+    bad = [line for line in lines if '" 200 ' not in line and '" 201 ' not in line]
+    control = (stack.files.logs / "control.log").read_text(errors="replace").splitlines()
+    phases = [line for line in control if "phase" in line or "transition" in line]
+    return "\n".join(["failed requests:", *bad[-last:], "control plane:", *phases[-last:]])
+
+
 def test_a_cell_added_and_removed_under_steady_load_fails_no_request(
         stack: Stack, fourth_cell: int) -> None:
     before = stack.cell_table()
@@ -189,7 +199,7 @@ def test_a_cell_added_and_removed_under_steady_load_fails_no_request(
         poll(lambda: published(stack), timeout=90, what="cell-4 removed")
         end = load.total()
         poll(lambda: load.total() > end + 100, what="load on the shrunk table")
-    assert load.failures() == {}, load.outcomes
+    assert load.failures() == {}, (load.outcomes, failed_requests(stack))
     assert all("cell-4" in load.cells[t] and before.lookup(t) in load.cells[t]
                for t in movers), load.cells
     clusters = urllib.request.urlopen(f"{stack.admin_url}/clusters", timeout=5).read().decode()

@@ -91,6 +91,8 @@ class Publisher:
                 types = changed_types(before, snapshot)
                 self._set_progress({"phase": i + 1, "phases": n, "waiting_for": []})
                 self.cache.set_snapshot(self.group, snapshot)
+                log.info("control: phase %d of %d published (%s)", i + 1, n,
+                         ", ".join(short_type(t) for t in types) or "no change")
                 if i == n - 1 or not types:
                     continue
                 stopped = self._wait(snapshot, types, i + 1, n, expected)
@@ -98,6 +100,7 @@ class Publisher:
                     error, nacked = stopped
                     log.error("control: transition stopped at phase %d of %d: %s", i + 1, n, error)
                     return PublishResult(n, i + 1, error, nacked)
+                log.info("control: phase %d of %d ACKed by every subscriber", i + 1, n)
                 if self.drain > 0:
                     self._set_progress({"phase": i + 1, "phases": n, "waiting_for": ["drain"]})
                     time.sleep(self.drain)
