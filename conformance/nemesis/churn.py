@@ -29,17 +29,14 @@ from typing import Any
 
 from conformance.harness.waiting import poll
 from conformance.nemesis.base import Fault, Target
-from conformance.nemesis.config import (
+from conformance.nemesis.config.fault import (
     RECOVER,
     SPEC_FILE,
     SavedFiles,
     dump_spec,
-    metric_values,
-    no_candidate,
-    plane,
-    serves_spec,
     spec_document,
 )
+from conformance.nemesis.config.plane import metric_sum, no_candidate, plane, serves_spec
 from policies.core.errors import one_line
 
 KINDS = ("resources", "policy", "mixed")
@@ -110,7 +107,7 @@ class Churn:
     def _transitions(self) -> float:
         with contextlib.suppress(OSError, ValueError, KeyError):
             url = f"{plane(self.target).status_url}/metrics"
-            return sum(v for _, v in metric_values(url, "a1_config_transitions_total"))
+            return metric_sum(url, "a1_config_transitions_total")
         return 0.0
 
     # -- the updates -------------------------------------------------------------------------
