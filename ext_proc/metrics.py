@@ -14,8 +14,9 @@ table: the version its requests get), ``a1_decision_latency_seconds`` (histogram
 ``a1_cache_entries``, ``a1_cache_bytes``, ``a1_claims_cache_bytes``,
 ``a1_decision_log_dropped_total`` (and ``..._by_reason_total{reason}``),
 ``a1_decision_log_shipped_total``, ``a1_decision_log_queue_bytes``, the process
-collector's ``process_*`` (resident memory, CPU), ``a1_policy_headers_dropped_total{header}`` (header: a fixed forbidden name or a
-class such as ``x-envoy-*``, ``:pseudo``, ``invalid-name``, ``invalid-value``).
+collector's ``process_*`` (resident memory, CPU),
+``a1_policy_headers_dropped_total{header}`` (header: a fixed forbidden name or a class
+such as ``x-envoy-*``, ``:pseudo``, ``invalid-name``, ``invalid-value``).
 """
 
 from __future__ import annotations
