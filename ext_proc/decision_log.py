@@ -25,7 +25,6 @@ sink, an entry lost to both counts once per destination.
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import re
 import socket
@@ -36,11 +35,11 @@ from dataclasses import dataclass
 from json.encoder import encode_basestring as _esc  # type: ignore[attr-defined]
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from ext_proc import defaults
 from ext_proc.bounded import ENTRY_OVERHEAD
 from ext_proc.defaults import MiB
+from policies.core.urls import check_http_url, shorten
 
 log = logging.getLogger("ext_proc.decision_log")
 
@@ -99,7 +98,6 @@ def entry_cost(e: Entry) -> int:
 
 _TARGET = re.compile(r"/[A-Za-z0-9\-._~!$&'()*+,;=:@/%]*(\?[A-Za-z0-9\-._~!$&'()*+,;=:@/%?]*)?\Z")
 _BAD_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
-_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\Z")
 
 
 @dataclass(frozen=True)
@@ -115,58 +113,18 @@ class SinkUrl:
 
 def parse_sink_url(url: object) -> SinkUrl:
     """The checked URL, or ValueError with a one-line reason: ``http://HOST[:PORT]/PATH``
-    where HOST is a loopback address or a host name (an IP literal elsewhere is
-    refused: name the host), no user info, no fragment, at most ``MAX_URL``
-    characters, and a path that needs no further escaping (it goes on the request
-    line as is, so CR, LF and spaces can never reach it)."""
-    if not isinstance(url, str):
-        raise ValueError(f"must be a string (http://HOST:PORT/PATH), got {type(url).__name__}")
-    if len(url) > MAX_URL:
-        raise ValueError(f"must be at most {MAX_URL} characters, got {len(url)}")
-    shown = url if len(url) <= 80 else url[:77] + "..."
-    if not url.isascii() or not url.isprintable() or " " in url:
-        raise ValueError(f"must be printable ASCII without spaces, got {shown!r}")
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError as err:
-        raise ValueError(f"{shown!r}: {err}") from None
-    if parts.scheme != "http":
-        raise ValueError(f"{shown!r}: only http:// is supported")
-    if "@" in parts.netloc:
-        raise ValueError(f"{shown!r}: user info is not allowed")
-    if parts.fragment or "#" in url:
-        raise ValueError(f"{shown!r}: a fragment is not allowed")
-    host = parts.hostname or ""
-    why = _host_error(host)
-    if why:
-        raise ValueError(f"{shown!r}: {why}")
-    if port is None:
-        port = 80
-    if not 1 <= port <= 65535:
-        raise ValueError(f"{shown!r}: port must be in [1, 65535]")
-    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    by ``policies.core.urls`` (HOST a loopback address or a host name: an IP literal
+    elsewhere is refused, name the host), at most ``MAX_URL`` characters, and a path
+    that needs no further escaping (it goes on the request line as is, so CR, LF and
+    spaces can never reach it)."""
+    checked = check_http_url(url, MAX_URL)  # a UrlError is a ValueError
+    host, port = checked.host, checked.port or 80
+    target = (checked.path or "/") + (f"?{checked.query}" if checked.query else "")
     if not _TARGET.match(target) or _BAD_PERCENT.search(target):
-        raise ValueError(f"{shown!r}: the path has characters that need percent-encoding")
+        raise ValueError(f"{shorten(checked.url)!r}: the path has characters that need "
+                         "percent-encoding")
     bracketed = f"[{host}]" if ":" in host else host
-    return SinkUrl(url, host, port, target, f"{bracketed}:{port}")
-
-
-def _host_error(host: str) -> str | None:
-    if not host:
-        return "needs a host"
-    try:
-        ip = ipaddress.ip_address(host)
-    except ValueError:
-        pass
-    else:
-        return None if ip.is_loopback else f"IP address {host} is not loopback (name the host)"
-    labels = host.split(".")
-    # The last label must start with a letter: "127.1", "2130706433" and "0x7f.1" are
-    # IP addresses to the resolver, not names.
-    if len(host) > 253 or not all(_LABEL.match(x) for x in labels) or not labels[-1][0].isalpha():
-        return f"{host!r} is neither a loopback address nor a host name"
-    return None
+    return SinkUrl(checked.url, host, port, target, f"{bracketed}:{port}")
 
 
 # -- the log ----------------------------------------------------------------------------

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import http.client
-import ipaddress
 import logging
 import math
 import socket
@@ -32,6 +31,7 @@ from urllib.parse import urlsplit
 from prometheus_client.parser import text_string_to_metric_families
 
 from control.rollout.signals import RESULTS, Counts, Sample
+from policies.core.urls import UrlError, check_http_url
 from policies.core.xds.types import METRICS_URL_KEY
 
 log = logging.getLogger("a1.control.rollout.scrape")
@@ -57,40 +57,19 @@ class ScrapeError(Exception):
 def check_target(url: object, allowed_hosts: Iterable[str] = ()) -> str:
     """The normalized URL, or ScrapeError: ``http://HOST:PORT/metrics`` where HOST is a
     loopback address, ``localhost`` or one of ``allowed_hosts`` (exact, lower case);
-    no user info, query or fragment."""
-    if not isinstance(url, str) or not url or len(url) > MAX_URL or not url.isascii() or (
-        not url.isprintable()
-    ):
-        raise ScrapeError(f"metrics URL must be printable ASCII of at most {MAX_URL} "
-                          f"characters, got {str(url)[:80]!r}")  # fmt: skip
+    no user info, query or fragment (``policies.core.urls``)."""
     try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError as err:
-        raise ScrapeError(f"metrics URL {url!r}: {err}") from None
-    if parts.scheme != "http":
-        raise ScrapeError(f"metrics URL {url!r}: only http:// is scraped")
-    if "@" in parts.netloc:
-        raise ScrapeError(f"metrics URL {url!r}: user info is not allowed")
-    if parts.path != "/metrics" or parts.query or parts.fragment or "#" in url or "?" in url:
+        checked = check_http_url(url, MAX_URL, tuple(allowed_hosts),
+                                 allowed_name="allowed scrape host")  # fmt: skip
+    except UrlError as err:
+        raise ScrapeError(f"metrics URL {err}") from None
+    host, port = checked.host, checked.port
+    if checked.path != "/metrics" or checked.query or "?" in checked.url:
         raise ScrapeError(f"metrics URL {url!r}: the path must be exactly /metrics")
-    host = (parts.hostname or "").lower()
-    if port is None or not 1 <= port <= 65535 or not host:
-        raise ScrapeError(f"metrics URL {url!r}: needs a host and a port")
-    if not _allowed_host(host, allowed_hosts):
-        raise ScrapeError(f"metrics URL {url!r}: host {host} is not loopback nor an "
-                          "allowed scrape host")  # fmt: skip
+    if port is None:
+        raise ScrapeError(f"metrics URL {url!r}: needs a port")
     shown = f"[{host}]" if ":" in host else host
     return f"http://{shown}:{port}/metrics"
-
-
-def _allowed_host(host: str, allowed: Iterable[str]) -> bool:
-    if host == "localhost" or host in {h.lower() for h in allowed}:
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def metrics_targets(
