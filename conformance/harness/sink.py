@@ -35,15 +35,14 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import logging
 import os
 import signal
-import socket
 import sys
 import threading
 import time
 import urllib.request
 from collections import deque
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +51,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from a1.argtypes import positive
 from a1.launcher import ProcessSpec, http_probe
 from control.rollout.scrape import ScrapeError, check_target
+from policies.core.jsonhttp import HttpError, JsonHandler, JsonHTTPServer
 
 MiB = 1 << 20
 MAX_BODY = 8 * MiB  # bytes of one POST (the sidecar's batches are at most 16 MiB, 256 KiB default)
@@ -66,6 +66,8 @@ SELECTED = (
     "a1_decision_log_dropped_total",
 )  # fmt: skip
 DECISIONS_PATH = "/v1/decisions"
+log = logging.getLogger("a1.conformance.sink")
+
 REJECTIONS = ("too_large", "no_length", "bad_type", "bad_method", "not_found", "short_body",
               "busy")  # fmt: skip
 
@@ -117,12 +119,14 @@ class Sink:
         self._file = open(self.decisions_path, "ab")  # noqa: SIM115 - closed in stop()
         self._counts["written_bytes"] = self._file.tell()
         try:
-            self._server = _Server((host, port), self)
+            self._server = JsonHTTPServer((host, port), _Handler, self, log=log,
+                                          max_connections=MAX_CONNECTIONS,
+                                          on_busy=lambda: self.reject("busy"))
         except BaseException:
             self._file.close()
             raise
         self._stop = threading.Event()
-        self._threads: list[threading.Thread] = []
+        self._scraper: threading.Thread | None = None
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -141,23 +145,18 @@ class Sink:
         return self.base_url + DECISIONS_PATH
 
     def start(self) -> Sink:
-        serve = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.1},
-                                 name="a1-sink-http", daemon=True)  # fmt: skip
-        self._threads.append(serve)
+        self._server.start("a1-sink-http")
         if self.scrape_url is not None:
-            self._threads.append(threading.Thread(target=self._scrape_loop,
-                                                  name="a1-sink-scrape", daemon=True))
-        for t in self._threads:
-            t.start()
+            self._scraper = threading.Thread(target=self._scrape_loop, name="a1-sink-scrape",
+                                             daemon=True)  # fmt: skip
+            self._scraper.start()
         return self
 
     def stop(self) -> None:
         self._stop.set()
-        if self._threads:
-            self._server.shutdown()
-        self._server.server_close()
-        for t in self._threads:
-            t.join(timeout=5)
+        self._server.stop()
+        if self._scraper is not None:
+            self._scraper.join(timeout=5)
         with self._lock:
             self._file.close()
 
@@ -327,80 +326,40 @@ def _write_atomically(path: Path, data: bytes) -> None:
 # -- HTTP ------------------------------------------------------------------------------
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False  # a client that never finishes must not hold stop()
-    request_queue_size = 128  # the listen backlog: bursts of connects are not SYN-retried
-    allow_reuse_address = True
-
-    def __init__(self, address: tuple[str, int], sink: Sink) -> None:
-        self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
-        self.sink = sink
-        self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
-        super().__init__(address, _Handler)
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        if not self._slots.acquire(blocking=False):
-            self.sink.reject("busy")
-            self.shutdown_request(request)
-            return
-        try:
-            super().process_request(request, client_address)
-        except BaseException:
-            self._slots.release()
-            raise
-
-    def process_request_thread(self, request: Any, client_address: Any) -> None:
-        try:
-            super().process_request_thread(request, client_address)
-        finally:
-            self._slots.release()
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: _Server
+class _Handler(JsonHandler):
+    server: JsonHTTPServer[Sink]
+    protocol_version = "HTTP/1.0"  # one request a connection, as the sidecar sends them
     timeout = READ_TIMEOUT
     server_version = "a1-sink"
-    sys_version = ""
 
     def log_message(self, format: str, *args: Any) -> None:
         pass  # counters, not access logs: a load test would fill the disk
 
-    def _send(self, status: int, body: bytes, ctype: str = "application/json",
-              extra: dict[str, str] | None = None) -> None:  # fmt: skip
-        self.send_response(status)
-        self.send_header("Content-Type", ctype)
-        self.send_header("Content-Length", str(len(body)))
-        for k, v in (extra or {}).items():
-            self.send_header(k, v)
-        self.end_headers()
-        self.wfile.write(body)
-
     def _error(self, status: int, reason: str, message: str,
                extra: dict[str, str] | None = None) -> None:  # fmt: skip
-        self.server.sink.reject(reason)
+        self.server.owner.reject(reason)
         self.close_connection = True
-        self._send(status, json.dumps({"error": message}).encode(), extra=extra)
+        self.reply(status, {"error": message}, extra)
 
     def _route(self) -> str:
         return self.path.split("?", 1)[0]
 
     def do_GET(self) -> None:
-        sink = self.server.sink
+        sink = self.server.owner
         route = self._route()
         if route == "/healthz":
-            self._send(200, b"ok\n", "text/plain")
+            self.send_body(200, b"ok\n", "text/plain")
         elif route == "/stats":
-            self._send(200, json.dumps(sink.stats()).encode())
+            self.reply(200, sink.stats())
         elif route == "/series":
-            self._send(200, json.dumps(sink.series()).encode())
+            self.reply(200, sink.series())
         elif route == DECISIONS_PATH:
             self._not_allowed()
         else:
             self._error(404, "not_found", f"no such path: {route[:100]!r}")
 
     def do_POST(self) -> None:
-        sink = self.server.sink
+        sink = self.server.owner
         route = self._route()
         if route != DECISIONS_PATH:
             if route in ("/healthz", "/stats", "/series"):
@@ -412,39 +371,22 @@ class _Handler(BaseHTTPRequestHandler):
         if ctype != "application/x-ndjson":
             self._error(415, "bad_type", "Content-Type must be application/x-ndjson")
             return
-        lengths = self.headers.get_all("Content-Length") or []
-        if self.headers.get("Transfer-Encoding") or len(lengths) != 1 or not (
-            lengths[0].strip().isdigit()
-        ):
-            self._error(411, "no_length", "one Content-Length is required (no chunked bodies)")
-            return
-        length = int(lengths[0])
-        if length > sink.max_body:
-            self._error(413, "too_large", f"body over {sink.max_body} bytes")
-            return
         try:
-            body = self.rfile.read(length)
-        except OSError:
-            body = b""
-        if len(body) < length:
-            sink.reject("short_body")
-            self.close_connection = True
+            body = self.read_body(sink.max_body, required=True)
+        except HttpError as err:
+            if err.reason == "short_body":  # the client is gone: nothing to answer
+                sink.reject(err.reason)
+            else:
+                self._error(err.status, err.reason, str(err))
             return
         accepted, bad = sink.ingest(body)
-        self._send(200, json.dumps({"accepted": accepted, "bad_lines": bad}).encode())
+        self.reply(200, {"accepted": accepted, "bad_lines": bad})
 
     def _not_allowed(self) -> None:
         allow = "POST" if self._route() == DECISIONS_PATH else "GET"
         self._error(405, "bad_method", f"use {allow}", {"Allow": allow})
 
-    do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_TRACE = _not_allowed
-
-    def do_HEAD(self) -> None:  # no body may follow a HEAD answer
-        self.server.sink.reject("bad_method")
-        self.close_connection = True
-        self.send_response(405)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
+    do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_TRACE = do_HEAD = _not_allowed
 
 
 # -- under the launcher ----------------------------------------------------------------
