@@ -25,7 +25,7 @@ from pathlib import Path
 from conformance.checkers.base import CheckResult
 from conformance.harness.target import Target, TargetOptions
 from conformance.history import History, Meta, Recorder
-from conformance.load import Load
+from conformance.load import Load, Schedule
 from conformance.runner import READBACK, Run, judge
 from conformance.scenarios.base import Scenario
 
@@ -50,6 +50,7 @@ class SuiteOptions:
     wrap: dict[str, str] = field(default_factory=dict)  # broken variant (self-test)
     env: dict[str, str] = field(default_factory=dict)
     netns_cell: str | None = None
+    rate: float | None = None  # open loop at this many ops/s; None: closed loop, 4 workers
 
 
 @dataclass
@@ -90,7 +91,8 @@ def session(options: SuiteOptions, scenario_ids: Sequence[str],
                                       netns_cell=options.netns_cell, wrap=options.wrap,
                                       env=options.env, seed=seed))
         with target:
-            load = Load.for_stack(target, recorder, seed=seed)
+            schedule = Schedule.open(options.rate) if options.rate else Schedule.closed()
+            load = Load.for_stack(target, recorder, seed=seed, schedule=schedule)
             try:
                 with load:
                     yield Run(target, recorder, load, progress=progress, seed=seed,

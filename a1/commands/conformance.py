@@ -34,6 +34,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--report", metavar="DIR", type=Path,
                    help="write report.yaml, junit.xml, report.html and history.jsonl here")
     p.add_argument("--seed", type=int, help="seed the load and the faults (default: random)")
+    p.add_argument("--rate", type=_rate, metavar="OPS",
+                   help="open-loop load at OPS requests/s (default: closed loop, 4 workers)")
     p.add_argument("--keep", action="store_true", help="keep the run directory and its logs")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--check", metavar="HISTORY", type=Path,
@@ -48,6 +50,16 @@ def _only(text: str) -> frozenset[str]:
     if not items:
         raise argparse.ArgumentTypeError("name at least one invariant, e.g. I-3,I-5")
     return items
+
+
+def _rate(text: str) -> float:
+    try:
+        rate = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 < rate <= 10_000:
+        raise argparse.ArgumentTypeError("must be in (0, 10000] requests/s")
+    return rate
 
 
 class _Progress:
@@ -91,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
     progress = _Progress()
     opts = suite.SuiteOptions(profile=args.profile, only=args.only or frozenset(),
                               user_spec=args.config, report=args.report, seed=args.seed,
-                              keep=args.keep,
+                              keep=args.keep, rate=args.rate,
                               netns_cell=suite.netns_cell(args.profile, args.config))
     try:
         result = suite.run_scenarios(scenarios, opts, progress)
