@@ -74,6 +74,13 @@ class Window:
     end: float
     type: str = "window"
 
+    def holds(self, op: Op) -> bool:
+        """``op`` belongs to this window: invoked in it, and for the ``control`` window
+        (the baseline) also completed in it, since an op still in flight when the fault
+        went in belongs to no baseline."""
+        return (self.start <= op.invoke < self.end
+                and (self.name != "control" or op.complete <= self.end))
+
 
 @dataclass(frozen=True, slots=True)
 class FaultEvent:
@@ -181,13 +188,9 @@ class History:
 
     def ops(self, scenario: str | None = None, window: str | None = None,
             f: str | None = None, group: str | None = None) -> list[Op]:
-        """Operations, optionally of one scenario, invoked inside one of its windows.
-
-        A ``control`` window is the baseline, so it holds only ops that also completed
-        inside it: one still in flight when the fault went in belongs to no baseline.
-        """
+        """Operations, optionally of one scenario, held by one of its windows
+        (``Window.holds``)."""
         spans = self.windows(scenario, window) if window else None
-        whole = window == "control"
         out = []
         for e in self.events:
             if not isinstance(e, Op):
@@ -198,9 +201,7 @@ class History:
                 continue
             if group is not None and e.group != group:
                 continue
-            if spans is not None and not any(
-                    w.start <= e.invoke < w.end and (not whole or e.complete <= w.end)
-                    for w in spans):
+            if spans is not None and not any(w.holds(e) for w in spans):
                 continue
             out.append(e)
         return out

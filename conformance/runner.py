@@ -93,10 +93,12 @@ class Run:
         return thread
 
     def converged(self, since: float, groups: Sequence[str]) -> bool:
-        """Every group's last CONVERGED_AFTER ops, all invoked after ``since``, succeeded."""
+        """Every group's last CONVERGED_AFTER reads and writes, all invoked after ``since``,
+        succeeded: a fault's residue (a write still waiting on a lock) is not converged."""
         tail: dict[str, list[Op]] = {g: [] for g in groups}
         for event in reversed(self.recorder.history.events):
-            if not isinstance(event, Op) or event.group not in tail or event.f != "read":
+            if not isinstance(event, Op) or event.group not in tail or \
+                    event.f not in ("read", "write"):
                 continue
             if event.invoke < since:
                 continue

@@ -92,7 +92,9 @@ def session(options: SuiteOptions, scenario_ids: Sequence[str],
                                       env=options.env, seed=seed))
         with target:
             schedule = Schedule.open(options.rate) if options.rate else Schedule.closed()
-            load = Load.for_stack(target, recorder, seed=seed, schedule=schedule)
+            # Ops before the first scenario's windows belong to it (and to no window).
+            load = Load.for_stack(target, recorder, seed=seed, schedule=schedule,
+                                  scenario=scenario_ids[0] if scenario_ids else "")
             try:
                 with load:
                     yield Run(target, recorder, load, progress=progress, seed=seed,

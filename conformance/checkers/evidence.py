@@ -101,9 +101,9 @@ def spans(history: History, scenario: str) -> Spans:
 
 
 def ops_in(history: History, scenario: str, *names: str, f: str | None = None) -> list[Op]:
-    """The scenario's ops invoked in any of the named windows, in recorded order."""
-    spans = [(w.start, w.end) for n in names for w in history.windows(scenario, n)]
-    return [o for o in history.ops(scenario, f=f) if any(a <= o.invoke < b for a, b in spans)]
+    """The scenario's ops held by any of the named windows (``Window.holds``), in order."""
+    spans = [w for n in names for w in history.windows(scenario, n)]
+    return [o for o in history.ops(scenario, f=f) if any(w.holds(o) for w in spans)]
 
 
 def observation(history: History, scenario: str, name: str) -> Observation:
