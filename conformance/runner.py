@@ -127,6 +127,8 @@ class Run:
         except Exception as err:
             return self._failed(scenario, err)
         self.load.switch(groups=tenants, mix=scenario.mix or MIX)
+        if not self.load.started:  # the first scenario starts it, with its own groups
+            self.load.start()
         groups = list(tenants)
         if fault.unavailable:
             self.progress(f"{scenario.id}: skipped: {fault.unavailable}")

@@ -50,7 +50,7 @@ class SuiteOptions:
     wrap: dict[str, str] = field(default_factory=dict)  # broken variant (self-test)
     env: dict[str, str] = field(default_factory=dict)
     netns_cell: str | None = None
-    rate: float | None = None  # open loop at this many ops/s; None: closed loop, 4 workers
+    rate: float | None = None  # open loop at this many ops/s; None: closed loop
 
 
 @dataclass
@@ -92,13 +92,14 @@ def session(options: SuiteOptions, scenario_ids: Sequence[str],
                                       env=options.env, seed=seed))
         with target:
             schedule = Schedule.open(options.rate) if options.rate else Schedule.closed()
-            # Ops before the first scenario's windows belong to it (and to no window).
-            load = Load.for_stack(target, recorder, seed=seed, schedule=schedule,
-                                  scenario=scenario_ids[0] if scenario_ids else "")
+            # Started by the first scenario, with its tenant groups (Run.play).
+            load = Load.for_stack(target, recorder, seed=seed, schedule=schedule)
             try:
-                with load:
+                try:
                     yield Run(target, recorder, load, progress=progress, seed=seed,
                               run_dir=run_dir)
+                finally:
+                    load.stop()
             finally:
                 progress("reading every acknowledged write back")
                 load.readback(scenario=READBACK)

@@ -35,7 +35,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="write report.yaml, junit.xml, report.html and history.jsonl here")
     p.add_argument("--seed", type=int, help="seed the load and the faults (default: random)")
     p.add_argument("--rate", type=_rate, metavar="OPS",
-                   help="open-loop load at OPS requests/s (default: closed loop, 4 workers)")
+                   help="open-loop load at OPS requests/s (default: closed loop, 6 workers "
+                        "spread over the tenant groups)")
     p.add_argument("--keep", action="store_true", help="keep the run directory and its logs")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--check", metavar="HISTORY", type=Path,

@@ -107,7 +107,7 @@ class Schedule:
             raise ValueError(f"schedule.slack: must be >= 0 seconds, got {self.slack!r}")
 
     @classmethod
-    def closed(cls, workers: int = 4) -> Schedule:
+    def closed(cls, workers: int = 6) -> Schedule:
         return cls("closed", workers)
 
     @classmethod
@@ -169,11 +169,13 @@ class Planner:
         with self._lock:
             return {t: (g, c) for g, tenants in self._groups for t, c in tenants}
 
-    def next(self) -> Planned:
+    def next(self, slot: int | None = None) -> Planned:
+        """The next op; ``slot`` (a closed-loop worker's index) picks its group, so a
+        group whose requests stall holds only its own workers, never another group's."""
         with self._lock:
             n, rng = self._n, self._rng
             self._n += 1
-            group, tenants = self._groups[n % len(self._groups)]
+            group, tenants = self._groups[(n if slot is None else slot) % len(self._groups)]
             tenant, cell = tenants[rng.randrange(len(tenants))]
             f = self._mix.choose(rng.random())
             if f == "probe":
@@ -242,21 +244,30 @@ class Load:
         if scenario is not None:
             self.scenario = scenario
 
+    @property
+    def started(self) -> bool:
+        return self._started
+
     def start(self) -> None:
         if self._started:
             raise RuntimeError("load: already started")
         self._started = True
         if self.schedule.mode == "closed":
-            targets = [self._closed_worker] * self.schedule.workers
+            self._threads = [threading.Thread(target=self._closed_worker, args=(i,),
+                                              name=f"load-{i}", daemon=True)
+                             for i in range(self.schedule.workers)]
         else:
             targets = [self._open_worker] * self.schedule.workers + [self._dispatch]
-        self._threads = [threading.Thread(target=t, name=f"load-{i}", daemon=True)
-                         for i, t in enumerate(targets)]
+            self._threads = [threading.Thread(target=t, name=f"load-{i}", daemon=True)
+                             for i, t in enumerate(targets)]
         for t in self._threads:
             t.start()
 
     def stop(self, timeout: float | None = None) -> None:
-        """Stop sending; ops in flight complete (within the client's timeout) and are recorded."""
+        """Stop sending; ops in flight complete (within the client's timeout) and are recorded.
+        A load never started has nothing to stop."""
+        if not self._started:
+            return
         self._stop.set()
         limit = timeout if timeout is not None else self.client.edge.timeout + 5.0
         if self.schedule.mode == "open":  # the dispatcher first: nothing is queued after
@@ -306,9 +317,9 @@ class Load:
 
     # -- loops ------------------------------------------------------------------------
 
-    def _closed_worker(self) -> None:
+    def _closed_worker(self, slot: int) -> None:
         while not self._stop.is_set():
-            self._perform(self.planner.next(), None, self.scenario, self.authorized)
+            self._perform(self.planner.next(slot), None, self.scenario, self.authorized)
 
     def _dispatch(self) -> None:
         """The open loop's clock: op i is due at start + i / rate, whatever came before."""

@@ -142,9 +142,11 @@ def window_span(history: History, scenario: str) -> float:
 
 def unexpected(op: Op) -> bool:
     """An outcome the run did not want: a failed authorized op, a refused-request that
-    succeeded, or a misroute that was not answered 421. The red marks of the timeline."""
+    succeeded, or a misroute answered otherwise than 421 (one with no answer, sent to a
+    dead cell, neither refuses nor serves: the I-5 checker ignores it, and so does this).
+    The red marks of the timeline."""
     if op.f == "misroute":
-        return op.status != 421
+        return op.status is not None and op.status != 421
     if not op.authorized:
         return op.ok
     return not op.ok

@@ -2,8 +2,9 @@
 
 A long run records hundreds of thousands of ops; drawing each one would make the
 page tens of megabytes. Each group is cut into at most ``BUCKETS`` time buckets
-(count, unexpected count, p50 and p99 latency of the ops whose outcome was the
-expected one, as the checkers' latency statistic uses them), plus an even sample of at most
+(count, unexpected count, p50 and p99 latency of the reads and writes whose outcome
+was the expected one, as the checkers' latency statistic counts them), plus an even
+sample of at most
 ``MAX_POINTS`` ops to scatter, in which every unexpected op is kept first (up to
 the cap), because the red marks are what a reader looks for.
 """
@@ -64,7 +65,7 @@ def series(group: str, ops: list[Op], t0: float, t1: float, buckets: int = BUCKE
     out = Series(group, n=len(ops), bad=sum(unexpected(op) for op in ops))
     if not ops:
         return out
-    lat = sorted(_latency(op) for op in ops if not unexpected(op))
+    lat = sorted(_latency(op) for op in ops if _timed(op))
     if lat:
         out.p50, out.p99 = quantile(lat, 0.5), quantile(lat, 0.99)
     width = max(t1 - t0, 1e-9) / buckets
@@ -74,13 +75,19 @@ def series(group: str, ops: list[Op], t0: float, t1: float, buckets: int = BUCKE
     for i, cell in enumerate(cells):
         if not cell:
             continue
-        ls = sorted(_latency(op) for op in cell if not unexpected(op))
+        ls = sorted(_latency(op) for op in cell if _timed(op))
         out.buckets.append(Bucket(t0 + i * width, t0 + (i + 1) * width, len(cell),
                                   sum(unexpected(op) for op in cell),
                                   quantile(ls, 0.5) if ls else None,
                                   quantile(ls, 0.99) if ls else None))
     out.points = _sample(ops, max_points)
     return out
+
+
+def _timed(op: Op) -> bool:
+    """In the p50/p99 lines: a read or write with the expected outcome, as the checkers'
+    latency statistic counts them (probes and misroutes, refused fast, only scatter)."""
+    return op.f in ("read", "write") and not unexpected(op)
 
 
 def _latency(op: Op) -> float:
