@@ -2,8 +2,9 @@
 
 A history is JSON Lines (``docs/conformance.md`` documents the format), one event
 per line, so a failed run's ``history.jsonl`` can be replayed through the checkers
-offline (``a1 conformance check HISTORY``). Times are seconds since the run started
-(monotonic), so events from the load threads and the nemesis order correctly.
+offline (``a1 conformance --check HISTORY``). Times are seconds since the run's clock
+started, once the stack was up (monotonic), so events from the load threads and the
+nemesis order correctly.
 
 Event kinds (the ``type`` field):
 
@@ -75,11 +76,15 @@ class Window:
     type: str = "window"
 
     def holds(self, op: Op) -> bool:
-        """``op`` belongs to this window: invoked in it, and for the ``control`` window
-        (the baseline) also completed in it, since an op still in flight when the fault
-        went in belongs to no baseline."""
-        return (self.start <= op.invoke < self.end
-                and (self.name != "control" or op.complete <= self.end))
+        """``op`` belongs to this window. The ``control`` window (the baseline) holds only
+        ops that also completed in it; the ``fault`` window every op that overlapped it,
+        so one in flight when the fault went in is judged by the fault, never by no
+        window; any other window, the ops invoked in it."""
+        if self.name == "control":
+            return self.start <= op.invoke and op.complete <= self.end
+        if self.name == "fault":
+            return op.invoke < self.end and op.complete >= self.start
+        return self.start <= op.invoke < self.end
 
 
 @dataclass(frozen=True, slots=True)

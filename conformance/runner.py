@@ -35,6 +35,7 @@ CONVERGED_AFTER = 10  # consecutive ok ops per group that say a group has recove
 SAMPLE_INTERVAL = 0.5  # seconds between samples of a scenario's observations
 # Reads to compare latency, writes for I-11, refused probes for I-6, misroutes for I-5.
 MIX = Mix(read=0.73, write=0.2, probe=0.05, misroute=0.02)
+ONE_CELL_MIX = Mix(read=0.75, write=0.2, probe=0.05, misroute=0.0)
 
 Progress = Callable[[str], None]
 
@@ -66,10 +67,13 @@ class Run:
     def observe(self, scenario: str, name: str, value: object) -> None:
         self.recorder.record(Observation(scenario, name, self.now(), value))
 
-    def _window(self, scenario: Scenario, name: str, seconds: float) -> None:
+    def _window(self, scenario: Scenario, name: str, seconds: float) -> float:
+        """Hold a window of ``seconds``, record it; its end (the next window's start)."""
         start = self.now()
         self._wait_out(scenario, name, seconds)
-        self.recorder.record(Window(scenario.id, name, start, self.now()))
+        end = self.now()
+        self.recorder.record(Window(scenario.id, name, start, end))
+        return end
 
     def _wait_out(self, scenario: Scenario, name: str, seconds: float) -> None:
         end = time.monotonic() + seconds
@@ -85,7 +89,8 @@ class Run:
                     try:
                         self.observe(scenario.id, name, fn(self))
                     except Exception as err:  # a sample that fails is recorded, not fatal
-                        self.observe(scenario.id, name + ".error", str(err).splitlines()[0])
+                        self.observe(scenario.id, name + ".error",
+                                     one_line(f"{type(err).__name__}: {err}"))
                 stop.wait(SAMPLE_INTERVAL)
 
         thread = threading.Thread(target=loop, name=f"sample-{scenario.id}", daemon=True)
@@ -118,31 +123,34 @@ class Run:
     def play(self, scenario: Scenario) -> Outcome:
         """Control window, fault, repair, recovery; the fault is repaired whatever happens."""
         self.load.switch(scenario.id)
+        self.progress(f"{scenario.id}: {scenario.title}")
         try:
             fault = scenario.fault(self)
             affected = tuple(getattr(fault, "affected_cells", ()))
             victim = (scenario.victim_cell(self) if scenario.victim_cell
                       else affected[0] if affected else None)
-            tenants = groups_for(self.target.cell_table(), victim)
+            table = self.target.cell_table()
+            tenants = groups_for(table, victim)
+            if fault.unavailable:
+                self.progress(f"{scenario.id}: skipped: {fault.unavailable}")
+                self.observe(scenario.id, SKIPPED, fault.unavailable)
+                return Outcome(scenario, skipped=fault.unavailable)
+            # One cell has no foreign cell to misroute to.
+            mix = scenario.mix or (MIX if len(table.cells) > 1 else ONE_CELL_MIX)
+            self.load.switch(groups=tenants, mix=mix)
+            if not self.load.started:  # the first scenario starts it, with its own groups
+                self.load.start()
         except Exception as err:
             return self._failed(scenario, err)
-        self.load.switch(groups=tenants, mix=scenario.mix or MIX)
-        if not self.load.started:  # the first scenario starts it, with its own groups
-            self.load.start()
         groups = list(tenants)
-        if fault.unavailable:
-            self.progress(f"{scenario.id}: skipped: {fault.unavailable}")
-            self.observe(scenario.id, SKIPPED, fault.unavailable)
-            return Outcome(scenario, skipped=fault.unavailable)
         stop = threading.Event()
         sampler = self._sampler(scenario, stop)
         injected = False
         start = repaired = self.now()
         try:
             try:
-                self._window(scenario, "control", scenario.windows.control)
+                start = self._window(scenario, "control", scenario.windows.control)
                 self.progress(f"{scenario.id}: inject {fault.name}")
-                start = self.now()
                 self.recorder.record(FaultEvent(scenario.id, fault.name, "inject", start,
                                                 fault.expect))
                 injected = True
@@ -198,6 +206,14 @@ def judge(history: History) -> list[CheckResult]:
     exactly as the run judged it (``a1 conformance --check``).
     """
     results: list[CheckResult] = []
+    meta = history.meta
+    announced = list(meta.extra.get("scenarios") or []) if meta else []
+    played = set(history.scenarios())
+    for sid in announced:
+        if sid not in played:  # a run cut short: what it never played did not pass
+            results.append(CheckResult(sid.split("/", 1)[0], sid, False, "not run",
+                                       detail="the scenario was never played (the run "
+                                              "ended before it)"))
     for sid in history.scenarios():
         invariant = sid.split("/", 1)[0]
         if sid == READBACK or invariant not in CHECKERS:

@@ -31,9 +31,12 @@ class Catch:
 
 
 def _verdict(variant: Variant, results: Sequence[CheckResult]) -> Catch:
+    """Caught: the named checker failed, and for the variant's own problem (its
+    ``shows`` words in the detail), not for missing evidence or an unwell stack."""
     mine = [r for r in results if r.invariant == variant.catches]
     for r in mine:
-        if r.outcome == "failed" and not r.detail.startswith("the scenario could not be played"):
+        if r.outcome == "failed" and variant.shows in r.detail \
+                and not r.detail.startswith(("missing evidence", "the scenario could not")):
             return Catch(variant, True, r)
     first = mine[0] if mine else None
     why = (first.skipped or first.detail or "the checker passed") if first else "no result"

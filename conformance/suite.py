@@ -3,7 +3,7 @@
 One run = one temporary directory, one stack on free ports, one steady load that
 runs through every scenario, one history file. Teardown (every process stopped,
 paused ones resumed, namespaces removed) happens whatever fails. The verdict
-comes only from the checkers reading the history, so ``a1 conformance check``
+comes only from the checkers reading the history, so ``a1 conformance --check``
 re-judges a saved history offline with the same code.
 """
 
@@ -105,8 +105,8 @@ def session(options: SuiteOptions, scenario_ids: Sequence[str],
                 load.readback(scenario=READBACK)
     finally:
         recorder.close()
-        if not options.keep:
-            shutil.rmtree(run_dir / "stack", ignore_errors=True)
+        if not options.keep:  # the report directory, if any, keeps the history
+            shutil.rmtree(run_dir, ignore_errors=True)
 
 
 def finish(run: Run, options: SuiteOptions, started: float) -> SuiteResult:

@@ -92,6 +92,12 @@ def in_window(span: tuple[float, float]) -> Callable[[Op], bool]:
     return lambda o: span[0] <= o.invoke < span[1]
 
 
+# A tenant the healthy I-9 run's new cell takes: the routing check must see a move.
+MOVER = next(t for t in (f"tenant-{i}" for i in range(1000))
+             if CellTable.balanced(["cell-1", "cell-2", "cell-3"], 1024).add_cell("cell-4")
+             .lookup(t) == "cell-4")
+
+
 def healthy(inv: str, scenario: str | None = None) -> Run:
     """A run of ``inv``'s scenario in which the invariant holds."""
     r = Run(scenario or inv).windows()
@@ -126,8 +132,8 @@ def healthy(inv: str, scenario: str | None = None) -> Run:
         r.obs("table_before", before.to_dict(), t=9.0).obs("table_after", after.to_dict(), t=11.0)
         r.obs("sample_tenants", [f"tenant-{i}" for i in range(400)])
         r.load("a").edit(lambda o: True, expected_cell=None, observed_cell=None)
-        r.op(tenant="tenant-1", group="a", invoke=14.0, complete=14.002,
-             observed_cell=after.lookup("tenant-1"))
+        r.op(tenant=MOVER, group="a", invoke=14.0, complete=14.002,
+             observed_cell=after.lookup(MOVER))
     elif inv == "I-10":
         r.load("bystander").load("victim").obs("propagation_s", 1.2).obs(
             "rollout", {"state": "rolled_back", "canary": "cell-2", "candidate": "v2"})
@@ -502,7 +508,12 @@ def test_i9_stale_route_after_grace_fails() -> None:
     res = run(r, "I-9")
     assert_fails(res, "1 2xx ops answered by a cell other than the tenant's in the new table",
                  f"tenant {moved} (group a) at 14.500s")
-    assert res.measured["routing_checked_2xx"] == 2  # and tenant-1's op
+    assert res.measured["routing_checked_2xx"] == 2  # and the healthy run's mover
+
+
+def test_i9_without_a_moved_tenant_in_the_routing_check_fails() -> None:
+    r = healthy("I-9").drop(lambda e: isinstance(e, Op) and e.tenant == MOVER)
+    assert_fails(run(r, "I-9"), "no 2xx op of a moved tenant in the routing check")
 
 
 def test_i9_bad_table_and_small_sample_fail() -> None:
@@ -519,8 +530,11 @@ def test_i9_add_cell_always_passes_table_checks(n: int, buckets: int) -> None:
     after = before.add_cell("new")
     r = healthy("I-9").drop(lambda e: isinstance(e, Observation) and e.name.startswith("t"))
     r.drop(lambda e: isinstance(e, Observation) and e.name == "sample_tenants")
-    r.obs("table_before", before.to_dict()).obs("table_after", after.to_dict())
+    r.obs("table_before", before.to_dict(), t=9.0).obs("table_after", after.to_dict(), t=11.0)
     r.drop(lambda e: isinstance(e, Op) and e.observed_cell is not None)
+    mover = next(t for t in (f"tenant-{i}" for i in range(100_000))
+                 if before.lookup(t) != after.lookup(t))
+    r.op(tenant=mover, group="a", invoke=14.0, complete=14.002, observed_cell=after.lookup(mover))
     res = run(r, "I-9")
     assert res.passed, res.detail
     assert res.measured["moved_buckets"] == buckets // (n + 1)

@@ -95,12 +95,19 @@ def run(args: argparse.Namespace) -> int:
         return run_selftest(only=args.only, seed=args.seed, report=args.report)
     if args.config is not None and not (args.config / "platform.yaml").is_file():
         raise UserError(f"--config {args.config}: no platform.yaml in this directory", 2)
-    from conformance.scenarios.catalog import select
+    from conformance.checkers.registry import CHECKERS
+    from conformance.scenarios.catalog import SCENARIOS, select
 
+    known = set(CHECKERS) | {s.id for s in SCENARIOS}
+    for item in sorted(args.only or ()):
+        if item not in known:
+            raise UserError(f"--only {item}: no such invariant or scenario (invariants "
+                            f"{', '.join(CHECKERS)}; scenarios are I-N/fault)", 2)
     scenarios = select(args.profile, set(args.only or ()))
     if not scenarios:
         raise UserError(f"--only {','.join(sorted(args.only or ()))}: no scenario of the "
-                        f"{args.profile} profile matches", 2)
+                        f"{args.profile} profile plays it (I-6 and I-11 are judged over "
+                        f"the scenarios a run plays: name those too, e.g. I-5,I-11)", 2)
     progress = _Progress()
     opts = suite.SuiteOptions(profile=args.profile, only=args.only or frozenset(),
                               user_spec=args.config, report=args.report, seed=args.seed,

@@ -131,8 +131,13 @@ def judge(history: History, scenario: str, b: Bounds) -> CheckResult:
     held = [o for o in load_ops(history.ops(scenario))
             if o.ok and o.observed_cell and settled <= o.invoke < settled + b.route_check_s]
     stale = [o for o in held if o.observed_cell != after.lookup(o.tenant)]
+    movers = [o for o in held if before.lookup(o.tenant) != after.lookup(o.tenant)]
     measured["routing_checked_2xx"] = len(held)
+    measured["routing_checked_movers_2xx"] = len(movers)
     measured["stale_route_2xx"] = len(stale)
+    if not movers:
+        problems.append("no 2xx op of a moved tenant in the routing check "
+                        f"({settled:.3f}s + {b.route_check_s}s): the move is not shown")
     if stale:
         problems.append(name_ops(stale, "2xx ops answered by a cell other than the tenant's "
                                  "in the new table"))

@@ -29,7 +29,7 @@ STATISTIC = LATENCY_CHECK + LATENCY_STATISTIC + (
 @dataclass(frozen=True)
 class Bounds(LatencyBounds):
     """Latency: see ``stats.LatencyBounds``. rss_ratio/rss_slack_bytes: a bounded queue
-    adds at most its cap (default 8 MiB) plus allocator slack, so 1.25x + 32 MiB passes a
+    adds at most its cap (default 16 MiB) plus allocator slack, so 1.25x + 32 MiB passes a
     bounded sidecar and catches one buffering an outage's worth of decisions."""
 
     rss_ratio: float = 1.25

@@ -10,6 +10,9 @@ from a1.launcher import LaunchError, check_ports_free, free_ports
 from a1.stack import Stack, StackOptions, StackPorts
 from conformance.harness.client import Client
 from policies.core.cells import CellTable
+from policies.core.errors import UserError
+
+MAX_TENANT_SEARCH = 1_000_000  # names tried to find every cell's tenants
 
 # Fast health checks so a killed cell is noticed, and a restarted one readmitted, quickly.
 HEALTH_INTERVAL_MS = 250
@@ -23,25 +26,33 @@ def tenants_by_cell(stack: Stack, per_cell: int = 3,
 
 def tenants_in_table(table: CellTable, per_cell: int = 3,
                      prefix: str = "tenant") -> dict[str, list[str]]:
-    """``per_cell`` tenant names (``prefix-N``) for every cell of ``table``."""
+    """``per_cell`` tenant names (``prefix-N``) for every cell of ``table``.
+
+    Bounded: a cell that owns no bucket (or too few to be hit) is a UserError naming
+    it, not an endless search.
+    """
     out: dict[str, list[str]] = {c: [] for c in table.cells}
-    i = 0
-    while any(len(v) < per_cell for v in out.values()):
+    for i in range(MAX_TENANT_SEARCH):
+        if all(len(v) >= per_cell for v in out.values()):
+            return out
         name = f"{prefix}-{i}"
         cell = table.lookup(name)
         if len(out[cell]) < per_cell:
             out[cell].append(name)
-        i += 1
-    return out
+    short = next(c for c, v in out.items() if len(v) < per_cell)
+    raise UserError(f"cell table: cell {short!r} owns no tenant among {MAX_TENANT_SEARCH} "
+                    f"names; give it buckets", 2)
 
 
-def metric(stack: Stack, name: str) -> float:
-    """A sample's value from the sidecar's /metrics (0.0 if absent)."""
+def metric(stack: Stack, name: str, absent: float | None = 0.0) -> float | None:
+    """A sample's value from the sidecar's /metrics; ``absent`` when there is none (a
+    counter not yet incremented is 0; evidence a checker needs passes None, so a metric
+    renamed or gone is missing evidence, never a reassuring 0)."""
     text = Client(stack.metrics_url.rsplit("/", 1)[0]).get("/metrics").body.decode()
     for line in text.splitlines():
         if line.startswith(name + " ") or line.startswith(name + "{"):
             return float(line.rsplit(" ", 1)[1])
-    return 0.0
+    return absent
 
 
 def make_stack(root: Path, **options: Any) -> Stack:

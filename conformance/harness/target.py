@@ -20,7 +20,9 @@ manager) stops every process, even after a failure.
 
 from __future__ import annotations
 
+import os
 import shutil
+import stat
 import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -38,6 +40,8 @@ DATA_PLANE = ("envoy", "relay", "sidecar")  # with the cells: what must keep ser
 # What the data plane must never wait on (I-3): the control plane and the telemetry sink.
 NON_DATA_PLANE = ("control", "sink")
 ROLLOUT = {"soak_seconds": 2, "max_deny_rate": 0.2, "min_requests": 10}
+MAX_SPEC_BYTES = 64 << 20  # a user's spec directory, copied into the run
+MAX_SPEC_FILES = 10_000
 
 
 @dataclass(frozen=True)
@@ -171,7 +175,9 @@ class Target(Stack):
             name="sink",
             argv=[sys.executable, "-m", "conformance.harness.sink", "--listen",
                   f"{LOOPBACK}:{self.sink_port}", "--out", str(self.files.state_dir / "sink"),
-                  "--scrape", self.metrics_url, "--scrape-interval", "0.5"],
+                  # Seldom: a scrape loads the sidecar, and stops while the sink is
+                  # paused, so a frequent one would lighten exactly the fault windows.
+                  "--scrape", self.metrics_url, "--scrape-interval", "5"],
             log_path=self.files.logs / "sink.log",
             ready=http_probe(f"{self.sink_url}/healthz"))
 
@@ -212,14 +218,7 @@ class Target(Stack):
         doc["rollout"] = {**ours["rollout"], **(doc.get("rollout") or {}),
                           "soak_seconds": ROLLOUT["soak_seconds"],
                           "min_requests": ROLLOUT["min_requests"]}
-        for item in src.iterdir():
-            if item.name in ("platform.yaml", "jwks.json", "tls"):
-                continue
-            dest = self.spec_dir / item.name
-            if item.is_dir():
-                shutil.copytree(item, dest, dirs_exist_ok=True, symlinks=False)
-            else:
-                shutil.copyfile(item, dest)
+        _copy_spec_files(src, self.spec_dir, skip=("platform.yaml", "jwks.json", "tls"))
         from control.spec import load_spec
 
         (self.spec_dir / "platform.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
@@ -247,10 +246,12 @@ class Target(Stack):
         try:
             resume_all()
         finally:
-            super().stop()
-            if self._ns is not None:
-                self._ns.close()
-                self._ns = None
+            try:
+                super().stop()
+            finally:
+                if self._ns is not None:
+                    self._ns.close()
+                    self._ns = None
 
     def __enter__(self) -> Target:
         super().__enter__()
@@ -266,3 +267,30 @@ def _read_user_spec(directory: Path) -> dict[str, Any]:
     if not isinstance(doc, dict):
         raise UserError(f"{directory / 'platform.yaml'}: not a mapping", 2)
     return doc
+
+
+def _copy_spec_files(src: Path, dest: Path, skip: tuple[str, ...]) -> None:
+    """Copy the regular files of a user's spec directory, bounded: symlinks, devices and
+    FIFOs are left out (a spec names files inside its directory; a link could pull in
+    the whole filesystem, a FIFO hang the copy). Too much is a one-line error."""
+    total, count = 0, 0
+    for root, dirs, files in os.walk(src, followlinks=False):
+        here = Path(root)
+        rel = here.relative_to(src)
+        if rel == Path("."):
+            dirs[:] = [d for d in dirs if d not in skip]
+        dirs[:] = [d for d in dirs if not (here / d).is_symlink()]
+        for name in files:
+            path = here / name
+            if rel == Path(".") and name in skip:
+                continue
+            info = path.lstat()
+            if not stat.S_ISREG(info.st_mode):
+                continue
+            total, count = total + info.st_size, count + 1
+            if total > MAX_SPEC_BYTES or count > MAX_SPEC_FILES:
+                raise UserError(f"--config {src}: more than {MAX_SPEC_FILES} files or "
+                                f"{MAX_SPEC_BYTES >> 20} MiB; a spec directory holds the "
+                                f"spec and its policy files", 2)
+            (dest / rel).mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, dest / rel / name, follow_symlinks=False)

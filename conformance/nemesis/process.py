@@ -148,13 +148,21 @@ def _pause(launcher: Launcher, names: tuple[str, ...]) -> None:
 
 
 def _resume(launcher: Launcher, names: tuple[str, ...]) -> None:
+    """SIGCONT every name, even when one fails (then the first error is raised): a
+    process left stopped would fail every later scenario."""
+    errors: list[Exception] = []
     for name in names:
-        proc = launcher[name]
-        with _lock:
-            _paused.pop(proc.pid, None)
-        launcher.signal(name, signal.SIGCONT)
-        poll(lambda p=proc: process_state(p.pid) != "T", timeout=SETTLE_TIMEOUT,
-             interval=0.01, what=f"{name} (pid {proc.pid}) to resume")
+        try:
+            proc = launcher[name]
+            with _lock:
+                _paused.pop(proc.pid, None)
+            launcher.signal(name, signal.SIGCONT)
+            poll(lambda p=proc: process_state(p.pid) != "T", timeout=SETTLE_TIMEOUT,
+                 interval=0.01, what=f"{name} (pid {proc.pid}) to resume")
+        except Exception as err:
+            errors.append(err)
+    if errors:
+        raise errors[0]
 
 
 def process_state(pid: int) -> str | None:

@@ -15,12 +15,14 @@ from a1.launcher import ProcessSpec, free_ports, http_probe
 from a1.stack import LOOPBACK
 from conformance.harness.stacks import published
 from conformance.harness.waiting import poll
+from conformance.load import groups_for
 from conformance.nemesis.base import Fault
 from conformance.runner import Run
 from control.spec.edit import add_cell as edit_add_cell
 from control.spec.edit import remove_cell as edit_remove_cell
 
 PUBLISH_TIMEOUT = 90.0  # seconds: three phases, each ACKed and drained
+SAMPLE = 2000  # tenant names the checker's binomial test draws on
 
 
 def add_cell(run: Run) -> Fault:
@@ -37,13 +39,18 @@ def add_cell(run: Run) -> Fault:
     scenario = run.load.scenario
 
     def inject() -> None:
+        run.observe(scenario, "sample_tenants", [f"sample-{i}" for i in range(SAMPLE)])
         target.launcher.start(spec)
         target.launcher.wait_ready([name], timeout=30)
         run.observe(scenario, "table_before", target.cell_table().to_dict())
         edit_add_cell(target.spec_dir, name, [f"{LOOPBACK}:{port}"])
         poll(lambda: published(target), timeout=PUBLISH_TIMEOUT, interval=0.2,
              what=f"{name} added and published")
-        run.observe(scenario, "table_after", target.cell_table().to_dict())
+        after = target.cell_table()
+        run.observe(scenario, "table_after", after.to_dict())
+        # The new table's tenants per cell: the new cell's are movers by definition, so
+        # the routing check always sees a moved tenant.
+        run.load.switch(groups=groups_for(after))
 
     def repair() -> None:
         try:
