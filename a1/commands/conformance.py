@@ -24,11 +24,13 @@ PROFILES = ("quick", "full")
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "conformance", help="run the conformance suite: invariants I-1..I-11 under faults",
-        description=__doc__.split("\n\n")[0])
+        description="Prove the planes stay isolated under injected faults: start the real "
+                    "stack, play each scenario (control window, fault, recovery) under "
+                    "steady load, and judge invariants I-1..I-11 (docs/conformance.md).")
     p.add_argument("--profile", choices=PROFILES, default="quick",
                    help="quick: one scenario per invariant (CI); full: every fault variant")
     p.add_argument("--only", metavar="I-3,I-5", type=_only,
-                   help="only these invariants (or scenario ids)")
+                   help="only these invariants or scenario ids (with --selftest: variants)")
     p.add_argument("--config", metavar="SPEC_DIR", type=Path,
                    help="run against this platform spec (cells, table, policy, rollout)")
     p.add_argument("--report", metavar="DIR", type=Path,
