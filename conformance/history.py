@@ -30,6 +30,8 @@ from policies.core.errors import UserError
 
 FORMAT_VERSION = 1
 MAX_LINE = 1 << 20  # bytes: a longer line is a corrupt history, not an event
+MAX_HISTORY_BYTES = 1 << 30  # a run's events, as JSON; a full profile writes ~25 MiB
+TRUNCATED = "history_truncated"  # the observation a bounded Recorder ends with
 
 
 @dataclass(frozen=True, slots=True)
@@ -261,16 +263,30 @@ class Recorder:
 
     Thread-safe: the load threads, the nemesis and the runner record concurrently.
     Each line is flushed as written, so a run that dies leaves a readable history.
+    Bounded: past ``max_bytes`` of events it records one ``history_truncated``
+    observation and nothing more, which fails the run's verdict (``runner.judge``):
+    a run too long to keep is not judged on part of its evidence.
     """
 
-    def __init__(self, path: Path | None = None) -> None:
+    def __init__(self, path: Path | None = None, max_bytes: int = MAX_HISTORY_BYTES) -> None:
         self.history = History()
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        self.truncated = False
         self._lock = threading.Lock()
         self._fh = path.open("w", encoding="utf-8") if path else None
 
     def record(self, event: Event) -> None:
-        line = to_json(event) + "\n" if self._fh else ""
+        line = to_json(event) + "\n"
         with self._lock:
+            if self.truncated:
+                return
+            if self.bytes + len(line) > self.max_bytes:
+                self.truncated = True
+                t = getattr(event, "t", None) or getattr(event, "invoke", 0.0)
+                event = Observation("*", TRUNCATED, float(t), self.max_bytes)
+                line = to_json(event) + "\n"
+            self.bytes += len(line)
             self.history.events.append(event)
             if self._fh:
                 self._fh.write(line)

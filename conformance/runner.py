@@ -22,7 +22,16 @@ from conformance.checkers.base import CheckResult
 from conformance.checkers.registry import CHECKERS, check, check_history
 from conformance.harness.target import Target
 from conformance.harness.waiting import NotConverged, poll
-from conformance.history import FaultEvent, History, Observation, Op, Recorder, Window
+from conformance.history import (
+    MAX_HISTORY_BYTES,
+    TRUNCATED,
+    FaultEvent,
+    History,
+    Observation,
+    Op,
+    Recorder,
+    Window,
+)
 from conformance.load import Load, Mix, groups_for
 from conformance.nemesis.base import Fault
 from conformance.scenarios.base import Scenario
@@ -206,6 +215,10 @@ def judge(history: History) -> list[CheckResult]:
     exactly as the run judged it (``a1 conformance --check``).
     """
     results: list[CheckResult] = []
+    if history.observations("*", TRUNCATED):
+        results.append(CheckResult("I-11", "*", False, "history bounded", detail=(
+            f"the history reached its bound of {MAX_HISTORY_BYTES >> 20} MiB and was cut: "
+            "a run is not judged on part of its evidence; run fewer scenarios")))
     meta = history.meta
     announced = list(meta.extra.get("scenarios") or []) if meta else []
     played = set(history.scenarios())

@@ -103,3 +103,19 @@ def test_huge_lines_non_utf8_and_missing_files_are_refused(tmp_path: Path) -> No
 def test_from_json_keeps_values_exactly() -> None:
     op = Op("s", "readback", "t", "g", 1.25, 1.5, 200, value=["a", "b"], policy_version="v1")
     assert from_json(to_json(op)) == op
+
+
+def test_a_recorder_is_bounded_and_a_cut_history_fails_the_run(tmp_path: Path) -> None:
+    from conformance.runner import judge
+
+    rec = Recorder(tmp_path / "h.jsonl", max_bytes=2000)
+    for i in range(100):
+        rec.record(Op("I-1/kill-control", "read", "t", "g", float(i), i + 0.1, 200))
+    rec.close()
+    assert rec.truncated and rec.bytes <= 2000 + 200
+    loaded = History.load(tmp_path / "h.jsonl")
+    assert loaded.events == rec.history.events
+    assert loaded.observations("*", "history_truncated")
+    verdicts = judge(loaded)
+    cut = [r for r in verdicts if r.statistic == "history bounded"]
+    assert cut and not cut[0].passed and "was cut" in cut[0].detail
