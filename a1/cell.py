@@ -60,10 +60,10 @@ from policies.core.errors import ConfigError
 from policies.core.tenant import tenant_error
 from policies.core.xds.client import AdsClient, Node
 from policies.core.xds.types import CELL_CLUSTER, CELL_TABLE, TABLE_NAME
+from policies.headers import VERSION_HEADER
 
 MAX_BODY = 1 << 20
 MAX_LIST = 1000
-VERSION_HEADER = "x-a1-policy-version"
 # A policy version as the sidecar writes it (a sha256 hex digest), with room for
 # other implementations' names; anything else is not echoed.
 _VERSION = re.compile(r"[0-9A-Za-z._:-]{1,128}\Z")

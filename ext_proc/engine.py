@@ -34,6 +34,7 @@ from ext_proc.stats import Stats, StatsKey, ThreadStats
 from policies.core.cells import CellTable
 from policies.headers import (
     CELL_HEADER,
+    VERSION_HEADER,
     drop_label,
     forbidden_header_reason,
     header_value_reason,
@@ -41,7 +42,6 @@ from policies.headers import (
 
 log = logging.getLogger("ext_proc.engine")
 
-VERSION_HEADER = "x-a1-policy-version"
 REASON_HEADER = "x-a1-deny-reason"
 __all__ = ["A1_PREFIX", "Decision", "Engine", "PolicyVersion", "deny"]
 # What front doors may memoise per decision (pre-serialized responses: one door's

@@ -20,10 +20,13 @@ FRAMING_HEADERS = frozenset({
 # The cell the sidecar chose: Envoy's routes match on it (control plane) and the
 # sidecar sets it (data plane), so both read this one name.
 CELL_HEADER = "x-a1-cell"
+# The policy version that decided a request: the sidecar sets it upstream, the cells
+# echo it, the conformance load records it on every operation.
+VERSION_HEADER = "x-a1-policy-version"
 # Names the sidecar sets or reads itself. Other ``x-a1-*`` names stay open to
 # policies: the HTTP door passes exactly ``x-a1-*`` upstream.
 SIDECAR_HEADERS = frozenset({
-    CELL_HEADER, "x-a1-policy-version", "x-a1-deny-reason", "x-a1-jwt-payload",
+    CELL_HEADER, VERSION_HEADER, "x-a1-deny-reason", "x-a1-jwt-payload",
 })  # fmt: skip
 ENVOY_PREFIX = "x-envoy-"
 MAX_NAME_BYTES = 256

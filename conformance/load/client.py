@@ -33,7 +33,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from a1.cell import MAX_LIST, VERSION_HEADER
+from a1.cell import MAX_LIST
+from policies.headers import VERSION_HEADER
 from conformance.harness.client import Client, Response
 from conformance.history import Op
 from conformance.load.tokens import TokenCache, TokenFor
