@@ -34,12 +34,11 @@ from pathlib import Path
 from typing import Any
 
 from a1.cell import MAX_LIST
-from policies.headers import VERSION_HEADER
 from conformance.harness.client import Client, Response
 from conformance.history import Op
 from conformance.load.tokens import TokenCache, TokenFor
 from policies.core.errors import one_line
-from policies.headers import CELL_HEADER
+from policies.headers import CELL_HEADER, VERSION_HEADER
 
 READER = ("reader",)
 WRITER = ("writer",)
