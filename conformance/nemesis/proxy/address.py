@@ -17,8 +17,6 @@ from ext_proc.uds import UNIX_PREFIX, binding, remove_if_ours
 from policies.core.errors import ConfigError, one_line
 from policies.core.unix_socket import unix_path_error
 
-LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
-
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
 

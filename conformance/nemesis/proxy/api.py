@@ -29,13 +29,12 @@ import json
 import logging
 from typing import Any
 
-from conformance.nemesis.proxy.address import LOOPBACK
 from conformance.nemesis.proxy.server import FaultProxy, NoSuchToxic, ToxicConflict
 from conformance.nemesis.proxy.toxics import NAME_RE, ToxicError
 from policies.compiler.errors import CompileError
 from policies.compiler.limits import check_json
 from policies.core.errors import ConfigError, one_line
-from policies.core.jsonhttp import HttpError, JsonHandler, JsonHTTPServer
+from policies.core.jsonhttp import LOOPBACK_NAMES, HttpError, JsonHandler, JsonHTTPServer
 
 log = logging.getLogger("a1.conformance.proxy")
 
@@ -148,7 +147,7 @@ class ControlServer:
     """The control API for ``proxy`` on loopback ``host:port`` (0: a free port)."""
 
     def __init__(self, proxy: FaultProxy, host: str = "127.0.0.1", port: int = 0) -> None:
-        if host not in LOOPBACK:
+        if host not in LOOPBACK_NAMES:
             raise ConfigError(f"--control: {host} is not a loopback address (the control API "
                               "has no authentication)")
         self.proxy = proxy
