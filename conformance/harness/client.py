@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+MAX_BODY = 32 << 20  # bytes of a response body read (a readback page is ~200 KiB)
+
 
 @dataclass
 class Response:
@@ -57,8 +59,10 @@ class Client:
         try:
             conn.request(method, path, body=data, headers=h)
             resp = conn.getresponse()
-            return Response(resp.status, {k.lower(): v for k, v in resp.getheaders()},
-                            resp.read())
+            body = resp.read(MAX_BODY + 1)
+            if len(body) > MAX_BODY:  # an OSError: to a load, "no usable response"
+                raise OSError(f"{method} {path}: response body over {MAX_BODY} bytes")
+            return Response(resp.status, {k.lower(): v for k, v in resp.getheaders()}, body)
         finally:
             conn.close()
 
