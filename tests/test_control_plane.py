@@ -213,6 +213,16 @@ def test_schema_error_names_the_field(plane: ControlPlane, config: Path) -> None
     assert err["line"] and err["column"]
 
 
+def test_a_refused_edit_reverted_clears_the_error(plane: ControlPlane, config: Path) -> None:
+    spec = config / "platform.yaml"
+    good = spec.read_bytes()
+    spec.write_bytes(good.replace(b"buckets: 16384", b"buckets: -5"))
+    wait_until(lambda: get(plane.status_url + "/status")[1]["last_error"], "the error")
+    spec.write_bytes(good)  # back to exactly what serves: nothing to publish
+    wait_until(lambda: get(plane.status_url + "/status")[1]["last_error"] is None,
+               "the error cleared once the spec is what serves again")
+
+
 def test_a_burst_of_edits_is_published_once_or_twice(plane: ControlPlane, client: Recorder,
                                                      config: Path) -> None:
     written = [json.dumps({f"t{i}": "cell-2"}) for i in range(20)]

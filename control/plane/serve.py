@@ -220,7 +220,10 @@ class ControlPlane:
                 spec = load_spec(self.options.config)
                 if (self._spec is not None and spec.digest == self._spec.digest
                         and not self.transition_stopped()):
-                    return True  # touched, not changed (a stopped transition is retried)
+                    # Touched, not changed (a stopped transition is retried); or reverted
+                    # to what serves, so a refusal of the reverted edit no longer applies.
+                    self._last_error = None
+                    return True
                 self._apply(spec)
                 return True
             except ConfigError as err:
