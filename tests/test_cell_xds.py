@@ -107,6 +107,7 @@ def test_a_cell_accepts_a_moving_tenant_under_either_table(
     old_cell, new_cell = make_cell("cell-1"), make_cell("cell-3")
     plane.publish(table_resource("cells", OLD))
     wait_until(lambda: old_cell.status(f"/t/{tenant}/items") == 200)
+    wait_until(lambda: new_cell.status("/healthz") == 200)  # its first table, too
     assert new_cell.status(f"/t/{tenant}/items") == 421
     # Phase 1: the new table is accepted too; both cells take the tenant.
     plane.publish(table_resource("cells", OLD), table_resource("cells.accept.0", NEW))
