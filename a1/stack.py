@@ -91,7 +91,18 @@ class StackPorts:
     @classmethod
     def free(cls, n_cells: int) -> StackPorts:
         """Distinct ports the kernel just handed out (for tests)."""
-        p = free_ports(7 + n_cells)
+        return cls.of(free_ports(cls.count(n_cells)), n_cells)
+
+    @staticmethod
+    def count(n_cells: int) -> int:
+        """How many ports a stack of ``n_cells`` listens on."""
+        return 7 + n_cells
+
+    @classmethod
+    def of(cls, p: Sequence[int], n_cells: int) -> StackPorts:
+        """A stack's ports from ``count(n_cells)`` distinct ones chosen by the caller."""
+        if len(p) != cls.count(n_cells) or len(set(p)) != len(p):
+            raise UserError(f"ports: {cls.count(n_cells)} distinct ports are needed", 2)
         return cls(p[0], p[1], p[2], p[3], p[4], p[5], tuple(p[7:]), p[6])
 
     def labelled(self, names: Sequence[str], with_sidecar: bool = True,

@@ -61,21 +61,27 @@ def make_stack(root: Path, **options: Any) -> Stack:
                               health_interval_ms=HEALTH_INTERVAL_MS, **options))
 
 
-def port_args() -> list[str]:
-    """`a1 up` flags: free ports for every listener and a free internal block (base..base+13)."""
+def quiet_ports(count: int) -> list[int]:
+    """``count`` consecutive free loopback ports from below the kernel's ephemeral range,
+    where busy client sockets (a load's connections, TIME_WAIT after it) never land, and
+    chosen in one go, so no two of a stack's listeners can be handed the same port."""
     rng = random.Random()
     for _ in range(200):
-        http, https, admin = free_ports(3)
-        # The block comes from below the kernel's ephemeral range, where busy
-        # client sockets (TIME_WAIT after a load test) do not crowd it out.
-        base = rng.randrange(20000, 32000 - 14)
+        base = rng.randrange(20000, 32000 - count)
         try:
-            check_ports_free([("internal", "127.0.0.1", p) for p in range(base, base + 14)])
+            check_ports_free([("internal", "127.0.0.1", p) for p in range(base, base + count)])
         except LaunchError:
             continue
-        return ["--http-port", str(http), "--https-port", str(https), "--admin-port",
-                str(admin), "--internal-port-base", str(base)]
-    raise LaunchError("no free block of loopback ports")
+        return list(range(base, base + count))
+    raise LaunchError(f"no free block of {count} loopback ports below 32000")
+
+
+def port_args() -> list[str]:
+    """`a1 up` flags: free ports for every listener and a free internal block (base..base+13)."""
+    http, https, admin = free_ports(3)
+    base = quiet_ports(14)[0]
+    return ["--http-port", str(http), "--https-port", str(https), "--admin-port",
+            str(admin), "--internal-port-base", str(base)]
 
 
 def control_status(stack: Stack) -> dict[str, Any]:

@@ -30,9 +30,9 @@ from typing import Any
 
 import yaml
 
-from a1.launcher import ProcessSpec, free_ports, http_probe
+from a1.launcher import ProcessSpec, http_probe
 from a1.stack import LOOPBACK, Stack, StackOptions, StackPorts
-from conformance.harness.stacks import HEALTH_INTERVAL_MS
+from conformance.harness.stacks import HEALTH_INTERVAL_MS, quiet_ports
 from conformance.nemesis.proxy import ProxyControl
 from policies.core.errors import UserError
 
@@ -65,16 +65,19 @@ class Target(Stack):
         names = options.cell_names or (tuple(c["name"] for c in user["cells"]) if user
                                        else None)
         count = len(names) if names else options.cells
+        # Every port of the run in one block (the stack's, then the proxies' and the
+        # sink's): chosen together, no two listeners can be handed the same one.
+        ports = quiet_ports(StackPorts.count(count) + 2 * count + 5)
         super().__init__(StackOptions(
             state_dir=options.root, cells=count, cell_names=names,
-            ports=StackPorts.free(count), health_interval_ms=HEALTH_INTERVAL_MS,
+            ports=StackPorts.of(ports[:StackPorts.count(count)], count),
+            health_interval_ms=HEALTH_INTERVAL_MS,
             ready_timeout=options.ready_timeout, config_source="xds"))
         self.target_options = options
         self.user_spec = user
         self.spec_dir = self.files.platform
         self.state_dir = self.files.state_dir
-        n = len(self.cell_names)
-        ports = free_ports(2 * n + 8)
+        ports = ports[StackPorts.count(count):]
         self.sink_port = ports.pop()
         self._cell_proxy_ports = {c: ports.pop() for c in self.cell_names}
         self._sink_proxy_port = ports.pop()

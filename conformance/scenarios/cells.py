@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import sys
 
-from a1.launcher import ProcessSpec, free_ports, http_probe
+from a1.launcher import ProcessSpec, http_probe
 from a1.stack import LOOPBACK
-from conformance.harness.stacks import published
+from conformance.harness.stacks import published, quiet_ports
 from conformance.harness.waiting import poll
 from conformance.load import groups_for
 from conformance.nemesis.base import Fault
@@ -29,7 +29,7 @@ def add_cell(run: Run) -> Fault:
     target = run.target
     taken = set(target.cell_table().cells)
     name = next(f"cell-{i}" for i in range(len(taken) + 1, 1000) if f"cell-{i}" not in taken)
-    port = free_ports(1)[0]
+    port = quiet_ports(1)[0]
     spec = ProcessSpec(
         name=name,
         argv=[sys.executable, "-m", "a1.cell", "--name", name, "--port", str(port),
