@@ -68,7 +68,6 @@ class Run:
         self.recorder = recorder
         self.load = load
         self.progress = progress
-        self.t0 = load.clock.t0
 
     def now(self) -> float:
         return self.load.clock()
@@ -169,8 +168,6 @@ class Run:
                 if scenario.after_inject:
                     scenario.after_inject(self)
                 self._wait_out(scenario, "fault", scenario.windows.fault)
-                if scenario.before_repair:
-                    scenario.before_repair(self)
             finally:
                 if injected:
                     self.load.authorized = True  # before: the repair brings decisions back

@@ -42,7 +42,6 @@ def a1_version() -> str:
 @dataclass(frozen=True)
 class SuiteOptions:
     profile: str = "quick"
-    only: frozenset[str] = frozenset()
     user_spec: Path | None = None
     report: Path | None = None
     seed: int | None = None
@@ -60,7 +59,6 @@ class SuiteResult:
     run_dir: Path
     seed: int
     duration_s: float
-    files: dict[str, Path] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -117,9 +115,8 @@ def finish(run: Run, options: SuiteOptions, started: float) -> SuiteResult:
     if options.report is not None:
         from conformance.report import write_report
 
-        result.files = write_report(options.report, run.recorder.history, results,
-                                    profile=options.profile, version=a1_version(),
-                                    duration_s=duration)
+        write_report(options.report, run.recorder.history, results,
+                     profile=options.profile, version=a1_version(), duration_s=duration)
     return result
 
 
@@ -133,12 +130,12 @@ def run_scenarios(scenarios: Sequence[Scenario], options: SuiteOptions,
     return finish(run, options, started)
 
 
-def netns_cell(profile: str, user_spec: Path | None) -> str | None:
+def netns_cell(user_spec: Path | None) -> str | None:
     """The cell a run isolates in a network namespace (root only, for the partition
-    scenario), else None: the scenario is then skipped with the reason."""
+    scenario; every profile partitions when it can), else None: the scenario is then
+    skipped with the reason."""
     from conformance.nemesis.netns import unavailable
 
-    del profile  # every profile partitions when it can
     if unavailable() is not None:
         return None
     if user_spec is not None:

@@ -35,7 +35,7 @@ SEED = 8
 class Suite:
     def __init__(self, report: Path) -> None:
         self.options = SuiteOptions(profile="quick", report=report, seed=SEED,
-                                    netns_cell=netns_cell("quick", None))
+                                    netns_cell=netns_cell(None))
         self.started = time.monotonic()
         self.stack = ExitStack()
         self.run: Run = self.stack.enter_context(

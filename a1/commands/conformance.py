@@ -111,10 +111,10 @@ def run(args: argparse.Namespace) -> int:
                         f"{args.profile} profile plays it (I-6 and I-11 are judged over "
                         f"the scenarios a run plays: name those too, e.g. I-5,I-11)", 2)
     progress = _Progress()
-    opts = suite.SuiteOptions(profile=args.profile, only=args.only or frozenset(),
+    opts = suite.SuiteOptions(profile=args.profile,
                               user_spec=args.config, report=args.report, seed=args.seed,
                               keep=args.keep, rate=args.rate,
-                              netns_cell=suite.netns_cell(args.profile, args.config))
+                              netns_cell=suite.netns_cell(args.config))
     try:
         result = suite.run_scenarios(scenarios, opts, progress)
     finally:

@@ -112,10 +112,7 @@ class Target(Stack):
             return self.xds_address
         if link == "sidecar-sink":
             return f"{LOOPBACK}:{self.sink_port}"
-        cell = link.removeprefix("envoy-")
-        host = self._ns.address if self._ns and cell == self.target_options.netns_cell \
-            else LOOPBACK
-        return f"{host}:{self.ports.cells[self.cell_names.index(cell)]}"
+        return self._cell_address(link.removeprefix("envoy-"))
 
     def netns(self, link: str) -> Any:
         """The network namespace ``link`` runs through (a partition cuts it), or None."""
@@ -126,9 +123,13 @@ class Target(Stack):
         return LOOPBACK, self._cell_proxy_ports[name]
 
     def cell_url(self, name: str) -> str:
-        host = self._ns.address if self._ns and name == self.target_options.netns_cell \
-            else LOOPBACK
-        return f"http://{host}:{self.ports.cells[self.cell_names.index(name)]}"
+        return f"http://{self._cell_address(name)}"
+
+    def _cell_address(self, name: str) -> str:
+        """Where the cell process listens: its namespace's address if it has one."""
+        isolated = self._ns is not None and name == self.target_options.netns_cell
+        host = self._ns.address if isolated else LOOPBACK
+        return f"{host}:{self.ports.cells[self.cell_names.index(name)]}"
 
     @property
     def sink_url(self) -> str:

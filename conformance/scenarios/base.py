@@ -44,7 +44,6 @@ class Scenario:
     # down): every op sent in the fault window is marked authorized=False (I-6).
     no_decisions: bool = False
     after_inject: Hook | None = None  # record observations once the fault is in
-    before_repair: Hook | None = None
     after_repair: Hook | None = None
     sample: dict[str, Callable[[Run], Any]] = field(default_factory=dict)  # polled
     mix: Mix | None = None  # None: the runner's default mix of operations
