@@ -59,6 +59,7 @@ def to_wat(
         entrypoints=module.entrypoints,
         input_paths=module.input_paths,
         pure=module.pure,
+        host_builtins=module.host_builtins,
         source_sha256=_source_digest(sources, data),
         runtime_sha256=runtime_sha256(),
     )

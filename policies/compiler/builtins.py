@@ -3,7 +3,10 @@
 Each Rego builtin maps to one ``a1rt`` export taking value pointers and
 returning a value pointer (0 = undefined). Builtins with a constant pattern
 (``regex.match``, ``glob.match``, ``net.cidr_contains``) are compiled at build
-time and handled in ``codegen.py``; ``time.now_ns`` is a host import.
+time and handled in ``codegen``; ``time.now_ns`` is a host import. Every other
+builtin is a host builtin (``policies.runtime.host``): a Python function the
+policy calls through ``env.a1_host_call``. A name the runtime has in C is
+never looked up among the host's.
 """
 
 from __future__ import annotations
@@ -11,6 +14,9 @@ from __future__ import annotations
 import functools
 
 import regorus
+
+from policies.runtime.host import REGISTRY as HOST_BUILTINS
+from policies.runtime.host import HostBuiltin
 
 # rego name -> (runtime export, arity)
 BUILTINS: dict[str, tuple[str, int]] = {
@@ -67,6 +73,18 @@ PATTERN_BUILTINS: dict[str, int] = {"regex.match": 2, "glob.match": 3, "net.cidr
 
 IMPURE_BUILTINS: dict[str, int] = {"time.now_ns": 0}
 
+__all__ = [
+    "BUILTINS", "HOST_BUILTINS", "IMPURE_BUILTINS", "PATTERN_BUILTINS", "host_builtin",
+    "known_builtin", "regorus_builtins",
+]  # fmt: skip
+
+
+def host_builtin(name: str) -> HostBuiltin | None:
+    """The host builtin a call of ``name`` compiles to (None: a C builtin, or no builtin)."""
+    if name in BUILTINS or name in IMPURE_BUILTINS:
+        return None
+    return HOST_BUILTINS.get(name)
+
 
 @functools.cache
 def regorus_builtins() -> frozenset[str]:
@@ -75,3 +93,9 @@ def regorus_builtins() -> frozenset[str]:
     engine = regorus.Engine()
     engine.add_policy("probe.rego", "package probe\nnames := opa.runtime().builtins\n")
     return frozenset([*engine.eval_rule("data.probe.names"), "print"])
+
+
+def known_builtin(name: str) -> bool:
+    """Whether a call of ``name`` (no function of the policy) names a builtin: one regorus
+    knows, or one only the host has (``io.jwt.*``, ``crypto.*``, …)."""
+    return name in HOST_BUILTINS or name in regorus_builtins()

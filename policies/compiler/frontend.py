@@ -16,7 +16,7 @@ from typing import Any
 import regorus
 
 from policies.compiler import ir
-from policies.compiler.builtins import regorus_builtins
+from policies.compiler.builtins import known_builtin
 from policies.compiler.errors import CompileError, from_regorus, unsupported
 from policies.compiler.limits import check_rego, check_value
 from policies.runtime.values import RegoSet
@@ -781,7 +781,7 @@ class _Lowerer:
                 return ir.Fail(f"{what}, got {len(args)}", loc, args)
             return ir.Call(".".join(target), args, loc, func=target)
         name = ".".join(name_parts)
-        if name not in regorus_builtins():
+        if not known_builtin(name):
             return ir.Fail(f"could not find function {name}", loc, args)
         return ir.Call(name, args, loc)
 

@@ -13,7 +13,6 @@ import ctypes
 import hashlib
 import json
 import struct
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
@@ -23,6 +22,8 @@ from typing import Any
 import wasmtime
 from wasmtime import _ffi as ffi
 
+from policies.runtime.host import REGISTRY as HOST_BUILTINS
+from policies.runtime.host import BuiltinError, EvalContext
 from policies.runtime.values import (
     DEFAULT_MAX_BYTES,
     DEFAULT_MAX_DEPTH,
@@ -31,6 +32,7 @@ from policies.runtime.values import (
     DecodeLimitError,
     decode,
     encode_input,
+    encode_value,
 )
 from policies.runtime.wasmbin import WasmFormatError, custom_sections, section_ids
 
@@ -45,7 +47,9 @@ START_SECTION = 8
 
 # The policy module's interface, as ``_describe`` renders a type.
 EXPORTS = {"a1_eval": "func (i32, i32) -> (i32)", "a1_input_base": "global i32"}
-HOST_IMPORTS = {"time_now_ns": "func () -> (f64)"}
+HOST_IMPORTS = {"time_now_ns": "func () -> (f64)", "a1_host_call": "func (i32, i32) -> (i32)"}
+E_HOST = 7  # a host builtin refused its arguments; the evaluator keeps the message
+HOST_ERROR = -1  # what a1_host_call returns then
 
 ERROR_NAMES = {
     1: "type error",
@@ -54,6 +58,7 @@ ERROR_NAMES = {
     4: "memory cap reached",
     5: "argument out of range",
     6: "internal runtime error",
+    7: "builtin error",
 }
 
 
@@ -85,6 +90,8 @@ class Metadata:
     pure: bool
     source_sha256: str
     runtime_sha256: str
+    # The host builtins the module calls, by index (``env.a1_host_call``); absent: none.
+    host_builtins: tuple[str, ...] = ()
 
     @classmethod
     def parse(cls, payload: bytes) -> Metadata:
@@ -105,26 +112,30 @@ class Metadata:
             abi=_field(raw, "abi", "an integer", lambda v: type(v) is int),
             entrypoints=_field(raw, "entrypoints", "a non-empty list of strings", _names),
             input_paths=[
-                tuple(p)
-                for p in _field(raw, "input_paths", "a list of lists of strings", _paths)
+                tuple(p) for p in _field(raw, "input_paths", "a list of lists of strings", _paths)
             ],
             pure=_field(raw, "pure", "a boolean", lambda v: type(v) is bool),
             source_sha256=_field(raw, "source_sha256", "a string", lambda v: type(v) is str),
             runtime_sha256=_field(raw, "runtime_sha256", "a string", lambda v: type(v) is str),
+            host_builtins=tuple(
+                _field(raw, "host_builtins", "a list of strings", _strings)
+                if "host_builtins" in raw
+                else ()
+            ),
         )
 
     def to_json(self) -> bytes:
-        return json.dumps(
-            {
-                "abi": self.abi,
-                "entrypoints": self.entrypoints,
-                "input_paths": [list(p) for p in self.input_paths],
-                "pure": self.pure,
-                "source_sha256": self.source_sha256,
-                "runtime_sha256": self.runtime_sha256,
-            },
-            sort_keys=True,
-        ).encode()
+        doc: dict[str, Any] = {
+            "abi": self.abi,
+            "entrypoints": self.entrypoints,
+            "input_paths": [list(p) for p in self.input_paths],
+            "pure": self.pure,
+            "source_sha256": self.source_sha256,
+            "runtime_sha256": self.runtime_sha256,
+        }
+        if self.host_builtins:
+            doc["host_builtins"] = list(self.host_builtins)
+        return json.dumps(doc, sort_keys=True).encode()
 
 
 def _field(raw: dict[str, Any], name: str, want: str, ok: Callable[[Any], bool]) -> Any:
@@ -141,10 +152,12 @@ def _names(v: Any) -> bool:
     return type(v) is list and bool(v) and all(type(e) is str and e for e in v)
 
 
+def _strings(v: Any) -> bool:
+    return type(v) is list and all(type(e) is str for e in v)
+
+
 def _paths(v: Any) -> bool:
-    return type(v) is list and all(
-        type(p) is list and all(type(k) is str for k in p) for p in v
-    )
+    return type(v) is list and all(type(p) is list and all(type(k) is str for k in p) for p in v)
 
 
 def _one_line(err: Exception) -> str:
@@ -240,10 +253,6 @@ def _runtime_exports() -> dict[str, str]:
     return {e.name: _describe(e.type) for e in _runtime_module().exports}
 
 
-def _time_now_ns() -> float:
-    return float(time.time_ns())
-
-
 class PolicyModule:
     """A validated, compiled policy module; evaluators are made from it."""
 
@@ -283,6 +292,9 @@ class PolicyModule:
             _check_interface(module)
         except BundleError as err:
             raise BundleError(f"{source}: {err}") from None
+        for name in meta.host_builtins:
+            if name not in HOST_BUILTINS:
+                raise BundleError(f"{source}: calls builtin {name!r}, which this runtime lacks")
         return cls(wasm, meta, module)
 
     def evaluator(
@@ -341,8 +353,24 @@ class Evaluator:
         )
         linker = wasmtime.Linker(_engine())
         linker.define(self.store, "env", "memory", self.memory)
+        # One instant per evaluation, as OPA: every time.now_ns() and every token expiry
+        # check of one decision see the same clock (reset by eval_encoded).
+        self._clock = EvalContext()
+        self._host_error = ""
+        self._hosts = [HOST_BUILTINS[name] for name in meta.host_builtins]
+        i32 = wasmtime.ValType.i32()
         linker.define_func(
-            "env", "time_now_ns", wasmtime.FuncType([], [wasmtime.ValType.f64()]), _time_now_ns
+            "env",
+            "time_now_ns",
+            wasmtime.FuncType([], [wasmtime.ValType.f64()]),
+            lambda: float(self._clock.now_ns()),
+        )
+        linker.define_func(
+            "env",
+            "a1_host_call",
+            wasmtime.FuncType([i32, i32], [i32]),
+            self._host_call,
+            access_caller=True,
         )
         self.store.set_fuel(fuel)  # instantiation runs initialisers, which burn fuel too
         self._grow_for(_runtime_module(), max_pages)
@@ -365,10 +393,12 @@ class Evaluator:
                 f"in [{RUNTIME_END:#x}, {cap:#x})"
             )
         self._err = rt.exports(self.store)["a1_err"]
+        self._alloc = rt.exports(self.store)["a1_alloc"]
         func = exports["a1_eval"]
-        if not isinstance(func, wasmtime.Func) or _describe(func.type(self.store)) != EXPORTS[
-            "a1_eval"
-        ]:  # load checked it; the unchecked call below must never see another type
+        if (
+            not isinstance(func, wasmtime.Func)
+            or _describe(func.type(self.store)) != EXPORTS["a1_eval"]
+        ):  # load checked it; the unchecked call below must never see another type
             raise BundleError(f"export a1_eval: expected {EXPORTS['a1_eval']}")
         self._func = func
         self._ctx = self.store._context()
@@ -418,6 +448,7 @@ class Evaluator:
                 raise PolicyError("input exceeds the memory cap", 4) from None
             size = self.memory.data_len(self.store)
         ctypes.memmove(self._base + self.input_base, encoded, len(encoded))
+        self._clock._now = None
         self.store.set_fuel(self.fuel)
         args = self._args
         args[0].i32 = self.entry
@@ -431,17 +462,52 @@ class Evaluator:
         ptr = args[0].i32 & 0xFFFFFFFF
         if ptr == 0:
             return UNDEFINED
-        size = self.memory.data_len(self.store)
-        view = self._views.get(size)
-        if view is None:
-            view = memoryview((ctypes.c_ubyte * size).from_address(self._base)).cast("B")
-            self._views = {size: view}
         try:
-            return decode(view, ptr, json_form=json_form, **self.limits)
+            return decode(self._view(self.store), ptr, json_form=json_form, **self.limits)
         except DecodeLimitError as err:
             raise ResultTooLarge(f"result too large: {err}") from None
         except (IndexError, struct.error, ValueError) as err:
             raise PolicyError(f"malformed result: {err}", 6) from None
+
+    def _view(self, store: Any) -> memoryview:
+        """The linear memory as bytes (one view per memory size; the memory never moves)."""
+        size = self.memory.data_len(store)
+        view = self._views.get(size)
+        if view is None:
+            view = memoryview((ctypes.c_ubyte * size).from_address(self._base)).cast("B")
+            self._views = {size: view}
+        return view
+
+    def _host_call(self, caller: Any, index: int, args_ptr: int) -> int:
+        """``env.a1_host_call``: decode the arguments, run the builtin, lay the result
+        out in the runtime's heap. Never raises: a failure is kept in ``_host_error``
+        and reported as ``HOST_ERROR``, which the policy turns into an ``E_HOST`` trap."""
+        name = "a host builtin"
+        try:
+            builtin = self._hosts[index]
+            name = builtin.name
+            args = decode(self._view(caller), args_ptr & 0xFFFFFFFF, **self.limits)
+            result = builtin.fn(*args) if builtin.pure else builtin.fn(self._clock, *args)
+            if result is UNDEFINED:
+                return 0
+            size = len(encode_value(result, 0)[0])
+            try:
+                addr = int(self._alloc(caller, size))  # type: ignore[operator]
+            except wasmtime.Trap:
+                self._host_error = "memory cap reached"
+                return HOST_ERROR
+            data, ptr = encode_value(result, addr)
+            ctypes.memmove(self._base + addr, data, len(data))
+            return ptr
+        except BuiltinError as err:
+            self._host_error = str(err)
+        except DecodeLimitError as err:
+            self._host_error = f"{name}: arguments too large ({err})"
+        except ValueError as err:  # a result the value model cannot hold
+            self._host_error = f"{name}: {err}"
+        except (Exception, RecursionError) as err:  # a bug in a builtin still denies
+            self._host_error = f"{name}: internal error: {type(err).__name__}"
+        return HOST_ERROR
 
     def _failure(self, error: Any, trap: Any) -> PolicyError:
         if error:
@@ -451,6 +517,8 @@ class Evaluator:
         if "fuel" in message:
             return PolicyError("evaluation ran out of fuel (the sandbox's instruction budget)")
         code = int(self._err(self.store) or 0)  # type: ignore[operator]
+        if code == E_HOST:
+            return PolicyError(f"evaluation error: {self._host_error}", code)
         if code in ERROR_NAMES:
             return PolicyError(f"evaluation error: {ERROR_NAMES[code]}", code)
         first = message.strip().splitlines()[0] if message.strip() else "trap"

@@ -7,6 +7,7 @@ from __future__ import annotations
 E_TYPE = 1
 E_CONFLICT = 3
 E_INTERNAL = 6
+E_HOST = 7  # a host builtin refused its arguments (the host keeps the message)
 
 CONST_BASE = 0x10_0000
 TAG_ARRAY = 5
@@ -45,6 +46,10 @@ RUNTIME_SIGS: dict[str, tuple[str, str]] = {
     "a1_dfa_match": ("i32 i32", "i32"),
     "a1_cidr_match": ("i32 i32", "i32"),
 }
+# The host import behind every host builtin: (builtin index, argument array) -> value,
+# 0 for undefined, HOST_ERROR when the builtin failed.
+HOST_CALL = "a1_host_call"
+HOST_ERROR = -1
 BINOPS = {
     "+": "a1_add",
     "-": "a1_sub",

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from policies.compiler import ir
-from policies.compiler.builtins import IMPURE_BUILTINS
+from policies.compiler.builtins import IMPURE_BUILTINS, host_builtin
 from policies.compiler.errors import CompileError
 
 # The root of an entrypoint that is always undefined (a function with arguments).
@@ -95,16 +95,17 @@ def input_slots(program: ir.Program, rules: set[ir.RulePath]) -> list[tuple[str,
 
 
 def is_pure(program: ir.Program, rules: set[ir.RulePath]) -> bool:
-    """Whether ``rules`` call no impure builtin (``time.now_ns``): decisions may be cached."""
+    """Whether ``rules`` call no impure builtin (``time.now_ns``, an impure host builtin):
+    decisions may be cached."""
     for path in rules:
         rule = program.rules[path]
         for n in walk_terms([rule.defs, rule.default]):
-            if (
-                isinstance(n, ir.Call)
-                and n.func is None
-                and IMPURE_BUILTINS.get(n.name) == len(n.args)
-            ):
-                return False
+            if isinstance(n, ir.Call) and n.func is None:
+                if IMPURE_BUILTINS.get(n.name) == len(n.args):
+                    return False
+                host = host_builtin(n.name)
+                if host is not None and not host.pure:
+                    return False
     return True
 
 

@@ -59,6 +59,7 @@ class Emitter:
         self.slots: list[tuple[str, ...]] = []
         self.recursive: set[ir.RulePath] = set()  # rules on a dependency cycle
         self.pure = True  # calls no impure builtin (then time_now_ns is imported)
+        self.host_names: list[str] = []  # host builtins called, by index (a1_host_call)
 
     # ------------------------------------------------------------ tools
 

@@ -8,7 +8,14 @@ from dataclasses import dataclass
 
 from policies.compiler import ir
 from policies.compiler.codegen import analysis
-from policies.compiler.codegen.abi import CONST_BASE, E_CONFLICT, E_INTERNAL, E_TYPE, wat_bytes
+from policies.compiler.codegen.abi import (
+    CONST_BASE,
+    E_CONFLICT,
+    E_INTERNAL,
+    E_TYPE,
+    HOST_CALL,
+    wat_bytes,
+)
 from policies.compiler.codegen.analysis import UNDEFINED
 from policies.compiler.codegen.emitter import Unsafe
 from policies.compiler.codegen.queries import QueryEmitter
@@ -22,6 +29,7 @@ class Module:
     entrypoints: list[str]
     input_paths: list[tuple[str, ...]]
     pure: bool
+    host_builtins: list[str]
 
 
 class Generator(QueryEmitter, TermEmitter):
@@ -37,7 +45,8 @@ class Generator(QueryEmitter, TermEmitter):
             self._rule_function(self.program.rules[path])
         self._eval_function(roots)
         self._check_unreachable(reachable)
-        return Module(self._assemble(), list(entrypoints), self.slots, self.pure)
+        wat = self._assemble()
+        return Module(wat, list(entrypoints), self.slots, self.pure, list(self.host_names))
 
     def _check_unreachable(self, reachable: set[ir.RulePath]) -> None:
         """regorus rejects a program with an unsafe variable in any rule, reached
@@ -63,6 +72,10 @@ class Generator(QueryEmitter, TermEmitter):
         out.append(f'  (import "env" "memory" (memory {pages}))')
         if not self.pure:
             out.append('  (import "env" "time_now_ns" (func $time_now_ns (result f64)))')
+        if self.host_names:
+            out.append(
+                f'  (import "env" "{HOST_CALL}" (func ${HOST_CALL} (param i32 i32) (result i32)))'
+            )
         for name in sorted(self.imports):
             params, results = self._sig(name)
             p = f" (param {params})" if params else ""

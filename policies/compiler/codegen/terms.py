@@ -9,8 +9,14 @@ from __future__ import annotations
 from typing import Any
 
 from policies.compiler import ir
-from policies.compiler.builtins import BUILTINS, IMPURE_BUILTINS, PATTERN_BUILTINS
-from policies.compiler.codegen.abi import BINOPS, CMP_OPS, E_TYPE
+from policies.compiler.builtins import (
+    BUILTINS,
+    IMPURE_BUILTINS,
+    PATTERN_BUILTINS,
+    HostBuiltin,
+    host_builtin,
+)
+from policies.compiler.codegen.abi import BINOPS, CMP_OPS, E_HOST, E_TYPE, HOST_CALL, HOST_ERROR
 from policies.compiler.codegen.analysis import const_prefix, constant_value, lookup, package_rules
 from policies.compiler.codegen.emitter import Emitter, Unsafe
 from policies.compiler.errors import CompileError, unsupported
@@ -334,15 +340,43 @@ class TermEmitter(Emitter):
             if not self._arity(call, IMPURE_BUILTINS[name]):
                 return self._fail()
             return self.call("a1_num", "(call $time_now_ns)")
-        if name in PATTERN_BUILTINS:
+        if name in PATTERN_BUILTINS and (_constant_pattern(call) or host_builtin(name) is None):
             return self._pattern_call(call)
-        if name not in BUILTINS:
+        if name in BUILTINS:
+            export, arity = BUILTINS[name]
+            if not self._arity(call, arity):
+                return self._fail()
+            args, defined = self.operands(call.args)
+            return self.guarded(self.call(export, *args), defined)
+        host = host_builtin(name)
+        if host is None:
             raise unsupported(call.loc, f"builtin function `{name}`")
-        export, arity = BUILTINS[name]
-        if not self._arity(call, arity):
+        return self._host_call(call, host)
+
+    def _host_call(self, call: ir.Call, host: HostBuiltin) -> str:
+        """The arguments in an array, then ``env.a1_host_call(index, array)``: the
+        host traps the evaluation (``E_HOST``) when the builtin refuses them."""
+        if not self._arity(call, host.arity):
             return self._fail()
         args, defined = self.operands(call.args)
-        return self.guarded(self.call(export, *args), defined)
+        if host.name not in self.host_names:
+            self.host_names.append(host.name)
+        index = self.host_names.index(host.name)
+        arr, out = self.temp(), self.temp()
+        steps = [f"(local.set {arr} {self.call('a1_arr_new', f'(i32.const {len(args)})')})"]
+        steps += [
+            f"(local.set {arr} {self.call('a1_arr_push', f'(local.get {arr})', a)})" for a in args
+        ]
+        steps += [
+            f"(local.set {out} (call ${HOST_CALL} (i32.const {index}) (local.get {arr})))",
+            f"(if (i32.eq (local.get {out}) (i32.const {HOST_ERROR})) (then "
+            f"{self.call('a1_fail', f'(i32.const {E_HOST})')}))",
+        ]
+        if defined is None:
+            self.fn.emit(*steps)
+        else:
+            self.fn.emit(f"(local.set {out} (i32.const 0))", f"(if {defined} (then", *steps, "))")
+        return f"(local.get {out})"
 
     @staticmethod
     def _arity(call: ir.Call, arity: int) -> bool:
@@ -397,3 +431,17 @@ class TermEmitter(Emitter):
         else:
             fn.emit(f"(local.set {out} (i32.const 0))", f"(if {defined} (then", *steps, "))")
         return f"(local.get {out})"
+
+
+def _constant_pattern(call: ir.Call) -> bool:
+    """Whether a pattern builtin's pattern (and glob delimiters) are known at build
+    time: then it compiles to an automaton, else it is a host call."""
+    first = call.args[0] if call.args else None
+    if not isinstance(first, ir.Const) or not isinstance(first.value, str):
+        return False
+    if call.name == "glob.match" and len(call.args) > 1:
+        delims = call.args[1]
+        return isinstance(delims, ir.Const) and (
+            delims.value is None or isinstance(delims.value, list)
+        )
+    return True
