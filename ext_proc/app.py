@@ -62,7 +62,7 @@ async def serve(cfg: SidecarConfig, source: ConfigSource) -> int:
     claims.configure(cfg.claims_cache_size, cfg.claims_cache_max_bytes)
     engine = Engine(
         cfg.tenant, cfg.entrypoint, cfg.cache_size, stats, dlog,
-        cache_bytes=cfg.cache_max_bytes, max_path=cfg.max_path,
+        cache_bytes=cfg.cache_max_bytes, max_path=cfg.max_path, input_kind=cfg.input_kind,
     )  # fmt: skip
     source.start(engine.apply, load_failed)
 
@@ -133,7 +133,7 @@ def make_source(cfg: SidecarConfig) -> ConfigSource:
     xDS source loads in ``start`` (it may wait ``boot_timeout`` for the control plane).
     """
     if cfg.xds is not None:
-        return XdsConfigSource(cfg.xds, cfg.entrypoint)
+        return XdsConfigSource(cfg.xds, cfg.entrypoint, input_kind=cfg.input_kind)
     assert cfg.policy_module is not None and cfg.cells_table is not None
     source = FileConfigSource(
         cfg.policy_module, cfg.cells_table, cfg.entrypoint, cfg.watch_interval

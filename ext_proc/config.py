@@ -5,7 +5,10 @@ Schema (docs: notes/contracts.md)::
     grpc_address: 127.0.0.1:PORT        # or unix:/path/sock
     http_address: 127.0.0.1:PORT        # optional: HTTP ext_authz fast path
     metrics_address: 127.0.0.1:PORT     # optional: Prometheus /metrics
-    policy: {module: /path/authz.wasm, entrypoint: a1/authz/decision}
+    policy: {module: /path/authz.wasm, entrypoint: a1/authz/decision,
+             input: a1}                 # or opa-envoy: OPA-Envoy's input and decision shapes
+                                        # (docs/opa-envoy.md); its default entrypoint is
+                                        # envoy/authz/allow
     cells: {table: /path/cells.yaml}
     # or, instead of policy.module and cells.table, config over ADS (docs/sidecar-xds.md):
     source: {kind: xds, address: HOST:PORT or unix:/path, state_dir: /path/lkg,
@@ -39,6 +42,7 @@ from typing import Any
 from ext_proc import defaults
 from ext_proc.decision_log import MAX_BATCH_BYTES, SINK_BATCH_BYTES, SINK_TIMEOUT, parse_sink_url
 from ext_proc.defaults import MiB
+from ext_proc.opa_envoy import A1_INPUT, DEFAULT_PATH, INPUT_KINDS, OPA_ENVOY_INPUT
 from policies.core.errors import ConfigError
 from policies.core.unix_socket import unix_path_error
 from policies.core.xds.types import SIDECAR_CLUSTER
@@ -97,6 +101,7 @@ class SidecarConfig:
     claims_cache_max_bytes: int = defaults.CLAIMS_BYTES
     max_path: int = defaults.MAX_PATH
     watch_interval: float = 0.2
+    input_kind: str = A1_INPUT  # policy.input: a1 | opa-envoy
 
 
 _TOP = (
@@ -198,12 +203,12 @@ def parse_config(d: Any, source: str, base: Path) -> SidecarConfig:
         for k in src:
             if k != "kind":
                 raise bad(f"source.{k}", "not used with source.kind: file")
-        policy = section("policy", ("module", "entrypoint"), True)
+        policy = section("policy", ("module", "entrypoint", "input"), True)
         module: Path | None = path(policy, "module", "policy.module")
         cells = section("cells", ("table",), True)
         table: Path | None = path(cells, "table", "cells.table")
     elif kind == "xds":
-        policy = section("policy", ("entrypoint",), False)
+        policy = section("policy", ("entrypoint", "input"), False)
         if d.get("cells") is not None:
             raise bad("cells", "not used with source.kind: xds (the cell table comes over ADS)")
         module = table = None
@@ -211,7 +216,11 @@ def parse_config(d: Any, source: str, base: Path) -> SidecarConfig:
         xds = replace(xds, metrics_url=_metrics_url(metrics_address))
     else:
         raise bad("source.kind", f"must be file or xds, got {kind!r}")
-    entrypoint = string(policy, "entrypoint", "policy.entrypoint", False) or DEFAULT_ENTRYPOINT
+    input_kind = string(policy, "input", "policy.input", False) or A1_INPUT
+    if input_kind not in INPUT_KINDS:
+        raise bad("policy.input", f"must be {' or '.join(INPUT_KINDS)}, got {input_kind!r}")
+    default_entry = DEFAULT_PATH if input_kind == OPA_ENVOY_INPUT else DEFAULT_ENTRYPOINT
+    entrypoint = string(policy, "entrypoint", "policy.entrypoint", False) or default_entry
 
     t = section("tenant", ("from", "name", "pattern"), False)
     kind = string(t, "from", "tenant.from", False) or "path"
@@ -310,6 +319,7 @@ def parse_config(d: Any, source: str, base: Path) -> SidecarConfig:
         ),
         max_path=integer(limits, "max_path", "limits.max_path", defaults.MAX_PATH, 256, 1 << 20),
         watch_interval=float(interval),
+        input_kind=input_kind,
     )
 
 

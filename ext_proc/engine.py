@@ -28,6 +28,9 @@ from ext_proc.bounded import ENTRY_OVERHEAD, ByteLRU
 from ext_proc.config import DEFAULT_ENTRYPOINT, TenantSource
 from ext_proc.decision_log import DecisionLog
 from ext_proc.logutil import RateLimited, describe
+from ext_proc.opa_envoy import A1_INPUT, INPUT_KINDS, OPA_ENVOY_INPUT
+from ext_proc.opa_envoy.decision import Malformed, allow_headers, parse_decision
+from ext_proc.opa_envoy.input import InputRefused, RequestView, build_input
 from ext_proc.policy import UNDEFINED, PolicyError
 from ext_proc.request import A1_PREFIX, RequestFacts, RequestReader
 from ext_proc.stats import Stats, StatsKey, ThreadStats
@@ -61,8 +64,9 @@ class Decision:
     """
 
     __slots__ = (
-        "allow", "body", "cell", "cost", "dropped", "headers", "reason", "rendered",
-        "rendered_bytes", "result", "set_names", "stats_key", "status", "version",
+        "allow", "body", "cell", "cost", "dropped", "headers", "metadata", "reason",
+        "remove_headers", "rendered", "rendered_bytes", "response_headers", "result",
+        "set_names", "stats_key", "status", "version",
     )  # fmt: skip
 
     def __init__(
@@ -77,6 +81,9 @@ class Decision:
         result: str,
         dropped: tuple[str, ...] = (),
         route: str | None = None,
+        response_headers: tuple[tuple[str, str], ...] = (),
+        remove_headers: tuple[str, ...] = (),
+        metadata: dict[str, Any] | None = None,
     ) -> None:
         self.allow = allow
         self.status = status
@@ -88,6 +95,11 @@ class Decision:
         self.result = result  # metric label: allow | deny | error
         self.set_names = frozenset(k for k, _ in headers)
         self.dropped = dropped  # metric labels of policy headers refused (policies.headers)
+        # OPA-Envoy decisions (ext_proc.opa_envoy.decision): client response headers on
+        # allow, upstream headers to remove on allow, Envoy dynamic metadata.
+        self.response_headers = response_headers
+        self.remove_headers = remove_headers
+        self.metadata = metadata
         # The counter it bumps (ext_proc.stats): built once, so counting allocates nothing.
         # ``route`` is the cell the request went to when the decision names none (errors);
         # with no route and no cell it counts under no version either.
@@ -100,6 +112,9 @@ class Decision:
         self.cost = (
             len(reason) + len(body) + len(cell) + len(version)
             + sum(len(k) + len(v) + 64 for k, v in headers)
+            + sum(len(k) + len(v) + 64 for k, v in response_headers)
+            + sum(len(k) + 64 for k in remove_headers)
+            + (len(json.dumps(metadata)) if metadata else 0)
             + RENDER_BUDGET + 2 * ENTRY_OVERHEAD
         )  # fmt: skip
 
@@ -196,13 +211,17 @@ class PolicyVersion:
     """One policy module as a snapshot serves it; ``index`` is its evaluator's slot in
     each thread's list (``_Local.evs``)."""
 
-    __slots__ = ("index", "module", "pure", "version")
+    __slots__ = ("index", "module", "paths", "pure", "version")
 
     def __init__(self, index: int, module: Any) -> None:
         self.index = index
         self.module = module
         self.version: str = module.version
         self.pure = bool(getattr(module.meta, "pure", False))
+        # What an OPA-Envoy input is built for: exactly the paths the policy reads.
+        self.paths: tuple[tuple[str, ...], ...] = tuple(
+            tuple(p) for p in getattr(module.meta, "input_paths", ((),))
+        )
 
     def __repr__(self) -> str:
         return f"PolicyVersion({self.index}, {self.version[:12]})"
@@ -291,8 +310,16 @@ class Engine:
         decision_log: DecisionLog | None = None,
         cache_bytes: int = defaults.CACHE_BYTES,
         max_path: int = defaults.MAX_PATH,
+        input_kind: str = A1_INPUT,
     ) -> None:
+        if input_kind not in INPUT_KINDS:
+            raise ValueError(f"input kind must be one of {', '.join(INPUT_KINDS)}")
         self.reader = RequestReader(tenant, max_path)
+        # ``opa-envoy``: the policy reads OPA-Envoy's input document and answers in its
+        # decision shapes (ext_proc.opa_envoy); the front doors then hand ``decide_facts``
+        # a view of the whole request.
+        self.input_kind = input_kind
+        self.opa_envoy = input_kind == OPA_ENVOY_INPUT
         self.entrypoint = entrypoint
         self.cache_size = cache_size
         self.cache_bytes = cache_bytes
@@ -372,8 +399,10 @@ class Engine:
             st = loc.stats = self.stats.mine()
         return st
 
-    def decide_facts(self, f: RequestFacts) -> Decision:
-        """Decide one request (see ``ext_proc.request`` for how facts are read)."""
+    def decide_facts(self, f: RequestFacts, view: RequestView | None = None) -> Decision:
+        """Decide one request (see ``ext_proc.request`` for how facts are read).
+
+        ``view`` is the whole request, which an OPA-Envoy policy's input is built from."""
         t0 = _perf_ns()
         loc = self._local
         st = loc.stats
@@ -387,6 +416,9 @@ class Engine:
                 d = deny(f.status, f.reason, version=snap.version if snap is not None else "")
             elif snap is None:
                 d = self._no_policy
+            elif self.opa_envoy:
+                # No memo: the policy reads more than (method, path, tenant, claims).
+                d, cached = self._decide_opa(snap, loc, st, f, view)
             else:
                 memo_key = None
                 cache = snap.cache
@@ -477,6 +509,94 @@ class Engine:
         elif memo_key is not None and cache is not None:
             cache.memo.put(memo_key, d, sizeof_key(memo_key) + ENTRY_OVERHEAD + d.cost)
         return d, hit is not None
+
+    def _decide_opa(
+        self,
+        snap: Snapshot,
+        loc: _Local,
+        st: ThreadStats,
+        f: RequestFacts,
+        view: RequestView | None,
+    ) -> tuple[Decision, bool]:
+        """An OPA-Envoy policy: cell, version, the input built from ``view`` for the
+        paths the policy reads, the exact cache (pure policies; keyed on the encoded
+        input, so a hit answers only a request equal in everything the policy reads),
+        evaluation, OPA-Envoy's decision shapes."""
+        tenant, subject = f.tenant, f.subject
+        if tenant is not None:
+            cell = snap.cells.lookup(tenant)
+        elif subject is not None and isinstance(subject.get("tenant"), str):
+            cell = snap.cells.lookup(subject["tenant"])
+        else:
+            cell = snap.cells.lookup("")
+        pv = snap.by_cell.get(cell, snap.default)
+        if loc.snap is not snap:
+            self._switch(loc, st, snap)
+        ev = loc.evs[pv.index]
+        if ev is None:
+            ev = loc.evs[pv.index] = pv.module.evaluator(snap.entrypoint)
+        version = pv.version
+        if view is None:  # a front door that cannot present the request: never allow
+            self._limited.log(logging.ERROR, "opa", "OPA-Envoy input without a request view")
+            return deny(500, "internal error", "", version, "error", route=cell), False
+        try:
+            key = ev.encode(build_input(pv.paths, view))
+        except InputRefused as err:
+            return deny(err.status, err.reason, "", version, route=cell), False
+        except ValueError as err:  # a value the ABI cannot carry (lone surrogate, depth)
+            self._limited.log(logging.WARNING, "opa", "request input refused: %s", err)
+            return deny(400, "request cannot be presented to the policy", "", version,
+                        route=cell), False  # fmt: skip
+        cache = snap.cache if pv.pure else None
+        ck = (key, cell)
+        hit = cache.exact.get(ck) if cache is not None else None
+        if hit is not None:
+            st.cache_hits += 1
+            return hit, True
+        try:
+            d = self._render_opa(ev.eval_encoded(key), cell, version)
+        except PolicyError as err:
+            self._limited.log(logging.WARNING, "eval", "policy evaluation error (deny): %s", err)
+            d = deny(500, "policy evaluation failed", "", version, "error", route=cell)
+        if d.result == "error":
+            st.eval_errors += 1
+        elif cache is not None:
+            cache.exact.put(ck, d, len(key) + len(cell) + ENTRY_OVERHEAD + d.cost)
+        return d, False
+
+    def _render_opa(self, result: Any, cell: str, version: str) -> Decision:
+        """OPA-Envoy's decision (a boolean or its object form) → a Decision; malformed
+        denies with 500 (ext_proc.opa_envoy.decision)."""
+
+        def warn(message: str) -> None:
+            self._limited.log(logging.WARNING, "header", "%s", message)
+
+        try:
+            p = parse_decision(result, warn)
+        except Malformed as err:
+            self._limited.log(logging.WARNING, "shape", "OPA-Envoy decision malformed (deny): %s",
+                              err)  # fmt: skip
+            return deny(500, "policy decision malformed", cell, version, "error")
+        dropped = tuple(p.dropped)
+        if p.allowed:
+            return Decision(True, 200, "allowed", allow_headers(p, cell, version), b"", cell,
+                            version, "allow", dropped, None, p.response_headers, p.remove,
+                            p.metadata)  # fmt: skip
+        if p.status_refused is not None:
+            self._limited.log(logging.WARNING, "status",
+                              "OPA-Envoy deny with http_status %d: answered 403 instead",
+                              p.status_refused)  # fmt: skip
+        reason = "denied"
+        headers: tuple[tuple[str, str], ...] = ((REASON_HEADER, reason), *p.headers)
+        if p.body is None:
+            d = deny(p.status, reason, cell, version)
+            if p.headers or p.metadata or dropped:
+                both = (*d.headers, *p.headers)
+                return Decision(False, p.status, reason, both, d.body, cell, version, "deny",
+                                dropped, None, (), (), p.metadata)  # fmt: skip
+            return d
+        return Decision(False, p.status, reason, headers, p.body.encode(), cell, version, "deny",
+                        dropped, None, (), (), p.metadata)  # fmt: skip
 
     @staticmethod
     def _switch(loc: _Local, st: ThreadStats, snap: Snapshot) -> None:

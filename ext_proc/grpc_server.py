@@ -25,10 +25,12 @@ from envoy.service.ext_proc.v3 import external_processor_pb2 as ep
 from ext_proc.engine import Decision, Engine, deny
 from ext_proc.grpc_common import AUTH_SERVICE, EXT_PROC_SERVICE, identity
 from ext_proc.logutil import RateLimited, describe
+from ext_proc.opa_envoy.input import CheckView, ProcessView
 from ext_proc.request import remove_names
 from ext_proc.slim import SlimCheckRequest
 
 _OVERWRITE = base_pb2.HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD
+_APPEND = base_pb2.HeaderValueOption.APPEND_IF_EXISTS_OR_ADD
 _GRPC_OK = 0
 _GRPC_PERMISSION_DENIED = 7
 
@@ -37,17 +39,31 @@ _GRPC_PERMISSION_DENIED = 7
 
 
 def check_bytes(engine: Engine, data: bytes) -> bytes:
-    """A serialized CheckRequest in, a serialized CheckResponse out (what the server does)."""
-    return check_request(engine, SlimCheckRequest.FromString(data))
+    """A serialized CheckRequest in, a serialized CheckResponse out (what the server does).
+
+    An OPA-Envoy policy may read any field: it gets a view that parses the whole
+    request only if the policy reads beyond the slim subset (ext_proc.opa_envoy.input)."""
+    req = SlimCheckRequest.FromString(data)
+    return check_request(engine, req, CheckView(req, data) if engine.opa_envoy else None)
 
 
 def _set_headers(field: Any, headers: tuple[tuple[str, str], ...]) -> None:
-    """Append ``headers`` to a repeated HeaderValueOption field, overwriting upstream copies."""
+    """Append ``headers`` to a repeated HeaderValueOption field, overwriting upstream copies
+    (a name repeated in ``headers``, from an OPA-Envoy decision, adds its further values)."""
+    seen: set[str] = set()
     for k, v in headers:
         opt = field.add()
         opt.header.key = k
         opt.header.value = v
-        opt.append_action = _OVERWRITE
+        opt.append_action = _APPEND if k in seen else _OVERWRITE
+        seen.add(k)
+
+
+def _removals(d: Decision, remove: tuple[str, ...]) -> tuple[str, ...]:
+    """The client's ``x-a1-*`` headers and the decision's own removals, once each."""
+    if not d.remove_headers:
+        return remove
+    return tuple(sorted(set(remove) | {k for k in d.remove_headers if k not in d.set_names}))
 
 
 def render_check(d: Decision, remove: tuple[str, ...]) -> bytes:
@@ -61,7 +77,9 @@ def render_check(d: Decision, remove: tuple[str, ...]) -> bytes:
         resp.status.code = _GRPC_OK
         ok = resp.ok_response
         _set_headers(ok.headers, d.headers)
-        ok.headers_to_remove.extend(remove)
+        ok.headers_to_remove.extend(_removals(d, remove))
+        if d.response_headers:
+            _set_headers(ok.response_headers_to_add, d.response_headers)
     else:
         resp.status.code = _GRPC_PERMISSION_DENIED
         resp.status.message = d.reason
@@ -69,17 +87,19 @@ def render_check(d: Decision, remove: tuple[str, ...]) -> bytes:
         denied.status.code = d.status  # type: ignore[assignment]
         _set_headers(denied.headers, d.headers)
         denied.body = d.body.decode()
+    if d.metadata:
+        resp.dynamic_metadata.update(d.metadata)
     b = resp.SerializeToString()
     d.memo_render(key, b)
     return b
 
 
-def check_request(engine: Engine, req: Any) -> bytes:
+def check_request(engine: Engine, req: Any, view: CheckView | None = None) -> bytes:
     """Decide a CheckRequest, parsed as ``SlimCheckRequest`` (see ext_proc.slim).
 
     Claims come only from jwt_authn's dynamic metadata, never from a header."""
     f = engine.reader.from_check(req)
-    d = engine.decide_facts(f)
+    d = engine.decide_facts(f, view)
     return render_check(d, remove_names(d.allow, d.set_names, f.a1_names))
 
 
@@ -87,11 +107,13 @@ def check_request(engine: Engine, req: Any) -> bytes:
 
 
 def _mutation(m: Any, headers: tuple[tuple[str, str], ...]) -> None:
+    seen: set[str] = set()
     for k, v in headers:
         opt = m.set_headers.add()
         opt.header.key = k
         opt.header.raw_value = v.encode()
-        opt.append_action = _OVERWRITE
+        opt.append_action = _APPEND if k in seen else _OVERWRITE
+        seen.add(k)
 
 
 def render_process(d: Decision, remove: tuple[str, ...]) -> bytes:
@@ -105,7 +127,7 @@ def render_process(d: Decision, remove: tuple[str, ...]) -> bytes:
         common = resp.request_headers.response
         common.status = ep.CommonResponse.CONTINUE
         _mutation(common.header_mutation, d.headers)
-        common.header_mutation.remove_headers.extend(remove)
+        common.header_mutation.remove_headers.extend(_removals(d, remove))
         common.clear_route_cache = True
     else:
         imm = resp.immediate_response
@@ -113,6 +135,8 @@ def render_process(d: Decision, remove: tuple[str, ...]) -> bytes:
         _mutation(imm.headers, d.headers)
         imm.body = d.body
         imm.details = "a1_denied"
+    if d.metadata:
+        resp.dynamic_metadata.update(d.metadata)
     b = resp.SerializeToString()
     d.memo_render(key, b)
     return b
@@ -134,7 +158,7 @@ def process_headers(engine: Engine, req: Any) -> bytes:
     """Decide a request_headers message. Claims: forwarded jwt_authn metadata, else the
     ``x-a1-jwt-payload`` header that jwt_authn wrote."""
     f = engine.reader.from_process(req)
-    d = engine.decide_facts(f)
+    d = engine.decide_facts(f, ProcessView(req) if engine.opa_envoy else None)
     return render_process(d, remove_names(d.allow, d.set_names, f.a1_names))
 
 
@@ -151,9 +175,9 @@ _limited = RateLimited(log)
 def make_handlers(engine: Engine) -> list[grpc.GenericRpcHandler]:
     """The ext_authz and ext_proc services, deciding with ``engine``."""
 
-    async def check(req: Any, context: grpc.aio.ServicerContext) -> bytes:
+    async def check(data: bytes, context: grpc.aio.ServicerContext) -> bytes:
         try:
-            return check_request(engine, req)
+            return check_bytes(engine, data)
         except Exception as err:  # fail closed with an explicit deny, not an RPC error
             _limited.log(logging.ERROR, "check", "Check front door error (deny): %s", describe(err))
             return _CHECK_ERROR
@@ -181,7 +205,7 @@ def make_handlers(engine: Engine) -> list[grpc.GenericRpcHandler]:
             {
                 "Check": grpc.unary_unary_rpc_method_handler(
                     check,
-                    request_deserializer=SlimCheckRequest.FromString,
+                    request_deserializer=identity,  # parsed by check_bytes
                     response_serializer=identity,
                 )
             },

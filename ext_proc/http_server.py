@@ -22,6 +22,7 @@ from typing import Any
 
 from ext_proc.engine import Decision, Engine, header_safe
 from ext_proc.logutil import RateLimited, describe
+from ext_proc.opa_envoy.input import HttpView
 from ext_proc.request import remove_names
 
 log = logging.getLogger("ext_proc.http")
@@ -44,6 +45,8 @@ def render_http(d: Decision, remove: tuple[str, ...], head: bool) -> bytes:
         return b  # type: ignore[no-any-return]
     lines = [f"HTTP/1.1 {d.status if not d.allow else 200} {_reason(d.status)}"]
     lines.extend(f"{k}: {v}" for k, v in d.headers)
+    if d.allow and d.remove_headers:  # an OPA-Envoy decision's request_headers_to_remove
+        remove = tuple(sorted(set(remove) | {k for k in d.remove_headers if k not in d.set_names}))
     if remove:
         lines.append(f"x-envoy-auth-headers-to-remove: {', '.join(remove)}")
     lines.append(f"content-length: {len(d.body)}")
@@ -131,7 +134,8 @@ class AuthzProtocol(asyncio.Protocol):
         eng = self._engine
         parsed = eng.reader.from_http(head)
         f = parsed.facts
-        d = eng.decide_facts(f)  # broken ones too: counted and logged as on the gRPC doors
+        view = HttpView(head) if eng.opa_envoy and not parsed.broken else None
+        d = eng.decide_facts(f, view)  # broken ones too: counted and logged as on the gRPC doors
         if parsed.broken:  # framing is unusable: answer and drop the connection
             return _error(f.status, f.reason), 0, True
         remove = remove_names(d.allow, d.set_names, f.a1_names)

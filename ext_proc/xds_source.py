@@ -38,6 +38,7 @@ from policies.bundle import (
     load_trusted_keys,
     verify_bundle,
 )
+from policies.bundle.format import DEFAULT_INPUT
 from policies.core.cells import CellTable, cell_name_error
 from policies.core.errors import ConfigError, one_line
 from policies.core.xds import types
@@ -121,9 +122,11 @@ class XdsConfigSource:
         entrypoint: str,
         keys: TrustedKeys | None = None,
         max_module_bytes: int = DEFAULT_MAX_MODULE_BYTES,
+        input_kind: str = DEFAULT_INPUT,
     ) -> None:
         self.cfg = cfg
         self.entrypoint = entrypoint
+        self.input_kind = input_kind  # policy.input: every bundle must declare the same
         self.keys = keys if keys is not None else load_trusted_keys(cfg.trusted_keys)
         self.max_module_bytes = max_module_bytes
         self.store = BundleStore(
@@ -254,6 +257,11 @@ class XdsConfigSource:
             raise ConfigError(
                 f"{source}: bundle entrypoint {bundle.entrypoint!r} is not the sidecar's "
                 f"policy.entrypoint {self.entrypoint!r}"
+            )
+        if bundle.input != self.input_kind:
+            raise ConfigError(
+                f"{source}: bundle input {bundle.input!r} is not the sidecar's "
+                f"policy.input {self.input_kind!r}"
             )
         return _Loaded(bundle, load_policy(bundle.module, self.entrypoint, source))
 

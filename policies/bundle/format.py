@@ -29,6 +29,12 @@ MAX_MODULE_BYTES_LIMIT = 0xFFFF_FFFF  # what the u32 length field can say
 WASM_MAGIC = b"\0asm"
 
 MANIFEST_FIELDS = ("entrypoint", "source_sha256", "version")
+# Optional fields: absent means the default, and the default is never written, so a
+# manifest keeps one byte form and bundles from before the field keep their bytes.
+OPTIONAL_FIELDS = ("input",)
+# The input document a policy expects: A1's own, or OPA-Envoy's (docs/opa-envoy.md).
+DEFAULT_INPUT = "a1"
+INPUT_KINDS = (DEFAULT_INPUT, "opa-envoy")
 SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 # Printable ASCII, no space: every Rego entrypoint path fits, and the manifest's
 # canonical bytes never depend on how a JSON encoder escapes non-ASCII text.
@@ -42,15 +48,17 @@ class Manifest:
     version: str
     entrypoint: str
     source_sha256: str
+    input: str = DEFAULT_INPUT  # the input document the policy expects (INPUT_KINDS)
 
     def to_json(self) -> bytes:
-        return canonical_json(
-            {
-                "entrypoint": self.entrypoint,
-                "source_sha256": self.source_sha256,
-                "version": self.version,
-            }
-        )
+        fields = {
+            "entrypoint": self.entrypoint,
+            "source_sha256": self.source_sha256,
+            "version": self.version,
+        }
+        if self.input != DEFAULT_INPUT:
+            fields["input"] = self.input
+        return canonical_json(fields)
 
 
 @dataclass(frozen=True)
@@ -205,7 +213,7 @@ def parse_manifest(raw: bytes, source: str) -> Manifest:
         raise BundleRefused(f"{where}: not JSON: {first}") from None
     if not isinstance(obj, dict):
         raise BundleRefused(f"{where}: must be a JSON object, got {_type(obj)}")
-    unknown = sorted(set(obj) - set(MANIFEST_FIELDS))
+    unknown = sorted(set(obj) - set(MANIFEST_FIELDS) - set(OPTIONAL_FIELDS))
     if unknown:
         raise BundleRefused(f"{where}: unknown field {_name(unknown[0])}")
     for field in MANIFEST_FIELDS:
@@ -220,7 +228,14 @@ def parse_manifest(raw: bytes, source: str) -> Manifest:
         raise BundleRefused(
             f"{where}.entrypoint: must be 1 to 256 printable ASCII characters, no spaces"
         )
-    manifest = Manifest(obj["version"], obj["entrypoint"], obj["source_sha256"])
+    input_kind = obj.get("input", DEFAULT_INPUT)
+    if type(input_kind) is not str:
+        raise BundleRefused(f"{where}.input: must be a string, got {_type(input_kind)}")
+    if input_kind not in INPUT_KINDS:
+        raise BundleRefused(
+            f"{where}.input: must be one of {', '.join(INPUT_KINDS)}, got {_name(input_kind)}"
+        )
+    manifest = Manifest(obj["version"], obj["entrypoint"], obj["source_sha256"], input_kind)
     if manifest.to_json() != raw:
         raise BundleRefused(f"{where}: not canonical JSON (sorted keys, no whitespace)")
     return manifest

@@ -11,8 +11,10 @@ import hashlib
 from pathlib import Path
 
 from policies.bundle.format import (
+    DEFAULT_INPUT,
     DEFAULT_MAX_MODULE_BYTES,
     ENTRYPOINT,
+    INPUT_KINDS,
     SHA256_HEX,
     Manifest,
     check_module_cap,
@@ -46,8 +48,11 @@ def sign_bundle(
     key: SigningKey,
     max_module_bytes: int = DEFAULT_MAX_MODULE_BYTES,
     source: str = "<module>",
+    input: str = DEFAULT_INPUT,
 ) -> bytes:
     """The signed bundle of ``module`` evaluated at ``entrypoint``; ConfigError naming ``source``.
+
+    ``input`` declares the input document the policy expects (``a1`` or ``opa-envoy``).
 
     The module must carry an ``a1.meta`` section that lists ``entrypoint`` and a
     sha256 source digest: a bundle the sidecar could never load is refused here,
@@ -75,10 +80,15 @@ def sign_bundle(
         raise ConfigError(
             f"{source}: cannot sign: {META_SECTION} source_sha256 is not a sha256 hex digest"
         )
+    if input not in INPUT_KINDS:
+        raise ConfigError(
+            f"{source}: cannot sign: input {input!r} must be one of {', '.join(INPUT_KINDS)}"
+        )
     manifest = Manifest(
         version=hashlib.sha256(module).hexdigest(),
         entrypoint=entrypoint,
         source_sha256=meta.source_sha256,
+        input=input,
     )
     signed = encode_signed_part(bytes.fromhex(key.key_id), manifest.to_json(), module)
     return signed + key.sign(signed)

@@ -13,6 +13,7 @@ from cryptography.exceptions import InvalidSignature
 
 from policies.bundle.errors import BundleRefused
 from policies.bundle.format import (
+    DEFAULT_INPUT,
     DEFAULT_MAX_MODULE_BYTES,
     check_module_cap,
     parse_manifest,
@@ -35,6 +36,7 @@ class VerifiedBundle:
     module: bytes
     key_id: str
     data: bytes  # the signed bundle as received: what a store persists
+    input: str = DEFAULT_INPUT  # the input document the policy expects (manifest ``input``)
 
     def __repr__(self) -> str:  # never dump megabytes into a log line
         return (
@@ -94,4 +96,5 @@ def _verify(data: bytes, keys: TrustedKeys, source: str, max_module_bytes: int) 
         module=frame.module,
         key_id=frame.key_id,
         data=data,
+        input=manifest.input,
     )
