@@ -241,6 +241,9 @@ class RequestView:
     def attribute(self, name: str) -> Any:
         return UNDEFINED
 
+    def request_time(self) -> Any:
+        return UNDEFINED
+
     def raw_body(self) -> bytes | None:
         return None
 
@@ -330,12 +333,6 @@ class CheckView(RequestView):
         return h.raw_body or None
 
     def attribute(self, name: str) -> Any:
-        if name == "request":
-            req: dict[str, Any] = {"http": {}}
-            t = self.request_time()
-            if t is not UNDEFINED:
-                req["time"] = t
-            return req  # ``http`` is filled field by field by the builder
         attrs = self.full().attributes
         field = _PROTO_NAMES.get(name)
         if field is None:
@@ -381,8 +378,6 @@ class ProcessView(RequestView):
         return v if v else UNDEFINED
 
     def attribute(self, name: str) -> Any:
-        if name == "request":
-            return {"http": {}}
         if name == "metadataContext" and self._req.HasField("metadata_context"):
             return json_format.MessageToDict(self._req.metadata_context)
         return UNDEFINED
@@ -394,7 +389,6 @@ class HttpView(RequestView):
     def __init__(self, head: bytes) -> None:
         super().__init__()
         self._head = head
-        self._line: list[str] = []
 
     def _lines(self) -> list[str]:
         return _decode(self._head).split("\r\n")
@@ -420,9 +414,6 @@ class HttpView(RequestView):
             v = self.headers().get("host")
             return v if v else UNDEFINED
         return UNDEFINED
-
-    def attribute(self, name: str) -> Any:
-        return {"http": {}} if name == "request" else UNDEFINED
 
 
 # -- the builder ---------------------------------------------------------------------
@@ -455,15 +446,12 @@ def _attributes_into(attrs: dict[str, Any], rest: Sequence[str], view: RequestVi
         if name not in ATTRIBUTE_FIELDS:
             return
         if name == "request":
-            req = attrs.get("request")
-            if req is None:
-                req = view.attribute("request")
-                if req is UNDEFINED:
-                    continue
-                attrs["request"] = req
+            req = attrs.setdefault("request", {"http": {}})
             sub = rest[1:] if rest else ()
+            if (not sub or sub[0] == "time") and "time" not in req:
+                _set(req, "time", view.request_time())
             if not sub or sub[0] == "http":
-                _http_into(req["http"], sub[1:] if sub else (), view)
+                _http_into(req["http"], sub[1:], view)
         elif name not in attrs:
             _set(attrs, name, view.attribute(name))
 
