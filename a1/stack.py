@@ -58,6 +58,7 @@ POLICY_LIBRARY = package_data.policy_library()
 DEFAULT_POLICY = POLICY_LIBRARY / "authz.rego"
 DEFAULT_POLICY_DATA = POLICY_LIBRARY / "data.json"
 DEFAULT_INTERNAL_BASE = 10100
+OPA_ENVOY_PATH = "envoy/authz/allow"  # OPA-Envoy's default decision path
 
 
 def cell_names(count: int) -> list[str]:
@@ -144,6 +145,12 @@ class StackOptions:
     # plane; needs a sidecar mode) or "static" (files written once). None: "xds" when
     # the mode has a sidecar, else "static".
     config_source: str | None = None
+    # The input the policy expects ("a1", or "opa-envoy": docs/opa-envoy.md), its
+    # entrypoint (None: a1/authz/decision, or envoy/authz/allow for opa-envoy), and
+    # whether it verifies tokens itself (then Envoy runs no jwt_authn).
+    policy_input: str = "a1"
+    entrypoint: str | None = None
+    verifies_tokens: bool = False
 
 
 @dataclass(frozen=True)
@@ -199,7 +206,7 @@ class StackFiles:
 _compiled: dict[bytes, bytes] = {}
 
 
-def compile_policy(policy: Path, data: Path | None) -> bytes:
+def compile_policy(policy: Path, data: Path | None, entrypoint: str = ENTRYPOINT) -> bytes:
     """Compile with ``policies.compiler``; memoised per process on the sources' bytes,
     so a test session that starts several stacks compiles once."""
     sources: list[bytes] = []
@@ -210,14 +217,15 @@ def compile_policy(policy: Path, data: Path | None) -> bytes:
             sources.append(p.read_bytes())
         except OSError as err:
             raise UserError(f"{p}: cannot read policy file: {err.strerror}", 2) from None
-    key = hashlib.sha256(b"\0".join([str(policy).encode(), str(data).encode(), *sources])).digest()
+    key = hashlib.sha256(b"\0".join([str(policy).encode(), str(data).encode(),
+                                     entrypoint.encode(), *sources])).digest()
     if key not in _compiled:
         try:
             from policies.compiler import CompileError, compile_files
         except ImportError as err:
             raise UserError(f"the policy compiler is not available ({err})") from None
         try:
-            _compiled[key] = compile_files([policy], data, [ENTRYPOINT])
+            _compiled[key] = compile_files([policy], data, [entrypoint])
         except CompileError as err:  # already "file:line:col: kind: message"
             raise UserError(str(err), err.exit_code) from None
     return _compiled[key]
@@ -300,6 +308,12 @@ class Stack:
         return self._launcher
 
     @property
+    def entrypoint(self) -> str:
+        if self.options.entrypoint is not None:
+            return self.options.entrypoint
+        return OPA_ENVOY_PATH if self.options.policy_input == "opa-envoy" else ENTRYPOINT
+
+    @property
     def with_sidecar(self) -> bool:
         return self.options.mode in envoy_bootstrap.SIDECAR_MODES
 
@@ -374,7 +388,21 @@ class Stack:
             authz_timeout_ms=self.options.authz_timeout_ms,
             health_interval_ms=self.options.health_interval_ms,
             access_log=files.logs / "envoy-access.log" if self.options.access_log else None,
+            jwt_authn=not self.options.verifies_tokens,
+            request_body_bytes=self._static_body_bytes(),
         )
+
+    def _static_body_bytes(self) -> int:
+        """The static bootstrap's body buffering: on when an OPA-Envoy policy reads it."""
+        if self.options.policy_input != "opa-envoy" or not self.with_sidecar:
+            return 0
+        from control.envoy.params import DEFAULT_REQUEST_BODY
+        from policies.bundle.format import reads_request_body
+        from policies.runtime.module import PolicyModule
+
+        wasm = compile_policy(self.options.policy, self.options.policy_data, self.entrypoint)
+        paths = PolicyModule.load(wasm, source=str(self.options.policy)).meta.input_paths
+        return DEFAULT_REQUEST_BODY if reads_request_body(paths) else 0
 
     def sidecar_settings(self) -> dict[str, Any]:
         files = self.files
@@ -388,13 +416,14 @@ class Stack:
         if self.uses_control_plane:
             from policies.bundle import public_key_path
 
-            doc["policy"] = {"entrypoint": ENTRYPOINT}
+            doc["policy"] = {"entrypoint": self.entrypoint, "input": self.options.policy_input}
             doc["source"] = {"kind": "xds", "address": self.xds_address,
                              "state_dir": str(files.state_dir / "sidecar-lkg"),
                              "trusted_keys": str(public_key_path(files.signing_key)),
                              "node_id": "a1-sidecar"}
         else:
-            doc["policy"] = {"module": str(files.policy_module), "entrypoint": ENTRYPOINT}
+            doc["policy"] = {"module": str(files.policy_module), "entrypoint": self.entrypoint,
+                             "input": self.options.policy_input}
             doc["cells"] = {"table": str(files.cells_table)}
         doc.update(self.options.sidecar_settings)
         return doc
@@ -417,7 +446,7 @@ class Stack:
         if note:
             self.notes.append(note)
         if self.with_sidecar:
-            wasm = compile_policy(self.options.policy, self.options.policy_data)
+            wasm = compile_policy(self.options.policy, self.options.policy_data, self.entrypoint)
             write_atomic(files.policy_module, wasm)
             write_atomic(files.sidecar_config,
                          yaml.safe_dump(self.sidecar_settings(), sort_keys=False).encode())
@@ -431,7 +460,8 @@ class Stack:
             sidecar_mode=self.options.mode, sidecar_grpc=self.sidecar_grpc_address,
             sidecar_http=self.sidecar_http_address,
             authz_timeout_ms=self.options.authz_timeout_ms, policy=self.options.policy,
-            policy_data=self.options.policy_data, entrypoint=ENTRYPOINT,
+            policy_data=self.options.policy_data, entrypoint=self.entrypoint,
+            policy_input=self.options.policy_input, verifies_tokens=self.options.verifies_tokens,
             access_log=(self.files.logs / "envoy-access.log" if self.options.access_log
                         else None))
 
@@ -448,7 +478,7 @@ class Stack:
         from control.spec import load_spec
 
         load_spec(files.platform)
-        compile_policy(self.options.policy, self.options.policy_data)
+        compile_policy(self.options.policy, self.options.policy_data, self.entrypoint)
         ensure_signing_key(files.signing_key)
         write_atomic(files.sidecar_config,
                      yaml.safe_dump(self.sidecar_settings(), sort_keys=False).encode())

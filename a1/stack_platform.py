@@ -49,6 +49,8 @@ class PlatformInputs:
     access_log: Path | None = None
     issuer: str = "a1-dev"
     audience: str = "a1"
+    policy_input: str = "a1"  # or "opa-envoy" (docs/opa-envoy.md)
+    verifies_tokens: bool = False  # the policy verifies tokens: no jwt_authn
 
 
 def _read(path: Path, what: str) -> bytes:
@@ -64,6 +66,10 @@ def spec_document(inputs: PlatformInputs) -> dict[str, Any]:
                               "entrypoint": inputs.entrypoint}
     if inputs.policy_data is not None:
         policy["data"] = f"policy/{inputs.policy_data.name}"
+    if inputs.policy_input != "a1":
+        policy["input"] = inputs.policy_input
+    if inputs.verifies_tokens:
+        policy["verifies_tokens"] = True
     listeners: dict[str, Any] = {
         "http": {"address": inputs.bind_address, "port": inputs.http_port},
         "https": {"address": inputs.bind_address, "port": inputs.https_port,

@@ -33,6 +33,11 @@ MAX_JWKS_BYTES = 64 * 1024
 MAX_JWT_PROVIDERS = 64
 #: An inline PEM certificate chain or key travels in the SDS secret of every push.
 MAX_PEM_BYTES = 256 * 1024
+#: Body bytes ext_authz may buffer: with headers, a CheckRequest stays under the
+#: sidecar's 1 MiB gRPC message limit.
+MAX_REQUEST_BODY = 512 * 1024
+#: What Envoy buffers when an OPA-Envoy policy reads the body (OPA-Envoy's docs' value).
+DEFAULT_REQUEST_BODY = 8192
 
 _DNS_NAME = re.compile(r"(?=.{1,253}\Z)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
                        r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?\Z")
@@ -94,6 +99,11 @@ class EnvoyParams:
     # Several issuers (one jwt_authn provider each, any one of them suffices); when
     # given, they replace issuer/audience/jwks_path/jwks_inline.
     jwt_providers: Sequence[JwtProvider] = ()
+    # False: no jwt_authn filter (the policy verifies tokens itself: docs/opa-envoy.md).
+    jwt_authn: bool = True
+    # ext_authz buffers up to this many body bytes for the sidecar (0: none); set when
+    # an OPA-Envoy policy reads the body. Partial bodies are sent (truncated_body).
+    request_body_bytes: int = 0
 
 
 def cluster_name(cell: str) -> str:
@@ -275,6 +285,12 @@ def check(params: EnvoyParams) -> None:
         raise UserError(f"pinned_cell: {params.pinned_cell!r} is not one of the cells", 2)
     for name in ("http_port", "https_port", "admin_port"):
         _port(getattr(params, name), name)
+    body = params.request_body_bytes
+    if isinstance(body, bool) or not isinstance(body, int) or not 0 <= body <= MAX_REQUEST_BODY:
+        raise UserError(f"request_body_bytes: must be an integer in [0, {MAX_REQUEST_BODY}], "
+                        f"got {body!r}", 2)
+    if body and params.mode == "ext_proc":
+        raise UserError("request_body_bytes: the ext_proc door reads no body; use grpc", 2)
     for name in ("authz_timeout_ms", "upstream_timeout_ms", "health_interval_ms",
                  "max_token_lifetime_s"):
         value = getattr(params, name)

@@ -109,7 +109,7 @@ def build_resources(params: EnvoyParams, templates: Path | None = None) -> Envoy
                 "upstream_timeout": _duration(params.upstream_timeout_ms),
                 "health_interval": _duration(params.health_interval_ms)}
 
-    filters: list[Any] = [_jwt_authn(params, frag)]
+    filters: list[Any] = [_jwt_authn(params, frag)] if params.jwt_authn else []
     healthz_per_filter: dict[str, Any] = {}
     if params.mode != "none":
         authz = render_file(frag / _AUTHZ_FRAGMENT[params.mode], {
@@ -120,6 +120,9 @@ def build_resources(params: EnvoyParams, templates: Path | None = None) -> Envoy
             "http_allowed_headers": [{"exact": h.lower()} for h in params.http_authz_headers],
         })
         healthz_per_filter[authz["name"]] = authz.pop("per_route_disabled")
+        if params.request_body_bytes:  # an OPA-Envoy policy reads the body
+            authz["typed_config"]["with_request_body"] = {
+                "max_request_bytes": params.request_body_bytes, "allow_partial_message": True}
         filters.append(authz)
     filters.append(render_file(frag / "router.yaml", {}))
 

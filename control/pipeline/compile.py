@@ -35,6 +35,7 @@ def policy_digest(policy: Policy, key_id: str) -> str:
         canonical_json(list(policy.sources.items())),  # in spec order, as compiled
         canonical_json(policy.data),
         policy.entrypoint.encode(),
+        policy.input.encode(),
         key_id.encode(),
     ):
         h.update(len(part).to_bytes(8, "big"))
@@ -61,7 +62,8 @@ def compile_bundle(policy: Policy, signing_key: SigningKey, *, origin: str = "po
         raise ConfigError(f"{origin}: {err}") from None
     except RecursionError:
         raise ConfigError(f"{origin}: policy nested too deeply to compile") from None
-    bundle = sign_bundle(module, entrypoint=policy.entrypoint, key=signing_key, source=origin)
+    bundle = sign_bundle(module, entrypoint=policy.entrypoint, key=signing_key, source=origin,
+                         input=policy.input)
     entry = (hashlib.sha256(module).hexdigest(), bundle)
     with _lock:
         _memo[digest] = entry

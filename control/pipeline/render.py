@@ -24,12 +24,18 @@ from pathlib import Path
 from typing import Any
 
 from control.envoy import CellEndpoint, EnvoyParams, JwtProvider, build_resources, cluster_name
+from control.envoy.params import DEFAULT_REQUEST_BODY
 from control.envoy.protos import pack
 from control.envoy.resources import ROUTE_CONFIG, EnvoyResources
 from control.pipeline.state import PlatformState
 from control.xds.cache import Resource, Snapshot
 from policies.bundle.errors import BundleRefused
-from policies.bundle.format import DEFAULT_MAX_MODULE_BYTES, parse_manifest, split
+from policies.bundle.format import (
+    DEFAULT_MAX_MODULE_BYTES,
+    parse_manifest,
+    reads_request_body,
+    split,
+)
 from policies.core.errors import ConfigError, UserError
 from policies.core.xds.types import (
     ACCEPT_PREFIX,
@@ -81,8 +87,29 @@ def envoy_params(state: PlatformState) -> EnvoyParams:
         jwt_providers=tuple(JwtProvider(j.issuer, tuple(j.audiences), j.jwks)
                             for j in spec.jwt),
         access_log=Path(spec.listeners.access_log) if spec.listeners.access_log else None,
+        jwt_authn=not spec.policy.verifies_tokens,
+        request_body_bytes=DEFAULT_REQUEST_BODY if _reads_body(state.bundles) else 0,
         **extra,
     )
+
+
+def _reads_body(bundles: Mapping[str, bytes]) -> bool:
+    """Whether any OPA-Envoy bundle served reads the request body (its a1.meta says)."""
+    from policies.runtime.module import META_SECTION, Metadata
+    from policies.runtime.wasmbin import custom_sections
+
+    for version, data in sorted(bundles.items()):
+        source = f"PolicyBundle {version[:64]!r}"
+        try:
+            frame = split(data, source, DEFAULT_MAX_MODULE_BYTES)
+            if parse_manifest(frame.manifest, source).input != "opa-envoy":
+                continue
+            meta = Metadata.parse(custom_sections(frame.module)[META_SECTION])
+        except Exception:  # _check_bundle reports a bad bundle; its body needs nothing
+            continue
+        if reads_request_body(meta.input_paths):
+            return True
+    return False
 
 
 def render(state: PlatformState) -> Snapshot:

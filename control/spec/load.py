@@ -321,7 +321,8 @@ class _Resolver:
             data_path, _, data = self.json(("policy", "data"), raw["data"])
             if not isinstance(data, dict):
                 raise self.error(("policy", "data"), f"{data_path}: must hold a JSON object")
-        return Policy(frozen_map(sources), raw["entrypoint"], data, data_path)
+        return Policy(frozen_map(sources), raw["entrypoint"], data, data_path,
+                      raw.get("input", "a1"), raw.get("verifies_tokens", False))
 
     def jwt(self, raw: dict[str, Any]) -> tuple[JwtIssuer, ...]:
         out: list[JwtIssuer] = []
@@ -492,7 +493,10 @@ def content(parts: Mapping[str, Any]) -> dict[str, Any]:
         "buckets": parts["buckets"],
         "overrides": dict(parts["overrides"]),
         "policy": {"sources": list(policy.sources), "data": policy.data_path,
-                   "entrypoint": policy.entrypoint},
+                   "entrypoint": policy.entrypoint,
+                   # only when set: a spec without them keeps the digest it always had
+                   **({"input": policy.input} if policy.input != "a1" else {}),
+                   **({"verifies_tokens": True} if policy.verifies_tokens else {})},
         "jwt": [{"issuer": j.issuer, "audiences": list(j.audiences), "jwks": j.jwks_path}
                 for j in parts["jwt"]],
         "listeners": {"http": lst(parts["listeners"].http),

@@ -50,6 +50,11 @@ class Policy:
     entrypoint: str
     data: Any = None
     data_path: str | None = None
+    # The input document the policy expects: "a1", or "opa-envoy" (docs/opa-envoy.md).
+    input: str = "a1"
+    # The policy verifies bearer tokens itself (OPA-Envoy's primer does): Envoy's
+    # jwt_authn is left out, so tokens it could not verify still reach the policy.
+    verifies_tokens: bool = False
 
 
 @dataclass(frozen=True)

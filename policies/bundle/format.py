@@ -35,6 +35,22 @@ OPTIONAL_FIELDS = ("input",)
 # The input document a policy expects: A1's own, or OPA-Envoy's (docs/opa-envoy.md).
 DEFAULT_INPUT = "a1"
 INPUT_KINDS = (DEFAULT_INPUT, "opa-envoy")
+# Where OPA-Envoy's input holds the request body: a policy reading any of these (or
+# a prefix of one) needs Envoy to buffer the body for ext_authz (with_request_body).
+BODY_PATHS = (
+    ("parsed_body",), ("truncated_body",),
+    ("attributes", "request", "http", "body"), ("attributes", "request", "http", "rawBody"),
+)  # fmt: skip
+
+
+def reads_request_body(input_paths: Any) -> bool:
+    """Whether an OPA-Envoy policy with these ``input_paths`` (a1.meta) reads the body."""
+    for path in input_paths:
+        p = tuple(path)
+        for body in BODY_PATHS:
+            if p[: len(body)] == body or body[: len(p)] == p:
+                return True
+    return False
 SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 # Printable ASCII, no space: every Rego entrypoint path fits, and the manifest's
 # canonical bytes never depend on how a JSON encoder escapes non-ASCII text.
