@@ -1,0 +1,48 @@
+"""Differential harness for host builtins: one policy compiled by A1 and run by regorus.
+
+Each rule of the policy applies a builtin to ``input``, so one compilation serves
+every hypothesis example. regorus panics on some inputs (``regex.template_match``
+slicing past a string's end); a panic is an evaluation error, as ours is, and the
+engine is rebuilt after one (it leaves the rule marked as being evaluated).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from tests.rego_oracle import Compiled, Oracle, Outcome, agree
+
+__all__ = ["Pair"]
+
+
+class Pair:
+    """Our compiled module and a regorus engine for the same rules (name -> expression)."""
+
+    def __init__(self, rules: Mapping[str, str]) -> None:
+        body = "\n".join(f"{name} := {expr}" for name, expr in rules.items())
+        sources = {"h.rego": f"package h\nimport rego.v1\n{body}\n"}
+        self.sources = sources
+        self.oracle = Oracle(sources)
+        self.ours = Compiled(sources, [f"h/{name}" for name in rules])
+
+    def outcomes(self, rule: str, input_doc: Any) -> tuple[Outcome, Outcome]:
+        ours = self.ours.eval(f"h/{rule}", input_doc)
+        try:
+            theirs = self.oracle.eval(f"h/{rule}", input_doc)
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as err:  # pyo3's PanicException is a BaseException
+            theirs = ("error", f"regorus panicked: {err}")
+            self.oracle = Oracle(self.sources)  # a panic leaves the rule marked in progress
+        return ours, theirs
+
+    def check(self, rule: str, input_doc: Any, *, tolerate: tuple[str, ...] = ()) -> Outcome:
+        """Assert both agree (errors agree whatever their wording). Where they do not, our
+        side may be an error whose message holds one of ``tolerate``: a documented case
+        where A1 refuses what regorus answers. Returns our outcome."""
+        ours, theirs = self.outcomes(rule, input_doc)
+        if not agree(ours, theirs):
+            allowed = ours[0] == "error" and any(t in ours[1] for t in tolerate)
+            assert allowed, f"{rule} on {input_doc!r}: ours {ours!r}, regorus {theirs!r}"
+        return ours
