@@ -204,3 +204,52 @@ def test_sidecar_config_input_option() -> None:
     assert cfg.input_kind == "a1" and cfg.entrypoint == "a1/authz/decision"
     with pytest.raises(ConfigError, match=r"policy\.input"):
         parse_config({**base, "policy": {"module": "p.wasm", "input": "opa"}}, "s", CELLS_DIR)
+
+
+# -- declaring the input: the bundle manifest and Envoy's config -------------------------
+
+
+def test_bundle_manifest_carries_the_input_kind(tmp_path: Path) -> None:
+    from policies.bundle import ensure_signing_key, load_trusted_keys, sign_bundle, verify_bundle
+    from policies.bundle.errors import BundleRefused
+    from policies.bundle.format import Manifest, parse_manifest
+    from policies.compiler import compile_sources
+
+    key = ensure_signing_key(tmp_path / "k.key")
+    keys = load_trusted_keys(tmp_path / "k.pub")
+    module = compile_sources({"p.rego": HEAD + "allow := true\n"}, None, [ENTRY])
+    b = verify_bundle(sign_bundle(module, entrypoint=ENTRY, key=key, input="opa-envoy"), keys)
+    assert b.input == "opa-envoy"
+    plain = verify_bundle(sign_bundle(module, entrypoint=ENTRY, key=key), keys)
+    assert plain.input == "a1" and b"input" not in plain.data[:200]
+    m = Manifest("0" * 64, ENTRY, "1" * 64, "opa-envoy")
+    assert parse_manifest(m.to_json(), "b") == m
+    explicit_default = m.to_json().replace(b'"opa-envoy"', b'"a1"')
+    with pytest.raises(BundleRefused, match="not canonical"):
+        parse_manifest(explicit_default, "b")
+    with pytest.raises(BundleRefused, match=r"manifest\.input"):
+        parse_manifest(m.to_json().replace(b'"opa-envoy"', b'"opa"'), "b")
+
+
+def test_reads_request_body() -> None:
+    from policies.bundle.format import reads_request_body
+
+    assert reads_request_body([("parsed_body", "firstname")])
+    assert reads_request_body([()]) and reads_request_body([("attributes", "request")])
+    assert reads_request_body([("attributes", "request", "http", "body")])
+    assert not reads_request_body([("attributes", "request", "http", "method"), ("parsed_path",)])
+
+
+def test_envoy_without_jwt_authn_and_with_body_buffering() -> None:
+    from control.envoy import CellEndpoint, EnvoyParams, build_resources
+
+    params = EnvoyParams(cells=[CellEndpoint("cell-1", "127.0.0.1", 9000)],
+                         jwks_path=Path("/j.json"), tls_cert=None, tls_key=None,
+                         listeners=("http",), jwt_authn=False,
+                         request_body_bytes=8192)  # fmt: skip
+    listener = build_resources(params).listeners["a1_http"]
+    hcm = listener["filter_chains"][0]["filters"][0]["typed_config"]
+    names = [f["name"] for f in hcm["http_filters"]]
+    assert "envoy.filters.http.jwt_authn" not in names
+    authz = hcm["http_filters"][names.index("envoy.filters.http.ext_authz")]["typed_config"]
+    assert authz["with_request_body"] == {"max_request_bytes": 8192, "allow_partial_message": True}
