@@ -141,6 +141,14 @@ def test_decode_refuses_a_malformed_token_in_one_line(token: str, message: str) 
     assert str(err.value).startswith("io.jwt.decode: ") and "\n" not in str(err.value)
 
 
+def test_payload_bytes_are_read_as_go_reads_them() -> None:
+    invalid_utf8 = b'{"a":"' + bytes([255]) + b'"}'
+    assert call("io.jwt.decode", b64("{}") + "." + b64(invalid_utf8) + ".")[1] == {"a": "\ufffd"}
+    utf16 = '{"a":1}'.encode("utf-16")  # Python's json.loads would guess this; Go does not
+    with pytest.raises(BuiltinError, match="JWT payload is not valid JSON"):
+        call("io.jwt.decode", b64("{}") + "." + b64(utf16) + ".")
+
+
 def test_decode_refuses_a_non_string_and_a_huge_token() -> None:
     with pytest.raises(BuiltinError, match="operand 1 must be string but got number"):
         call("io.jwt.decode", 1)

@@ -107,7 +107,10 @@ def _finite(text: str) -> float:
 
 
 def _json(data: bytes | str, what: str) -> Any:
-    """Strict JSON (no NaN), nested at most ``MAX_JSON_DEPTH`` levels."""
+    """Strict JSON (no NaN, no infinities), nested at most ``MAX_JSON_DEPTH`` levels; bytes
+    are UTF-8 with invalid sequences replaced, as Go reads them (no UTF-16 guessing)."""
+    if isinstance(data, bytes):
+        data = data.decode("utf-8", "replace")
     try:
         value = json.loads(data, parse_constant=_refuse_constant, parse_float=_finite)
     except RecursionError:
@@ -323,7 +326,7 @@ def _jwk(jwk: Any) -> _Key | None:
     raise BuiltinError(f"unsupported JWK key type {kty!r}")
 
 
-@functools.lru_cache(maxsize=64)
+@functools.lru_cache(maxsize=16)  # at most 4 MiB of key-set text kept
 def _keys(text: str) -> tuple[_Key, ...]:
     """The keys a ``cert`` string holds: one PEM certificate or public key, or a JWK or
     JWK set as JSON. Cached: a policy checks every request against the same keys."""
