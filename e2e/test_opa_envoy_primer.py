@@ -1,7 +1,7 @@
 """OPA-Envoy's primer policy, unchanged, through ``a1 up``'s stack with a real Envoy.
 
-The primer (e2e/opa_envoy/primer.rego, OPA's "Policy Primer via Examples", rego.v1
-form) reads ``input.attributes.request.http`` and ``input.parsed_body``, verifies
+The primer (policies/library/opa_envoy_primer.rego, OPA's "Policy Primer via Examples",
+rego.v1 form) reads ``input.attributes.request.http`` and ``input.parsed_body``, verifies
 HS256 tokens itself with ``io.jwt.decode_verify(encoded, {"secret": "secret"})``
 and checks ``nbf``/``exp`` against ``time.now_ns()``. The stack declares it:
 ``policy_input="opa-envoy"`` (input shape and decision path ``envoy/authz/allow``)
@@ -11,9 +11,9 @@ module that the policy reads the body and has Envoy buffer it for ext_authz.
 Tokens are minted here with PyJWT, as in the primer. A decision is the sidecar's
 when the answer carries ``x-a1-deny-reason``; an allowed request reaches a cell.
 
-``test_variant_*`` run a primer variant without the token builtins, so the
-plumbing (input, body buffering, no jwt_authn, decisions) is checked even where a
-runtime lacks ``io.jwt.decode_verify``.
+``test_variant_*`` run a primer variant with a fixed token table instead of the
+token builtins, to drive the plumbing (body buffering and truncation, forged
+headers, requests without a token) with inputs the primer cannot express.
 """
 
 from __future__ import annotations
@@ -26,12 +26,12 @@ from pathlib import Path
 import jwt
 import pytest
 
+from a1.package_data import policy_library
 from a1.stack import Stack
 from conformance.harness.client import Client, Response
-from policies.runtime.host import REGISTRY
 
 HERE = Path(__file__).resolve().parent / "opa_envoy"
-PRIMER_BUILTINS = ("io.jwt.decode_verify", "base64url.decode")
+PRIMER = policy_library() / "opa_envoy_primer.rego"
 
 
 def b64(name: str) -> str:
@@ -53,23 +53,20 @@ def reached_a_cell(resp: Response) -> bool:
     return resp.status not in (401, 403, 500, 503) and "x-a1-deny-reason" not in resp.headers
 
 
-def _start(start_stack: Callable[..., Stack], policy: str) -> Client:
-    s = start_stack(cells=1, policy=HERE / policy, policy_data=None, policy_input="opa-envoy",
+def _start(start_stack: Callable[..., Stack], policy: Path) -> Client:
+    s = start_stack(cells=1, policy=policy, policy_data=None, policy_input="opa-envoy",
                     verifies_tokens=True)  # fmt: skip
     return Client(s.http_url)
 
 
 @pytest.fixture(scope="module")
 def variant(start_stack: Callable[..., Stack]) -> Client:
-    return _start(start_stack, "primer_variant.rego")
+    return _start(start_stack, HERE / "primer_variant.rego")
 
 
 @pytest.fixture(scope="module")
 def primer(start_stack: Callable[..., Stack]) -> Client:
-    missing = [b for b in PRIMER_BUILTINS if b not in REGISTRY]
-    if missing:
-        pytest.skip(f"the runtime lacks {', '.join(missing)} (being added)")
-    return _start(start_stack, "primer.rego")
+    return _start(start_stack, PRIMER)
 
 
 # -- the primer, unchanged --------------------------------------------------------------
