@@ -143,7 +143,7 @@ def test_the_clock_is_one_instant_per_evaluation_and_the_policy_is_impure() -> N
     module = module_of("x := [a1test.clock(), time.now_ns(), a1test.clock()]")
     assert module.meta.pure is False
     a, b, c = module.evaluator().evaluate({})
-    assert a == c and abs(b / 1000 - a) < 1  # the same instant as time.now_ns()
+    assert a == c and abs(b / 1000 - a) < 2  # the same instant (time.now_ns is a double)
     later = module.evaluator().evaluate({})
     assert later[0] >= a
 

@@ -44,6 +44,7 @@ PAGE = 65536
 MAX_META_BYTES = 1 << 20
 RUNTIME_END = 0x10_0000  # a1rt's stack and static data end here (docs/policy-abi.md)
 START_SECTION = 8
+_NO_FINALIZER = ctypes.CFUNCTYPE(None, ctypes.c_void_p)()  # a NULL function pointer
 
 # The policy module's interface, as ``_describe`` renders a type.
 EXPORTS = {"a1_eval": "func (i32, i32) -> (i32)", "a1_input_base": "global i32"}
@@ -358,19 +359,11 @@ class Evaluator:
         self._clock = EvalContext()
         self._host_error = ""
         self._hosts = [HOST_BUILTINS[name] for name in meta.host_builtins]
-        i32 = wasmtime.ValType.i32()
-        linker.define_func(
-            "env",
-            "time_now_ns",
-            wasmtime.FuncType([], [wasmtime.ValType.f64()]),
-            lambda: float(self._clock.now_ns()),
-        )
-        linker.define_func(
-            "env",
-            "a1_host_call",
-            wasmtime.FuncType([i32, i32], [i32]),
-            self._host_call,
-            access_caller=True,
+        i32, f64 = wasmtime.ValType.i32(), wasmtime.ValType.f64()
+        self._callbacks: list[Any] = []  # the raw callbacks must outlive the store
+        linker.define(self.store, "env", "time_now_ns", self._raw_func([], [f64], self._now))
+        linker.define(
+            self.store, "env", "a1_host_call", self._raw_func([i32, i32], [i32], self._host_call)
         )
         self.store.set_fuel(fuel)  # instantiation runs initialisers, which burn fuel too
         self._grow_for(_runtime_module(), max_pages)
@@ -393,7 +386,11 @@ class Evaluator:
                 f"in [{RUNTIME_END:#x}, {cap:#x})"
             )
         self._err = rt.exports(self.store)["a1_err"]
-        self._alloc = rt.exports(self.store)["a1_alloc"]
+        alloc = rt.exports(self.store)["a1_alloc"]
+        if not isinstance(alloc, wasmtime.Func):
+            raise BundleError("a1rt: export a1_alloc is not a function")
+        self._alloc_ref = ctypes.byref(alloc._func)
+        self._alloc_args = (ffi.wasmtime_val_raw_t * 1)()
         func = exports["a1_eval"]
         if (
             not isinstance(func, wasmtime.Func)
@@ -478,27 +475,52 @@ class Evaluator:
             self._views = {size: view}
         return view
 
-    def _host_call(self, caller: Any, index: int, args_ptr: int) -> int:
-        """``env.a1_host_call``: decode the arguments, run the builtin, lay the result
-        out in the runtime's heap. Never raises: a failure is kept in ``_host_error``
-        and reported as ``HOST_ERROR``, which the policy turns into an ``E_HOST`` trap."""
+    def _raw_func(
+        self, params: list[Any], results: list[Any], body: Callable[[Any, Any], None]
+    ) -> wasmtime.Func:
+        """A host function wasm calls without wasmtime-py's per-call conversions (which
+        cost ~100 us a call): ``body(raw, caller)`` reads the arguments from and writes
+        the result to ``raw``, a ``wasmtime_val_raw_t`` array. ``body`` never raises."""
+        ty = wasmtime.FuncType(params, results)
+
+        @ffi.wasmtime_func_unchecked_callback_t
+        def callback(env: Any, caller: Any, raw: Any, n: int) -> int:
+            body(raw, caller)
+            return 0
+
+        func = ffi.wasmtime_func_t()
+        ffi.wasmtime_func_new_unchecked(
+            self.store._context(), ty.ptr(), callback, None, _NO_FINALIZER, ctypes.byref(func)
+        )
+        self._callbacks.append((callback, ty))
+        return wasmtime.Func._from_raw(func)
+
+    def _now(self, raw: Any, caller: Any) -> None:
+        """``env.time_now_ns``: one instant per evaluation (see ``EvalContext``)."""
+        raw[0].f64 = float(self._clock.now_ns())
+
+    def _host_call(self, raw: Any, caller: Any) -> None:
+        """``env.a1_host_call(index, args)``: decode the arguments, run the builtin, lay
+        the result out in the runtime's heap. Never raises: a failure is kept in
+        ``_host_error`` and answered ``HOST_ERROR``, which the policy turns into an
+        ``E_HOST`` trap."""
         name = "a host builtin"
+        out = HOST_ERROR
         try:
-            builtin = self._hosts[index]
+            builtin = self._hosts[raw[0].i32]
             name = builtin.name
-            args = decode(self._view(caller), args_ptr & 0xFFFFFFFF, **self.limits)
+            args = decode(self._view(self.store), raw[1].i32 & 0xFFFFFFFF, **self.limits)
             result = builtin.fn(*args) if builtin.pure else builtin.fn(self._clock, *args)
             if result is UNDEFINED:
-                return 0
-            size = len(encode_value(result, 0)[0])
-            try:
-                addr = int(self._alloc(caller, size))  # type: ignore[operator]
-            except wasmtime.Trap:
-                self._host_error = "memory cap reached"
-                return HOST_ERROR
-            data, ptr = encode_value(result, addr)
-            ctypes.memmove(self._base + addr, data, len(data))
-            return ptr
+                out = 0
+            else:
+                data, _ = encode_value(result, 0)
+                addr = self._heap_alloc(caller, len(data))
+                if addr is None:
+                    self._host_error = "memory cap reached"
+                else:
+                    data, out = encode_value(result, addr)
+                    ctypes.memmove(self._base + addr, data, len(data))
         except BuiltinError as err:
             self._host_error = str(err)
         except DecodeLimitError as err:
@@ -507,7 +529,24 @@ class Evaluator:
             self._host_error = f"{name}: {err}"
         except (Exception, RecursionError) as err:  # a bug in a builtin still denies
             self._host_error = f"{name}: internal error: {type(err).__name__}"
-        return HOST_ERROR
+        raw[0].i32 = out
+
+    def _heap_alloc(self, caller: Any, size: int) -> int | None:
+        """``a1_alloc(size)`` called back into wasm from a host function (None: the
+        memory cap is reached)."""
+        args = self._alloc_args
+        args[0].i32 = size
+        trap = ctypes.POINTER(ffi.wasm_trap_t)()
+        error = ffi.wasmtime_func_call_unchecked(
+            ffi.wasmtime_caller_context(caller), self._alloc_ref, args, 1, ctypes.byref(trap)
+        )
+        if error or trap:  # take ownership so the objects are freed
+            if error:
+                wasmtime.WasmtimeError._from_ptr(error)
+            else:
+                wasmtime.Trap._from_ptr(trap)
+            return None
+        return args[0].i32 & 0xFFFFFFFF
 
     def _failure(self, error: Any, trap: Any) -> PolicyError:
         if error:
