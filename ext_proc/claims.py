@@ -21,7 +21,7 @@ from envoy.config.core.v3 import base_pb2
 from google.protobuf.message import DecodeError
 
 from ext_proc import defaults
-from ext_proc.bounded import ENTRY_OVERHEAD, sizeof
+from policies.core.bounded import ENTRY_OVERHEAD, sizeof
 
 JWT_NAMESPACE = "envoy.filters.http.jwt_authn"
 JWT_PAYLOAD_KEY = "jwt_payload"

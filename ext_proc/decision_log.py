@@ -37,8 +37,8 @@ from pathlib import Path
 from typing import Any
 
 from ext_proc import defaults
-from ext_proc.bounded import ENTRY_OVERHEAD
 from ext_proc.defaults import MiB
+from policies.core.bounded import ENTRY_OVERHEAD
 from policies.core.urls import check_http_url, shorten
 
 log = logging.getLogger("ext_proc.decision_log")
@@ -121,8 +121,9 @@ def parse_sink_url(url: object) -> SinkUrl:
     host, port = checked.host, checked.port or 80
     target = (checked.path or "/") + (f"?{checked.query}" if checked.query else "")
     if not _TARGET.match(target) or _BAD_PERCENT.search(target):
-        raise ValueError(f"{shorten(checked.url)!r}: the path has characters that need "
-                         "percent-encoding")
+        raise ValueError(
+            f"{shorten(checked.url)!r}: the path has characters that need percent-encoding"
+        )
     bracketed = f"[{host}]" if ":" in host else host
     return SinkUrl(checked.url, host, port, target, f"{bracketed}:{port}")
 

@@ -24,7 +24,6 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from ext_proc import defaults
-from ext_proc.bounded import ENTRY_OVERHEAD, ByteLRU
 from ext_proc.config import DEFAULT_ENTRYPOINT, TenantSource
 from ext_proc.decision_log import DecisionLog
 from ext_proc.logutil import RateLimited, describe
@@ -34,6 +33,7 @@ from ext_proc.opa_envoy.input import InputRefused, RequestView, build_input
 from ext_proc.policy import UNDEFINED, PolicyError
 from ext_proc.request import A1_PREFIX, RequestFacts, RequestReader
 from ext_proc.stats import Stats, StatsKey, ThreadStats
+from policies.core.bounded import ENTRY_OVERHEAD, ByteLRU
 from policies.core.cells import CellTable
 from policies.headers import (
     CELL_HEADER,

@@ -749,3 +749,19 @@ x := [io.jwt.verify_hs256(token, "s3cret"), io.jwt.decode(token)[1], token]
     ok, payload, token = module.evaluator().evaluate({"sub": "alice"})
     assert ok is True and payload == {"sub": "alice"}
     assert token == pyjwt.encode({"sub": "alice"}, "s3cret", algorithm="HS256")
+
+
+def test_a_verified_token_is_remembered_but_its_claims_are_checked_on_every_call() -> None:
+    from policies.runtime.host.jwt import _VERIFIED
+
+    token = hs({"exp": NOW_S + 60, "iss": "a"})
+    c = {"secret": SECRET}
+    assert decode_verify(token, c)[0] is True
+    assert decode_verify(token, c)[0] is True  # from the cache
+    assert decode_verify(token, c, now_ns=NOW_NS + 61 * 10**9)[0] is False  # expired since
+    assert decode_verify(token, {**c, "iss": "b"})[0] is False
+    assert decode_verify(token, {"secret": SECRET + "x"})[0] is False  # another key: no hit
+    assert decode_verify(token, {**c, "alg": "HS384"})[0] is False
+    tampered = token[:-2] + ("A" if token[-2] != "A" else "B") + token[-1]
+    assert decode_verify(tampered, c)[0] is False
+    assert len(_VERIFIED) <= _VERIFIED.max_entries and _VERIFIED.bytes <= _VERIFIED.max_bytes

@@ -15,10 +15,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ext_proc import claims, defaults
-from ext_proc.bounded import ENTRY_OVERHEAD, ByteLRU, sizeof
 from ext_proc.decision_log import DecisionLog, entry_cost
 from ext_proc.engine import Engine
 from ext_proc.policy import load_policy
+from policies.core.bounded import ENTRY_OVERHEAD, ByteLRU, sizeof
 from tests.test_engine import ALICE, CELLS, ENTRY, compile_authz, payload
 
 ops = st.lists(
@@ -29,8 +29,9 @@ ops = st.lists(
 
 @settings(max_examples=200, deadline=None)
 @given(ops=ops, max_entries=st.integers(1, 12), max_bytes=st.integers(0, 2000))
-def test_byte_lru_matches_a_model(ops: list[tuple[str, int, int]], max_entries: int,
-                                  max_bytes: int) -> None:
+def test_byte_lru_matches_a_model(
+    ops: list[tuple[str, int, int]], max_entries: int, max_bytes: int
+) -> None:
     lru: ByteLRU[int] = ByteLRU(max_entries, max_bytes)
     model: OrderedDict[int, tuple[int, int]] = OrderedDict()
     for op, key, cost in ops:
@@ -56,8 +57,9 @@ def test_byte_lru_matches_a_model(ops: list[tuple[str, int, int]], max_entries: 
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.text(max_size=20),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner,
-                                                                max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
     max_leaves=20,
 )
 
@@ -77,11 +79,16 @@ def test_sizeof_counts_every_string_byte(v: Any) -> None:
 
 
 @settings(max_examples=50, deadline=None)
-@given(tokens=st.lists(st.tuples(st.text(min_size=1, max_size=30),
-                                 st.lists(st.text(max_size=200), max_size=30)), max_size=40),
-       max_bytes=st.integers(1000, 20000))
-def test_claims_caches_stay_within_their_byte_bound(tokens: list[tuple[str, list[str]]],
-                                                    max_bytes: int) -> None:
+@given(
+    tokens=st.lists(
+        st.tuples(st.text(min_size=1, max_size=30), st.lists(st.text(max_size=200), max_size=30)),
+        max_size=40,
+    ),
+    max_bytes=st.integers(1000, 20000),
+)
+def test_claims_caches_stay_within_their_byte_bound(
+    tokens: list[tuple[str, list[str]]], max_bytes: int
+) -> None:
     claims.configure(1000, max_bytes)
     try:
         for sub, roles in tokens:
@@ -89,8 +96,9 @@ def test_claims_caches_stay_within_their_byte_bound(tokens: list[tuple[str, list
             subject = claims.subject_from_header(value)
             assert subject == {"sub": sub, "tenant": "acme", "roles": roles}
             assert claims._bytes["header"] <= max_bytes
-            charged = sum(len(k) + sizeof(s) + ENTRY_OVERHEAD
-                          for k, s in claims._header_cache.items())
+            charged = sum(
+                len(k) + sizeof(s) + ENTRY_OVERHEAD for k, s in claims._header_cache.items()
+            )
             assert charged == claims._bytes["header"]
     finally:
         claims.configure(defaults.CLAIMS_ENTRIES, defaults.CLAIMS_BYTES)
@@ -107,16 +115,21 @@ def test_claims_cache_entry_larger_than_the_budget_is_not_kept() -> None:
 
 
 @settings(max_examples=50, deadline=None)
-@given(paths=st.lists(st.text(max_size=3000), max_size=60),
-       max_bytes=st.integers(ENTRY_OVERHEAD, 20000))
-def test_decision_log_queue_is_bounded_in_bytes(tmp_path_factory: Any, paths: list[str],
-                                                max_bytes: int) -> None:
-    dl = DecisionLog(tmp_path_factory.mktemp("dl") / "d.jsonl", queue_size=1000,
-                     max_bytes=max_bytes)
+@given(
+    paths=st.lists(st.text(max_size=3000), max_size=60),
+    max_bytes=st.integers(ENTRY_OVERHEAD, 20000),
+)
+def test_decision_log_queue_is_bounded_in_bytes(
+    tmp_path_factory: Any, paths: list[str], max_bytes: int
+) -> None:
+    dl = DecisionLog(
+        tmp_path_factory.mktemp("dl") / "d.jsonl", queue_size=1000, max_bytes=max_bytes
+    )
     try:
         for p in paths:
-            dl.append((0.0, "GET", p, None, "alice", "cell-1", False, 403, "denied", "v",
-                       False, 1000))
+            dl.append(
+                (0.0, "GET", p, None, "alice", "cell-1", False, 403, "denied", "v", False, 1000)
+            )
             assert dl.pending_bytes == sum(entry_cost(e) for e in dl._q) <= max_bytes
         assert dl.dropped + len(dl._q) == len(paths)
     finally:

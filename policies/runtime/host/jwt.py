@@ -49,6 +49,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
     encode_dss_signature,
 )
 
+from policies.core.bounded import ENTRY_OVERHEAD, ByteLRU, sizeof
 from policies.runtime.host.base import BuiltinError, EvalContext, builtin, want
 from policies.runtime.values import to_json_compatible
 
@@ -513,13 +514,16 @@ def _constraints(fn: str, value: Any) -> _Constraints:
 
 def _claims_hold(fn: str, c: _Constraints, now_ns: int | float, claims: dict[str, Any]) -> bool:
     """OPA's registered-claim checks: exp, nbf against ``now_ns``; iss and aud."""
-    now = Fraction(now_ns)
     for name in ("exp", "nbf"):
         if name in claims:
             v = claims[name]
             if type(v) is not int and type(v) is not float:
                 raise BuiltinError(f"{fn}: {name} value must be a number")
-            at = Fraction(v) * 1_000_000_000
+            # Exact, as OPA: integers compare as integers, anything else as fractions.
+            if type(v) is int and type(now_ns) is int:
+                now, at = now_ns, v * 1_000_000_000
+            else:
+                now, at = Fraction(now_ns), Fraction(v) * 1_000_000_000
             if (name == "exp" and now >= at) or (name == "nbf" and now < at):
                 return False
     if c.iss and claims.get("iss") != c.iss:
@@ -534,6 +538,12 @@ def _claims_hold(fn: str, c: _Constraints, now_ns: int | float, claims: dict[str
     return not c.aud
 
 
+# Verified tokens by (token, secret, cert text, alg): what a signature check depends on.
+# A sidecar sees the same bearer token on many requests; the claims' time, issuer and
+# audience checks still run on every call. Bounded in entries and bytes.
+_VERIFIED: ByteLRU[tuple[Any, dict[str, Any]] | bool] = ByteLRU(1024, 8 << 20)
+
+
 @builtin("io.jwt.decode_verify", pure=False)
 def decode_verify(ctx: EvalContext, jwt: Any, constraints: Any) -> list[Any]:
     """``[true, header, payload]`` when the signature and every claim check out, else
@@ -542,39 +552,49 @@ def decode_verify(ctx: EvalContext, jwt: Any, constraints: Any) -> list[Any]:
     unverified: list[Any] = [False, {}, {}]
     token = _split(fn, jwt)
     c = _constraints(fn, constraints)
+    cert = constraints.get("cert")
+    key = (jwt, c.secret, cert if isinstance(cert, str) else None, c.alg)
+    verified = _VERIFIED.get(key)
+    if verified is None:
+        verified = _with_context(fn, lambda: _verified(fn, token, c)) or False
+        _VERIFIED.put(key, verified, sizeof(key) + sizeof(verified) + ENTRY_OVERHEAD)
+    if verified is False:
+        return unverified
+    raw_header, claims = verified  # type: ignore[misc]
+    now = c.time if c.time is not None else ctx.now_ns()
+    if not _claims_hold(fn, c, now, claims):
+        return unverified
+    return [True, raw_header, claims]
 
-    def run() -> list[Any]:
-        tok = token
-        for _ in range(_MAX_NESTING):
-            raw_header = tok.decoded_header()
-            header = _header(raw_header)
-            if not header.alg or not header.crit_understood:
-                return unverified
-            if c.alg and c.alg != header.alg:
-                return unverified
-            if c.keys is not None:
-                ok = _verify_with(c.keys, header, header.alg, tok)
-            else:
-                secret = _Key("oct", _utf8(c.secret))
-                ok = _verify(header.alg, secret, tok.signing_input, tok.decoded_signature())
-            if not ok:
-                return unverified
-            payload = tok.decoded_payload()
-            if header.cty.upper() != "JWT":
-                break
-            try:
-                tok = _split(fn, payload.decode("utf-8"))
-            except UnicodeDecodeError:
-                raise BuiltinError("nested JWT is not UTF-8") from None
+
+def _verified(fn: str, token: _Token, c: _Constraints) -> tuple[Any, dict[str, Any]] | None:
+    """The header and claims of a token whose signatures (every nested layer's) check
+    out under ``c``'s key and algorithm; None when one does not."""
+    tok = token
+    for _ in range(_MAX_NESTING):
+        raw_header = tok.decoded_header()
+        header = _header(raw_header)
+        if not header.alg or not header.crit_understood:
+            return None
+        if c.alg and c.alg != header.alg:
+            return None
+        if c.keys is not None:
+            ok = _verify_with(c.keys, header, header.alg, tok)
         else:
-            raise BuiltinError(f"JWT nested deeper than {_MAX_NESTING} levels")
-        claims = _json_object(payload, "JWT payload")
-        now = c.time if c.time is not None else ctx.now_ns()
-        if not _claims_hold(fn, c, now, claims):
-            return unverified
-        return [True, raw_header, claims]
-
-    return _with_context(fn, run)  # type: ignore[no-any-return]
+            secret = _Key("oct", _utf8(c.secret))
+            ok = _verify(header.alg, secret, tok.signing_input, tok.decoded_signature())
+        if not ok:
+            return None
+        payload = tok.decoded_payload()
+        if header.cty.upper() != "JWT":
+            break
+        try:
+            tok = _split(fn, payload.decode("utf-8"))
+        except UnicodeDecodeError:
+            raise BuiltinError("nested JWT is not UTF-8") from None
+    else:
+        raise BuiltinError(f"JWT nested deeper than {_MAX_NESTING} levels")
+    return raw_header, _json_object(payload, "JWT payload")
 
 
 def _verifier(alg: str) -> Callable[[Any, Any], bool]:
