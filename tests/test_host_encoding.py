@@ -59,7 +59,19 @@ def test_base64_encode() -> None:
 def test_base64_decode_is_strict_like_regorus() -> None:
     assert value('base64.decode("aMOpbGxv")') == "héllo"
     assert value('base64.decode("YWI=")') == "ab"
-    for bad in ["YWJ", "YWJ=", "YW Jj", "YW\\nJj", "YWI", "=YWI", "YWI==", "w7/Dvj4_"]:
+    assert value('base64.decode("YQ==YWI=YWJj")') == "aababc"  # concatenated encodings
+    for bad in [
+        "YWJ",
+        "YWJ=",
+        "YW Jj",
+        "YW\\nJj",
+        "YWI",
+        "=YWI",
+        "YWI==",
+        "w7/Dvj4_",
+        "YQ=a",
+        "====",
+    ]:
         assert same(f'base64.decode("{bad}")')[0] == "error", bad
 
 

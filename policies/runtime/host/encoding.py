@@ -26,7 +26,11 @@ def lossy_utf8(data: bytes) -> str:
 
 
 def _strict_b64(text: str, urlsafe: bool, pad: bool) -> bytes | None:
-    """The bytes ``text`` spells in canonical base64 (None: not canonical base64)."""
+    """The bytes ``text`` spells in canonical base64 (None: not canonical base64).
+
+    Padded input may hold padding at the end of any 4-character block, not only
+    the last (``data_encoding`` decodes concatenated encodings so).
+    """
     if not text.isascii():
         return None
     raw = text.encode()
@@ -36,6 +40,14 @@ def _strict_b64(text: str, urlsafe: bool, pad: bool) -> bytes | None:
         raw += b"=" * (-len(raw) % 4)
     if len(raw) % 4:
         return None
+    if b"=" in raw[:-4]:
+        blocks = [_strict_block(raw[i : i + 4], urlsafe) for i in range(0, len(raw), 4)]
+        return None if None in blocks else b"".join(blocks)  # type: ignore[arg-type]
+    return _strict_block(raw, urlsafe)
+
+
+def _strict_block(raw: bytes, urlsafe: bool) -> bytes | None:
+    """The bytes canonical base64 ``raw`` spells (padding only at its end)."""
     try:
         data = base64.b64decode(raw, altchars=b"-_" if urlsafe else None, validate=True)
     except binascii.Error:

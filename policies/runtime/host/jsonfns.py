@@ -3,8 +3,8 @@ regorus does them, json.patch as OPA does it (regorus lacks it).
 
 The value model is IEEE doubles (integers exact within 2^53), so
 ``json.unmarshal`` refuses an integer literal beyond 2^53 rather than rounding
-it: a silently different number is a wrong answer. Every builtin bounds its
-work: nesting depth, node count and output size.
+it (as the sidecar refuses such an input): a silently different number is a
+wrong answer. Every builtin bounds its work: nesting depth, node count, output size.
 """
 
 from __future__ import annotations
@@ -203,14 +203,17 @@ def _bad_constant(name: str) -> Any:
 
 
 def _exact_int(fn: str) -> Any:
+    """An integer literal within 2^53, exact; one beyond is refused, as the sidecar's input
+    is (regorus rounds some of those silently: a different number is a wrong answer)."""
+
     def parse(s: str) -> int | float:
         if s == "-0":
             return -0.0  # regorus keeps the sign
         digits = s.lstrip("-")
         if len(digits) > 16 or (len(digits) == 16 and int(digits) > MAX_EXACT_INT):
+            shown = s if len(s) <= 40 else s[:40] + "..."
             raise BuiltinError(
-                f"{fn}: integer {s if len(s) <= 40 else s[:40] + '...'} is beyond 2^53 "
-                "and would not be exact (numbers are doubles)"
+                f"{fn}: integer {shown} is beyond 2^53 and would not be exact (numbers are doubles)"
             )
         return int(s)
 
