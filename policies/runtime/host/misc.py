@@ -1,7 +1,8 @@
 """Bitwise, number-range and graph builtins, as regorus computes them.
 
-Every result is bounded before it is built: a shift's result must fit in 64 bits
-(regorus's "not an i64"), a range or a path set has at most ``MAX_ITEMS``
+Every result is bounded before it is built: a bitwise result must be exact as a
+double (regorus keeps big integers; A1 refuses what it cannot hold rather than
+round it), a range or a path set has at most ``MAX_ITEMS``
 elements, and a graph walk at most ``MAX_STEPS`` steps, so a small input cannot
 make a builtin allocate gigabytes or enumerate an exponential number of paths.
 Graph walks are iterative: a deep graph cannot exhaust Python's stack.
@@ -26,9 +27,8 @@ MAX_STEPS = 1 << 18
 """Most vertex visits (plus path elements recorded) one graph builtin may make: path
 enumeration is exponential in the graph's size."""
 
-_I64_MIN = -(2**63)
-_U64_MAX = 2**64 - 1
-_I64_MAX = 2**63 - 1
+_EXACT = 2**53
+_U32_MAX = 2**32 - 1
 
 
 # ---------------------------------------------------------------- bits
@@ -43,31 +43,32 @@ def _integer(fn: str, position: int, v: Any) -> int:
     return int(v)
 
 
-def _fits(fn: str, r: int) -> int:
-    """regorus keeps a bitwise result only when it fits in an i64 or a u64."""
-    if not _I64_MIN <= r <= _U64_MAX:
-        raise BuiltinError(f"{fn}: result does not fit in 64 bits")
+def _exact(fn: str, r: int) -> int:
+    """regorus holds any integer exactly; A1's numbers are doubles, so a result past 2^53
+    is an error rather than a rounded value."""
+    if not -_EXACT <= r <= _EXACT:
+        raise BuiltinError(f"{fn}: result beyond 2^53 cannot be represented exactly")
     return r
 
 
 @builtin("bits.and")
 def bits_and(x: Any, y: Any) -> int:
-    return _fits("bits.and", _integer("bits.and", 1, x) & _integer("bits.and", 2, y))
+    return _exact("bits.and", _integer("bits.and", 1, x) & _integer("bits.and", 2, y))
 
 
 @builtin("bits.or")
 def bits_or(x: Any, y: Any) -> int:
-    return _fits("bits.or", _integer("bits.or", 1, x) | _integer("bits.or", 2, y))
+    return _exact("bits.or", _integer("bits.or", 1, x) | _integer("bits.or", 2, y))
 
 
 @builtin("bits.xor")
 def bits_xor(x: Any, y: Any) -> int:
-    return _fits("bits.xor", _integer("bits.xor", 1, x) ^ _integer("bits.xor", 2, y))
+    return _exact("bits.xor", _integer("bits.xor", 1, x) ^ _integer("bits.xor", 2, y))
 
 
 @builtin("bits.negate")
 def bits_negate(x: Any) -> int:
-    return _fits("bits.negate", ~_integer("bits.negate", 1, x))
+    return _exact("bits.negate", ~_integer("bits.negate", 1, x))
 
 
 def _shift_count(fn: str, x: Any, s: Any) -> tuple[int, int | None]:
@@ -75,7 +76,7 @@ def _shift_count(fn: str, x: Any, s: Any) -> tuple[int, int | None]:
     n = _integer(fn, 2, s)
     if n < 0:
         raise BuiltinError(f"{fn}: the shift count must not be negative but got {n}")
-    return a, (None if n > _I64_MAX else n)  # regorus: a count past i64 is undefined
+    return a, (None if n > _U32_MAX else n)  # regorus: a count past u32 is undefined
 
 
 @builtin("bits.lsh")
@@ -85,9 +86,9 @@ def bits_lsh(x: Any, s: Any) -> Any:
         return UNDEFINED
     if a == 0:
         return 0
-    if n > 128:  # 1 << n would not fit whatever a is; never build it
-        raise BuiltinError("bits.lsh: result does not fit in 64 bits")
-    return _fits("bits.lsh", a << n)
+    if a.bit_length() + n > 64:  # past 2^53 whatever a is: never build 1 << 10**9
+        raise BuiltinError("bits.lsh: result beyond 2^53 cannot be represented exactly")
+    return _exact("bits.lsh", a << n)
 
 
 @builtin("bits.rsh")
@@ -95,7 +96,7 @@ def bits_rsh(x: Any, s: Any) -> Any:
     a, n = _shift_count("bits.rsh", x, s)
     if n is None:
         return UNDEFINED
-    return _fits("bits.rsh", a >> min(n, 2048))  # arithmetic: a negative a ends at -1
+    return _exact("bits.rsh", a >> min(n, 2048))  # arithmetic: a negative a ends at -1
 
 
 # ---------------------------------------------------------------- numbers

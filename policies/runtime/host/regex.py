@@ -45,6 +45,7 @@ MAX_PATTERN = 64 * 1024
 """Longest pattern (in characters) accepted; a longer one is an error."""
 
 _MAX_TRANSLATED = 1 << 20  # RE2 spelling of one pattern (classes expand), in characters
+_MAX_PERL_CLASSES = 256  # each Unicode \w is 796 ranges to merge and spell out
 _RE2_MAX_MEM = 4 << 20  # RE2's budget per compiled pattern (program and lazy DFA)
 _CACHE_ENTRIES = 128
 _CACHE_CHARS = 1 << 20  # sum of cached pattern lengths
@@ -112,6 +113,8 @@ def _translator() -> type:
             self.groups = 0
             self.group_index: dict[str, int] = {}
             self.boundary = False
+            self.size = 0
+            self.perl_classes = 0
 
         def translate(self) -> str:
             # a frame: [opener, alternatives, items]; an item is (text, is_operand)
@@ -153,10 +156,21 @@ def _translator() -> type:
                         op += "?"
                     items[-1] = (f"(?:{items[-1][0]}){op}", True)
                 else:
-                    items.append((self.atom(), True))
+                    text = self.atom()
+                    self.size += len(text)
+                    if self.size > _MAX_TRANSLATED:  # classes spelled out: \w is 16 KiB
+                        raise RegexUnsupported("pattern too large")
+                    items.append((text, True))
             if len(stack) > 1:
                 raise PatternError(f"unclosed group (at offset {stack[-1][0]})", stack[-1][0])
             return "|".join([*stack[0][2], "".join(t for t, _ in stack[0][3])])
+
+        def parse_escape(self, *, in_class: bool) -> tuple[str, object]:
+            if self.peek(1) in ("d", "s", "w", "D", "S", "W"):
+                self.perl_classes += 1
+                if self.perl_classes > _MAX_PERL_CLASSES:
+                    raise RegexUnsupported(f"more than {_MAX_PERL_CLASSES} of \\d \\s \\w")
+            return super().parse_escape(in_class=in_class)
 
         def invalid(self, what: str) -> Exception:
             return PatternError(f"{what} (at offset {self.i})", self.i)
