@@ -203,7 +203,9 @@ def test_the_pattern_cache_is_bounded() -> None:
     for i in range(host_regex._CACHE_ENTRIES * 2):
         call("regex.match", f"x{i}", "x")
     assert len(host_regex._CACHE) <= host_regex._CACHE_ENTRIES
-    assert host_regex._cache_chars <= host_regex._CACHE_CHARS
+    for i in range(2 * host_regex._CACHE_CHARS // host_regex.MAX_PATTERN):
+        call("regex.match", "y" * (host_regex.MAX_PATTERN - 3) + f"{i:03d}", "y")
+    assert host_regex._CACHE.chars <= host_regex._CACHE_CHARS
 
 
 # ---------------------------------------------------------------- differential

@@ -22,6 +22,7 @@ bytes, as globset matches bytes.
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -341,19 +342,44 @@ class Regex:
             pos = e
 
 
-_CACHE: OrderedDict[str, Regex | str] = OrderedDict()
-_cache_chars = 0
+class _LRU:
+    """A per-process cache of compiled patterns, bounded in entries and in the summed
+    length of its patterns; safe to share between the sidecar's threads."""
+
+    def __init__(self, entries: int, chars: int) -> None:
+        self.entries = entries
+        self.max_chars = chars
+        self.chars = 0
+        self._items: OrderedDict[Any, tuple[int, Any]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def get(self, key: Any) -> Any:
+        with self._lock:
+            hit = self._items.get(key)
+            if hit is None:
+                return None
+            self._items.move_to_end(key)
+            return hit[1]
+
+    def put(self, key: Any, size: int, value: Any) -> None:
+        if size > self.max_chars // 4:
+            return
+        with self._lock:
+            old = self._items.pop(key, None)
+            if old is not None:
+                self.chars -= old[0]
+            self._items[key] = (size, value)
+            self.chars += size
+            while len(self._items) > self.entries or self.chars > self.max_chars:
+                _, (dropped, _) = self._items.popitem(last=False)
+                self.chars -= dropped
 
 
-def _remember(pattern: str, entry: Regex | str) -> None:
-    global _cache_chars
-    if len(pattern) > _CACHE_CHARS // 4:
-        return
-    _CACHE[pattern] = entry
-    _cache_chars += len(pattern)
-    while len(_CACHE) > _CACHE_ENTRIES or _cache_chars > _CACHE_CHARS:
-        old, _ = _CACHE.popitem(last=False)
-        _cache_chars -= len(old)
+_CACHE = _LRU(_CACHE_ENTRIES, _CACHE_CHARS)  # pattern -> Regex, or the invalid message
+_GLOB_CACHE = _LRU(_CACHE_ENTRIES, _CACHE_CHARS)  # (pattern, delimiters) -> RE2 program
 
 
 def compile_regex(pattern: str) -> Regex:
@@ -364,7 +390,6 @@ def compile_regex(pattern: str) -> Regex:
     """
     hit = _CACHE.get(pattern)
     if hit is not None:
-        _CACHE.move_to_end(pattern)
         if isinstance(hit, str):
             raise RegexInvalid(hit)
         return hit
@@ -378,10 +403,10 @@ def compile_regex(pattern: str) -> Regex:
         if not prog.ok():
             raise RegexUnsupported(prog.error().decode("utf-8", "replace"))
     except RegexInvalid as err:
-        _remember(pattern, str(err))
+        _CACHE.put(pattern, len(pattern), str(err))
         raise
     compiled = Regex(prog, prog.NumberOfCapturingGroups(), names, boundary)
-    _remember(pattern, compiled)
+    _CACHE.put(pattern, len(pattern), compiled)
     return compiled
 
 
@@ -628,9 +653,6 @@ def _glob_re2(node: Any) -> str:
     raise AssertionError(f"glob node {node!r}")
 
 
-_GLOB_CACHE: OrderedDict[tuple[str, tuple[str, ...] | None], Any] = OrderedDict()
-
-
 def _glob_program(pattern: str, delims: list[str] | None) -> Any:
     from policies.compiler.patterns import PatternError
     from policies.compiler.patterns.glob_parse import DOT_STAR, GlobParser, glob_ast, glob_rewrite
@@ -638,7 +660,6 @@ def _glob_program(pattern: str, delims: list[str] | None) -> Any:
     key = (pattern, None if delims is None else tuple(delims))
     hit = _GLOB_CACHE.get(key)
     if hit is not None:
-        _GLOB_CACHE.move_to_end(key)
         return hit
     try:
         chars = glob_rewrite([(c, i) for i, c in enumerate(pattern)], delims)
@@ -657,10 +678,7 @@ def _glob_program(pattern: str, delims: list[str] | None) -> Any:
     prog = re2._re2.RE2(text.encode("latin-1"), _LATIN1)
     if not prog.ok():
         raise BuiltinError(f"glob.match: unsupported glob: {prog.error().decode()}")
-    if len(pattern) <= _CACHE_CHARS // 4:
-        _GLOB_CACHE[key] = prog
-        while len(_GLOB_CACHE) > _CACHE_ENTRIES:
-            _GLOB_CACHE.popitem(last=False)
+    _GLOB_CACHE.put(key, len(pattern), prog)
     return prog
 
 
