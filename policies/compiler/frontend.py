@@ -7,8 +7,10 @@ pinned exactly in pyproject.toml.
 
 from __future__ import annotations
 
+import decimal
 import itertools
 import json
+import re
 from collections.abc import Iterable, Mapping
 from collections.abc import Set as AbstractSet
 from typing import Any
@@ -16,12 +18,17 @@ from typing import Any
 import regorus
 
 from policies.compiler import ir
-from policies.compiler.builtins import known_builtin
+from policies.compiler.builtins import (
+    BUILTINS,
+    IMPURE_BUILTINS,
+    PATTERN_BUILTINS,
+    host_builtin,
+    known_builtin,
+)
 from policies.compiler.errors import CompileError, from_regorus, unsupported
-from policies.compiler.limits import check_rego, check_value
-from policies.runtime.values import RegoSet
-
-MAX_EXACT_INT = 2**53
+from policies.compiler.limits import check_rego, check_value, exact_range
+from policies.compiler.respell import Respelled, respell
+from policies.runtime.values import MAX_EXACT_INT, RegoSet
 
 _ARITH = {"Add": "+", "Sub": "-", "Mul": "*", "Div": "/", "Mod": "%"}
 _BOOL = {"Eq": "==", "Ne": "!=", "Lt": "<", "Le": "<=", "Gt": ">", "Ge": ">="}
@@ -40,13 +47,25 @@ def parse_sources(sources: Mapping[str, str], data: Any = None) -> ir.Program:
     check_value("data document", data)
     modules = []
     for name, text in sources.items():
+        spelled = respell(text)
         engine = regorus.Engine()
         try:
-            engine.add_policy(name, text)
+            engine.add_policy(name, spelled.text)
             asts = json.loads(engine.get_ast_as_json())
         except RuntimeError as err:
             error = from_regorus(str(err), name)
-            if "keyword is required" in error.message and _parses_as_v0(name, text):
+            if error.loc is not None and error.loc.file == name:
+                error = CompileError(
+                    ir.Loc(name, *spelled.old_line_col(error.loc.line, error.loc.col)),
+                    error.kind,
+                    error.message,
+                )
+            if "cannot parse number" in error.message and error.loc is not None:
+                raise _number_refused(text, error) from None
+            if "maximum column width" in error.message:
+                # regorus's own limit, on a line re-spelling could not shorten
+                raise unsupported(error.loc, f"a line this long ({error.message})") from None
+            if "keyword is required" in error.message and _parses_as_v0(name, spelled.text):
                 # Valid Rego, just not the v1 syntax this compiler takes: refused, not wrong.
                 raise unsupported(error.loc, f"Rego v0 syntax ({error.message})") from None
             raise error from None
@@ -55,8 +74,25 @@ def parse_sources(sources: Mapping[str, str], data: Any = None) -> ir.Program:
             # collection of the error's traceback cycle on whatever thread runs the GC.
             del engine
         for module in asts:
-            modules.append((name, text, module["ast"]))
+            modules.append((name, spelled, module["ast"]))
     return _Lowerer(modules, data if data is not None else {}, dict(sources)).program()
+
+
+def _number_refused(text: str, error: CompileError) -> CompileError:
+    """regorus cannot even read some number literals (``1`` and 400 zeros), which OPA
+    takes as exact numbers: refused as unsupported, not as a syntax error."""
+    assert error.loc is not None
+    line = text.split("\n")[error.loc.line - 1] if error.loc.line <= text.count("\n") + 1 else ""
+    m = _NUMBER.match(line, error.loc.col - 1)
+    if m is None:
+        return error
+    shown = m.group() if len(m.group()) <= 40 else m.group()[:37] + "..."
+    if "." in m.group() or "e" in m.group().lower():
+        return unsupported(error.loc, f"number literal {shown} ({error.message})")
+    return unsupported(error.loc, f"integer literal {shown} is beyond {exact_range()}")
+
+
+_NUMBER = re.compile(r"-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?")
 
 
 def _parses_as_v0(name: str, text: str) -> bool:
@@ -73,12 +109,15 @@ def _parses_as_v0(name: str, text: str) -> bool:
 
 
 class _Lines:
-    """Byte offset → (line, col): regorus spans give byte offsets; columns count characters."""
+    """Byte offset → (line, col): regorus spans give byte offsets into the re-spelled
+    text; a place is reported in the user's text, where columns count characters."""
 
-    def __init__(self, text: str) -> None:
-        self.data = text.encode()
+    def __init__(self, spelled: Respelled) -> None:
+        self.spelled = spelled
+        self.data = spelled.original.encode()
 
     def loc(self, file: str, offset: int) -> ir.Loc:
+        offset = self.spelled.old_offset(offset)
         line_start = self.data.rfind(b"\n", 0, offset) + 1
         line = self.data.count(b"\n", 0, offset) + 1
         return ir.Loc(file, line, len(self.data[line_start:offset].decode(errors="replace")) + 1)
@@ -110,7 +149,9 @@ def _span_text(text: str, span: Mapping[str, Any]) -> str:
 
 
 class _Lowerer:
-    def __init__(self, modules: list[tuple[str, str, Any]], data: Any, sources: dict[str, str]):
+    def __init__(
+        self, modules: list[tuple[str, Respelled, Any]], data: Any, sources: dict[str, str]
+    ):
         self.modules = modules
         self.data = data
         self.sources = sources
@@ -121,6 +162,7 @@ class _Lowerer:
         self.file = ""
         self.text = ""
         self.lines: _Lines | None = None
+        self.spelled = respell("")
         self.package: tuple[str, ...] = ()
         self.aliases: dict[str, ir.Term] = {}
         self._pending: set[str] = set()  # declared later in the enclosing queries
@@ -132,17 +174,19 @@ class _Lowerer:
 
     def program(self) -> ir.Program:
         # Pass 1: every package and rule name, so references across files resolve.
-        heads: list[tuple[str, str, tuple[str, ...], Any]] = []
-        for file, text, ast in self.modules:
-            self.file, self.text, self.lines = file, text, _Lines(text)
+        heads: list[tuple[str, Respelled, tuple[str, ...], Any]] = []
+        for file, spelled, ast in self.modules:
+            self.file, self.text, self.lines = file, spelled.text, _Lines(spelled)
+            self.spelled = spelled
             package = tuple(self._ref_path(ast["package"]["refr"]))
             self.packages.add(package)
             for rule in ast["rules"]:
-                heads.append((file, text, package, rule))
+                heads.append((file, spelled, package, rule))
                 self._declare(package, rule)
         # Pass 2: lower bodies with full knowledge of the namespace.
-        for file, text, ast in self.modules:
-            self.file, self.text, self.lines = file, text, _Lines(text)
+        for file, spelled, ast in self.modules:
+            self.file, self.text, self.lines = file, spelled.text, _Lines(spelled)
+            self.spelled = spelled
             self.package = tuple(self._ref_path(ast["package"]["refr"]))
             self.aliases = self._imports(ast.get("imports", []))
             for f, _t, package, rule in heads:
@@ -194,8 +238,8 @@ class _Lowerer:
             return [*self._ref_path(body["refr"]), body["field"][1]]
         if kind == "RefBrack":
             index_kind, index = _variant(body["index"])
-            if index_kind == "String":
-                return [*self._ref_path(body["refr"]), index["value"]]
+            if index_kind in ("String", "RawString"):
+                return [*self._ref_path(body["refr"]), self.spelled.string(index["value"])]
         raise unsupported(self._loc(body), f"reference form {kind} here")
 
     def _declare(self, package: tuple[str, ...], rule: Mapping[str, Any]) -> None:
@@ -419,10 +463,9 @@ class _Lowerer:
                     withs,
                 )
                 return lit
-            return ir.ExprLit(self._term(body["expr"], locals_), loc, withs)
+            return self._expr_lit(body["expr"], locals_, loc, withs)
         if kind == "NotExpr":
-            inner = ir.ExprLit(self._term(body["expr"], locals_), loc, withs)
-            return ir.NotLit([inner], loc)
+            return ir.NotLit([self._expr_lit(body["expr"], locals_, loc, withs)], loc)
         if withs:
             raise unsupported(withs[0].loc, f"`with` on a {kind} literal")
         if kind == "SomeIn":
@@ -460,6 +503,35 @@ class _Lowerer:
                 loc,
             )
         raise unsupported(loc, f"literal {kind}")
+
+    def _expr_lit(
+        self, expr: Mapping[str, Any], locals_: set[str], loc: ir.Loc, withs: list[ir.With]
+    ) -> ir.Lit:
+        """An expression statement. A call with one argument more than its function
+        takes is the output form (``count(x, n)``): ``n = count(x)``, which binds an
+        unbound ``n`` and compares a bound one or a constant, as in OPA and regorus."""
+        kind, body = _variant(expr)
+        if kind == "Call":
+            arity = self._call_arity(body["fcn"])
+            if arity is not None and len(body["params"]) == arity + 1:
+                *params, out = body["params"]
+                call = self._call({**body, "params": params}, locals_, self._loc(body))
+                return ir.AssignLit(self._term(out, locals_), call, False, loc, withs)
+        return ir.ExprLit(self._term(expr, locals_), loc, withs)
+
+    def _call_arity(self, fcn: Mapping[str, Any]) -> int | None:
+        """The number of arguments the function a call names takes (None: unknown)."""
+        try:
+            parts = self._ref_path(fcn)
+        except CompileError:
+            return None
+        relative = self.rules.get((*self.package, *parts))
+        if relative is not None and relative.kind == "function":
+            return relative.arity
+        if parts[0] == "data":
+            rule = self.rules.get(tuple(parts[1:]))
+            return rule.arity if rule is not None and rule.kind == "function" else None
+        return _builtin_arity(".".join(parts))
 
     # regorus checks some things statically; so do we, with its words.
 
@@ -563,9 +635,9 @@ class _Lowerer:
         kind, body = _variant(node)
         loc = self._loc(body)
         if kind in ("String", "RawString"):
-            return ir.Const(body["value"], loc)
+            return ir.Const(self.spelled.string(body["value"]), loc)
         if kind == "Number":
-            return ir.Const(self._number(body["value"], loc), loc)
+            return ir.Const(self._number(body, loc), loc)
         if kind == "Bool":
             return ir.Const(bool(body["value"]), loc)
         if kind == "Null":
@@ -654,12 +726,24 @@ class _Lowerer:
             raise unsupported(loc, "assignment inside an expression")
         raise unsupported(loc, f"expression {kind}")
 
-    def _number(self, value: Any, loc: ir.Loc) -> int | float:
+    def _number(self, body: Mapping[str, Any], loc: ir.Loc) -> int | float:
+        """A number literal, read from its source text: regorus parses an integer
+        past 2^64 as a double, which would pass any range check on its value.
+        An integer (``1e3`` too) beyond the exact range is refused, never rounded."""
+        value = body["value"]
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise CompileError(loc, "syntax", f"invalid number {value!r}")
-        if isinstance(value, int) and abs(value) > MAX_EXACT_INT:
-            raise unsupported(loc, f"integer literal {value} beyond 2^53 (numbers are doubles)")
-        return value
+        text = _span_text(self.text, body["span"]).strip() if "span" in body else repr(value)
+        try:
+            exact = decimal.Decimal(text)
+        except decimal.InvalidOperation:
+            raise CompileError(loc, "syntax", f"invalid number {text!r}") from None
+        if not exact.is_finite() or exact != exact.to_integral_value():
+            return value
+        if abs(exact) > MAX_EXACT_INT:
+            shown = text if len(text) <= 40 else text[:37] + "..."
+            raise unsupported(loc, f"integer literal {shown} is beyond {exact_range()}")
+        return int(exact)
 
     def _var(self, name: str, locals_: set[str], loc: ir.Loc) -> ir.Term:
         if name == "_":
@@ -787,6 +871,16 @@ class _Lowerer:
 
 
 _MISSING = object()
+
+
+def _builtin_arity(name: str) -> int | None:
+    """How many arguments a builtin the compiler knows takes (None: no such builtin)."""
+    for table in (BUILTINS, PATTERN_BUILTINS, IMPURE_BUILTINS):
+        if name in table:
+            entry = table[name]
+            return entry[1] if isinstance(entry, tuple) else entry
+    host = host_builtin(name)
+    return host.arity if host is not None else None
 
 
 def _literal_key(node: Mapping[str, Any]) -> tuple[str, Any] | None:

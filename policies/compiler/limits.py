@@ -11,11 +11,13 @@ first, with the place of the first token past the limit.
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
-from policies.compiler.errors import CompileError
+from policies.compiler.errors import CompileError, unsupported
 from policies.compiler.ir import Loc
+from policies.runtime.values import MAX_EXACT_INT
 
 REGO_MAX_DEPTH = 32
 """Brackets ``[ { (`` open at once in Rego source (the shipped policy and the
@@ -125,21 +127,38 @@ def check_json(file: str, text: str, limit: int = JSON_MAX_DEPTH) -> None:
     _scan(_JSON_TOKENS, file, text, limit)
 
 
+def exact_range() -> str:
+    """The integers the runtime holds exactly, in words (``±2^53``)."""
+    n = MAX_EXACT_INT
+    if n & (n - 1) == 0:
+        return f"±2^{n.bit_length() - 1} (the exact integer range)"
+    if (n + 1) & n == 0:
+        return f"±(2^{n.bit_length()}-1) (the exact integer range)"
+    return f"±{n} (the exact integer range)"
+
+
 def check_value(where: str, value: Any, limit: int = JSON_MAX_DEPTH) -> None:
-    """Refuse an already-parsed document nested deeper than ``limit`` (iteratively:
-    a recursive walk would itself overflow on the values this refuses)."""
-    stack: list[tuple[Any, int]] = [(value, 0)]
+    """Refuse an already-parsed document nested deeper than ``limit``, or holding an
+    integer beyond the exact range (it would silently become a double), with the
+    path to it. Iterative: a recursive walk would itself overflow on what this refuses."""
+    stack: list[tuple[Any, int, tuple[Any, ...]]] = [(value, 0, ())]
     while stack:
-        v, depth = stack.pop()
+        v, depth, path = stack.pop()
+        if isinstance(v, int) and not isinstance(v, bool) and abs(v) > MAX_EXACT_INT:
+            shown = str(v) if len(str(v)) <= 40 else str(v)[:37] + "..."
+            at = "".join(f"[{json.dumps(k)}]" for k in path)
+            raise unsupported(None, f"{where}{at}: integer {shown} is beyond {exact_range()}")
         if isinstance(v, dict):
-            children: Any = v.values()
-        elif isinstance(v, (list, tuple, set, frozenset)):
-            children = v
+            children: Any = v.items()
+        elif isinstance(v, (list, tuple)):
+            children = enumerate(v)
+        elif isinstance(v, (set, frozenset)):
+            children = ((None, c) for c in v)
         else:
             continue
         if depth + 1 > limit:
             raise CompileError(None, "syntax", f"{where}: nesting deeper than {limit}")
-        stack.extend((c, depth + 1) for c in children)
+        stack.extend((c, depth + 1, (*path, k) if k is not None else path) for k, c in children)
 
 
 def decode_utf8(name: str, data: bytes) -> str:
