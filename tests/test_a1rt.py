@@ -787,6 +787,11 @@ def test_parse_numbers_roundtrip(rt: Runtime, x: float) -> None:
         if not math.isfinite(float(s)):
             continue
         rt.reset()
+        if re.fullmatch(r"-?[1-9][0-9]*", s) and not -(2**63) <= int(s) < 2**63:
+            with pytest.raises(Trapped) as info:  # an integer past int64: refused, not rounded
+                rt.call("a1_b_to_number", rt.put(s))
+            assert info.value.code == E_RANGE
+            continue
         got = rt.get(rt.call("a1_b_to_number", rt.put(s)))
         assert got == float(s), (s, got)
 
@@ -803,7 +808,7 @@ HALF_MIN = "2.470328229206232720882843964341106861825299013071623822127928412503
 
 
 @pytest.mark.parametrize("s", [
-    "123456789012345678901234567890", "9007199254740993", "9007199254740995",
+    "123456789012345678901234567890.0", "9007199254740993.0", "9007199254740995e0",
     "1.7976931348623157e308", "1.7976931348623158e308", "2.2250738585072011e-308",
     "2.2250738585072012e-308", HALF_MIN + "e-324", HALF_MIN + "1e-324", "4.9406564584124654e-324",
     "0.1", "0." + "3" * 800, "1" * 900 + "e-900", "7" * 30 + "." + "1" * 30, "8.5e-323",
@@ -814,6 +819,23 @@ def test_to_number_correctly_rounded(rt: Runtime, s: str) -> None:
     rt.reset()
     got = rt.get(rt.call("a1_b_to_number", rt.put(s)))
     assert got == float(s)
+
+
+@pytest.mark.parametrize("s", ["9007199254740993", "-9007199254740993", " 9223372036854775807\n",
+                               "-9223372036854775808", "9007199254740992", "1234567890123456"])
+def test_to_number_integers_exact(rt: Runtime, s: str) -> None:
+    rt.reset()
+    got = rt.get(rt.call("a1_b_to_number", rt.put(s)))
+    assert got == int(s) and (type(got) is int or abs(got) == 2**53)  # 2^53: a double
+
+
+@pytest.mark.parametrize("s", ["9223372036854775808", "-9223372036854775809",
+                               "123456789012345678901234567890", "1" + "0" * 400])
+def test_to_number_integers_past_int64_refused(rt: Runtime, s: str) -> None:
+    rt.reset()
+    with pytest.raises(Trapped) as info:
+        rt.call("a1_b_to_number", rt.put(s))
+    assert info.value.code == E_RANGE
 
 
 # ---------------------------------------------------------------- patterns

@@ -18,6 +18,8 @@ def _canonical(value: Any) -> str:
     def tag(v: Any) -> Any:
         if isinstance(v, bool) or v is None:
             return ["b", v]
+        if isinstance(v, int) and abs(v) > 2**53:
+            return ["n", v]  # exact: float() would merge 2^53 + 1 with 2^53
         if isinstance(v, (int, float)):
             return ["n", float(v)]
         if isinstance(v, str):

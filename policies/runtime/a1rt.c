@@ -130,6 +130,18 @@ A1_EXPORT("a1_num") a1v a1_num(double x) {
     return v;
 }
 
+/* An integer: a double within 2^53, else a flagged record holding the i64
+ * (docs/policy-abi.md, "Values"). The host's clock arrives through it. */
+A1_EXPORT("a1_int") a1v a1_int(i64 x) {
+    if (x >= -(i64)A1_TWO53 && x <= (i64)A1_TWO53) return a1_num((double)x);
+    a1v v = a1_alloc(16);
+    u32 *p = (u32 *)a1_p(v);
+    p[0] = A1_NUM | (A1_NUM_I64 << 8);
+    p[1] = 0;
+    __builtin_memcpy(p + 2, &x, 8);
+    return v;
+}
+
 A1_EXPORT("a1_str_new") a1v a1_str_new(u32 len) {
     if (len > 0x7FFFFFF0u) a1_fail(E_OOM);
     a1v v = a1_alloc(8 + len);
@@ -305,6 +317,29 @@ A1_EXPORT("a1_num_of") double a1_num_of(a1v v) {
 /* ---- the total order -------------------------------------------------------
  * null < boolean < number < string < array < set < object (regorus's). */
 
+i32 a1_cmp_i64_f64(i64 i, double d) {
+    if (d >= 9223372036854775808.0) return -1;
+    if (d < -9223372036854775808.0) return 1;
+    i64 t = (i64)d; /* d in [-2^63, 2^63): its integer part fits */
+    if (i != t) return i < t ? -1 : 1;
+    double fr = d - __builtin_trunc(d);
+    return fr > 0 ? -1 : fr < 0;
+}
+
+/* Numbers by value: doubles directly, a flagged integer exactly. */
+static i32 num_cmp(a1v a, a1v b) {
+    int fa = a1_is_i64(a), fb = a1_is_i64(b);
+    if (__builtin_expect(!(fa | fb), 1)) {
+        double x = a1_f(a), y = a1_f(b);
+        return x < y ? -1 : x > y;
+    }
+    if (fa && fb) {
+        i64 x = a1_i(a), y = a1_i(b);
+        return x < y ? -1 : x > y;
+    }
+    return fa ? a1_cmp_i64_f64(a1_i(a), a1_f(b)) : -a1_cmp_i64_f64(a1_i(b), a1_f(a));
+}
+
 static i32 str_cmp(a1v a, a1v b) {
     u32 na = a1_n(a), nb = a1_n(b);
     i32 c = memcmp(a1_s(a), a1_s(b), na < nb ? na : nb);
@@ -320,10 +355,8 @@ A1_EXPORT("a1_cmp") i32 a1_cmp(a1v a, a1v b) {
     switch (ta) {
     case A1_STR:
         return str_cmp(a, b);
-    case A1_NUM: {
-        double x = a1_f(a), y = a1_f(b);
-        return x < y ? -1 : x > y;
-    }
+    case A1_NUM:
+        return num_cmp(a, b);
     case A1_BOOL: {
         u32 x = a1_n(a), y = a1_n(b);
         return x < y ? -1 : x > y;
@@ -365,7 +398,8 @@ A1_EXPORT("a1_eq") i32 a1_eq(a1v a, a1v b) {
         return n == a1_n(b) && memcmp(a1_s(a), a1_s(b), n) == 0;
     }
     case A1_NUM:
-        return a1_f(a) == a1_f(b);
+        if (__builtin_expect(!(a1_is_i64(a) | a1_is_i64(b)), 1)) return a1_f(a) == a1_f(b);
+        return num_cmp(a, b) == 0;
     case A1_BOOL:
         return a1_n(a) == a1_n(b);
     case A1_NULL:
@@ -445,7 +479,7 @@ static i32 set_find(a1v set, a1v key) {
 
 /* Index of an integral in-range number key into n items, else -1. */
 static i32 arr_index(a1v key, u32 n) {
-    if (a1_tag_of(key) != A1_NUM) return -1;
+    if (a1_tag_of(key) != A1_NUM || a1_is_i64(key)) return -1; /* flagged: beyond 2^53 */
     double d = a1_f(key);
     if (!(d >= 0 && d < (double)n)) return -1;
     u32 i = (u32)d;
@@ -509,6 +543,37 @@ static a1v num_result(double r) {
     return a1_num(r);
 }
 
+a1v a1_n_out(a1n x) { return x.exact ? a1_int(x.i) : num_result(x.d); }
+
+/* x * y when it fits int64 (returns 0 otherwise), in 32-bit halves: LLVM
+ * turns the usual division check into a 128-bit multiply, a libcall here. */
+static int mul_i64(i64 x, i64 y, i64 *r) {
+    u64 ux = x < 0 ? 0 - (u64)x : (u64)x, uy = y < 0 ? 0 - (u64)y : (u64)y;
+    int neg = (x < 0) != (y < 0);
+    u64 xl = ux & 0xFFFFFFFFu, xh = ux >> 32, yl = uy & 0xFFFFFFFFu, yh = uy >> 32;
+    if (xh && yh) return 0;
+    u64 mid = xh * yl + yh * xl, lo = xl * yl; /* one of the two terms is 0 */
+    if (mid >> 32) return 0;
+    u64 p = (mid << 32) + lo;
+    if (p < lo) return 0;
+    if (p > 0x7FFFFFFFFFFFFFFFull + (u64)neg) return 0;
+    *r = neg ? (i64)(0 - p) : (i64)p;
+    return 1;
+}
+
+a1n a1_n_arith(int op, a1n a, a1n b) {
+    if (a.exact && b.exact) {
+        a1n r = {1, 0, 0};
+        int ok = op == '+'   ? !__builtin_add_overflow(a.i, b.i, &r.i)
+                 : op == '-' ? !__builtin_sub_overflow(a.i, b.i, &r.i)
+                             : mul_i64(a.i, b.i, &r.i);
+        if (!ok) a1_fail(E_RANGE); /* past int64: never a rounded double */
+        return r;
+    }
+    double x = a1_n_f(a), y = a1_n_f(b);
+    return a1_n_dbl(op == '+' ? x + y : op == '-' ? x - y : x * y);
+}
+
 static void need_nums(a1v a, a1v b) {
     if (!a || !b || a1_tag_of(a) != A1_NUM || a1_tag_of(b) != A1_NUM) a1_fail(E_TYPE);
 }
@@ -519,31 +584,49 @@ static void need_sets(a1v a, a1v b) {
 
 A1_EXPORT("a1_add") a1v a1_add(a1v a, a1v b) {
     need_nums(a, b);
-    return num_result(a1_f(a) + a1_f(b));
+    return a1_n_out(a1_n_arith('+', a1_n_of(a), a1_n_of(b)));
 }
 
 A1_EXPORT("a1_mul") a1v a1_mul(a1v a, a1v b) {
     need_nums(a, b);
-    return num_result(a1_f(a) * a1_f(b));
+    return a1_n_out(a1_n_arith('*', a1_n_of(a), a1_n_of(b)));
 }
 
+/* Integers: exact when the divisor divides, else the correctly rounded
+ * double (regorus: an integer when it divides, else a float). */
 A1_EXPORT("a1_div") a1v a1_div(a1v a, a1v b) {
     need_nums(a, b);
-    if (a1_f(b) == 0) a1_fail(E_DIV0);
-    return num_result(a1_f(a) / a1_f(b));
+    a1n x = a1_n_of(a), y = a1_n_of(b);
+    if (x.exact && y.exact) {
+        if (y.i == 0) a1_fail(E_DIV0);
+        if (y.i == -1) return a1_n_out(a1_n_arith('-', a1_n_dbl(0), x));
+        if (x.i % y.i == 0) return a1_int(x.i / y.i);
+        double q = x.i >= -(i64)A1_TWO53 && x.i <= (i64)A1_TWO53 && y.i >= -(i64)A1_TWO53 &&
+                           y.i <= (i64)A1_TWO53
+                       ? (double)x.i / (double)y.i /* exact operands: one rounding */
+                       : a1_int_ratio(x.i, y.i);
+        return num_result(q);
+    }
+    if (a1_n_f(y) == 0) a1_fail(E_DIV0);
+    return num_result(a1_n_f(x) / a1_n_f(y));
 }
 
 A1_EXPORT("a1_rem") a1v a1_rem(a1v a, a1v b) {
     need_nums(a, b);
-    double x = a1_f(a), y = a1_f(b);
-    if (y == 0) a1_fail(E_DIV0);
-    if (!a1_is_int(x) || !a1_is_int(y)) a1_fail(E_RANGE);
-    return num_result(a1_int_rem(x, y));
+    a1n x = a1_n_of(a), y = a1_n_of(b);
+    if (x.exact && y.exact) {
+        if (y.i == 0) a1_fail(E_DIV0);
+        return a1_int(y.i == -1 ? 0 : x.i % y.i);
+    }
+    double dx = a1_n_f(x), dy = a1_n_f(y);
+    if (dy == 0) a1_fail(E_DIV0);
+    if (!a1_is_int(dx) || !a1_is_int(dy)) a1_fail(E_RANGE);
+    return num_result(a1_int_rem(dx, dy));
 }
 
 A1_EXPORT("a1_neg") a1v a1_neg(a1v a) {
     a1_need(a, A1_NUM);
-    return num_result(-a1_f(a));
+    return a1_n_out(a1_n_arith('-', a1_n_dbl(0), a1_n_of(a)));
 }
 
 /* Sorted-merge set operations. mode 0: a | b, 1: a & b, 2: a - b. */
@@ -581,7 +664,7 @@ A1_EXPORT("a1_sub") a1v a1_sub(a1v a, a1v b) {
     if (a && b && a1_tag_of(a) == A1_SET && a1_tag_of(b) == A1_SET) return set_merge(a, b, 2);
     if (a && b && (a1_tag_of(a) == A1_SET || a1_tag_of(b) == A1_SET)) a1_fail(E_TYPE);
     need_nums(a, b);
-    return num_result(a1_f(a) - a1_f(b));
+    return a1_n_out(a1_n_arith('-', a1_n_of(a), a1_n_of(b)));
 }
 
 A1_EXPORT("a1_or") a1v a1_or(a1v a, a1v b) {

@@ -54,7 +54,17 @@ A1_INLINE u32 a1_tag_of(a1v v) { return *a1_p(v); }
 /* Tag, or A1_UNDEF for the undefined pointer 0. */
 A1_INLINE u32 a1_tag0(a1v v) { return v ? *a1_p(v) : A1_UNDEF; }
 A1_INLINE u32 a1_n(a1v v) { return ((u32 *)a1_p(v))[1]; }
-A1_INLINE double a1_f(a1v v) { return *(double *)(a1_p(v) + 8); }
+/* A number record's flags bit 0: the payload is an exact i64, an integer
+ * beyond 2^53 in magnitude. Every other number holds an f64; an integer
+ * within 2^53 is never flagged (one form per value). */
+#define A1_NUM_I64 1
+#define A1_TWO53 9007199254740992.0
+A1_INLINE int a1_is_i64(a1v v) { return a1_p(v)[1] & A1_NUM_I64; }
+A1_INLINE i64 a1_i(a1v v) { return *(i64 *)(a1_p(v) + 8); }
+/* A number's value as a double (rounded to nearest for a flagged integer). */
+A1_INLINE double a1_f(a1v v) {
+    return a1_is_i64(v) ? (double)a1_i(v) : *(double *)(a1_p(v) + 8);
+}
 A1_INLINE const u8 *a1_s(a1v v) { return a1_p(v) + 8; }
 /* Array/set elements; object entries as key,value,key,value,... */
 A1_INLINE a1v *a1_items(a1v v) { return (a1v *)(a1_p(v) + 8); }
@@ -95,6 +105,49 @@ A1_INLINE void a1_need(a1v v, u32 tag) {
 /* True when x is an integral finite double (wasm f64.trunc). */
 A1_INLINE int a1_is_int(double x) { return __builtin_trunc(x) == x && x - x == 0; }
 
+/* ---- exact integers (a1rt.c) --------------------------------------------
+ * An arithmetic operand: exact (a flagged number, or an integral double
+ * within 2^53, which regorus holds as an integer) or a double. Integer with
+ * integer is exact, trapping E_RANGE past int64; anything with a
+ * non-integral double is double arithmetic, as in regorus. */
+typedef struct {
+    int exact;
+    i64 i; /* when exact */
+    double d; /* when not exact */
+} a1n;
+
+A1_INLINE a1n a1_n_dbl(double d) {
+    a1n r;
+    r.exact = __builtin_trunc(d) == d && d >= -A1_TWO53 && d <= A1_TWO53;
+    r.i = r.exact ? (i64)d : 0;
+    r.d = d;
+    return r;
+}
+/* The operand of number v (the caller checked the tag). */
+A1_INLINE a1n a1_n_of(a1v v) {
+    if (a1_is_i64(v)) {
+        a1n r = {1, a1_i(v), 0};
+        return r;
+    }
+    return a1_n_dbl(*(double *)(a1_p(v) + 8));
+}
+A1_INLINE double a1_n_f(a1n x) { return x.exact ? (double)x.i : x.d; }
+/* The integer of a number value when it is exact (flagged, or an integral
+ * double within 2^53). */
+A1_INLINE int a1_int_of(a1v v, i64 *out) {
+    a1n x = a1_n_of(v);
+    *out = x.i;
+    return x.exact;
+}
+/* A number value for x: a double within 2^53, else a flagged record. */
+a1v a1_int(i64 x);
+/* The value of x: a1_int, or a finite double (E_RANGE otherwise), never -0. */
+a1v a1_n_out(a1n x);
+/* op '+', '-', '*' of a and b (exact for two integers, E_RANGE past int64). */
+a1n a1_n_arith(int op, a1n a, a1n b);
+/* -1, 0, 1: a flagged integer against a double, exactly. */
+i32 a1_cmp_i64_f64(i64 i, double d);
+
 /* ---- string building at the top of the heap ---------------------------
  * sb_begin opens a string record at the heap top; sb_put* append bytes
  * (growing memory as needed); sb_end closes the record and returns it.
@@ -122,6 +175,10 @@ u32 a1_fmt_exp(double x, int upper, u8 *out);
 void a1_sb_fixed(double x, u32 prec);
 /* a^b as LLVM's powi computes it (Rust's f64::powi). */
 double a1_powi(double a, i32 b);
+/* a / b (b != 0, not dividing a) correctly rounded to a double. */
+double a1_int_ratio(i64 a, i64 b);
+/* Writes x exactly in base 2, 8, 10 or 16 ('-' first when negative). */
+u32 a1_fmt_i64_base(i64 x, u32 base, int upper, u8 *out);
 /* x % y for integral x, y (y != 0), exact, with the sign of x. */
 double a1_int_rem(double x, double y);
 /* Parses a JSON number (RFC 8259 grammar, surrounding JSON whitespace

@@ -28,15 +28,14 @@ A1_EXPORT("a1_b_count") a1v a1_b_count(a1v v) {
 
 static a1v fold(a1v coll, int product) {
     if (!is_arr_or_set(coll)) a1_fail(E_TYPE);
-    double acc = product ? 1 : 0;
+    /* in order, as regorus folds: exact over integers, E_RANGE past int64 */
+    a1n acc = a1_n_dbl(product ? 1 : 0);
     for (u32 i = 0; i < a1_n(coll); i++) {
         a1v x = a1_items(coll)[i];
         a1_need(x, A1_NUM);
-        acc = product ? acc * a1_f(x) : acc + a1_f(x);
+        acc = a1_n_arith(product ? '*' : '+', acc, a1_n_of(x));
     }
-    if (!(acc - acc == 0)) a1_fail(E_RANGE);
-    if (acc == 0) acc = 0;
-    return a1_num(acc);
+    return a1_n_out(acc);
 }
 
 A1_EXPORT("a1_b_sum") a1v a1_b_sum(a1v coll) { return fold(coll, 0); }

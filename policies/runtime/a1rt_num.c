@@ -390,6 +390,27 @@ double a1_powi(double a, i32 b) {
 
 /* ---- parsing --------------------------------------------------------------- */
 
+/* The top 64 bits of D / P (D, P != 0) as q * 2^e2, with sticky set when
+ * bits below were dropped: binary long division. Clobbers D and P. */
+static u64 bn_div_top(bn *D, bn *P, i32 *e2, int *sticky) {
+    i32 sh = 63 - ((i32)bn_bits(D) - (i32)bn_bits(P));
+    if (sh > 0) bn_shl(D, (u32)sh);
+    else if (sh < 0) bn_shl(P, (u32)-sh);
+    bn T;
+    u64 q = 0;
+    for (i32 bit = 63; bit >= 0; bit--) {
+        bn_copy(&T, P);
+        bn_shl(&T, (u32)bit);
+        if (bn_cmp(D, &T) >= 0) {
+            bn_sub(D, &T);
+            q |= 1ull << bit;
+        }
+    }
+    *sticky = D->n != 0;
+    *e2 = -sh;
+    return q;
+}
+
 static double pow2(i32 k) { /* -1074 <= k <= 1023 */
     u64 bits = k >= -1022 ? (u64)(k + 1023) << 52 : 1ull << (k + 1074);
     double d;
@@ -544,28 +565,26 @@ int a1_parse_num(const u8 *s, u32 n, double *out) {
             } else {
                 bn_set(&P, 1);
                 bn_mul_pow10(&P, (u32)-exp10);
-                i32 sh = 63 - ((i32)bn_bits(&D) - (i32)bn_bits(&P));
-                if (sh > 0) bn_shl(&D, (u32)sh);
-                else if (sh < 0) bn_shl(&P, (u32)-sh);
-                /* q = floor(D / P) < 2^64 by binary long division */
-                bn T;
-                q = 0;
-                for (i32 bit = 63; bit >= 0; bit--) {
-                    bn_copy(&T, &P);
-                    bn_shl(&T, (u32)bit);
-                    if (bn_cmp(&D, &T) >= 0) {
-                        bn_sub(&D, &T);
-                        q |= 1ull << bit;
-                    }
-                }
-                sticky = D.n != 0;
-                e2 = -sh;
+                q = bn_div_top(&D, &P, &e2, &sticky);
             }
             if (!round_to_double(q, e2, sticky, &r)) return 0;
         }
     }
     *out = neg ? -r : r;
     return 1;
+}
+
+double a1_int_ratio(i64 a, i64 b) {
+    u64 ua = a < 0 ? 0 - (u64)a : (u64)a, ub = b < 0 ? 0 - (u64)b : (u64)b;
+    bn D, P;
+    bn_set(&D, ua);
+    bn_set(&P, ub);
+    i32 e2;
+    int sticky;
+    u64 q = bn_div_top(&D, &P, &e2, &sticky);
+    double r;
+    if (!round_to_double(q, e2, sticky, &r)) a1_fail(E_INTERNAL); /* |a / b| < 2^64 */
+    return (a < 0) != (b < 0) ? -r : r;
 }
 
 /* ---- number builtins --------------------------------------------------------- */
@@ -578,27 +597,60 @@ static a1v num_out(double r) {
 
 A1_EXPORT("a1_b_abs") a1v a1_b_abs(a1v x) {
     a1_need(x, A1_NUM);
+    if (a1_is_i64(x)) {
+        i64 i = a1_i(x);
+        if (i == (i64)(1ull << 63)) a1_fail(E_RANGE); /* 2^63: past int64 */
+        return a1_int(i < 0 ? -i : i);
+    }
     double d = a1_f(x);
     return num_out(d < 0 ? -d : d);
 }
 
+/* ceil, floor and round leave an integer as it is (a flagged one included). */
 A1_EXPORT("a1_b_ceil") a1v a1_b_ceil(a1v x) {
     a1_need(x, A1_NUM);
+    if (a1_is_i64(x)) return x;
     return num_out(__builtin_ceil(a1_f(x)));
 }
 
 A1_EXPORT("a1_b_floor") a1v a1_b_floor(a1v x) {
     a1_need(x, A1_NUM);
+    if (a1_is_i64(x)) return x;
     return num_out(__builtin_floor(a1_f(x)));
 }
 
 /* Half away from zero. */
 A1_EXPORT("a1_b_round") a1v a1_b_round(a1v x) {
     a1_need(x, A1_NUM);
+    if (a1_is_i64(x)) return x;
     double d = a1_f(x), t = __builtin_trunc(d), fr = d - t;
     if (fr >= 0.5) t += 1;
     else if (fr <= -0.5) t -= 1;
     return num_out(t);
+}
+
+/* A JSON integer (no fraction or exponent, surrounding JSON whitespace
+ * allowed) beyond 2^53: 1 with *out when it fits int64, -1 when it does not,
+ * 0 for anything else (a double parses it). */
+static int parse_big_int(const u8 *s, u32 n, i64 *out) {
+    u32 i = 0;
+    while (i < n && is_ws(s[i])) i++;
+    while (n > i && is_ws(s[n - 1])) n--;
+    int neg = i < n && s[i] == '-';
+    i += (u32)neg;
+    if (i >= n || s[i] < '1' || s[i] > '9' || n - i < 16) return 0; /* within 2^53 */
+    u64 v = 0;
+    int over = 0;
+    for (u32 j = i; j < n; j++) {
+        if (s[j] < '0' || s[j] > '9') return 0;
+        u64 d = (u64)(s[j] - '0');
+        if (v > (0xFFFFFFFFFFFFFFFFull - d) / 10) over = 1;
+        else v = v * 10 + d;
+    }
+    if (!over && v <= (u64)A1_TWO53) return 0;
+    if (over || v > 0x7FFFFFFFFFFFFFFFull + (u64)neg) return -1;
+    *out = neg ? (i64)(0 - v) : (i64)v;
+    return 1;
 }
 
 A1_EXPORT("a1_b_to_number") a1v a1_b_to_number(a1v x) {
@@ -610,6 +662,10 @@ A1_EXPORT("a1_b_to_number") a1v a1_b_to_number(a1v x) {
     case A1_NUM:
         return x;
     case A1_STR: {
+        i64 i;
+        int k = parse_big_int(a1_s(x), a1_n(x), &i);
+        if (k > 0) return a1_int(i);
+        if (k < 0) a1_fail(E_RANGE); /* an integer past int64: never a rounded double */
         double d;
         if (!a1_parse_num(a1_s(x), a1_n(x), &d)) a1_fail(E_RANGE);
         return a1_num(d);
@@ -673,6 +729,23 @@ static u32 fmt_abs_int(double x, u32 base, int upper, u8 *out) {
     return n;
 }
 
+u32 a1_fmt_i64_base(i64 x, u32 base, int upper, u8 *out) {
+    const u8 *alpha = (const u8 *)(upper ? "0123456789ABCDEF" : "0123456789abcdef");
+    u8 tmp[72];
+    u32 n = 0, o = 0;
+    u64 v = (u64)x;
+    if (x < 0) {
+        out[o++] = '-';
+        v = 0 - v;
+    }
+    do {
+        tmp[n++] = alpha[v % base];
+        v /= base;
+    } while (v);
+    for (u32 i = 0; i < n; i++) out[o + i] = tmp[n - 1 - i];
+    return o + n;
+}
+
 /* Writes x (integral, finite) in base 2, 8, 10 or 16 with a leading '-'
  * when negative; upper selects A-F. out needs A1_INTBUF bytes. */
 u32 a1_fmt_int_base(double x, u32 base, int upper, u8 *out) {
@@ -702,6 +775,11 @@ A1_EXPORT("a1_b_format_int") a1v a1_b_format_int(a1v x, a1v base) {
     a1_need(x, A1_NUM);
     a1_need(base, A1_NUM);
     double d = a1_f(x), b = a1_f(base);
+    if (a1_is_i64(x)) {
+        if (!(b == 2 || b == 8 || b == 10 || b == 16)) a1_fail(E_RANGE);
+        u8 buf[72];
+        return a1_str_from(buf, a1_fmt_i64_base(a1_i(x), (u32)b, 0, buf));
+    }
     int neg = d < 0;
     if (neg) d = -d;
     d = __builtin_floor(d);
@@ -713,37 +791,48 @@ A1_EXPORT("a1_b_format_int") a1v a1_b_format_int(a1v x, a1v base) {
     return a1_str_from(buf, o);
 }
 
+/* numbers.range_step's array from x towards y by step s > 0, exactly for
+ * integers (flagged ones included), through doubles for integral floats
+ * beyond 2^53 as before. */
+static a1v range_of(a1v a, a1v b, a1v st) {
+    a1n x = a1_n_of(a), y = a1_n_of(b), s = st ? a1_n_of(st) : a1_n_dbl(1);
+    double fs = a1_n_f(s);
+    if (!a1_is_int(a1_n_f(x)) || !a1_is_int(a1_n_f(y))) a1_fail(E_RANGE);
+    if (!a1_is_int(fs) || fs <= 0 || fs >= 9223372036854775808.0) a1_fail(E_RANGE);
+    if (x.exact && y.exact && s.exact) {
+        u64 span = y.i >= x.i ? (u64)y.i - (u64)x.i : (u64)x.i - (u64)y.i;
+        if (span >> 63) a1_fail(E_RANGE); /* regorus: not an i64 */
+        u64 cnt = span / (u64)s.i + 1;
+        if (cnt >= 16777216u) a1_fail(E_OOM); /* 2^24 elements: past any page cap */
+        u32 n = (u32)cnt;
+        a1v r = a1_coll_alloc(A1_ARR, n, n);
+        a1v *it = a1_items(r);
+        u64 at = (u64)x.i, step = y.i >= x.i ? (u64)s.i : 0 - (u64)s.i;
+        for (u32 i = 0; i < n; i++, at += step) it[i] = a1_int((i64)at);
+        return r;
+    }
+    double fx = a1_n_f(x), fy = a1_n_f(y);
+    double span = fy >= fx ? fy - fx : fx - fy;
+    if (span >= 9223372036854775808.0) a1_fail(E_RANGE);
+    double cnt = __builtin_floor(span / fs) + 1;
+    if (cnt >= 16777216.0) a1_fail(E_OOM);
+    u32 n = (u32)cnt;
+    a1v r = a1_coll_alloc(A1_ARR, n, n);
+    a1v *it = a1_items(r);
+    double step = fy >= fx ? fs : -fs;
+    for (u32 i = 0; i < n; i++) it[i] = num_out(fx + step * (double)i);
+    return r;
+}
+
 A1_EXPORT("a1_b_numbers_range") a1v a1_b_numbers_range(a1v a, a1v b) {
     a1_need(a, A1_NUM);
     a1_need(b, A1_NUM);
-    double x = a1_f(a), y = a1_f(b);
-    if (!a1_is_int(x) || !a1_is_int(y)) a1_fail(E_RANGE);
-    double span = y >= x ? y - x : x - y;
-    if (span >= 9223372036854775808.0) a1_fail(E_RANGE); /* regorus: not an i64 */
-    if (span >= 16777216.0) a1_fail(E_OOM); /* 2^24 elements: past any page cap */
-    u32 n = (u32)span + 1;
-    a1v r = a1_coll_alloc(A1_ARR, n, n);
-    a1v *it = a1_items(r);
-    double step = y >= x ? 1 : -1;
-    for (u32 i = 0; i < n; i++) it[i] = num_out(x + step * (double)i);
-    return r;
+    return range_of(a, b, 0);
 }
 
 A1_EXPORT("a1_b_numbers_range_step") a1v a1_b_numbers_range_step(a1v a, a1v b, a1v st) {
     a1_need(a, A1_NUM);
     a1_need(b, A1_NUM);
     a1_need(st, A1_NUM);
-    double x = a1_f(a), y = a1_f(b), s = a1_f(st);
-    if (!a1_is_int(x) || !a1_is_int(y)) a1_fail(E_RANGE);
-    if (!a1_is_int(s) || s <= 0 || s >= 9223372036854775808.0) a1_fail(E_RANGE);
-    double span = y >= x ? y - x : x - y;
-    if (span >= 9223372036854775808.0) a1_fail(E_RANGE);
-    double cnt = __builtin_floor(span / s) + 1;
-    if (cnt >= 16777216.0) a1_fail(E_OOM);
-    u32 n = (u32)cnt;
-    a1v r = a1_coll_alloc(A1_ARR, n, n);
-    a1v *it = a1_items(r);
-    double step = y >= x ? s : -s;
-    for (u32 i = 0; i < n; i++) it[i] = num_out(x + step * (double)i);
-    return r;
+    return range_of(a, b, st);
 }

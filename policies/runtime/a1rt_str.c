@@ -433,9 +433,9 @@ static void put_json_str(a1v s) {
 }
 
 /* Kept out of put_val so that its recursion has a small stack frame. */
-static __attribute__((noinline)) void put_num(double x) {
+static __attribute__((noinline)) void put_num(a1v v) {
     u8 buf[A1_NUMBUF];
-    a1_sb_put(buf, a1_fmt_num(x, buf));
+    a1_sb_put(buf, a1_is_i64(v) ? a1_fmt_i64_base(a1_i(v), 10, 0, buf) : a1_fmt_num(a1_f(v), buf));
 }
 
 /* regorus's to_string: strings inside collections are JSON-quoted. */
@@ -449,7 +449,7 @@ static void put_val(a1v v, int quoted) {
         else a1_sb_put((const u8 *)"false", 5);
         return;
     case A1_NUM:
-        put_num(a1_f(v));
+        put_num(v);
         return;
     case A1_STR:
         if (quoted) put_json_str(v);
@@ -549,6 +549,60 @@ static void put_general(double x, int upper) {
     a1_sb_put(buf, n);
 }
 
+static void put_char(u32 cp) {
+    if (cp > 0x10FFFF || (cp >= 0xD800 && cp < 0xE000)) a1_fail(E_RANGE);
+    u8 buf[4];
+    a1_sb_put(buf, a1_utf8_put(cp, buf));
+}
+
+/* A numeric verb for a flagged integer (beyond 2^53): its exact digits
+ * wherever regorus prints an integer's; %g refuses it as regorus does. */
+static void put_big_int(u32 verb, int wk, u32 w, i64 x) {
+    u8 buf[80];
+    u32 n = 0;
+    switch (verb) {
+    case 'b':
+    case 'd':
+    case 'o':
+    case 'O':
+    case 'x':
+    case 'X':
+        if (verb == 'o' || verb == 'O') {
+            buf[n++] = '0';
+            buf[n++] = verb == 'o' ? 'O' : 'o';
+        }
+        n += a1_fmt_i64_base(x, verb == 'b' ? 2 : verb == 'd' ? 10 : (verb == 'o' || verb == 'O') ? 8 : 16,
+                             verb == 'X', buf + n);
+        if (x < 0) a1_sb_putc('-'); /* regorus prints a negative number's sign twice */
+        if (verb == 'b') a1_sb_put(buf, n);
+        else put_width(wk, w, buf, n);
+        return;
+    case 'c':
+        if (x < 0) a1_fail(E_RANGE);
+        put_char((u32)x);
+        return;
+    case 'f':
+    case 'F':
+        n = a1_fmt_i64_base(x, 10, 0, buf);
+        put_width(wk, w, buf, n);
+        return;
+    case 'e':
+    case 'E': {
+        n = a1_fmt_i64_base(x, 10, 0, buf);
+        u32 neg = buf[0] == '-', digits = n - neg;
+        a1_sb_put(buf, neg + 1);
+        a1_sb_putc('.'); /* beyond 2^53: always more than one digit */
+        a1_sb_put(buf + neg + 1, digits - 1);
+        a1_sb_putc(verb == 'E' ? 'E' : 'e');
+        n = a1_fmt_i64_base((i64)(digits - 1), 10, 0, buf);
+        a1_sb_put(buf, n);
+        return;
+    }
+    default: /* %g: "cannot print large float"; other verbs: a number for a non-number verb */
+        a1_fail(verb == 'g' || verb == 'G' ? E_RANGE : E_TYPE);
+    }
+}
+
 /* Format verbs as regorus implements them (including its quirks: a negative
  * number gets its sign twice with %d/%x/%o/%b/%g; %o prefixes "0O", %O "0o";
  * %.N is a precision only for %f of a float; widths pad on the left and only
@@ -591,6 +645,10 @@ A1_EXPORT("a1_b_sprintf") a1v a1_b_sprintf(a1v fmt, a1v args) {
             put_val(arg, 0);
             continue;
         }
+        if (t == A1_NUM && a1_is_i64(arg)) {
+            put_big_int(verb, wk, w, a1_i(arg));
+            continue;
+        }
         if (t == A1_NUM) {
             double x = a1_f(arg);
             int integral = a1_is_int(x);
@@ -615,12 +673,11 @@ A1_EXPORT("a1_b_sprintf") a1v a1_b_sprintf(a1v fmt, a1v args) {
                 if (verb == 'b') a1_sb_put(buf, n);
                 else put_width(wk, w, buf, n);
                 continue;
-            case 'c': {
-                if (!integral || x < 0 || x > 0x10FFFF || (x >= 0xD800 && x < 0xE000)) a1_fail(E_RANGE);
-                n = a1_utf8_put((u32)x, buf);
-                a1_sb_put(buf, n);
+            case 'c':
+                /* regorus takes the integer's low 32 bits as the code point */
+                if (!integral || x < 0 || x >= 18446744073709551616.0) a1_fail(E_RANGE);
+                put_char((u32)(u64)x);
                 continue;
-            }
             case 'f':
             case 'F':
                 if (wk == W_DECIMALS && !int_like(x)) {

@@ -48,7 +48,7 @@ _NO_FINALIZER = ctypes.CFUNCTYPE(None, ctypes.c_void_p)()  # a NULL function poi
 
 # The policy module's interface, as ``_describe`` renders a type.
 EXPORTS = {"a1_eval": "func (i32, i32) -> (i32)", "a1_input_base": "global i32"}
-HOST_IMPORTS = {"time_now_ns": "func () -> (f64)", "a1_host_call": "func (i32, i32) -> (i32)"}
+HOST_IMPORTS = {"time_now_ns": "func () -> (i64)", "a1_host_call": "func (i32, i32) -> (i32)"}
 E_HOST = 7  # a host builtin refused its arguments; the evaluator keeps the message
 HOST_ERROR = -1  # what a1_host_call returns then
 
@@ -359,9 +359,9 @@ class Evaluator:
         self._clock = EvalContext()
         self._host_error = ""
         self._hosts = [HOST_BUILTINS[name] for name in meta.host_builtins]
-        i32, f64 = wasmtime.ValType.i32(), wasmtime.ValType.f64()
+        i32, i64 = wasmtime.ValType.i32(), wasmtime.ValType.i64()
         self._callbacks: list[Any] = []  # the raw callbacks must outlive the store
-        linker.define(self.store, "env", "time_now_ns", self._raw_func([], [f64], self._now))
+        linker.define(self.store, "env", "time_now_ns", self._raw_func([], [i64], self._now))
         linker.define(
             self.store, "env", "a1_host_call", self._raw_func([i32, i32], [i32], self._host_call)
         )
@@ -497,7 +497,7 @@ class Evaluator:
 
     def _now(self, raw: Any, caller: Any) -> None:
         """``env.time_now_ns``: one instant per evaluation (see ``EvalContext``)."""
-        raw[0].f64 = float(self._clock.now_ns())
+        raw[0].i64 = self._clock.now_ns()
 
     def _host_call(self, raw: Any, caller: Any) -> None:
         """``env.a1_host_call(index, args)``: decode the arguments, run the builtin, lay

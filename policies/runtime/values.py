@@ -18,6 +18,8 @@ __all__ = [
     "DEFAULT_MAX_BYTES",
     "DEFAULT_MAX_DEPTH",
     "DEFAULT_MAX_NODES",
+    "MAX_EXACT_INT",
+    "MIN_EXACT_INT",
     "UNDEFINED",
     "DecodeLimitError",
     "FrozenDict",
@@ -31,7 +33,13 @@ __all__ = [
 ]
 
 T_NULL, T_BOOL, T_NUM, T_STR, T_ARR, T_SET, T_OBJ = 1, 2, 3, 4, 5, 6, 7
-MAX_EXACT_INT: Final = 2**53
+# Integers are exact over int64: within 2^53 as doubles, beyond as number records
+# flagged (flags bit 0) with an i64 payload. Past int64 an integer is refused (the
+# encoder names its path; the compiler refuses such a literal with its location).
+MIN_EXACT_INT: Final = -(2**63)
+MAX_EXACT_INT: Final = 2**63 - 1
+_F64_INT: Final = 2**53  # integers a double holds exactly
+_T_I64: Final = T_NUM | 0x100  # a number record's first word when flagged
 
 
 class _Undefined:
@@ -195,8 +203,10 @@ def _json_key(k: Any) -> str:
 
 # ---------------------------------------------------------------- encoding
 
-_HDR = struct.Struct("<II")  # tag (flags and reserved are 0), n
+_HDR = struct.Struct("<II")  # tag | flags << 8 (reserved 0), n
 _NUM = struct.Struct("<IId")
+_NUMI = struct.Struct("<IIq")  # flagged number: i64 payload
+_I64 = struct.Struct("<q")
 _U32 = struct.Struct("<I")
 _F64 = struct.Struct("<d")
 _PAD = [b"", *(bytes(8 - k) for k in range(1, 8))]  # _PAD[n & 7] pads n to 8
@@ -229,10 +239,13 @@ def _enc(v: Any, buf: bytearray, base: int) -> int:
         buf += _PAD[n & 7]
         return addr
     if t is int:
-        if -MAX_EXACT_INT <= v <= MAX_EXACT_INT:
+        if -_F64_INT <= v <= _F64_INT:
             buf += _NUM.pack(T_NUM, 0, v)
             return addr
-        raise _Unsupported("integer beyond 2^53 cannot be represented exactly")
+        if MIN_EXACT_INT <= v <= MAX_EXACT_INT:
+            buf += _NUMI.pack(_T_I64, 0, v)
+            return addr
+        raise _Unsupported("integer beyond int64 cannot be represented exactly")
     if t is bool:
         buf += _TRUE if v else _FALSE
         return addr
@@ -398,16 +411,18 @@ def _dec(buf: Any, ptr: int, js: bool, b: list[int], d: int) -> Any:
     ``b`` is the budget left, ``[values, string bytes]``, charged before any
     work; ``d`` the levels of non-empty collections left.
     """
-    tag, n = _HDR.unpack_from(buf, ptr)
-    tag &= 0xFF
+    word, n = _HDR.unpack_from(buf, ptr)
+    tag = word & 0xFF
     if tag == T_STR:
         b[1] -= n
         if b[1] < 0:
             raise DecodeLimitError("bytes")
         return str(buf[ptr + 8 : ptr + 8 + n], "utf-8")
     if tag == T_NUM:
+        if word & 0x100:
+            return _I64.unpack_from(buf, ptr + 8)[0]
         x = _F64.unpack_from(buf, ptr + 8)[0]
-        if x.is_integer() and -MAX_EXACT_INT < x < MAX_EXACT_INT and (x or _pos(x)):
+        if x.is_integer() and -_F64_INT < x < _F64_INT and (x or _pos(x)):
             return int(x)
         return x
     if tag == T_BOOL:
@@ -472,7 +487,7 @@ def decode(
 ) -> Any:
     """The value at ``ptr`` in ``buf`` (linear memory from address 0).
 
-    Integral numbers below 2^53 become ``int``; sets ``RegoSet``; pointer 0
+    Integral doubles below 2^53 and flagged (int64) numbers become ``int``; sets ``RegoSet``; pointer 0
     ``UNDEFINED``. With ``json_form`` the result is what ``to_json_compatible``
     would make of it, built directly, so keys Python would conflate (``false``
     and ``0``) stay apart as their JSON renderings. Raises ``ValueError`` for a

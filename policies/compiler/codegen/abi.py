@@ -20,6 +20,7 @@ RUNTIME_SIGS: dict[str, tuple[str, str]] = {
     "a1_fail": ("i32", ""),
     "a1_bool": ("i32", "i32"),
     "a1_num": ("f64", "i32"),
+    "a1_int": ("i64", "i32"),
     "a1_arr_new": ("i32", "i32"),
     "a1_arr_push": ("i32 i32", "i32"),
     "a1_set_new": ("", "i32"),

@@ -71,7 +71,7 @@ class Generator(QueryEmitter, TermEmitter):
         pages = (input_base + 0xFFFF) // 0x10000 + 1
         out.append(f'  (import "env" "memory" (memory {pages}))')
         if not self.pure:
-            out.append('  (import "env" "time_now_ns" (func $time_now_ns (result f64)))')
+            out.append('  (import "env" "time_now_ns" (func $time_now_ns (result i64)))')
         if self.host_names:
             out.append(
                 f'  (import "env" "{HOST_CALL}" (func ${HOST_CALL} (param i32 i32) (result i32)))'

@@ -339,7 +339,7 @@ class TermEmitter(Emitter):
         if name in IMPURE_BUILTINS:
             if not self._arity(call, IMPURE_BUILTINS[name]):
                 return self._fail()
-            return self.call("a1_num", "(call $time_now_ns)")
+            return self.call("a1_int", "(call $time_now_ns)")
         if name in PATTERN_BUILTINS and (_constant_pattern(call) or host_builtin(name) is None):
             return self._pattern_call(call)
         if name in BUILTINS:
