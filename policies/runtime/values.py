@@ -487,10 +487,10 @@ def decode(
 ) -> Any:
     """The value at ``ptr`` in ``buf`` (linear memory from address 0).
 
-    Integral doubles below 2^53 and flagged (int64) numbers become ``int``; sets ``RegoSet``; pointer 0
-    ``UNDEFINED``. With ``json_form`` the result is what ``to_json_compatible``
-    would make of it, built directly, so keys Python would conflate (``false``
-    and ``0``) stay apart as their JSON renderings. Raises ``ValueError`` for a
+    Integral doubles below 2^53 and flagged (int64) numbers become ``int``; sets
+    ``RegoSet``; pointer 0 ``UNDEFINED``. With ``json_form`` the result is what
+    ``to_json_compatible`` would make of it, built directly, so keys Python would
+    conflate (``false`` and ``0``) stay apart as their JSON renderings. Raises ``ValueError`` for a
     malformed record (and ``struct.error``/``IndexError`` for one outside ``buf``),
     and ``DecodeLimitError`` past ``max_nodes`` values (the root and every
     element, key and value), ``max_bytes`` bytes of strings or ``max_depth``
