@@ -77,6 +77,10 @@ def test_what_re2_cannot_mean_as_rust_does_is_an_error_not_an_answer() -> None:
     assert "unsupported" in refused("regex.match", "(?x) a", "a")
     assert "unsupported" in refused("regex.match", "a{1001}", "a")
     assert "unsupported" in refused("regex.match", "[\\pL]", "a")
+    # Rust folds case before negating a class, RE2 after: (?i)[^a] would match "a"
+    assert "unsupported" in refused("regex.match", "(?i)[^a]", "A")
+    assert "unsupported" in refused("regex.match", "(?i:[a-z&&K])", "k")
+    assert call("regex.match", "(?i)(?-i)[^a]", "A") is True
     # RE2's \b is ASCII-only: against non-ASCII text it could differ from Rust's
     assert "unsupported" in refused("regex.match", "\\bfoo", "\u00e9foo")
     assert call("regex.match", "\\bfoo", "afoo") is False

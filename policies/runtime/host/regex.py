@@ -116,6 +116,8 @@ def _translator() -> type:
             self.boundary = False
             self.size = 0
             self.perl_classes = 0
+            self.folding = [False]  # (?i) in force, per open group
+            self.fold_change: bool | None = None  # what the last flag group did to (?i)
 
         def translate(self) -> str:
             # a frame: [opener, alternatives, items]; an item is (text, is_operand)
@@ -125,18 +127,24 @@ def _translator() -> type:
                 c = self.p[self.i]
                 if c == "(":
                     at = self.i
+                    self.fold_change = None
                     text = self.open_group()
+                    change = self.fold_change
                     if text.endswith(")"):  # a flag directive: no operand
                         items.append((text, False))
+                        if change is not None:
+                            self.folding[-1] = change
                     else:
                         if len(stack) > NEST_CAP:
                             raise RegexUnsupported("groups nested too deeply")
                         stack.append((at, text, [], []))
+                        self.folding.append(self.folding[-1] if change is None else change)
                 elif c == ")":
                     if len(stack) == 1:
                         raise self.invalid("unopened group")
                     self.i += 1
                     stack.pop()
+                    self.folding.pop()
                     body = "|".join([*alts, "".join(t for t, _ in items)])
                     stack[-1][3].append((f"{opener}{body})", True))
                 elif c == "|":
@@ -229,6 +237,8 @@ def _translator() -> type:
                 self.i += 1
             if refused:
                 raise RegexUnsupported(f"{refused} is not supported in a run-time pattern")
+            if "i" in seen:
+                self.fold_change = "i" in on
             closer = self.p[self.i]
             self.i += 1
             flags = "".join(on) + ("-" + "".join(off) if off else "")
@@ -242,7 +252,14 @@ def _translator() -> type:
                 self.i += 1
                 return c
             if c == "[":
-                return _class(self.parse_class())
+                start = self.i
+                ranges = self.parse_class()
+                # Rust case-folds each class item before negating or combining; RE2 folds
+                # the result. They agree on plain classes only.
+                source = self.p[start : self.i]
+                if self.folding[-1] and any(op in source for op in ("^", "&&", "--", "~~")):
+                    raise RegexUnsupported("a negated or combined class under (?i)")
+                return _class(ranges)
             if c != "\\":
                 self.i += 1
                 return _literal(ord(c))
