@@ -27,7 +27,7 @@ from policies.runtime.values import (
 BASE = 0x10_0000
 
 scalars = st.one_of(
-    st.none(), st.booleans(), st.integers(-(2**53), 2**53),
+    st.none(), st.booleans(), st.integers(-(2**63), 2**63 - 1),
     st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=6),
 )
 values = st.recursive(
@@ -137,7 +137,7 @@ def test_roundtrip(v: Any) -> None:
 
 
 def test_decode_numbers() -> None:
-    for x, expected in [(3.0, 3), (0.0, 0), (2.0**53, 2.0**53), (2.0**53 - 1, 2**53 - 1),
+    for x, expected in [(3.0, 3), (0.0, 0), (2.0**53, 2**53), (2.0**53 + 2, 2.0**53 + 2), (2.0**53 - 1, 2**53 - 1),
                         (1.5, 1.5), (1e300, 1e300)]:
         data, ptr = encode_value(x, BASE)
         got = decode(memory_with(data, BASE), ptr)

@@ -422,7 +422,7 @@ def _dec(buf: Any, ptr: int, js: bool, b: list[int], d: int) -> Any:
         if word & 0x100:
             return _I64.unpack_from(buf, ptr + 8)[0]
         x = _F64.unpack_from(buf, ptr + 8)[0]
-        if x.is_integer() and -_F64_INT < x < _F64_INT and (x or _pos(x)):
+        if x.is_integer() and -_F64_INT <= x <= _F64_INT and (x or _pos(x)):
             return int(x)
         return x
     if tag == T_BOOL:
@@ -487,7 +487,7 @@ def decode(
 ) -> Any:
     """The value at ``ptr`` in ``buf`` (linear memory from address 0).
 
-    Integral doubles below 2^53 and flagged (int64) numbers become ``int``; sets
+    Integral doubles within 2^53 and flagged (int64) numbers become ``int``; sets
     ``RegoSet``; pointer 0 ``UNDEFINED``. With ``json_form`` the result is what
     ``to_json_compatible`` would make of it, built directly, so keys Python would
     conflate (``false`` and ``0``) stay apart as their JSON renderings. Raises ``ValueError`` for a
