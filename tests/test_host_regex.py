@@ -301,3 +301,22 @@ def test_glob_builtins_agree_with_regorus(
     doc = {"p": pattern, "s": subject, "d": delimiters}
     regex_pair.check("glob", doc)
     regex_pair.check("quote", doc)
+
+
+_CONSTANT_PAST_DFA = Pair(
+    {
+        "ci": 'regex.match("(?i)ab+c", input.s)',
+        "anchored": 'regex.match("^(?i:a)b", input.s)',
+        "glob": 'glob.match("*a????????????*", [], input.s)',
+    }
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.text(alphabet="abcABC\u00e9 -", max_size=12))
+def test_constant_patterns_past_the_automata_run_on_the_host_as_regorus(s: str) -> None:
+    """A constant pattern the DFA compiler refuses ((?i), a DFA past its state cap) is
+    no build error: it compiles to the host's RE2, with regorus's answers."""
+    pair = _CONSTANT_PAST_DFA
+    for rule in ("ci", "anchored", "glob"):
+        pair.check(rule, {"s": s})

@@ -413,6 +413,10 @@ class TermEmitter(Emitter):
                     call.args[1],
                 )
         except patterns.PatternError as err:
+            host = host_builtin(call.name)
+            if err.unsupported and host is not None:
+                # Past what the automata do ((?i), \b, a huge DFA): the host's RE2 runs it.
+                return self._host_call(call, host)
             raise CompileError(
                 call.loc, "unsupported" if err.unsupported else "type", f"{call.name}: {err}"
             ) from None
