@@ -50,6 +50,14 @@ def _input_term(term: str) -> Any:
     return engine.eval_rule("data.input_term.x")
 
 
+def _is_json(value: Any) -> bool:
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _is_json(v) for k, v in value.items())
+    if isinstance(value, list):
+        return all(_is_json(v) for v in value)
+    return value is None or isinstance(value, (bool, int, float, str))
+
+
 def _normal(value: Any, sort: bool) -> Any:
     """JSON form with numbers compared by value; arrays sorted when OPA sorts bindings."""
     if isinstance(value, bool) or value is None or isinstance(value, str):
@@ -77,6 +85,8 @@ def run_case(case: dict[str, Any]) -> tuple[str, str]:
         input_doc = _input_term(case["input_term"]) if "input_term" in case else case.get("input")
     except RuntimeError:
         return "unusable", "input_term regorus cannot read"
+    if not _is_json(input_doc):
+        return "unusable", "input is no JSON document (a set): a request's input never is"
     try:
         module = PolicyModule.load(compile_sources(modules, case.get("data"), [entry]))
     except CompileError as err:
