@@ -2,10 +2,10 @@
 against regorus, which is the oracle: formats built from flags × width ×
 precision × verb, applied to numbers, strings and other values.
 
-regorus keeps integers and floats apart; the runtime has doubles only and
-treats an integral double below 2^53 (other than -0) as an integer, which is
-what regorus's arithmetic produces. The generated numbers stay in that model:
-integral values below 2^53, other floats as Python's repr writes them.
+regorus keeps integers and floats apart; the runtime treats an integral double
+within 2^53 (other than -0) as an integer, which is what regorus's arithmetic
+produces, and holds integers beyond 2^53 exactly (int64). The generated numbers
+stay in that model: integers over int64, other floats as Python's repr writes them.
 """
 
 from __future__ import annotations
@@ -49,7 +49,12 @@ floats = st.one_of(
     st.floats(-1e15, 1e15, allow_nan=False, allow_infinity=False),
     st.floats(-1e-300, 1e-300, allow_nan=False, allow_infinity=False),
 ).filter(lambda x: not (x.is_integer() and abs(x) >= 2**53))
-numbers = st.one_of(st.integers(-(10**6), 10**6), st.integers(-(2**53) + 1, 2**53 - 1), floats)
+numbers = st.one_of(
+    st.integers(-(10**6), 10**6),
+    st.integers(-(2**53) + 1, 2**53 - 1),
+    st.integers(-(2**63), 2**63 - 1),
+    floats,
+)
 others = st.one_of(
     st.none(),
     st.booleans(),
@@ -75,6 +80,12 @@ def rt() -> Runtime:
 @example("%.2f|%.2f|%.2f|%.1f", [-0.0, 0.125, 1.005, -0.04])
 @example("%.25f|%.30f|%.308f|%.309f", [0.1, 0.3, 1.5, 1.5])
 @example("%.65536f", [1.5])
+@example(
+    "%d|%x|%o|%b|%e|%f|%.2f|%5d|%025d",
+    [2**53 + 1, -(2**63), 2**63 - 1, -(2**60), 2**62, -(2**53) - 1, 2**60, 2**54, -(2**54)],
+)
+@example("%c|%c|%c", [4294967361, 2**53 + 65, 2**53])  # the low 32 bits, as regorus
+@example("%g", [2**53 + 1])
 def test_sprintf_matches_regorus(rt: Runtime, fmt: str, args: list[Any]) -> None:
     check(rt, "a1_b_sprintf", "sprintf(a0, a1)", fmt, args)
 
