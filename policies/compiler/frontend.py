@@ -13,6 +13,7 @@ import json
 import re
 from collections.abc import Iterable, Mapping
 from collections.abc import Set as AbstractSet
+from dataclasses import dataclass
 from typing import Any
 
 import regorus
@@ -148,6 +149,19 @@ def _span_text(text: str, span: Mapping[str, Any]) -> str:
     return text.encode()[span["start"] : span["end"]].decode()
 
 
+@dataclass
+class _Head:
+    """A rule head: the path of the rule it defines, its kind and, for an object
+    or a ``tree`` rule, the keys below that path (names or AST of computed keys)."""
+
+    path: ir.RulePath
+    kind: str
+    keys: list[str | Mapping[str, Any]]
+    loc: ir.Loc
+    default: bool = False
+    first_only: bool = False  # a partial object merged into a tree (`p[k] if` stops at one)
+
+
 class _Lowerer:
     def __init__(
         self, modules: list[tuple[str, Respelled, Any]], data: Any, sources: dict[str, str]
@@ -169,6 +183,9 @@ class _Lowerer:
         self._outer_decls: set[str] = set()  # declared anywhere in the enclosing queries
         self._head_of_body = False  # lowering the head of a rule body with statements
         self._poisoned: dict[ir.RulePath, str] = {}  # rules that fail when evaluated
+        self._heads: dict[int, _Head] = {}  # id(rule AST) -> its head
+        self._arities: dict[ir.RulePath, int] = {}
+        self._virtual: set[tuple[str, ...]] = set()  # paths inside rule heads (`p` of `p.q`)
 
     # ------------------------------------------------------------ program
 
@@ -183,6 +200,7 @@ class _Lowerer:
             for rule in ast["rules"]:
                 heads.append((file, spelled, package, rule))
                 self._declare(package, rule)
+        self._group_heads()
         # Pass 2: lower bodies with full knowledge of the namespace.
         for file, spelled, ast in self.modules:
             self.file, self.text, self.lines = file, spelled.text, _Lines(spelled)
@@ -242,36 +260,120 @@ class _Lowerer:
                 return [*self._ref_path(body["refr"]), self.spelled.string(index["value"])]
         raise unsupported(self._loc(body), f"reference form {kind} here")
 
+    def _head_segments(self, refr: Any) -> list[str | Mapping[str, Any]]:
+        """A rule head's reference as segments: names (``.q``, ``["q"]``) or the
+        AST of a computed key (``[k]``)."""
+        segments: list[str | Mapping[str, Any]] = []
+        kind, body = _variant(refr)
+        while kind in ("RefDot", "RefBrack"):
+            if kind == "RefDot":
+                segments.append(body["field"][1])
+            else:
+                index_kind, index = _variant(body["index"])
+                if index_kind in ("String", "RawString"):
+                    segments.append(self.spelled.string(index["value"]))
+                else:
+                    segments.append(body["index"])
+            kind, body = _variant(body["refr"])
+        if kind != "Var":
+            raise unsupported(self._loc(body), f"rule head reference form {kind}")
+        segments.append(body["value"])
+        segments.reverse()
+        return segments
+
     def _declare(self, package: tuple[str, ...], rule: Mapping[str, Any]) -> None:
+        """Record a rule's head: its kind and the path it defines (``_group_heads``
+        then merges heads that build one nested object)."""
         kind, body = _variant(rule)
         loc = self._loc(body)
         if kind == "Default":
-            path = self._head_path(package, body["refr"], loc)
-            self._rule(path, "complete", loc)
-            return
-        head_kind, head = _variant(body["head"])
-        refr = head["refr"]
-        if head_kind == "Func":
-            r = self._rule(self._head_path(package, refr, loc), "function", loc)
-            r.arity = len(head["args"])
-        elif head_kind == "Set":
-            self._rule(self._head_path(package, refr, loc), "set", loc)
-        elif head_kind == "Compr":
-            ref_kind, ref_body = _variant(refr)
-            if ref_kind == "RefBrack" and _variant(ref_body["index"])[0] != "String":
-                # `p[x] if ...` without a value is an object of `true`s in Rego v1.
-                path = self._head_path(package, ref_body["refr"], loc)
-                self._rule(path, "object", loc)
-            else:
-                self._rule(self._head_path(package, refr, loc), "complete", loc)
+            segments, head_kind = self._head_segments(body["refr"]), "Default"
         else:
-            raise unsupported(loc, f"rule head {head_kind}")
+            head_kind, head = _variant(body["head"])
+            if head_kind not in ("Func", "Set", "Compr"):
+                raise unsupported(loc, f"rule head {head_kind}")
+            segments = self._head_segments(head["refr"])
+        ground = list(itertools.takewhile(lambda seg: isinstance(seg, str), segments))
+        rest = segments[len(ground) :]
+        what = {"Default": "a default rule", "Func": "a function", "Set": "a `contains` rule"}
+        if rest and head_kind in what:
+            raise unsupported(loc, f"{what[head_kind]} with a computed key in its head")
+        if head_kind == "Func":
+            rule_kind = "function"
+        elif head_kind == "Set":
+            rule_kind = "set"
+        elif not rest or head_kind == "Default":
+            rule_kind = "complete"
+        elif len(rest) == 1:
+            # `p[x] if ...` without a value is an object of `true`s in Rego v1.
+            rule_kind = "object"
+        else:
+            rule_kind = "tree"
+            for seg in rest:
+                if not isinstance(seg, str) and _variant(seg)[0] != "Var":
+                    # regorus builds such a level even when the body fails
+                    raise unsupported(
+                        self._loc(seg), "a rule head key computed by an expression (not a variable)"
+                    )
+        path = (*package, *ground)
+        self._heads[id(rule)] = _Head(path, rule_kind, rest, loc, kind == "Default")
+        if head_kind == "Func":
+            self._arities[path] = len(head["args"])
 
-    def _head_path(self, package: tuple[str, ...], refr: Any, loc: ir.Loc) -> ir.RulePath:
-        parts = self._ref_path(refr)
-        if len(parts) != 1:
-            raise unsupported(loc, "multi-segment rule head `" + ".".join(parts) + "`")
-        return (*package, parts[0])
+    def _group_heads(self) -> None:
+        """Register every rule. Heads that build one nested object (``p.q.r := 1``
+        beside ``p.q[k] := v``, or ``p[q].r := v``) become one ``tree`` rule at
+        their shortest common path, each head a path of keys into it."""
+        anchors = {id_: h.path for id_, h in self._heads.items()}
+        roots = {h.path for h in self._heads.values() if h.kind == "tree"}
+        paths = sorted(set(anchors.values()))
+        for a in paths:
+            if any(b != a and b[: len(a)] == a for b in paths):
+                roots.add(a)
+
+        roots = {r for r in roots if not any(q != r and r[: len(q)] == q for q in roots)}
+        for head in self._heads.values():
+            root = next((r for r in roots if head.path[: len(r)] == r), None)
+            if root is None:
+                rule = self._rule(head.path, head.kind, head.loc)
+                if head.kind == "function":
+                    rule.arity = self._arities[head.path]
+                continue
+            if head.kind in ("function", "set") or head.default:
+                what = {"function": "a function", "set": "a `contains` rule"}.get(
+                    head.kind, "a default rule"
+                )
+                where = ".".join(root)
+                raise unsupported(
+                    head.loc, f"{what} inside the object other rules build at {where}"
+                )
+            # regorus makes an object of every level above a head's ground path
+            # (a value there conflicts), and of a partial object's own path (a
+            # value there wins).
+            ground = head.path[len(root) :]
+            if head.kind == "complete" and not ground:
+                # OPA refuses this at build time; regorus's answer depends on rule order.
+                where = ".".join(root)
+                raise unsupported(head.loc, f"a complete rule {where} beside rules inside it")
+            tree = self._rule(root, "tree", head.loc)
+            levels = [(ground[:n], "skeleton") for n in range(len(ground))]
+            if head.kind == "object":
+                levels.append((ground, "soft_skeleton"))
+            for level, attr in levels:
+                node = getattr(tree, attr)
+                if node is None:
+                    node = {}
+                    setattr(tree, attr, node)
+                for key in level:
+                    node = node.setdefault(key, {})
+            head.keys = [*ground, *head.keys]
+            head.first_only = head.kind == "object"
+            head.path, head.kind = root, "tree"
+        for path in [*self.rules, *roots]:
+            package = max((p for p in self.packages if path[: len(p)] == p), key=len, default=())
+            for n in range(len(package) + 1, len(path)):
+                self._virtual.add(path[:n])
+        self.packages |= self._virtual
 
     def _rule(self, path: ir.RulePath, kind: str, loc: ir.Loc) -> ir.Rule:
         existing = self.rules.get(path)
@@ -306,8 +408,9 @@ class _Lowerer:
     def _lower_rule(self, rule: Mapping[str, Any]) -> None:
         kind, body = _variant(rule)
         loc = self._loc(body)
+        info = self._heads[id(rule)]
         if kind == "Default":
-            path = self._head_path(self.package, body["refr"], loc)
+            path = info.path
             target = self.rules[path]
             if body.get("args"):
                 raise unsupported(loc, "default function")
@@ -321,12 +424,7 @@ class _Lowerer:
             target.default = self._term(body["value"], set())
             return
         head_kind, head = _variant(body["head"])
-        if head_kind == "Compr" and _variant(head["refr"])[0] == "RefBrack":
-            ref = _variant(head["refr"])[1]
-            path = self._head_path(self.package, ref["refr"], loc)
-        else:
-            path = self._head_path(self.package, head["refr"], loc)
-        target = self.rules[path]
+        target = self.rules[info.path]
         arg_names: set[str] = set()
         args: list[ir.Term] | None = None
         if head_kind == "Func":
@@ -342,25 +440,30 @@ class _Lowerer:
             self._outer_decls = set(locals_)  # the head's comprehensions are inside them
             self._head_of_body = bool(b["query"]["stmts"])
             key: ir.Term | None = None
+            keys: list[ir.Term] | None = None
             value: ir.Term | None
-            if i == 0:
-                assign = head.get("assign")
-                if head_kind == "Set":
-                    key, value = self._term(head["key"], locals_), None
-                elif head_kind == "Compr" and _variant(head["refr"])[0] == "RefBrack":
-                    ref = _variant(head["refr"])[1]
-                    key = self._term(ref["index"], locals_)
-                    value = self._term(assign["value"], locals_) if assign else ir.Const(True, loc)
-                else:
-                    value = self._term(assign["value"], locals_) if assign else ir.Const(True, loc)
+            assign = head.get("assign") if i == 0 else b.get("assign")
+            if i > 0 and target.kind not in ("complete", "function", "tree"):
+                raise unsupported(loc, "`else` on a partial rule")
+            if i > 0 and target.kind == "tree" and info.first_only:
+                raise unsupported(loc, "`else` on a partial rule")
+            if target.kind == "tree":
+                keys = [
+                    ir.Const(k, loc) if isinstance(k, str) else self._term(k, locals_)
+                    for k in info.keys
+                ]
+            elif head_kind == "Set":
+                key = self._term(head["key"], locals_)
+            elif target.kind == "object":
+                key = self._term(info.keys[0], locals_)  # type: ignore[arg-type]
+            if head_kind == "Set":
+                value = None
             else:
-                if target.kind not in ("complete", "function"):
-                    raise unsupported(loc, "`else` on a partial rule")
-                assign = b.get("assign")
                 value = self._term(assign["value"], locals_) if assign else ir.Const(True, loc)
             self._outer_decls, self._head_of_body = set(), False
-            first_only = head_kind == "Compr" and key is not None and head.get("assign") is None
-            lowered.append(ir.Body(lits, value, key, self._loc(b.get("query")), first_only))
+            first_only = (info.first_only or target.kind == "object") and not assign
+            where = self._loc(b.get("query"))
+            lowered.append(ir.Body(lits, value, key, where, first_only, keys))
         target.defs.append(ir.Definition(lowered, args, loc))
 
     def _vars_in(self, node: Mapping[str, Any]) -> set[str]:
@@ -609,7 +712,8 @@ class _Lowerer:
             raise CompileError(self._loc(cb), "type", "mismatch in number of array elements")
 
     def _global_name(self, name: str) -> bool:
-        return (*self.package, name) in self.rules or name in self.aliases
+        path = (*self.package, name)
+        return path in self.rules or path in self._virtual or name in self.aliases
 
     def _check_some_vars(self, node: Mapping[str, Any]) -> None:
         """regorus refuses ``some x in ...`` where ``x`` names a rule or an import."""
@@ -759,6 +863,9 @@ class _Lowerer:
         # A rule of the package shadows an import of the same name (as in regorus).
         if (*self.package, name) in self.rules:
             return self._rule_ref((*self.package, name), [], loc)
+        if (*self.package, name) in self._virtual:  # `p` of a rule `p.q := ...`
+            keys: list[ir.Term] = [ir.Const(k, loc) for k in (*self.package, name)]
+            return self._resolve(ir.Ref(ir.DataRoot(loc), keys, loc), loc)
         if name in self.aliases:
             alias = self.aliases[name]
             return self._resolve(alias, loc) if isinstance(alias, ir.Ref) else alias

@@ -256,6 +256,7 @@ class Body:
     key: Term | None = None  # partial set element / partial object key
     loc: Loc | None = None
     first_only: bool = False  # regorus stops `p[k] if ...` (no value) at its first solution
+    keys: list[Term] | None = None  # a `tree` rule's body: the path its value goes to
 
 
 @dataclass
@@ -270,11 +271,15 @@ class Definition:
 @dataclass
 class Rule:
     path: RulePath
-    kind: Literal["complete", "set", "object", "function"]
+    kind: Literal["complete", "set", "object", "function", "tree"]
+    """``tree``: heads with references (``p.q[k].r := v``) that build one nested
+    object together; each body puts its value at its ``keys`` (undefined when none)."""
     defs: list[Definition]
     default: Term | None
     loc: Loc
     arity: int = 0
+    skeleton: dict[str, Any] | None = None  # a `tree` rule's objects before any body runs
+    soft_skeleton: dict[str, Any] | None = None  # ... and after, where no value is
 
 
 @dataclass

@@ -14,6 +14,7 @@ from policies.compiler.codegen.abi import (
     E_INTERNAL,
     E_TYPE,
     HOST_CALL,
+    TAG_OBJECT,
     wat_bytes,
 )
 from policies.compiler.codegen.analysis import UNDEFINED
@@ -121,8 +122,22 @@ class Generator(QueryEmitter, TermEmitter):
             fn.emit(f"(local.set {res} {self.call('a1_set_new')})")
         elif rule.kind == "object":
             fn.emit(f"(local.set {res} {self.call('a1_obj_new')})")
+
+        elif rule.kind == "tree" and rule.skeleton is not None:
+            fn.emit(f"(local.set {res} {self.const(rule.skeleton)})")
         for definition in rule.defs:
             self._definition(rule, definition, res)
+        if rule.kind == "tree" and rule.soft_skeleton is not None:
+            # A partial object's path is an object, unless a value sits there.
+            skeleton = self.const(rule.soft_skeleton)
+            union = self.call("a1_b_object_union", skeleton, f"(local.get {res})")
+            is_obj = (
+                f"(i32.eq {self.call('a1_tag', f'(local.get {res})')} (i32.const {TAG_OBJECT}))"
+            )
+            fn.emit(
+                f"(if (i32.eqz (local.get {res})) (then (local.set {res} {skeleton}))",
+                f"  (else (if {is_obj} (then (local.set {res} {union})))))",
+            )
         if isinstance(rule.default, ir.Const):
             default = self.const(rule.default.value)
             fn.emit(f"(if (i32.eqz (local.get {res})) (then (local.set {res} {default})))")
@@ -184,6 +199,14 @@ class Generator(QueryEmitter, TermEmitter):
             # The head is evaluated before the body counts as a hit: a body whose
             # head value is undefined falls through to the else branch.
             fn = self.fn
+            if rule.kind == "tree":
+                operands = [*(body.keys or []), body.value]
+                *keys, value = self.terms(operands)  # type: ignore[arg-type]
+                fn.emit(f"(local.set {hit} (i32.const 1))")
+                self._tree_put(res, keys, value)
+                if body.first_only or all(isinstance(t, ir.Const) for t in operands):
+                    fn.emit(f"(br {chain_done})")
+                return
             if rule.kind in ("set", "object"):
                 operands = [body.key] if rule.kind == "set" else [body.key, body.value]
                 args = self.terms(operands)  # type: ignore[arg-type]
@@ -218,6 +241,59 @@ class Generator(QueryEmitter, TermEmitter):
                 self.fn.emit(f"(drop {self._fail()})")
 
         self.query(body.lits, on_success, bound, scope)
+
+    def _tree_put(self, res: str, keys: list[str], value: str) -> None:
+        """Put ``value`` at ``keys`` in the object a ``tree`` rule builds.
+
+        As in regorus, a value may not sit where another rule put a different
+        value, above one (a prefix of its keys holds a value) or below one (a
+        value is already inside it): each is a conflict. The paths that hold
+        values are kept in a set beside the object, so a value that is itself
+        an object is never extended by a longer path.
+        """
+        fn = self.fn
+        leaves = self._tree_leaves(res)
+        conflict = self.call("a1_fail", f"(i32.const {E_CONFLICT})")
+
+        def path(n: int) -> str:
+            arr = self.temp()
+            fn.emit(f"(local.set {arr} {self.call('a1_arr_new', f'(i32.const {max(n, 1)})')})")
+            for k in keys[:n]:
+                fn.emit(f"(local.set {arr} {self.call('a1_arr_push', f'(local.get {arr})', k)})")
+            return f"(local.get {arr})"
+
+        for n in range(len(keys)):
+            held = self.call("a1_get", f"(local.get {leaves})", path(n))
+            fn.emit(f"(if {held} (then {conflict}))")
+        cur = self.temp()
+        fn.emit(f"(local.set {cur} (local.get {res}))")
+        for k in keys:
+            fn.emit(f"(local.set {cur} {self.call('a1_get', f'(local.get {cur})', k)})")
+        full = path(len(keys))
+        nested = self.temp()
+        fn.emit(f"(local.set {nested} {value})")
+        for k in reversed(keys):
+            put = self.call("a1_obj_put", self.call("a1_obj_new"), k, f"(local.get {nested})")
+            fn.emit(f"(local.set {nested} {put})")
+        held = self.call("a1_get", f"(local.get {leaves})", full)
+        same = self.call("a1_eq", f"(local.get {cur})", value)
+        union = self.call("a1_b_object_union", f"(local.get {res})", f"(local.get {nested})")
+        add_leaf = self.call("a1_set_add", f"(local.get {leaves})", full)
+        fn.emit(
+            f"(if (local.get {cur})",
+            f"  (then (if (i32.or (i32.eqz {held}) (i32.eqz {same})) (then {conflict})))",
+            f"  (else (local.set {leaves} {add_leaf})",
+            f"    (local.set {res} (if (result i32) (local.get {res}) (then {union})"
+            f" (else (local.get {nested}))))))",
+        )
+
+    def _tree_leaves(self, res: str) -> str:
+        """The set of paths holding values beside ``res`` (one per rule function)."""
+        name = f"{res}_leaves"
+        if name not in self.fn.locals:
+            self.fn.locals[name] = "i32"
+            self.fn.lines.insert(0, f"(local.set {name} {self.call('a1_set_new')})")
+        return name
 
     def _eval_function(self, roots: list[ir.Term]) -> None:
         fn = self._begin()

@@ -268,10 +268,13 @@ class TermEmitter(Emitter):
         children: dict[str, list[ir.RulePath]] = {}
         for path in package_rules(self.program, ref.path):
             children.setdefault(path[len(ref.path)], []).append(path)
+        for path in self.program.rules:  # a level holding only functions: {} (regorus)
+            if path[: len(ref.path)] == ref.path and len(path) > len(ref.path) + 1:
+                children.setdefault(path[len(ref.path)], [])
         merged = {  # subpackages whose data is an object: merged below
             name
             for name, paths in children.items()
-            if isinstance(doc.get(name), dict) and len(paths[0]) > len(ref.path) + 1
+            if isinstance(doc.get(name), dict) and (not paths or len(paths[0]) > len(ref.path) + 1)
         }
         for key, value in sorted(doc.items()):
             if key not in merged:
