@@ -304,8 +304,12 @@ def _enc_seq(tag: int, items: Sequence[Any], buf: bytearray, base: int, addr: in
 def _enc_obj(d: dict[Any, Any], buf: bytearray, base: int, addr: int) -> int:
     for k in d:
         if type(k) is not str and not isinstance(k, str):
-            raise _Unsupported(f"object key {k!r} is not a string")
-    keys = sorted(d)
+            # A host builtin's result may key by any value (as the decoder gives them:
+            # tuples for arrays, FrozenDicts, RegoSets): laid out in Rego's key order.
+            keys = sorted(d, key=rego_sort_key)
+            break
+    else:
+        keys = sorted(d)
     n = len(keys)
     buf += _HDR.pack(T_OBJ, n)
     at = len(buf)
@@ -315,7 +319,7 @@ def _enc_obj(d: dict[Any, Any], buf: bytearray, base: int, addr: int) -> int:
             pk = _enc(k, buf, base)
             pv = _enc(d[k], buf, base)
         except _Unsupported as err:
-            err.path.append(str(k))
+            err.path.append(k if type(k) is str or type(k) is int else repr(k))
             raise
         _U32.pack_into(buf, at + 8 * i, pk)
         _U32.pack_into(buf, at + 8 * i + 4, pv)
@@ -359,9 +363,11 @@ def encode_input(
         try:
             pack(buf, 4 * i, _enc(v, buf, base))
         except _Unsupported as err:
-            root = "input" + "".join(
-                f".{p}" if p.isidentifier() else f"[{p!r}]" for p in paths[i]
-            ) if paths is not None and i < len(paths) else f"input slot {i}"
+            root = (
+                "input" + "".join(f".{p}" if p.isidentifier() else f"[{p!r}]" for p in paths[i])
+                if paths is not None and i < len(paths)
+                else f"input slot {i}"
+            )
             raise ValueError(f"{_path_name(root, err.path)}: {err.message}") from None
         except RecursionError:
             raise ValueError(f"input slot {i}: value nested too deeply") from None
