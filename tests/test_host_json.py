@@ -224,19 +224,16 @@ def test_unmarshal_refuses_what_regorus_refuses(text: str) -> None:
     assert value("json.is_valid(input.s)", {"s": text}) is False
 
 
-def test_unmarshal_refuses_integers_beyond_2_53_naming_them() -> None:
-    for big in ["9007199254740993", "-9007199254740993", "12345678901234567890123"]:
+def test_unmarshal_keeps_int64_exact_and_refuses_beyond_naming_them() -> None:
+    for exact in [9007199254740993, -9007199254740993, 2**63 - 1, -(2**63)]:
+        assert ours("json.unmarshal(input.s)", {"s": f"[{exact}]"}) == ("value", [exact])
+    for big in ["9223372036854775808", "-9223372036854775809", "12345678901234567890123"]:
         assert big in error_of("json.unmarshal(input.s)", {"s": f"[{big}]"})
         assert value("json.is_valid(input.s)", {"s": big}) is True  # valid JSON all the same
-    assert "beyond 2^53" in error_of("json.unmarshal(input.s)", {"s": "1" * 5000})
-    assert "beyond 2^53" in error_of("json.unmarshal(input.s)", {"s": "1" + "0" * 400})
-
-
-def test_unmarshal_refuses_integer_literals_beyond_2_53_even_a_double_holds() -> None:
-    """As the sidecar refuses such an input: one rule for every integer beyond 2^53."""
-    for big in ["9007199254740994", "100000000000000000000"]:
-        assert big in error_of("json.unmarshal(input.s)", {"s": big})
+    assert "beyond int64" in error_of("json.unmarshal(input.s)", {"s": "1" * 5000})
+    assert "beyond int64" in error_of("json.unmarshal(input.s)", {"s": "1" + "0" * 400})
     assert ours("json.unmarshal(input.s)", {"s": "1e20"}) == ("value", 1e20)  # a float literal
+    assert ours("json.marshal(input.n)", {"n": 2**62 + 1}) == ("value", str(2**62 + 1))
 
 
 def test_unmarshal_bounds_depth() -> None:

@@ -33,13 +33,12 @@ from envoy.service.auth.v3 import external_auth_pb2
 from google.protobuf import json_format
 from google.protobuf.message import DecodeError
 
-from policies.runtime.values import UNDEFINED
+from policies.runtime.values import MAX_EXACT_INT, MIN_EXACT_INT, UNDEFINED
 
 VERSION = {"ext_authz": "v3", "encoding": "protojson"}
 MAX_DEPTH = 64  # arrays and objects in a JSON body (the policy input's own bound)
 MAX_PARAMS = 10_000  # query or form parameters
 MAX_BODY = 1024 * 1024  # bytes of body parsed (Envoy's max_request_bytes is below this)
-MAX_SAFE_INT = 2**53
 
 HTTP_FIELDS = (
     "id", "method", "headers", "path", "host", "scheme", "query", "fragment", "size",
@@ -159,8 +158,8 @@ def _json_depth_ok(text: str) -> bool:
 
 def _int(text: str) -> int:
     n = int(text)
-    if not -MAX_SAFE_INT <= n <= MAX_SAFE_INT:
-        raise InputRefused(400, "request body has an integer beyond 2^53")
+    if not MIN_EXACT_INT <= n <= MAX_EXACT_INT:
+        raise InputRefused(400, "request body has an integer beyond int64")
     return n
 
 

@@ -16,7 +16,14 @@ from decimal import Decimal
 from typing import Any
 
 from policies.runtime.host.base import BuiltinError, builtin, type_name, want
-from policies.runtime.values import UNDEFINED, FrozenDict, RegoSet, rego_sort_key
+from policies.runtime.values import (
+    MAX_EXACT_INT,
+    MIN_EXACT_INT,
+    UNDEFINED,
+    FrozenDict,
+    RegoSet,
+    rego_sort_key,
+)
 
 __all__ = ["MAX_DEPTH", "MAX_NODES", "MAX_TEXT", "format_number", "marshal", "parse_json"]
 
@@ -24,7 +31,6 @@ MAX_DEPTH = 100  # levels of nested arrays/objects json.unmarshal builds
 MAX_NODES = 1 << 20  # values json.unmarshal builds, or json.patch copies
 MAX_TEXT = 16 << 20  # characters a builtin's text result may reach
 _SERDE_DEPTH = 128  # regorus (serde_json) refuses this many levels: json.is_valid agrees
-MAX_EXACT_INT = 2**53
 
 # ------------------------------------------------------------------ numbers
 
@@ -42,8 +48,8 @@ def format_number(v: int | float) -> str:
     digits; we print the value's own shortest digits (docs: divergences).
     """
     if type(v) is int:
-        if abs(v) > MAX_EXACT_INT:
-            raise BuiltinError(f"number {v} beyond 2^53 cannot be represented exactly")
+        if not MIN_EXACT_INT <= v <= MAX_EXACT_INT:
+            raise BuiltinError(f"number {v} beyond int64 cannot be represented exactly")
         return str(v)
     if not math.isfinite(v):
         raise BuiltinError(f"number {v} has no JSON form")
@@ -203,18 +209,15 @@ def _bad_constant(name: str) -> Any:
 
 
 def _exact_int(fn: str) -> Any:
-    """An integer literal within 2^53, exact; one beyond is refused, as the sidecar's input
+    """An integer literal within int64, exact; one beyond is refused, as the sidecar's input
     is (regorus rounds some of those silently: a different number is a wrong answer)."""
 
     def parse(s: str) -> int | float:
         if s == "-0":
             return -0.0  # regorus keeps the sign
-        digits = s.lstrip("-")
-        if len(digits) > 16 or (len(digits) == 16 and int(digits) > MAX_EXACT_INT):
+        if len(s) > 20 or not MIN_EXACT_INT <= int(s) <= MAX_EXACT_INT:
             shown = s if len(s) <= 40 else s[:40] + "..."
-            raise BuiltinError(
-                f"{fn}: integer {shown} is beyond 2^53 and would not be exact (numbers are doubles)"
-            )
+            raise BuiltinError(f"{fn}: integer {shown} is beyond int64 and would not be exact")
         return int(s)
 
     return parse
