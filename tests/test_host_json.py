@@ -226,7 +226,8 @@ def test_unmarshal_refuses_what_regorus_refuses(text: str) -> None:
 
 def test_unmarshal_keeps_int64_exact_and_refuses_beyond_naming_them() -> None:
     for exact in [9007199254740993, -9007199254740993, 2**63 - 1, -(2**63)]:
-        assert ours("json.unmarshal(input.s)", {"s": f"[{exact}]"}) == ("value", [exact])
+        got = ours('sprintf("%d", json.unmarshal(input.s))', {"s": f"[{exact}]"})
+        assert got == ("value", str(exact))  # (the harness compares numbers as floats)
     for big in ["9223372036854775808", "-9223372036854775809", "12345678901234567890123"]:
         assert big in error_of("json.unmarshal(input.s)", {"s": f"[{big}]"})
         assert value("json.is_valid(input.s)", {"s": big}) is True  # valid JSON all the same
