@@ -83,7 +83,7 @@ def run_case(case: dict[str, Any]) -> tuple[str, str]:
     modules = {f"module{i}.rego": text for i, text in enumerate(case.get("modules") or [])}
     try:
         input_doc = _input_term(case["input_term"]) if "input_term" in case else case.get("input")
-    except RuntimeError:
+    except (RuntimeError, TypeError):  # TypeError: a set of objects (unhashable)
         return "unusable", "input_term regorus cannot read"
     if not _is_json(input_doc):
         return "unusable", "input is no JSON document (a set): a request's input never is"

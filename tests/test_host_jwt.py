@@ -314,16 +314,18 @@ def test_an_oct_jwk_verifies_hs_tokens_only() -> None:
     assert decode_verify(token, {"cert": json.dumps({**key, "alg": "RS256"})})[0] is False
 
 
-def test_a_jwk_whose_alg_or_use_disagrees_never_verifies(
+def test_a_jwk_whose_alg_disagrees_never_verifies_its_use_does_not_matter(
     rsa_keys: list[Any], ec_keys: dict[str, Any]
 ) -> None:
     token = pyjwt.encode({"a": 1}, rsa_keys[0], algorithm="RS256")
     public = rsa_keys[0].public_key()
     assert verify("RS256", token, json.dumps(jwk(public, alg="RS256"))) is True
-    for extra in ({"alg": "ES256"}, {"alg": "HS256"}, {"alg": "RS384"}, {"use": "enc"}):
+    for extra in ({"alg": "ES256"}, {"alg": "HS256"}, {"alg": "RS384"}):
         key = json.dumps(jwk(public, **extra))
         assert verify("RS256", token, key) is False
         assert decode_verify(token, {"cert": key})[0] is False
+    # As OPA: a JWKS may mark a signing key "enc"; it verifies all the same.
+    assert decode_verify(token, {"cert": json.dumps(jwk(public, use="enc"))})[0] is True
     es = pyjwt.encode({"a": 1}, ec_keys["ES256"], algorithm="ES256")
     mislabelled = json.dumps(jwk(ec_keys["ES256"].public_key(), alg="ES384"))
     assert verify("ES256", es, mislabelled) is False
@@ -765,3 +767,29 @@ def test_a_verified_token_is_remembered_but_its_claims_are_checked_on_every_call
     tampered = token[:-2] + ("A" if token[-2] != "A" else "B") + token[-1]
     assert decode_verify(tampered, c)[0] is False
     assert len(_VERIFIED) <= _VERIFIED.max_entries and _VERIFIED.bytes <= _VERIFIED.max_bytes
+
+
+def test_eddsa_tokens_verify_with_an_ed25519_jwk_or_pem_and_sign() -> None:
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    private = ed25519.Ed25519PrivateKey.generate()
+    public = private.public_key()
+    token = pyjwt.encode({"sub": "x"}, private, algorithm="EdDSA")
+    raw_public = public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    okp = {"kty": "OKP", "crv": "Ed25519", "x": b64(raw_public)}
+    assert decode_verify(token, {"cert": json.dumps(okp)}) == [
+        True,
+        {"alg": "EdDSA", "typ": "JWT"},
+        {"sub": "x"},
+    ]
+    assert decode_verify(token, {"cert": pem(public)})[0] is True
+    other = ed25519.Ed25519PrivateKey.generate().public_key()
+    assert decode_verify(token, {"cert": pem(other)})[0] is False
+    assert decode_verify(token, {"cert": json.dumps({**okp, "crv": "X25519"})})[0] is False
+    assert decode_verify(token, {"secret": "x"})[0] is False  # no HMAC on an EdDSA token
+    raw_private = private.private_bytes(
+        serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
+    )
+    signed = call("io.jwt.encode_sign", {"alg": "EdDSA"}, {"a": 1}, {**okp, "d": b64(raw_private)})
+    assert pyjwt.decode(signed, public, algorithms=["EdDSA"]) == {"a": 1}
+    assert "io.jwt.verify_eddsa" not in REGISTRY  # OPA has no such builtin

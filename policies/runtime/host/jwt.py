@@ -14,8 +14,9 @@ policy may read either from the request), so every path is bounded and closed:
   or EC key (the classic confusion: the public key's PEM used as an HMAC
   secret), an RS/PS/ES token never against a secret; ES is tied to its curve;
 - a JWK whose ``alg`` disagrees with its ``kty``, with the token's ``alg`` or
-  with the ``verify_*`` builtin called, or whose ``use`` is not ``sig``, never
-  verifies; a JWK of a type nobody signs JWTs with here (``OKP``) is skipped;
+  with the ``verify_*`` builtin called never verifies (its ``use`` is not read,
+  as in OPA: key sets mark signing keys ``enc`` too); an ``OKP`` key other than
+  Ed25519 (X25519 agrees keys) is skipped; EdDSA is Ed25519;
 - HMACs are compared in constant time.
 
 Where OPA is looser than RFC 7518 in ways that only ever turn a false into a
@@ -43,7 +44,7 @@ from typing import Any, Final
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import (
     decode_dss_signature,
     encode_dss_signature,
@@ -68,8 +69,12 @@ _HASHLIB: Final = {"256": hashlib.sha256, "384": hashlib.sha384, "512": hashlib.
 _CURVES: Final = {"256": ("P-256", ec.SECP256R1), "384": ("P-384", ec.SECP384R1),
                   "512": ("P-521", ec.SECP521R1)}  # fmt: skip
 _CURVE_BYTES: Final = {"P-256": 32, "P-384": 48, "P-521": 66}
-ALGORITHMS: Final = frozenset(f"{f}{n}" for f in ("HS", "RS", "PS", "ES") for n in _HASHES)
-_KTY: Final = {"HS": "oct", "RS": "RSA", "PS": "RSA", "ES": "EC"}
+# The io.jwt.verify_* builtins, one per algorithm (OPA has none for EdDSA).
+VERIFY_ALGORITHMS: Final = frozenset(
+    f"{f}{n}" for f in ("HS", "RS", "PS", "ES") for n in _HASHES
+)
+ALGORITHMS: Final = VERIFY_ALGORITHMS | {"EdDSA"}  # what decode_verify and encode_sign take
+_KTY: Final = {"HS": "oct", "RS": "RSA", "PS": "RSA", "ES": "EC", "Ed": "OKP"}
 _HEADER_FIELDS: Final = frozenset({"alg", "kid", "typ", "cty", "crit"})
 _B64URL: Final = re.compile(r"[A-Za-z0-9_-]*={0,2}")
 
@@ -229,12 +234,12 @@ def _with_context(fn: str, call: Callable[[], Any]) -> Any:
 
 @dataclass(frozen=True)
 class _Key:
-    kty: str  # "RSA", "EC", "oct"
-    key: Any  # RSAPublicKey, EllipticCurvePublicKey, or bytes (oct)
+    kty: str  # "RSA", "EC", "OKP", "oct"
+    key: Any  # RSAPublicKey, EllipticCurvePublicKey, Ed25519PublicKey, or bytes (oct)
     alg: str = ""  # the JWK's alg ("" for a certificate or a JWK without one)
     kid: str = ""
-    curve: str = ""  # EC: "P-256" ...
-    usable: bool = True  # False: a JWK that can never verify (alg/kty/use disagree)
+    curve: str = ""  # EC: "P-256" ...; OKP: "Ed25519"
+    usable: bool = True  # False: a JWK that can never verify (its alg and kty disagree)
 
     def fits(self, alg: str) -> bool:
         """Whether this key may verify a signature made with ``alg``."""
@@ -242,6 +247,8 @@ class _Key:
             return False
         if self.kty != _KTY[alg[:2]]:
             return False
+        if alg == "EdDSA":
+            return self.curve == "Ed25519"
         return alg[:2] != "ES" or self.curve == _CURVES[alg[2:]][0]
 
 
@@ -260,7 +267,9 @@ def _from_public(key: Any) -> _Key:
     if isinstance(key, ec.EllipticCurvePublicKey):
         curve = {"secp256r1": "P-256", "secp384r1": "P-384", "secp521r1": "P-521"}
         return _Key("EC", key, curve=curve.get(key.curve.name, ""))
-    # Ed25519, DSA, ...: no JWT algorithm here verifies with it
+    if isinstance(key, ed25519.Ed25519PublicKey):
+        return _Key("OKP", key, curve="Ed25519")
+    # Ed448, DSA, ...: no JWT algorithm here verifies with it
     return _Key(type(key).__name__, key, usable=False)
 
 
@@ -297,8 +306,9 @@ def _jwk(jwk: Any) -> _Key | None:
     """A public (or symmetric) key from a JWK; None for a key type nobody signs JWTs with."""
     if not isinstance(jwk, dict):
         raise BuiltinError("a JWK must be a JSON object")
-    kty, alg, kid, use = (_jwk_str(jwk, f) for f in ("kty", "alg", "kid", "use"))
-    usable = (not alg or (alg in ALGORITHMS and _KTY[alg[:2]] == kty)) and use in ("", "sig")
+    kty, alg, kid, _use = (_jwk_str(jwk, f) for f in ("kty", "alg", "kid", "use"))
+    # As OPA, a key's "use" does not stop it verifying (a JWKS marks some "enc").
+    usable = not alg or (alg in ALGORITHMS and _KTY[alg[:2]] == kty)
     if kty == "RSA":
         n, e = _b64_int(jwk, "n"), _b64_int(jwk, "e")
         _check_rsa(n, e)
@@ -322,8 +332,16 @@ def _jwk(jwk: Any) -> _Key | None:
     if kty == "oct":
         k = _jwk_str(jwk, "k")
         return _Key("oct", _b64url(k, "JWK field k"), alg, kid, usable=usable)
-    if kty in ("OKP",):
-        return None
+    if kty == "OKP":
+        if _jwk_str(jwk, "crv") != "Ed25519":
+            return None  # X25519 keys agree keys, Ed448 is not a JWT algorithm here
+        try:
+            key = ed25519.Ed25519PublicKey.from_public_bytes(
+                _b64url(_jwk_str(jwk, "x"), "JWK field x")
+            )
+        except ValueError as err:
+            raise BuiltinError(f"malformed OKP JWK: {err}") from None
+        return _Key("OKP", key, alg, kid, curve="Ed25519", usable=usable)
     raise BuiltinError(f"unsupported JWK key type {kty!r}")
 
 
@@ -360,6 +378,9 @@ def _verify(alg: str, key: _Key, data: bytes, sig: bytes) -> bool:
     try:
         if family == "HS":
             return hmac.compare_digest(hmac.new(key.key, data, _HASHLIB[bits]).digest(), sig)
+        if alg == "EdDSA":
+            key.key.verify(sig, data)
+            return True
         h = _HASHES[bits]()
         if family == "RS":
             key.key.verify(sig, data, padding.PKCS1v15(), h)
@@ -398,6 +419,8 @@ def _sign(alg: str, key: Any, data: bytes) -> bytes:
     family, bits = alg[:2], alg[2:]
     if family == "HS":
         return hmac.new(key, data, _HASHLIB[bits]).digest()
+    if alg == "EdDSA":
+        return key.sign(data)  # type: ignore[no-any-return]
     h = _HASHES[bits]()
     if family == "RS":
         return key.sign(data, padding.PKCS1v15(), h)  # type: ignore[no-any-return]
@@ -437,6 +460,11 @@ def _private_jwk(jwk: Any, alg: str) -> Any:
                 rsa.rsa_crt_iqmp(p, q), public,
             )  # fmt: skip
             return numbers.private_key()
+        if kty == "OKP":
+            if _jwk_str(jwk, "crv") != "Ed25519":
+                raise BuiltinError(f"JWK curve {jwk.get('crv')!r} cannot sign {alg}")
+            d = _b64url(_jwk_str(jwk, "d"), "JWK field d")
+            return ed25519.Ed25519PrivateKey.from_private_bytes(d)
         crv_name, curve = _CURVES[alg[2:]]
         if _jwk_str(jwk, "crv") != crv_name:
             raise BuiltinError(f"JWK curve {jwk.get('crv')!r} cannot sign {alg}")
@@ -624,7 +652,7 @@ def _verifier(alg: str) -> Callable[[Any, Any], bool]:
     return verify
 
 
-for _alg in sorted(ALGORITHMS):
+for _alg in sorted(VERIFY_ALGORITHMS):
     builtin(f"io.jwt.verify_{_alg.lower()}")(_verifier(_alg))
 
 
