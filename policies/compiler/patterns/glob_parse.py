@@ -1,5 +1,12 @@
 """Globs: regorus's delimiter rewriting, then ``globset``'s parser and its translation
-to a syntax tree over bytes."""
+to a syntax tree over bytes.
+
+One deliberate difference from regorus, following OPA (the users' policies come from
+OPA): an empty alternative in ``{…}`` matches the empty string, so
+``glob.match("{**/,}x", null, "x")`` is true as in OPA, where globset drops empty
+alternatives and regorus answers false. The constant-pattern DFA and the run-time RE2
+path both build on ``glob_ast``, so they agree.
+"""
 
 from __future__ import annotations
 
@@ -199,6 +206,19 @@ _SLASH = literal(0x2F)
 DOT_STAR = Rep(Set(_ANY_BYTE), 0, None)
 
 
+def has_empty_alternative(tokens: Sequence[_GTok]) -> bool:
+    """Whether a ``{…}`` group mixes an empty alternative with non-empty ones: where
+    A1 (as OPA) and regorus (globset) read the glob differently."""
+    for tok in tokens:
+        if tok.kind == "alts":
+            empties = [glob_ast(alt)[1] for alt in tok.alts]
+            if any(empties) and not all(empties):
+                return True
+            if any(has_empty_alternative(alt) for alt in tok.alts):
+                return True
+    return False
+
+
 def _bytes_of(ch: str) -> Node:
     data = ch.encode("utf-8")
     return literal(data[0]) if len(data) == 1 else Cat(tuple(literal(b) for b in data))
@@ -220,13 +240,20 @@ def _glob_class(tok: _GTok) -> Set:
 
 
 def glob_ast(tokens: Sequence[_GTok]) -> tuple[Node, bool]:
-    """Tokens to a byte-level tree, plus whether globset's regex text for them is empty."""
+    """Tokens to a byte-level tree, plus whether it is empty (matches only the empty string).
+
+    An empty alternative beside non-empty ones stays an alternative matching the empty
+    string (OPA: ``{a,}`` matches ``a`` and ``""``; globset would drop it).
+    """
     out: list[Node] = []
     empty = True
     for tok in tokens:
         if tok.kind == "alts":
-            parts = [node for node, is_empty in map(glob_ast, tok.alts) if not is_empty]
+            branches = [glob_ast(alt) for alt in tok.alts]
+            parts = [node for node, is_empty in branches if not is_empty]
             if parts:
+                if len(parts) < len(branches):
+                    parts.append(Cat(()))
                 out.append(Alt(tuple(parts)))
                 empty = False
             continue

@@ -1,16 +1,21 @@
-"""String builtins regorus has and the compiler does not map to the C runtime.
+"""String builtins the compiler does not map to the C runtime.
 
-Semantics are regorus's, where they differ from OPA's too: ``strings.count``
-counts overlapping occurrences, ``strings.replace_n`` replaces key by key in
-key order (each replacement sees the previous one's result), and indexes are in
-characters (code points). Results that could grow past the memory a policy may
-use (``strings.replace_n`` with long values) are refused before they are built.
+Semantics are regorus's, except where regorus and OPA differ: there A1 follows OPA,
+as the users' policies come from OPA. ``strings.count`` counts non-overlapping
+occurrences (Go's ``strings.Count``; regorus overlaps them), and
+``strings.replace_n`` is Go's ``strings.NewReplacer`` over the keys in sorted order
+(at each position the first matching key in that order wins, and replaced text is
+never scanned again; regorus replaces key by key, each seeing the previous result).
+Indexes are in characters (code points). Results that could grow past the memory a
+policy may use are refused before they are built.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
+
+import re2
 
 from policies.runtime.host.base import BuiltinError, builtin, want
 from policies.runtime.values import RegoSet
@@ -53,36 +58,103 @@ def any_suffix_match(search: Any, base: Any) -> bool:
 
 @builtin("strings.count")
 def strings_count(search: Any, substring: Any) -> int:
-    """Overlapping occurrences, as regorus counts them (OPA's Go ``strings.Count`` does not
-    overlap: ``strings.count("aaaa", "aa")`` is 3 here, 2 in OPA)."""
+    """Non-overlapping occurrences, as OPA (Go's ``strings.Count``): ``("aaaa", "aa")``
+    is 2 (regorus: 3); an empty substring is found before each character and at the end."""
     want("strings.count", 1, search, "string")
     want("strings.count", 2, substring, "string")
-    if not substring:
-        raise BuiltinError("strings.count: the substring must not be empty")
-    n, i = 0, search.find(substring)
-    while i >= 0:
-        n += 1
-        i = search.find(substring, i + 1)
-    return n
+    return search.count(substring)
+
+
+_REPLACER_MEM = 8 << 20  # RE2's budget for one replace_n key alternation
+_UNANCHORED = re2._Anchor.UNANCHORED
+
+
+def _replacer(keys: list[str]) -> Any:
+    """RE2 program matching any of ``keys`` (non-empty, sorted): leftmost-first, so at
+    the leftmost position the first key in sorted order wins, as in Go's replacer."""
+    options = re2.Options()
+    options.log_errors = False
+    options.max_mem = _REPLACER_MEM
+    text = "|".join("".join(f"\\x{{{ord(c):x}}}" for c in k) for k in keys)
+    prog = re2._re2.RE2(text.encode("ascii"), options)
+    if not prog.ok():
+        raise BuiltinError("strings.replace_n: too many or too long keys")
+    return prog
 
 
 @builtin("strings.replace_n")
 def replace_n(patterns: Any, value: Any) -> str:
-    """Each key replaced by its value, key by key in key order, the next key seeing the
-    previous result (regorus; OPA replaces all keys in one pass)."""
+    """OPA's ``strings.replace_n``: Go's ``strings.NewReplacer`` with the pairs in key
+    order. Scanning left to right, at each position the first key (in sorted order)
+    that matches there is replaced and the scan goes on after it; an empty key matches
+    at every character boundary (once per position) and loses to no other key, as it
+    sorts first. Positions are code points (Go's bytes would split a character)."""
     fn = "strings.replace_n"
     want(fn, 1, patterns, "object")
     want(fn, 2, value, "string")
-    pairs = list(patterns.items())
-    for k, v in pairs:
-        if type(k) is not str or type(v) is not str:
-            raise BuiltinError(f"{fn}: operand 1 must map strings to strings")
-    for k, v in sorted(pairs):
-        n = value.count(k) if k else len(value) + 1
-        if len(value) + n * (len(v) - len(k)) > MAX_RESULT_CHARS:
+    for k, v in patterns.items():
+        if type(k) is not str:
+            raise BuiltinError(f"{fn}: operand 1 non-string key found in pattern object")
+        if type(v) is not str:
+            raise BuiltinError(f"{fn}: operand 1 non-string value found in pattern object")
+    keys = sorted(k for k in patterns if k)
+    empty = patterns.get("")
+    if not keys and empty is None:
+        return value
+    data = value.encode("utf-8")
+    prog = _replacer(keys) if keys else None
+    out: list[str] = []
+    size = 0
+
+    def emit(piece: str) -> None:
+        nonlocal size
+        size += len(piece)
+        if size > MAX_RESULT_CHARS:
             raise BuiltinError(f"{fn}: result longer than {MAX_RESULT_CHARS} characters")
-        value = value.replace(k, v)
-    return value
+        out.append(piece)
+
+    def between(chunk: bytes) -> None:
+        text = chunk.decode("utf-8")
+        if empty is None:
+            emit(text)
+        elif text:
+            if size + len(text) * (len(empty) + 1) > MAX_RESULT_CHARS:
+                raise BuiltinError(f"{fn}: result longer than {MAX_RESULT_CHARS} characters")
+            emit(empty + empty.join(text))
+
+    pos = 0
+    while prog is not None and pos < len(data):
+        spans = prog.Match(_UNANCHORED, data, pos, len(data))
+        start, end = spans[0]
+        if start < 0:
+            break
+        between(data[pos:start])
+        if empty is not None:
+            emit(empty)
+        emit(patterns[data[start:end].decode("utf-8")])
+        pos = end
+    between(data[pos:])
+    if empty is not None:
+        emit(empty)
+    return "".join(out)
+
+
+@builtin("strings.split_n")
+def split_n(s: Any, delimiter: Any, n: Any) -> list[str]:
+    """OPA's ``strings.split_n``: ``split(s, delimiter)``, then its first ``n`` parts
+    (the last ``-n`` when ``n`` is negative); an empty delimiter splits characters."""
+    fn = "strings.split_n"
+    want(fn, 1, s, "string")
+    want(fn, 2, delimiter, "string")
+    want(fn, 3, n, "number")
+    if type(n) is float:
+        if not n.is_integer():
+            raise BuiltinError(f"{fn}: operand 3 must be an integer but got {n}")
+        n = int(n)
+    parts = s.split(delimiter) if delimiter else list(s)
+    if n >= 0:
+        return parts[:n]
+    return parts[max(len(parts) + n, 0) :]
 
 
 def _trim(fn: str, s: Any, cutset: Any, strip: Callable[[str, str], str]) -> str:
