@@ -88,3 +88,24 @@ def test_growing_the_cell_count_moves_buckets_only_to_new_cells(tmp_path: Path) 
     changed = [b for b in range(four.buckets) if four.cell_of_bucket(b) != three.cell_of_bucket(b)]
     assert {four.cell_of_bucket(b) for b in changed} == {"cell-4"}
     assert len(changed) == four.buckets // 4
+
+
+def test_up_policy_input_is_checked(state: Path) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["up", "--state-dir", str(state), "--policy-input", "opa"])
+    assert exit_.value.code == 2
+
+
+def test_up_an_opa_envoy_policy_without_its_input_names_the_missing_entrypoint(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The primer has no a1/authz/decision: without --policy-input opa-envoy (whose
+    entrypoint is envoy/authz/allow) the build fails before anything starts."""
+    from a1.package_data import policy_library
+
+    primer = policy_library() / "opa_envoy_primer.rego"
+    state = tmp_path / "state"
+    code = main(["up", "--state-dir", str(state), "--policy", str(primer), "--http-port", "1",
+                 "--https-port", "2", "--admin-port", "3", "--internal-port-base", "4000"])
+    assert code != 0
+    assert "a1/authz/decision" in capsys.readouterr().err
+    assert not (state / "envoy.yaml").exists()

@@ -26,6 +26,7 @@ from a1.stack import (
     StackPorts,
 )
 from a1.supervisor import GaveUp, RestartPolicy, Supervisor
+from policies.bundle.format import INPUT_KINDS
 from policies.core.errors import UserError
 
 
@@ -44,6 +45,14 @@ def register(sub: argparse._SubParsersAction) -> None:
                     help=f"Rego policy (default {_rel(DEFAULT_POLICY)})")
     up.add_argument("--policy-data", type=Path, default=DEFAULT_POLICY_DATA,
                     help=f"data document (default {_rel(DEFAULT_POLICY_DATA)})")
+    up.add_argument("--policy-input", choices=sorted(INPUT_KINDS), default="a1",
+                    help="the input the policy expects: a1 (default) or opa-envoy "
+                         "(OPA-Envoy's input and decisions, docs/opa-envoy.md)")
+    up.add_argument("--entrypoint", default=None,
+                    help="decision rule (default a1/authz/decision; envoy/authz/allow "
+                         "with --policy-input opa-envoy)")
+    up.add_argument("--verifies-tokens", action="store_true",
+                    help="the policy verifies bearer tokens itself: Envoy runs no jwt_authn")
     up.set_defaults(func=cmd_up)
 
     token = sub.add_parser("token", help="print a development JWT the running stack accepts")
@@ -138,7 +147,9 @@ def cmd_up(args: argparse.Namespace) -> int:
     n_cells = len(names) if names else (args.cells or 3)
     options = StackOptions(state_dir=args.state_dir, cells=n_cells, cell_names=names,
                            mode=args.mode, ports=_stack_ports(args, n_cells),
-                           policy=args.policy, policy_data=args.policy_data)
+                           policy=args.policy, policy_data=args.policy_data,
+                           policy_input=args.policy_input, entrypoint=args.entrypoint,
+                           verifies_tokens=args.verifies_tokens)
     stop = threading.Event()
     supervising = threading.Event()
 
