@@ -29,7 +29,7 @@ from typing import Any
 from policies.runtime.host.base import BuiltinError, builtin, type_name, want
 from policies.runtime.values import UNDEFINED
 
-__all__ = ["MAX_LAYOUT", "MAX_VALUE"]
+__all__ = ["MAX_LAYOUT", "MAX_VALUE", "RUST_WHITESPACE"]
 
 MAX_LAYOUT = 1024
 """Longest layout or time string read: a layout is walked token by token, and no real
@@ -52,7 +52,7 @@ _MONTHS = [
 _WEEKDAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
 
 # Rust's char::is_whitespace (Unicode White_Space), which regorus and chrono use.
-_WS = frozenset(
+RUST_WHITESPACE = frozenset(
     "\t\n\x0b\x0c\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007"
     "\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
 )
@@ -60,7 +60,7 @@ _WS = frozenset(
 
 def _lstrip(s: str) -> str:
     i = 0
-    while i < len(s) and s[i] in _WS:
+    while i < len(s) and s[i] in RUST_WHITESPACE:
         i += 1
     return s[i:]
 
@@ -307,7 +307,7 @@ def _items(layout: str, parse: bool) -> list[_Item]:
             else:
                 return out  # an unknown token ends the layout, as in regorus
             continue
-        if c in _WS:
+        if c in RUST_WHITESPACE:
             n = len(s) - len(_lstrip(s))
             out.append(("space", s[:n]))
             s = s[n:]
@@ -595,7 +595,7 @@ def _offset(s: str, allow_zulu: bool, colon: str) -> tuple[int, str]:
         s = s[1:]
     else:
         i = 0
-        while i < len(s) and (s[i] == ":" or s[i] in _WS):
+        while i < len(s) and (s[i] == ":" or s[i] in RUST_WHITESPACE):
             i += 1
         s = s[i:]
     if len(s) < 2:
@@ -666,7 +666,7 @@ def _parse_item(item: _Item, s: str, p: _Parsed) -> str:
         return s[digits + 1 :]
     if name == "TimezoneName":
         i = 0
-        while i < len(s) and s[i] not in _WS:
+        while i < len(s) and s[i] not in RUST_WHITESPACE:
             i += 1
         return s[i:]
     if name.startswith("Offset"):
