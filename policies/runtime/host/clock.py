@@ -11,9 +11,8 @@ zeros) A1 answers as regorus, the engine its tests run beside.
 
 Timestamps are nanoseconds in a signed 64-bit integer, as in OPA: a result
 outside it is an error ("time outside of valid range"), an argument outside it
-too. Results are exact Python ints; today's timestamps (~1.8e18) are beyond
-2^53, which the runtime's value layout refuses rather than round (see the
-module's report to the lead). Time zones come from ``zoneinfo`` (the system's
+too. Results are exact Python ints, which the runtime holds exactly over int64.
+Time zones come from ``zoneinfo`` (the system's
 tz database, or the ``tzdata`` wheel where the image has none).
 """
 

@@ -5,8 +5,8 @@ that fits 64 bits stays an integer, anything else is a double), then multiplied
 by the suffix's power: an integer while the product fits 64 bits, a double past
 it or for a fractional power (milli and below). regorus knows SI suffixes OPA
 does not (``Q``, ``da``, ``n``...); A1 answers as regorus. An unknown suffix is
-undefined, a malformed number an error. An integer result beyond 2^53 is
-returned exact, which the runtime's values refuse rather than round.
+undefined, a malformed number an error. An integer result is returned exact: past
+int64 (regorus holds u64 too) the runtime's values refuse it rather than round it.
 """
 
 from __future__ import annotations
