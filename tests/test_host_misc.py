@@ -190,3 +190,74 @@ def test_graphs_agree_with_regorus(pair: Pair, g: Any, v: Any) -> None:
     pair.check("paths", doc)
     if isinstance(v, list):
         pair.check("reach_set", doc)
+
+
+# ---------------------------------------------------------------- array.flatten, rand.intn
+
+
+def _compiled(src: str, entry: str) -> Any:
+    from policies.compiler import compile_sources
+    from policies.runtime.module import PolicyModule
+
+    return PolicyModule.load(compile_sources({"p.rego": src}, None, [entry])).evaluator(entry)
+
+
+def test_array_flatten_removes_one_level() -> None:
+    flatten = REGISTRY["array.flatten"].fn
+    assert flatten([]) == []
+    assert flatten([[1, 2], [3], []]) == [1, 2, 3]
+    assert flatten([[[1], [2, []]], "s", {"a": 1}, [4, [5]]]) == [
+        [1],
+        [2, []],
+        "s",
+        {"a": 1},
+        4,
+        [5],
+    ]
+    with pytest.raises(BuiltinError, match="operand 1 must be array"):
+        flatten(42)
+    with pytest.raises(BuiltinError, match="more than"):
+        flatten([[0] * (1 << 19), [0] * (1 << 19), [0]])
+
+
+def test_rand_intn_is_one_value_per_arguments_within_an_evaluation() -> None:
+    from policies.runtime.host.base import EvalContext
+
+    intn = REGISTRY["rand.intn"]
+    assert not intn.pure
+    ctx = EvalContext()
+    first = intn.fn(ctx, "k", 1 << 40)
+    assert all(intn.fn(ctx, "k", 1 << 40) == first for _ in range(20))
+    assert intn.fn(ctx, "k", -(1 << 40)) == first  # |n|, as OPA
+    assert intn.fn(ctx, "k", 0) == 0
+    assert 0 <= intn.fn(ctx, "other", 3) < 3
+    seen = set()
+    for _ in range(20):  # a new evaluation draws again: 20 draws of 2^40 all equal is ~0
+        ctx.reset()
+        seen.add(intn.fn(ctx, "k", 1 << 40))
+    assert len(seen) > 1
+    with pytest.raises(BuiltinError, match="integer"):
+        intn.fn(ctx, "k", 1.5)
+    with pytest.raises(BuiltinError, match="operand 1 must be string"):
+        intn.fn(ctx, 1, 2)
+
+
+def test_rand_intn_memo_is_bounded() -> None:
+    from policies.runtime.host.base import EvalContext
+
+    ctx = EvalContext()
+    with pytest.raises(BuiltinError, match="distinct calls"):
+        for i in range(10_000):
+            REGISTRY["rand.intn"].fn(ctx, str(i), 10)
+
+
+def test_rand_intn_through_the_compiler_is_stable_in_one_evaluation() -> None:
+    ev = _compiled(
+        "package p\nimport rego.v1\n"
+        'x := count({rand.intn("a", 1000000) | some _ in numbers.range(1, 50)})\n'
+        'y := [rand.intn("a", 1000000), rand.intn("a", 1000000)]\n',
+        "p",
+    )
+    out = ev.evaluate({}, json_form=True)
+    assert out["x"] == 1
+    assert out["y"][0] == out["y"][1]

@@ -344,3 +344,60 @@ def test_constant_patterns_past_the_automata_run_on_the_host_as_regorus(s: str) 
     pair = _CONSTANT_PAST_DFA
     for rule in ("ci", "anchored", "glob"):
         pair.check(rule, {"s": s})
+
+
+# ---------------------------------------------------------------- regex.globs_match
+
+
+def test_globs_match_decides_whether_two_patterns_share_a_string() -> None:
+    gm = REGISTRY["regex.globs_match"].fn
+    assert gm("a.a.[0-9]+z", ".b.b12*34z") is True  # "abab1234z"
+    assert gm("[a-z]+", "[0-9]*") is False  # only "" is in the second's [0-9]* ∩ letters
+    assert gm("a*", "b*") is True  # the empty string
+    assert gm("b.*", "bar") is True
+    assert gm("[a-z]+\\[[0-9]+\\]", "foo\\[1\\]") is True  # escapes are literals
+    assert gm("[a-z]+\\[[0-9]+\\]", 'foo["x"]') is False  # "[...]" is a set there
+    assert gm("a?", "a?") is True  # "?" is a literal character
+    assert gm("a?", "a") is False
+    assert gm("[^a]", "a") is True  # no negation: "^" is a member
+    assert gm("[]", "") is False and gm("[]*", "") is True
+    assert gm("\u00e9+", "[\u00e0-\u00ff]") is True
+
+
+@pytest.mark.parametrize(
+    "bad", ["*a", "a**", "+", "]", "[a", "a\\", "[-a]", "[a-]", "[b-a]", "[a-c-e]"]
+)
+def test_globs_match_refuses_what_its_grammar_does_not_hold(bad: str) -> None:
+    assert "regex.globs_match" in refused("regex.globs_match", bad, "a")
+    assert "regex.globs_match" in refused("regex.globs_match", "a", bad)
+
+
+def test_globs_match_work_is_bounded() -> None:
+    """Two long star chains: the product has len1 x len2 states, refused past the cap."""
+    long = "a*" * 2000
+    assert call("regex.globs_match", long, "b*" * 200) is True
+    assert "too long" in refused("regex.globs_match", long, long)
+    assert "operand 2 must be string" in refused("regex.globs_match", "a", 1)
+
+
+GI_PIECES = ["a", "b", ".", "[ab]", "[b-c]", "a*", "b+", ".*", "[ac]+", "c"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.sampled_from(GI_PIECES), max_size=3).map("".join),
+    st.lists(st.sampled_from(GI_PIECES), max_size=3).map("".join),
+)
+def test_globs_match_agrees_with_brute_force(g1: str, g2: str) -> None:
+    """Each step of a shortest common string passes a non-starred piece of one pattern,
+    so one exists iff one of length <= 6 does: enumerate them over {a, b, c}."""
+    import itertools
+    import re
+
+    r1, r2 = re.compile(g1), re.compile(g2)
+    expected = any(
+        r1.fullmatch(s) and r2.fullmatch(s)
+        for n in range(7)
+        for s in map("".join, itertools.product("abc", repeat=n))
+    )
+    assert call("regex.globs_match", g1, g2) is expected

@@ -1,4 +1,7 @@
-"""Bitwise, number-range and graph builtins, as regorus computes them.
+"""Bitwise, number-range, graph, array and random builtins.
+
+Bits, ranges and graphs are as regorus computes them; ``array.flatten`` and
+``rand.intn``, which regorus lacks, as OPA (the users' policies come from OPA).
 
 Every result is bounded before it is built: a bitwise result must be exact as a
 double (regorus keeps big integers; A1 refuses what it cannot hold rather than
@@ -13,9 +16,10 @@ which a host builtin returning one value cannot express.
 
 from __future__ import annotations
 
+import secrets
 from typing import Any
 
-from policies.runtime.host.base import BuiltinError, builtin, want
+from policies.runtime.host.base import BuiltinError, EvalContext, builtin, want
 from policies.runtime.values import UNDEFINED, RegoSet, rego_sort_key
 
 __all__ = ["MAX_ITEMS", "MAX_STEPS"]
@@ -227,3 +231,62 @@ def reachable_paths(graph: Any, initial: Any) -> RegoSet:
                 on_path.discard(k)
                 path.pop()
     return RegoSet(paths.values())
+
+
+# ---------------------------------------------------------------- arrays
+
+
+@builtin("array.flatten")
+def array_flatten(arr: Any) -> list[Any]:
+    """OPA's ``array.flatten``: one level of nesting removed (regorus lacks it)."""
+    want("array.flatten", 1, arr, "array")
+    out: list[Any] = []
+    for item in arr:
+        if type(item) is list or type(item) is tuple:
+            out.extend(item)
+        else:
+            out.append(item)
+        if len(out) > MAX_ITEMS:
+            raise BuiltinError(f"array.flatten: more than {MAX_ITEMS} elements")
+    return out
+
+
+# ---------------------------------------------------------------- random
+
+
+_RAND_MEMO = "_a1_rand_intn"  # attribute of the EvalContext holding this evaluation's memo
+_MAX_RAND_MEMO = 4096
+
+
+@builtin("rand.intn", pure=False)
+def rand_intn(ctx: EvalContext, key: Any, n: Any) -> int:
+    """OPA's ``rand.intn``: a random integer in ``[0, |n|)`` (0 for ``n == 0``), the same
+    for the same ``(key, n)`` within one evaluation, as OPA caches it per query.
+
+    The memo lives on the evaluation's ``EvalContext`` and belongs to the evaluation
+    whose clock reading it was made under: ``reset()`` clears the clock, the next
+    evaluation reads a new one (a distinct object), and the old memo is dropped.
+    """
+    fn = "rand.intn"
+    want(fn, 1, key, "string")
+    want(fn, 2, n, "number")
+    if type(n) is float:
+        if not n.is_integer():
+            raise BuiltinError(f"{fn}: operand 2 must be an integer but got {n}")
+        n = int(n)
+    n = abs(n)
+    if n == 0:
+        return 0
+    ctx.now_ns()
+    stamp = ctx._now
+    held = ctx.__dict__.get(_RAND_MEMO)
+    if held is None or held[0] is not stamp:
+        held = (stamp, {})
+        ctx.__dict__[_RAND_MEMO] = held
+    memo: dict[tuple[str, int], int] = held[1]
+    value = memo.get((key, n))
+    if value is None:
+        if len(memo) >= _MAX_RAND_MEMO:
+            raise BuiltinError(f"{fn}: more than {_MAX_RAND_MEMO} distinct calls in one evaluation")
+        value = memo[(key, n)] = secrets.randbelow(n)
+    return value
