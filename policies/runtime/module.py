@@ -359,6 +359,7 @@ class Evaluator:
         self._clock = EvalContext()
         self._host_error = ""
         self._hosts = [HOST_BUILTINS[name] for name in meta.host_builtins]
+        self._impure = not meta.pure
         i32, i64 = wasmtime.ValType.i32(), wasmtime.ValType.i64()
         self._callbacks: list[Any] = []  # the raw callbacks must outlive the store
         linker.define(self.store, "env", "time_now_ns", self._raw_func([], [i64], self._now))
@@ -445,7 +446,8 @@ class Evaluator:
                 raise PolicyError("input exceeds the memory cap", 4) from None
             size = self.memory.data_len(self.store)
         ctypes.memmove(self._base + self.input_base, encoded, len(encoded))
-        self._clock._now = None
+        if self._impure:  # a pure module calls nothing that reads the context
+            self._clock.reset()
         self.store.set_fuel(self.fuel)
         args = self._args
         args[0].i32 = self.entry

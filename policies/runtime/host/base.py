@@ -44,10 +44,14 @@ class EvalContext:
     """Per-evaluation state shared by every impure builtin of one evaluation.
 
     ``now_ns`` is read once per evaluation, as OPA does: ``time.now_ns()`` and
-    ``io.jwt.decode_verify``'s expiry check see the same instant.
+    ``io.jwt.decode_verify``'s expiry check see the same instant. ``memo`` holds
+    what a random builtin answered, by (builtin, arguments), so that it answers the
+    same within one evaluation (OPA's ``rand.intn``, ``uuid.rfc4122``). Its
+    builtins bound its size.
     """
 
     _now: int | None = field(default=None)
+    memo: dict[Any, Any] = field(default_factory=dict)
 
     def now_ns(self) -> int:
         if self._now is None:
@@ -55,7 +59,10 @@ class EvalContext:
         return self._now
 
     def reset(self) -> None:
+        """A new evaluation: a new instant, nothing remembered."""
         self._now = None
+        if self.memo:
+            self.memo.clear()
 
 
 @dataclass(frozen=True)

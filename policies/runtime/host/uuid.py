@@ -91,15 +91,9 @@ def parse(text: Any) -> Any:
 @builtin("uuid.rfc4122", pure=False)
 def rfc4122(ctx: EvalContext, key: Any) -> str:
     k = want("uuid.rfc4122", 1, key, "string")
-    # One evaluation is one instant of the context's clock (reset per evaluation), so the
-    # keys are remembered with the instant they belong to.
-    now = ctx.now_ns()
-    stamp, memo = ctx.__dict__.get("_uuid_rfc4122", (None, {}))
-    if stamp != now:
-        memo = {}
-        ctx.__dict__["_uuid_rfc4122"] = (now, memo)
-    if k not in memo:
-        if len(memo) >= MAX_KEYS:
+    memo = ctx.memo
+    if ("uuid.rfc4122", k) not in memo:
+        if sum(1 for m in memo if m[0] == "uuid.rfc4122") >= MAX_KEYS:
             raise BuiltinError(f"uuid.rfc4122: more than {MAX_KEYS} keys in one evaluation")
-        memo[k] = str(_uuid.uuid4())
-    return memo[k]
+        memo["uuid.rfc4122", k] = str(_uuid.uuid4())
+    return memo["uuid.rfc4122", k]  # type: ignore[no-any-return]
