@@ -266,9 +266,25 @@ def test_unmarshal_of_json_like_text_agrees_with_regorus(text: str) -> None:
     doc = {"s": text}
     assert same("json.is_valid(input.s)", doc)
     kind, got = ours("json.unmarshal(input.s)", doc)
-    if kind == "error" and "2^53" in str(got):
+    if kind == "error" and "beyond int64" in str(got):
         return  # an integer literal we refuse to round (regorus keeps or rounds it)
+    if kind == "value" and any(c in text for c in "eE."):
+        # regorus's reader can be one unit in the last place off for fractions and
+        # exponents ("1E61"); ours is IEEE's nearest double
+        theirs = _pair("json.unmarshal(input.s)")[1].eval("p/x", doc)
+        assert theirs[0] == "value" and _close(got, theirs[1]), (text, got, theirs)
+        return
     same("json.unmarshal(input.s)", doc)
+
+
+def _close(a: Any, b: Any) -> bool:
+    if isinstance(a, float) or isinstance(b, float):
+        return isinstance(b, (int, float)) and math.isclose(a, b, rel_tol=1e-15)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_close(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_close(a[k], b[k]) for k in a)
+    return bool(a == b)
 
 
 # ------------------------------------------------------------------ json.filter / json.remove
