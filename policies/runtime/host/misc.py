@@ -254,7 +254,6 @@ def array_flatten(arr: Any) -> list[Any]:
 # ---------------------------------------------------------------- random
 
 
-_RAND_MEMO = "_a1_rand_intn"  # attribute of the EvalContext holding this evaluation's memo
 _MAX_RAND_MEMO = 4096
 
 
@@ -263,9 +262,7 @@ def rand_intn(ctx: EvalContext, key: Any, n: Any) -> int:
     """OPA's ``rand.intn``: a random integer in ``[0, |n|)`` (0 for ``n == 0``), the same
     for the same ``(key, n)`` within one evaluation, as OPA caches it per query.
 
-    The memo lives on the evaluation's ``EvalContext`` and belongs to the evaluation
-    whose clock reading it was made under: ``reset()`` clears the clock, the next
-    evaluation reads a new one (a distinct object), and the old memo is dropped.
+    The memo is the evaluation's (``EvalContext.memo``, cleared for each evaluation).
     """
     fn = "rand.intn"
     want(fn, 1, key, "string")
@@ -277,16 +274,10 @@ def rand_intn(ctx: EvalContext, key: Any, n: Any) -> int:
     n = abs(n)
     if n == 0:
         return 0
-    ctx.now_ns()
-    stamp = ctx._now
-    held = ctx.__dict__.get(_RAND_MEMO)
-    if held is None or held[0] is not stamp:
-        held = (stamp, {})
-        ctx.__dict__[_RAND_MEMO] = held
-    memo: dict[tuple[str, int], int] = held[1]
-    value = memo.get((key, n))
+    memo = ctx.memo
+    value = memo.get((fn, key, n))
     if value is None:
-        if len(memo) >= _MAX_RAND_MEMO:
+        if sum(1 for k in memo if k[0] == fn) >= _MAX_RAND_MEMO:
             raise BuiltinError(f"{fn}: more than {_MAX_RAND_MEMO} distinct calls in one evaluation")
-        value = memo[(key, n)] = secrets.randbelow(n)
-    return value
+        value = memo[(fn, key, n)] = secrets.randbelow(n)
+    return value  # type: ignore[no-any-return]
