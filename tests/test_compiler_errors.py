@@ -21,7 +21,11 @@ def _error(src: str, entry: str = "t/x") -> CompileError:
     ("src", "where", "construct"),
     [
         ("x := http.send({})", "p.rego:3:6", "builtin function `http.send`"),
-        ("x if { y := 1 with data.q as 2 }", "p.rego:3:", "`with data.q`"),
+        (
+            "r := {}\nx if { y := 1 with data.t.r.a as 2 }",
+            "p.rego:4:20",
+            "`with data.t.r.a` on part of rule t.r",
+        ),
         ("x := 9223372036854775808", "p.rego:3:6", "integer literal 9223372036854775808"),
     ],
 )

@@ -26,6 +26,7 @@ from policies.compiler.builtins import (
     host_builtin,
     known_builtin,
 )
+from policies.compiler.codegen.analysis import const_prefix
 from policies.compiler.errors import CompileError, from_regorus, unsupported
 from policies.compiler.limits import check_rego, check_value, exact_range
 from policies.compiler.respell import Respelled, respell
@@ -186,6 +187,7 @@ class _Lowerer:
         self._heads: dict[int, _Head] = {}  # id(rule AST) -> its head
         self._arities: dict[ir.RulePath, int] = {}
         self._virtual: set[tuple[str, ...]] = set()  # paths inside rule heads (`p` of `p.q`)
+        self.data_targets: set[tuple[str, ...]] = set()  # `with data.…` paths of the program
 
     # ------------------------------------------------------------ program
 
@@ -201,6 +203,10 @@ class _Lowerer:
                 heads.append((file, spelled, package, rule))
                 self._declare(package, rule)
         self._group_heads()
+        for file, spelled, ast in self.modules:
+            self.file, self.text, self.lines = file, spelled.text, _Lines(spelled)
+            self.spelled = spelled
+            self._scan_data_targets(ast)
         # Pass 2: lower bodies with full knowledge of the namespace.
         for file, spelled, ast in self.modules:
             self.file, self.text, self.lines = file, spelled.text, _Lines(spelled)
@@ -218,6 +224,49 @@ class _Lowerer:
             if not rule.defs and rule.default is None:
                 raise CompileError(rule.loc, "type", f"rule {'.'.join(rule.path)} has no body")
         return ir.Program(self.rules, self.packages, self.data, self.sources)
+
+    def _scan_data_targets(self, ast: Any) -> None:
+        """Every ``with data.…`` target, before any body is lowered: a reference to
+        the data document they overlap is read at run time, not folded."""
+        stack = [ast]
+        while stack:
+            node = stack.pop()
+            if isinstance(node, list):
+                stack.extend(node)
+            elif isinstance(node, dict):
+                for mod in node.get("with_mods") or []:
+                    try:
+                        path = tuple(self._ref_path(mod["refr"]))
+                    except CompileError:
+                        continue  # refused where the statement is lowered
+                    if path[0] == "data":
+                        self._check_data_target(path[1:], self._leftmost(mod["refr"]))
+                        self.data_targets.add(path[1:])
+                stack.extend(node.values())
+
+    def _check_data_target(self, target: tuple[str, ...], loc: ir.Loc) -> None:
+        """``with data.…`` may replace base data or a whole rule. What regorus cannot
+        evaluate (part of a rule's value, a package holding rules) or ignores (a
+        function through its data path), and targets nested in one another, are
+        refused."""
+        where = "data." + ".".join(target)
+        if not target:
+            raise unsupported(loc, "`with data` (the whole data document)")
+        for path, rule in self.rules.items():
+            if path == target and rule.kind == "function":
+                raise unsupported(loc, f"`with {where}` on a function (name it without data.)")
+            if path != target and path[: len(target)] == target:
+                raise unsupported(loc, f"`with {where}` on a package holding rules")
+            if path != target and target[: len(path)] == path:
+                raise unsupported(loc, f"`with {where}` on part of rule {'.'.join(path)}")
+        for other in self.data_targets:
+            if other != target and (
+                other[: len(target)] == target or target[: len(other)] == other
+            ):
+                raise unsupported(
+                    loc,
+                    f"`with {where}` beside `with data.{'.'.join(other)}` (one inside the other)",
+                )
 
     def _check_data_prefixes(self, rule: ir.Rule) -> None:
         """A rule extends the data document: every prefix there must be an object."""
@@ -569,7 +618,7 @@ class _Lowerer:
             return self._expr_lit(body["expr"], locals_, loc, withs)
         if kind == "NotExpr":
             return ir.NotLit([self._expr_lit(body["expr"], locals_, loc, withs)], loc)
-        if withs:
+        if withs and kind != "SomeIn":
             raise unsupported(withs[0].loc, f"`with` on a {kind} literal")
         if kind == "SomeIn":
             for pattern in (body.get("key"), body["value"]):
@@ -583,6 +632,7 @@ class _Lowerer:
                 self._term(body["value"], inner),
                 self._term(body["collection"], locals_),
                 loc,
+                withs,
             )
         if kind == "SomeVars":
             names = [_span_text(self.text, s) for s in body["vars"]]
@@ -724,11 +774,50 @@ class _Lowerer:
                 )
 
     def _with(self, mod: Mapping[str, Any], locals_: set[str]) -> ir.With:
+        """``with input…``, ``with data…`` (checked by ``_scan_data_targets``), or a
+        function or builtin, replaced by a value or by another function (as in OPA)."""
         loc = self._leftmost(mod["refr"])
         path = tuple(self._ref_path(mod["refr"]))
-        if path[0] != "input":
-            raise unsupported(loc, f"`with {'.'.join(path)}` (only `with input` is supported)")
-        return ir.With(path, self._term(mod["as"], locals_), loc)
+        if path[0] in ("input", "data"):
+            return ir.With(path, self._term(mod["as"], locals_), loc)
+        name = ".".join(path)
+        key: str | None = None
+        relative = (*self.package, *path)
+        if relative in self.rules and self.rules[relative].kind == "function":
+            key = "data." + ".".join(relative)
+        elif path[0] in locals_ or relative in self.rules or relative in self._virtual:
+            key = None
+        elif known_builtin(name):
+            key = name
+        if key is None:
+            raise unsupported(loc, f"`with {name}`: neither input, data nor a function")
+        replacement = self._mock_function(mod["as"], locals_)
+        value = None if replacement is not None else self._term(mod["as"], locals_)
+        return ir.With(("function", key), value, loc, replacement)
+
+    def _mock_function(self, node: Mapping[str, Any], locals_: set[str]) -> ir.MockFn | None:
+        """The function ``with f as <node>`` names, if it names one (else a value)."""
+        if _variant(node)[0] not in ("Var", "RefDot", "RefBrack"):
+            return None
+        try:
+            parts = self._ref_path(node)
+        except CompileError:
+            return None
+        loc = self._leftmost(node)
+        if parts[0] in locals_:
+            return None
+        for path in ((*self.package, *parts), tuple(parts[1:]) if parts[0] == "data" else None):
+            rule = self.rules.get(path) if path else None
+            if rule is not None:
+                if rule.kind == "function" and rule.arity > 0:
+                    return ir.MockFn(".".join(path), path, loc)  # type: ignore[arg-type]
+                return None
+        name = ".".join(parts)
+        if (*self.package, parts[0]) in self._virtual or parts[0] in self.aliases:
+            return None
+        if parts[0] not in ("data", "input") and known_builtin(name):
+            return ir.MockFn(name, None, loc)
+        return None
 
     def _fresh_name(self) -> str:
         return f"$_{next(self._fresh)}"
@@ -940,7 +1029,14 @@ class _Lowerer:
                 )
             pkg = ir.PackageRef(prefix, ref.loc)
             return ir.Ref(pkg, rest, ref.loc) if rest else pkg
-        # The base data document: fold constant keys into a constant.
+        # The base data document: fold constant keys into a constant, unless a
+        # `with data.…` may replace a part of it.
+        path = const_prefix(keys)
+        if any(t[: len(path)] == path or path[: len(t)] == t for t in self.data_targets):
+            found = _lookup_data(self.data, path)
+            doc = ir.DataDoc(path, None if found is _MISSING else (found,), ref.loc)
+            rest = keys[len(path) :]
+            return ir.Ref(doc, rest, ref.loc) if rest else doc
         return self._index_const(self.data, keys, ref.loc)
 
     def _call(self, body: Mapping[str, Any], locals_: set[str], loc: ir.Loc) -> ir.Term:

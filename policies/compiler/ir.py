@@ -153,6 +153,17 @@ class PackageRef:
 
 
 @dataclass
+class DataDoc:
+    """The base data document at ``path`` (string keys), where a ``with data.…`` of the
+    program may replace it or a part of it: never folded into a constant. ``value``
+    is ``(value,)`` in the data document, None where it has nothing."""
+
+    path: tuple[str, ...]
+    value: tuple[Any] | None
+    loc: Loc
+
+
+@dataclass
 class Fail:
     """A term regorus rejects only once it is evaluated (an unknown function, a
     wrong number of arguments): evaluating it is an error, reaching it is not."""
@@ -178,20 +189,42 @@ Term = (
     | Compr
     | RuleRef
     | PackageRef
+    | DataDoc
     | Fail
 )
 
 RulePath = tuple[str, ...]  # package path + rule name
 
 
+def call_key(call: Call) -> str:
+    """What a ``with`` on a function names: a builtin's name, ``data.<path>`` of a rule."""
+    return "data." + ".".join(call.func) if call.func is not None else call.name
+
+
 # ------------------------------------------------------------------ literals
 
 
 @dataclass
-class With:
-    target: tuple[str, ...]  # ("input",) or ("input", "a", ...)
-    value: Term
+class MockFn:
+    """A function named as a ``with`` replacement (``with count as mock_count``): a user
+    function (``func``) or a builtin (``name`` only)."""
+
+    name: str
+    func: RulePath | None
     loc: Loc
+
+
+@dataclass
+class With:
+    """``with target as value``. ``target`` is ``("input", ...)``, ``("data", ...)`` or
+    ``("function", key)`` (``key``: a builtin's name, or ``data.`` and a user function's
+    path, as ``call_key`` names calls); a function is replaced by ``value`` or by the
+    function ``replacement``."""
+
+    target: tuple[str, ...]
+    value: Term | None
+    loc: Loc
+    replacement: MockFn | None = None
 
 
 @dataclass
@@ -226,6 +259,7 @@ class SomeInLit:
     value: Term
     coll: Term
     loc: Loc
+    withs: list[With] = field(default_factory=list)
 
 
 @dataclass

@@ -142,11 +142,31 @@ def rule_deps(rule: ir.Rule, program: ir.Program) -> set[ir.RulePath]:
     for n in walk_terms([rule.defs, rule.default]):
         if isinstance(n, ir.RuleRef):
             deps.add(n.path)
-        elif isinstance(n, ir.Call) and n.func is not None:
-            deps.add(n.func)
+        elif isinstance(n, (ir.Call, ir.MockFn)) and n.func is not None:
+            deps.add(n.func)  # a call, or a function a `with` calls instead of another
         elif isinstance(n, ir.PackageRef):
             deps.update(package_rules(program, n.path))
     return deps
+
+
+def mock_tables(
+    program: ir.Program,
+) -> tuple[list[tuple[str, ...]], dict[str, list[ir.MockFn]]]:
+    """What the program's ``with`` statements replace: the data paths, and per function
+    (``ir.call_key``) the functions that replace it, in a fixed order (each gets a mode)."""
+    data: set[tuple[str, ...]] = set()
+    funcs: dict[str, dict[tuple[str, tuple[str, ...] | None], ir.MockFn]] = {}
+    for rule in program.rules.values():
+        for n in walk_terms([rule.defs, rule.default]):
+            if not isinstance(n, ir.With):
+                continue
+            if n.target[0] == "data":
+                data.add(n.target[1:])
+            elif n.target[0] == "function":
+                reps = funcs.setdefault(n.target[1], {})
+                if n.replacement is not None:
+                    reps.setdefault((n.replacement.name, n.replacement.func), n.replacement)
+    return sorted(data), {k: [v[r] for r in sorted(v, key=str)] for k, v in sorted(funcs.items())}
 
 
 def package_rules(program: ir.Program, prefix: tuple[str, ...]) -> list[ir.RulePath]:

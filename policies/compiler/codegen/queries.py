@@ -9,6 +9,7 @@ Terms come from ``TermEmitter``, which the generator also is.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 
 from policies.compiler import ir
@@ -75,7 +76,7 @@ class QueryEmitter(Emitter):
 
     def literal(self, lit: ir.Lit) -> None:
         fn = self.fn
-        if isinstance(lit, (ir.ExprLit, ir.AssignLit)) and lit.withs:
+        if isinstance(lit, (ir.ExprLit, ir.AssignLit, ir.SomeInLit)) and lit.withs:
             self._with(lit)
             return
         if isinstance(lit, ir.ExprLit):
@@ -301,10 +302,98 @@ class QueryEmitter(Emitter):
         fn.closers, fn.bound, fn.renames, fn.scope = *saved, saved_scope
         fn.fail = outer
 
-    def _with(self, lit: ir.ExprLit | ir.AssignLit) -> None:
-        """Evaluate ``lit`` (first solution) with ``input`` replaced, then restore."""
+    def _with(self, lit: ir.ExprLit | ir.AssignLit | ir.SomeInLit) -> None:
+        """Evaluate ``lit`` with what its ``with`` statements replace, then restore.
+
+        Every value is evaluated first, in the outer state. The literal runs in a
+        memo epoch of its own, so no rule answers with a value computed under other
+        replacements. When it iterates, its solutions (the variables it binds) are
+        collected under the replacements and iterated after they are undone.
+        """
         fn = self.fn
         outer = fn.fail
+        sets: list[tuple[str, str]] = []  # (global, value) in order
+        if any(w.target[0] == "input" for w in lit.withs):
+            sets.append(("$slots", self._with_input(lit.withs)))
+        for w in lit.withs:
+            if w.target[0] == "data":
+                i = self.data_mocks.index(w.target[1:])
+                sets.append((f"$dm{i}", self._value_local(w.value)))  # type: ignore[arg-type]
+            elif w.target[0] == "function":
+                j = list(self.func_mocks).index(w.target[1])
+                if w.replacement is None:
+                    sets.append((f"$fv{j}", self._value_local(w.value)))  # type: ignore[arg-type]
+                    sets.append((f"$fm{j}", "(i32.const 1)"))
+                else:
+                    reps = self.func_mocks[w.target[1]]
+                    n = next(
+                        n
+                        for n, r in enumerate(reps)
+                        if (r.name, r.func) == (w.replacement.name, w.replacement.func)
+                    )
+                    sets.append((f"$fm{j}", f"(i32.const {2 + n})"))
+        saved: dict[str, str] = {}
+        for name, _ in sets:
+            if name not in saved:
+                saved[name] = self.temp()
+                fn.emit(f"(local.set {saved[name]} (global.get {name}))")
+
+        def restore() -> None:
+            for name, t in saved.items():
+                fn.emit(f"(global.set {name} (local.get {t}))")
+
+        for name, value in sets:
+            fn.emit(f"(global.set {name} {value})")
+        epoch = self.enter_epoch()
+        ok, acc = self.temp(), self.temp()
+        fn.emit(f"(local.set {ok} (i32.const 0))")
+        end = self.label("with")
+        fn.emit(f"block {end}")
+        saved_closers, bound_before = fn.closers, set(fn.bound)
+        fn.fail, fn.closers = end, []
+        plain = dataclasses.replace(lit, withs=[])
+        start = len(fn.lines)
+        self.literal(plain)
+        iterates = bool(fn.closers)
+        names = sorted(fn.bound - bound_before)
+        if iterates:
+            # all solutions: each one's bindings pushed to an array
+            fn.lines.insert(start, f"(local.set {acc} {self.call('a1_arr_new', '(i32.const 4)')})")
+            row = self.temp()
+            fn.emit(
+                f"(local.set {row} {self.call('a1_arr_new', f'(i32.const {max(len(names), 1)})')})"
+            )
+            for name in names:
+                push = self.call(
+                    "a1_arr_push", f"(local.get {row})", f"(local.get {self.var(name)})"
+                )
+                fn.emit(f"(local.set {row} {push})")
+            push = self.call("a1_arr_push", f"(local.get {acc})", f"(local.get {row})")
+            fn.emit(f"(local.set {acc} {push})", f"(br {fn.fail})")
+        else:
+            fn.emit(f"(local.set {ok} (i32.const 1))", f"(br {end})")
+        for closer in reversed(fn.closers):
+            fn.emit(*closer)
+        fn.emit("end")
+        fn.closers, fn.fail = saved_closers, outer
+        restore()
+        self.leave_epoch(epoch)
+        if not iterates:
+            fn.emit(f"(br_if {outer} (i32.eqz (local.get {ok})))")
+            return
+        _, row = self.iterate(f"(local.get {acc})")
+        for i, name in enumerate(names):
+            value = self.call("a1_val_at", f"(local.get {row})", f"(i32.const {i})")
+            fn.emit(f"(local.set {self.var(name)} {value})")
+
+    def _value_local(self, term: ir.Term) -> str:
+        t = self.temp()
+        self.fn.emit(f"(local.set {t} {self.term(term)})")
+        return f"(local.get {t})"
+
+    def _with_input(self, withs: list[ir.With]) -> str:
+        """A copy of the input slot table with ``with input…`` applied, in order."""
+        fn = self.fn
         slots = self.temp()
         size = f"(i32.const {max(4, 4 * len(self.slots))})"
         fn.emit(f"(local.set {slots} {self.call('a1_alloc', size)})")
@@ -313,45 +402,19 @@ class QueryEmitter(Emitter):
                 f"(i32.store offset={4 * idx} (local.get {slots}) "
                 f"(i32.load offset={4 * idx} (global.get $slots)))"
             )
-        for w in lit.withs:
+        for w in withs:
+            if w.target[0] != "input":
+                continue
             target = w.target[1:]
-            value = self.term(w.value)
+            value = self._value_local(w.value)  # type: ignore[arg-type]
             for idx, slot in enumerate(self.slots):
+                current = f"(i32.load offset={4 * idx} (local.get {slots}))"
                 if slot[: len(target)] == target:
-                    v = value
-                    for key in slot[len(target) :]:
-                        v = self.call("a1_get", v, self.const(key))
-                    fn.emit(f"(i32.store offset={4 * idx} (local.get {slots}) {v})")
+                    v = self.get_path(value, slot[len(target) :])
                 elif target[: len(slot)] == slot:
-                    raise unsupported(
-                        w.loc, "`with` on part of an input document the policy also reads whole"
-                    )
-        saved_slots, saved_epoch, ok = self.temp(), self.temp(), self.temp()
-        fn.emit(
-            f"(local.set {saved_slots} (global.get $slots))",
-            f"(local.set {saved_epoch} (global.get $epoch))",
-            f"(global.set $slots (local.get {slots}))",
-            "(global.set $epoch_ctr (i32.add (global.get $epoch_ctr) (i32.const 1)))",
-            "(global.set $epoch (global.get $epoch_ctr))",
-            f"(local.set {ok} (i32.const 0))",
-        )
-        end = self.label("with")
-        fn.emit(f"block {end}")
-        saved_closers = fn.closers
-        fn.fail, fn.closers = end, []
-        plain = (
-            ir.ExprLit(lit.term, lit.loc)
-            if isinstance(lit, ir.ExprLit)
-            else ir.AssignLit(lit.lhs, lit.rhs, lit.declare, lit.loc)
-        )
-        self.literal(plain)
-        fn.emit(f"(local.set {ok} (i32.const 1))", f"(br {end})")
-        for closer in reversed(fn.closers):
-            fn.emit(*closer)
-        fn.emit("end")
-        fn.closers, fn.fail = saved_closers, outer
-        fn.emit(
-            f"(global.set $slots (local.get {saved_slots}))",
-            f"(global.set $epoch (local.get {saved_epoch}))",
-            f"(br_if {outer} (i32.eqz (local.get {ok})))",
-        )
+                    # part of a document the policy reads whole: put into a copy of it
+                    v = self.set_path(current, target[len(slot) :], value)
+                else:
+                    continue
+                fn.emit(f"(i32.store offset={4 * idx} (local.get {slots}) {v})")
+        return f"(local.get {slots})"

@@ -40,6 +40,7 @@ class Generator(QueryEmitter, TermEmitter):
         reachable, self.recursive = analysis.reachable(self.program, roots)
         self.slots = analysis.input_slots(self.program, reachable)
         self.pure = analysis.is_pure(self.program, reachable)
+        self.data_mocks, self.func_mocks = analysis.mock_tables(self.program)
         for i, path in enumerate(sorted(reachable)):
             self.rule_ids[path] = i
         for path in sorted(reachable):
@@ -57,6 +58,7 @@ class Generator(QueryEmitter, TermEmitter):
             return
         scratch = Generator(self.program)
         scratch.slots = [()]
+        scratch.data_mocks, scratch.func_mocks = self.data_mocks, self.func_mocks
         scratch.rule_ids = {p: i for i, p in enumerate(sorted(self.program.rules))}
         for path in others:
             try:
@@ -90,6 +92,11 @@ class Generator(QueryEmitter, TermEmitter):
         for i in range(len(self.rule_ids)):
             out.append(f"  (global $m{i} (mut i32) (i32.const 0))")
             out.append(f"  (global $e{i} (mut i32) (i32.const 0))")
+        for i in range(len(self.data_mocks)):
+            out.append(f"  (global $dm{i} (mut i32) (i32.const 0))")
+        for j in range(len(self.func_mocks)):
+            out.append(f"  (global $fm{j} (mut i32) (i32.const 0))")
+            out.append(f"  (global $fv{j} (mut i32) (i32.const 0))")
         for path in sorted(self.recursive):  # in progress: the epoch it started in
             out.append(f"  (global $p{self.rule_ids[path]} (mut i32) (i32.const 0))")
         if data:

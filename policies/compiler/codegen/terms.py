@@ -95,24 +95,17 @@ class TermEmitter(Emitter):
         if isinstance(term, ir.Ref):
             return self._ref(term)
         if isinstance(term, ir.RuleRef):
-            rule = self.program.rules[term.path]
-            if rule.kind == "function" and rule.arity:
-                return self._fail()  # regorus: a function used as a value, once evaluated
-            if rule.kind == "function" and len(rule.defs) > 1:
-                # regorus merges the objects several definitions produce.
-                raise unsupported(
-                    term.loc, f"`{'.'.join(term.path)}()` with several definitions as a value"
-                )
-            constant = constant_value(rule)
-            if term.override is not None:
-                if constant is None:  # evaluated for its errors; the data's value wins
-                    self.fn.emit(f"(drop (call $r{self.rule_ids[term.path]}))")
-                return self.const(term.override[0])
-            if constant is not None:
-                return self.const(constant.value)
-            return f"(call $r{self.rule_ids[term.path]})"
+            rule_ref = term
+            return self.data_mocked(term.path, lambda: self._rule_value(rule_ref))
         if isinstance(term, ir.PackageRef):
-            return self._package(term)
+            package = term
+            return self.data_mocked(term.path, lambda: self._package(package))
+        if isinstance(term, ir.DataDoc):
+            doc = term
+            return self.data_mocked(
+                term.path,
+                lambda: "(i32.const 0)" if doc.value is None else self.const(doc.value[0]),
+            )
         if isinstance(term, ir.Fail):
             _, defined = self.operands(term.args)  # an undefined argument: no call at all
             return self.guarded(self._fail(), defined)
@@ -133,6 +126,24 @@ class TermEmitter(Emitter):
         if isinstance(term, ir.Compr):
             return self._compr(term)
         raise unsupported(getattr(term, "loc", None), type(term).__name__)
+
+    def _rule_value(self, term: ir.RuleRef) -> str:
+        rule = self.program.rules[term.path]
+        if rule.kind == "function" and rule.arity:
+            return self._fail()  # regorus: a function used as a value, once evaluated
+        if rule.kind == "function" and len(rule.defs) > 1:
+            # regorus merges the objects several definitions produce.
+            raise unsupported(
+                term.loc, f"`{'.'.join(term.path)}()` with several definitions as a value"
+            )
+        constant = constant_value(rule)
+        if term.override is not None:
+            if constant is None:  # evaluated for its errors; the data's value wins
+                self.fn.emit(f"(drop (call $r{self.rule_ids[term.path]}))")
+            return self.const(term.override[0])
+        if constant is not None:
+            return self.const(constant.value)
+        return f"(call $r{self.rule_ids[term.path]})"
 
     def compare(self, term: ir.Compare) -> str:
         """A test of ``term`` for a condition: backtracks when an operand is undefined."""
@@ -333,7 +344,9 @@ class TermEmitter(Emitter):
         self.query(term.body, on_success, fn.bound)
         return f"(local.get {acc})"
 
-    def _call(self, call: ir.Call) -> str:
+    def _call(self, call: ir.Call, *, mockable: bool = True) -> str:
+        if mockable and ir.call_key(call) in self.func_mocks:
+            return self._mocked_call(call)
         if call.func is not None:
             args, defined = self.operands(call.args)
             expr = f"(call $r{self.rule_ids[call.func]}{''.join(' ' + a for a in args)})"
@@ -355,6 +368,72 @@ class TermEmitter(Emitter):
         if host is None:
             raise unsupported(call.loc, f"builtin function `{name}`")
         return self._host_call(call, host)
+
+    def _mocked_call(self, call: ir.Call) -> str:
+        """A call of a function some ``with`` replaces: the arguments once, then the
+        function itself, the value, or a replacement, as the ``with`` in force says.
+
+        A replacement runs as OPA and regorus run it: with no function replaced (it
+        may call the original), in a memo epoch of its own."""
+        fn = self.fn
+        key = ir.call_key(call)
+        j = list(self.func_mocks).index(key)
+        args: list[ir.Term] = []
+        for arg in call.args:
+            if isinstance(arg, ir.Const):
+                args.append(arg)  # constant patterns stay constant
+                continue
+            t = self.temp()
+            fn.emit(f"(local.set {t} {self.term_maybe(arg)})")
+            name = f"$mock{t[2:]}"
+            fn.renames[name] = t
+            fn.bound.add(name)
+            args.append(ir.Local(name, arg.loc))
+        plain = ir.Call(call.name, args, call.loc, call.func)
+        out = self.temp()
+        mode = f"(global.get $fm{j})"
+        fn.emit(f"(local.set {out} (i32.const 0))")
+        self.branch(f"(i32.eqz {mode})", out, lambda: self._call(plain, mockable=False))
+
+        def value() -> str:
+            _, defined = self.operands(args)
+            return self.guarded(f"(global.get $fv{j})", defined)
+
+        self.branch(f"(i32.eq {mode} (i32.const 1))", out, value)
+        for n, rep in enumerate(self.func_mocks[key]):
+            self.branch(
+                f"(i32.eq {mode} (i32.const {2 + n}))",
+                out,
+                lambda rep=rep: self._replaced(rep, args, call.loc),
+            )
+        return f"(local.get {out})"
+
+    def _replaced(self, rep: ir.MockFn, args: list[ir.Term], loc: ir.Loc) -> str:
+        """A call of the replacement ``rep``, with every function mock off meanwhile."""
+        fn = self.fn
+        saved = [self.temp() for _ in self.func_mocks]
+        for j, t in enumerate(saved):
+            fn.emit(f"(local.set {t} (global.get $fm{j}))", f"(global.set $fm{j} (i32.const 0))")
+        epoch = self.enter_epoch()
+        term: ir.Term
+        if rep.func is not None:
+            arity = self.program.rules[rep.func].arity
+            if arity != len(args):
+                message = f"mismatch in number of arguments. supplied {len(args)}, expected {arity}"
+                term = ir.Fail(message, loc, args)
+            else:
+                term = ir.Call(rep.name, args, loc, rep.func)
+        else:
+            term = ir.Call(rep.name, args, loc)
+        out = self.temp()
+        value = (
+            self._call(term, mockable=False) if isinstance(term, ir.Call) else self.term_maybe(term)
+        )
+        fn.emit(f"(local.set {out} {value})")
+        self.leave_epoch(epoch)
+        for j, t in enumerate(saved):
+            fn.emit(f"(global.set $fm{j} (local.get {t}))")
+        return f"(local.get {out})"
 
     def _host_call(self, call: ir.Call, host: HostBuiltin) -> str:
         """The arguments in an array, then ``env.a1_host_call(index, array)``: the
