@@ -793,3 +793,10 @@ def test_eddsa_tokens_verify_with_an_ed25519_jwk_or_pem_and_sign() -> None:
     signed = call("io.jwt.encode_sign", {"alg": "EdDSA"}, {"a": 1}, {**okp, "d": b64(raw_private)})
     assert pyjwt.decode(signed, public, algorithms=["EdDSA"]) == {"a": 1}
     assert "io.jwt.verify_eddsa" not in REGISTRY  # OPA has no such builtin
+
+
+def test_a_jwe_is_refused_not_read_as_a_signed_token() -> None:
+    token = raw('{"alg": "HS256", "enc": "A128GCM"}', '{"a": 1}', "c2ln")
+    for fn, args in [("io.jwt.decode", ()), ("io.jwt.decode_verify", ({"secret": SECRET},))]:
+        with pytest.raises(BuiltinError, match="JWT is a JWE object, which is not supported"):
+            call(fn, token, *args)

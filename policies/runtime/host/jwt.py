@@ -176,7 +176,10 @@ class _Token:
         return _utf8(f"{self.header}.{self.payload}")
 
     def decoded_header(self) -> dict[str, Any]:
-        return _json_object(_b64url(self.header, "JWT header"), "JWT header")
+        header = _json_object(_b64url(self.header, "JWT header"), "JWT header")
+        if "enc" in header:  # as OPA: an encrypted token is refused, never read as a JWS
+            raise BuiltinError("JWT is a JWE object, which is not supported")
+        return header
 
     def decoded_payload(self) -> bytes:
         return _b64url(self.payload, "JWT payload")
