@@ -277,7 +277,7 @@ def test_exports_and_imports() -> None:
         "a1_arr_new", "a1_arr_push", "a1_set_new", "a1_set_add", "a1_obj_new", "a1_obj_put",
         "a1_tag", "a1_truthy", "a1_len", "a1_key_at", "a1_val_at", "a1_get", "a1_num_of",
         "a1_cmp", "a1_eq", "a1_cmp_op", "a1_in", "a1_in2", "a1_add", "a1_sub", "a1_mul",
-        "a1_div", "a1_rem", "a1_or", "a1_and", "a1_b_startswith", "a1_b_sprintf",
+        "a1_div", "a1_rem", "a1_or", "a1_and", "a1_b_startswith", "a1_to_string",
         "a1_b_object_get", "a1_b_regex_match", "a1_b_glob_match", "a1_b_net_cidr_contains",
         "__heap_base",
     ]:
@@ -452,7 +452,7 @@ def test_stack_overflow_traps_and_recovers(rt: Runtime) -> None:
         rt.call("a1_cmp", *chains)
     rt.reset()
     assert rt.apply("a1_b_lower", "ÀB") == "àb"
-    assert rt.apply("a1_b_sprintf", "%v", [[1.5, "x"]]) == '[1.5, "x"]'
+    assert rt.apply("a1_to_string", [1.5, "x"]) == '[1.5, "x"]'
 
 
 # ---------------------------------------------------------------- order, lookup, membership
@@ -658,7 +658,7 @@ def test_builtin_matches_regorus(rt: Runtime, builtin: str) -> None:
     ("count", ("😀",)), ("count", ("ab😀é",)), ("count", ("",)),
     ("indexof", ("😀a😀b", "b")), ("indexof_n", ("😀a😀a", "a")), ("substring", ("a😀b😀", 1, 2)),
     ("strings.reverse", ("a😀é",)), ("split", ("a😀b", "")), ("strings.count", ("😀😀", "")),
-    ("trim", ("😀a😀", "😀")), ("sprintf", ("%5d|%05s", [1, "😀"])), ("upper", ("𐐨ß😀",)),
+    ("trim", ("😀a😀", "😀")), ("upper", ("𐐨ß😀",)),
     ("lower", ("𐐀ΑΣ😀",)), ("replace", ("😀", "", "-")),
 ])
 def test_astral_strings(rt: Runtime, builtin: str, args: tuple[Any, ...]) -> None:
@@ -678,35 +678,6 @@ def test_astral_strings(rt: Runtime, builtin: str, args: tuple[Any, ...]) -> Non
 def test_case_mapping_all_unicode(rt: Runtime, s: str) -> None:
     check(rt, "a1_b_lower", "lower(a0)", s)
     check(rt, "a1_b_upper", "upper(a0)", s)
-
-
-# sprintf: the formats a compiler would pass, plus the quirks regorus has.
-fmt_text = st.text(st.sampled_from(list("%%%%svdxXoObc+q.05- abé")), max_size=8)
-sprintf_args = st.lists(st.one_of(values, numbers, st.integers(-300, 300)), max_size=4)
-
-
-@given(fmt_text, sprintf_args)
-@PROP
-@example("%v", [[1.5, 0.1, 1e21, 1e-7]])
-@example("%v", [{"a": [1, RegoSet([2])]}])
-@example("%s %v %d %%", ["x", None, 3])
-@example("%d|%x|%X|%o|%O|%b", [-10, 255, 255, 8, 8, 5])
-@example("%5d|%05d|%5x", [3, 3, 255])
-@example("%v", [["a\"b\\\n\x01\x7f é"]])
-@example("%c%c", [233, 128512])
-@example("%f|%F|%5f", [100, 0.001, 1.5])
-def test_sprintf_matches_regorus(rt: Runtime, fmt: str, args: list[Any]) -> None:
-    check(rt, "a1_b_sprintf", "sprintf(a0, a1)", fmt, args)
-
-
-def test_sprintf_float_verbs_and_type_errors(rt: Runtime) -> None:
-    """%e %E %g %G %.Nf print as regorus does (tests/test_sprintf.py checks them
-    against it); a non-integral number for an integer verb is a type error."""
-    got = [rt.apply("a1_b_sprintf", f, [1.5]) for f in ("%e", "%E", "%g", "%G", "%.2f")]
-    assert got == ["1.5e0", "1.5E0", "1.5e0", "1.5E0", "1.50"]
-    with pytest.raises(Trapped) as err:
-        rt.apply("a1_b_sprintf", "%d", [1.5])
-    assert err.value.code == E_TYPE
 
 
 # ---------------------------------------------------------------- numbers

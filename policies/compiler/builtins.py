@@ -32,7 +32,6 @@ BUILTINS: dict[str, tuple[str, int]] = {
     "trim_suffix": ("a1_b_trim_suffix", 2),
     "trim_space": ("a1_b_trim_space", 1),
     "replace": ("a1_b_replace", 3),
-    "sprintf": ("a1_b_sprintf", 2),
     "count": ("a1_b_count", 1),
     "sum": ("a1_b_sum", 1),
     "product": ("a1_b_product", 1),

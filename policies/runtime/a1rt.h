@@ -163,18 +163,8 @@ a1v a1_sb_end(void);
  * below 2^64) into out (at least A1_NUMBUF bytes); returns the length. */
 #define A1_NUMBUF 352
 u32 a1_fmt_num(double x, u8 *out);
-/* Writes integral x exactly in base 2, 8, 10 or 16 ('-' first when
- * negative; upper selects A-F) into out (A1_INTBUF bytes). */
+/* Room for an integral double written in base 2 with its sign (format_int). */
 #define A1_INTBUF 1100
-u32 a1_fmt_int_base(double x, u32 base, int upper, u8 *out);
-/* Rust's {:e} / {:E} of x (shortest digits) into out (A1_NUMBUF bytes). */
-u32 a1_fmt_exp(double x, int upper, u8 *out);
-/* Rust's {:.prec} of x (exact, half to even) appended to the string
- * builder; traps E_RANGE past A1_FIXED_MAX_PREC decimals. */
-#define A1_FIXED_MAX_PREC 800
-void a1_sb_fixed(double x, u32 prec);
-/* a^b as LLVM's powi computes it (Rust's f64::powi). */
-double a1_powi(double a, i32 b);
 /* a / b (b != 0, not dividing a) correctly rounded to a double. */
 double a1_int_ratio(i64 a, i64 b);
 /* Writes x exactly in base 2, 8, 10 or 16 ('-' first when negative). */

@@ -277,117 +277,6 @@ u32 a1_fmt_num(double x, u8 *out) {
     return o;
 }
 
-/* Rust's {:e} (or {:E}) of x: the shortest round-trip digits as d.ddd e N,
- * "0e0" for zero, "inf" and "NaN" as Display prints them. */
-u32 a1_fmt_exp(double x, int upper, u8 *out) {
-    int done;
-    u32 o = fmt_sign(&x, out, &done);
-    if (done) return o;
-    u8 d[24];
-    i32 k = 1;
-    u32 n = 1;
-    if (x == 0) d[0] = '0';
-    else n = shortest(x, d, &k);
-    out[o++] = d[0];
-    if (n > 1) {
-        out[o++] = '.';
-        for (u32 i = 1; i < n; i++) out[o++] = d[i];
-    }
-    out[o++] = upper ? 'E' : 'e';
-    i32 e = k - 1;
-    if (e < 0) {
-        out[o++] = '-';
-        e = -e;
-    }
-    return o + fmt_u64((u64)e, out + o);
-}
-
-/* Round-half-to-even of a / 2^s, in place. */
-static void bn_shr_round_even(bn *a, u32 s) {
-    u32 total = bn_bits(a);
-    if (s == 0) return;
-    if (s > total) { /* below one half: a < 2^(s-1) */
-        a->n = 0;
-        return;
-    }
-    int half = (a->w[(s - 1) >> 5] >> ((s - 1) & 31)) & 1, sticky = 0;
-    for (u32 i = 0; i < s - 1 && !sticky; i++)
-        if ((a->w[i >> 5] >> (i & 31)) & 1) sticky = 1;
-    u32 words = s >> 5, b = s & 31;
-    u32 n = a->n - (words < a->n ? words : a->n);
-    for (u32 i = 0; i < n; i++) {
-        u64 lo = a->w[i + words], hi = i + words + 1 < a->n ? a->w[i + words + 1] : 0;
-        a->w[i] = b ? (u32)((lo >> b) | (hi << (32 - b))) : (u32)lo;
-    }
-    a->n = n;
-    while (a->n && !a->w[a->n - 1]) a->n--;
-    int odd = a->n && (a->w[0] & 1);
-    if (half && (sticky || odd)) { /* + 1 */
-        bn one;
-        bn_set(&one, 1);
-        bn_add(a, a, &one);
-    }
-}
-
-/* Rust's {:.prec} of x appended to the string builder: the exact binary value
- * rounded half to even at prec decimals; "inf", "-inf", "NaN" unpadded. */
-void a1_sb_fixed(double x, u32 prec) {
-    if (x != x) {
-        a1_sb_put((const u8 *)"NaN", 3);
-        return;
-    }
-    if (__builtin_signbit(x)) {
-        a1_sb_putc('-');
-        x = -x;
-    }
-    if (x - x != 0) {
-        a1_sb_put((const u8 *)"inf", 3);
-        return;
-    }
-    if (prec > A1_FIXED_MAX_PREC) a1_fail(E_RANGE);
-    u64 bits;
-    __builtin_memcpy(&bits, &x, 8);
-    u32 be = (u32)(bits >> 52) & 0x7FF;
-    u64 f = bits & ((1ull << 52) - 1);
-    i32 e = be ? (i32)be - 1075 : -1074;
-    if (be) f |= 1ull << 52;
-    bn v;
-    bn_set(&v, f);
-    if (e >= 0) bn_shl(&v, (u32)e);
-    bn_mul_pow10(&v, prec);
-    if (e < 0) bn_shr_round_even(&v, (u32)-e);
-    u8 tmp[A1_FIXED_MAX_PREC + 320];
-    u32 n = 0;
-    while (v.n) {
-        u32 chunk = bn_divmod_small(&v, 1000000000u);
-        for (int k = 0; k < 9; k++) {
-            tmp[n++] = (u8)('0' + chunk % 10);
-            chunk /= 10;
-        }
-    }
-    while (n > 0 && tmp[n - 1] == '0') n--;
-    while (n < prec + 1) tmp[n++] = '0'; /* at least one integer digit */
-    for (u32 i = n; i-- > prec;) a1_sb_putc(tmp[i]);
-    if (prec) {
-        a1_sb_putc('.');
-        for (u32 i = prec; i-- > 0;) a1_sb_putc(tmp[i]);
-    }
-}
-
-/* LLVM's powi (compiler-rt __powidf2): repeated squaring, not correctly
- * rounded past 10^22, which is what Rust's 10f64.powi(d) computes. */
-double a1_powi(double a, i32 b) {
-    int recip = b < 0;
-    double r = 1;
-    for (;;) {
-        if (b & 1) r *= a;
-        b /= 2;
-        if (b == 0) break;
-        a *= a;
-    }
-    return recip ? 1 / r : r;
-}
-
 /* ---- parsing --------------------------------------------------------------- */
 
 /* The top 64 bits of D / P (D, P != 0) as q * 2^e2, with sticky set when
@@ -744,17 +633,6 @@ u32 a1_fmt_i64_base(i64 x, u32 base, int upper, u8 *out) {
     } while (v);
     for (u32 i = 0; i < n; i++) out[o + i] = tmp[n - 1 - i];
     return o + n;
-}
-
-/* Writes x (integral, finite) in base 2, 8, 10 or 16 with a leading '-'
- * when negative; upper selects A-F. out needs A1_INTBUF bytes. */
-u32 a1_fmt_int_base(double x, u32 base, int upper, u8 *out) {
-    u32 o = 0;
-    if (x < 0) {
-        out[o++] = '-';
-        x = -x;
-    }
-    return o + fmt_abs_int(x, base, upper, out + o);
 }
 
 /* x % y for integral doubles, exactly (the remainder of two doubles is
