@@ -16,10 +16,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from policies.compiler import CompileError
+from policies.compiler import CompileError, compile_sources
 from tests.rego_oracle import Compiled, Oracle, agree
 
-LIB = "package lib\nimport rego.v1\nv := 1\no := {\"a\": 2}\nf(x) := x + 10\n"
+LIB = 'package lib\nimport rego.v1\nv := 1\no := {"a": 2}\nf(x) := x + 10\n'
 
 
 def _outcomes(
@@ -79,7 +79,7 @@ def _refused(sources: Mapping[str, str], entry: str, data: Any = None) -> Compil
 
 def test_rule_shadows_import_alias_of_a_package() -> None:
     rules = (
-        'package rules\nimport data.lib as lib_alias\nimport rego.v1\n'
+        "package rules\nimport data.lib as lib_alias\nimport rego.v1\n"
         'lib_alias := {"v": "from rule"}\nshadow if lib_alias.v == "from rule"\n'
     )
     assert _value({"lib.rego": LIB, "r.rego": rules}, "rules/shadow") == ("value", True)
@@ -148,21 +148,39 @@ def test_calls_resolve_in_the_package_first_then_builtins_then_data() -> None:
         "import data.lib.f\nr := f(1)",
     ],
 )
-def test_calls_through_import_aliases_fail_as_in_regorus(src: str) -> None:
+def test_calls_through_import_aliases_name_no_function(src: str) -> None:
     sources = {"lib.rego": LIB, "g.rego": f"package g\nimport rego.v1\n{src}\nok := 1\n"}
-    _assert_like_regorus(sources, None, ["g/r", "g/ok"])
-    # regorus looks the function up when it evaluates the call: an error there only.
-    assert Compiled(sources, ["g/r"]).eval("g/r", {})[0] == "error"
+    # regorus fails the call when it evaluates it, OPA when it compiles the policy:
+    # refused at build time where an entrypoint reaches it.
+    assert Oracle(sources).eval("g/r", {})[0] == "error"
+    with pytest.raises(CompileError) as info:
+        compile_sources(sources, None, ["g/r"])
+    assert info.value.kind == "unsupported"
+    assert str(info.value).startswith("g.rego:4:6: unsupported: unknown function "), info.value
     assert Compiled(sources, ["g/ok"]).eval("g/ok", {}) == ("value", 1.0)
 
 
 @pytest.mark.parametrize(
     "body",
-    ["false; foo(1)", "false; count(1, 2)", "false; f(1, 2)", "false; y := f"],
+    ["false; count(1, 2)", "false; f(1, 2)", "false; y := f"],
 )
 def test_call_errors_count_only_when_the_call_is_evaluated(body: str) -> None:
-    src = f"package test\nimport rego.v1\nf(x) := 1\nq if {{ {body} }}\nr := foo(1) if false\n"
+    src = f"package test\nimport rego.v1\nf(x) := 1\nq if {{ {body} }}\nr := f(1, 2) if false\n"
     assert _value({"t.rego": src}, "test") == ("value", {})
+
+
+@pytest.mark.parametrize(
+    ("call", "name"),
+    [("foo(1)", "foo"), ("x.y(1)", "x.y"), ("data.lib.nope(1)", "data.lib.nope")],
+)
+def test_unknown_function_is_refused_where_an_entrypoint_reaches_it(call: str, name: str) -> None:
+    src = f"package test\nimport rego.v1\nq if {{ false; {call} }}\nok := 1\n"
+    sources = {"t.rego": src, "lib.rego": LIB}
+    for entry in ("test", "test/q"):
+        with pytest.raises(CompileError) as info:
+            compile_sources(sources, None, [entry])
+        assert str(info.value) == f"t.rego:3:15: unsupported: unknown function {name}"
+    assert _value(sources, "test/ok") == ("value", 1.0)  # q is not reached: compiled
 
 
 # ---------------------------------------------------------------- data paths
@@ -300,7 +318,7 @@ def test_redeclared_names_are_errors_like_regorus(rules: str, where: str) -> Non
         ("default q := {x | some x in input.xs}\nq := 5 if input.b", {"xs": [1, 2]}),
         ('default q := {x: 1 | some x in ["a"]}', {}),
         ('q := {true: 1, 1: 2, null: 3, "1": 4, false: 5, 0: 6}', {}),
-        ('q := {input.a: 1, input.b: 2}', {"a": False, "b": 0}),
+        ("q := {input.a: 1, input.b: 2}", {"a": False, "b": 0}),
         ("q[k] if { some k, _ in input.o }", {"o": {"FOO": 1, "BAR": 2}}),
         # regorus schedules literals so that variables are bound before use
         ("q if { y > 1; y = input.n }", {"n": 5}),
@@ -413,7 +431,9 @@ def scope_programs(draw: st.DrawFn) -> tuple[dict[str, str], Any]:
         name = pick(_NAMES) if draw(st.booleans()) else f"q{i}"
         use = pick(_USES).format(n=pick(_NAMES))
         body = pick(_BODIES).format(n=pick(_NAMES), u=use)
-        head = pick(["{n} := {u} if {{ {b} }}", "{n} if {{ {b} }}", "{n} contains {u} if {{ {b} }}"])  # noqa: E501
+        head = pick(
+            ["{n} := {u} if {{ {b} }}", "{n} if {{ {b} }}", "{n} contains {u} if {{ {b} }}"]
+        )  # noqa: E501
         lines.append(head.format(n=name, u=pick(_USES).format(n=pick(_NAMES)), b=body))
     data: dict[str, Any] = {"doc": {"k": draw(st.sampled_from([1, "s", [1], {"a": 2}]))}}
     if draw(st.booleans()):

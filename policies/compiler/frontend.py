@@ -1062,15 +1062,21 @@ class _Lowerer:
         if target is not None:
             rule = self.rules.get(target)
             if rule is None or rule.kind != "function":
-                return ir.Fail(f"could not find function {'.'.join(target)}", loc, args)
+                return self._unknown_function(".".join(name_parts), loc, args)
             if rule.arity != len(args):
                 what = f"function {'.'.join(target)} takes {rule.arity} arguments"
                 return ir.Fail(f"{what}, got {len(args)}", loc, args)
             return ir.Call(".".join(target), args, loc, func=target)
         name = ".".join(name_parts)
         if not known_builtin(name):
-            return ir.Fail(f"could not find function {name}", loc, args)
+            return self._unknown_function(name, loc, args)
         return ir.Call(name, args, loc)
+
+    @staticmethod
+    def _unknown_function(name: str, loc: ir.Loc, args: list[ir.Term]) -> ir.Fail:
+        """A call of a function nobody defines: OPA refuses it when it compiles, regorus
+        when it evaluates it; refused at build time here where an entrypoint reaches it."""
+        return ir.Fail(f"could not find function {name}", loc, args, f"unknown function {name}")
 
 
 _MISSING = object()

@@ -171,6 +171,10 @@ class Fail:
     message: str
     loc: Loc
     args: list[Term] = field(default_factory=list)  # still evaluated first
+    refused: str | None = None
+    """Refused instead (``unsupported: <refused>``) when code for it is generated, that
+    is when an entrypoint reaches it: a call of a function nobody defines, which OPA
+    refuses at compile time and regorus when it evaluates it."""
 
 
 Term = (

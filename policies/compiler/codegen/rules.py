@@ -58,6 +58,7 @@ class Generator(QueryEmitter, TermEmitter):
             return
         scratch = Generator(self.program)
         scratch.slots = [()]
+        scratch.scratch = True
         scratch.data_mocks, scratch.func_mocks = self.data_mocks, self.func_mocks
         scratch.rule_ids = {p: i for i, p in enumerate(sorted(self.program.rules))}
         for path in others:

@@ -107,6 +107,8 @@ class TermEmitter(Emitter):
                 lambda: "(i32.const 0)" if doc.value is None else self.const(doc.value[0]),
             )
         if isinstance(term, ir.Fail):
+            if term.refused is not None and not self.scratch:
+                raise unsupported(term.loc, term.refused)
             _, defined = self.operands(term.args)  # an undefined argument: no call at all
             return self.guarded(self._fail(), defined)
         if isinstance(term, ir.Call):
