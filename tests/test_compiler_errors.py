@@ -27,6 +27,7 @@ def _error(src: str, entry: str = "t/x") -> CompileError:
             "`with data.t.r.a` on part of rule t.r",
         ),
         ("x := 9223372036854775808", "p.rego:3:6", "integer literal 9223372036854775808"),
+        ('y := "t"\nx := data[y].x', "p.rego:4:6", "a computed key into data, where rules are"),
     ],
 )
 def test_unsupported_constructs_name_place_and_construct(

@@ -617,6 +617,10 @@ class _Lowerer:
                 return lit
             return self._expr_lit(body["expr"], locals_, loc, withs)
         if kind == "NotExpr":
+            expr_kind, expr = _variant(body["expr"])
+            if expr_kind == "Call" and self._is_walk(expr["fcn"]):
+                # regorus is undefined for every `not walk(..)`; OPA is not
+                raise unsupported(loc, "`not walk(…)`")
             return ir.NotLit([self._expr_lit(body["expr"], locals_, loc, withs)], loc)
         if withs and kind != "SomeIn":
             raise unsupported(withs[0].loc, f"`with` on a {kind} literal")
@@ -664,6 +668,14 @@ class _Lowerer:
         takes is the output form (``count(x, n)``): ``n = count(x)``, which binds an
         unbound ``n`` and compares a bound one or a constant, as in OPA and regorus."""
         kind, body = _variant(expr)
+        if kind == "Call" and self._is_walk(body["fcn"]):
+            if len(body["params"]) != 2:
+                raise unsupported(loc, "`walk` other than `walk(x, [path, value])`")
+            # each [path, value] pair below x: iterate the array the runtime builds
+            x, out = (self._term(p, locals_) for p in body["params"])
+            pairs = ir.Call("walk", [x], self._loc(body))
+            each = ir.Ref(pairs, [ir.Local(self._fresh_name(), loc)], loc)
+            return ir.AssignLit(out, each, False, loc, withs)
         if kind == "Call":
             arity = self._call_arity(body["fcn"])
             if arity is not None and len(body["params"]) == arity + 1:
@@ -671,6 +683,14 @@ class _Lowerer:
                 call = self._call({**body, "params": params}, locals_, self._loc(body))
                 return ir.AssignLit(self._term(out, locals_), call, False, loc, withs)
         return ir.ExprLit(self._term(expr, locals_), loc, withs)
+
+    def _is_walk(self, fcn: Mapping[str, Any]) -> bool:
+        """Whether a call names the builtin ``walk`` (not a function of the package)."""
+        try:
+            parts = self._ref_path(fcn)
+        except CompileError:
+            return False
+        return parts == ["walk"] and (*self.package, "walk") not in self.rules
 
     def _call_arity(self, fcn: Mapping[str, Any]) -> int | None:
         """The number of arguments the function a call names takes (None: unknown)."""
@@ -791,6 +811,8 @@ class _Lowerer:
             key = name
         if key is None:
             raise unsupported(loc, f"`with {name}`: neither input, data nor a function")
+        if key == "walk":
+            raise unsupported(loc, "`with walk` (a relation)")
         replacement = self._mock_function(mod["as"], locals_)
         value = None if replacement is not None else self._term(mod["as"], locals_)
         return ir.With(("function", key), value, loc, replacement)
@@ -1032,6 +1054,10 @@ class _Lowerer:
         # The base data document: fold constant keys into a constant, unless a
         # `with data.…` may replace a part of it.
         path = const_prefix(keys)
+        if len(path) < len(keys) and any(r[: len(path)] == path for r in self.rules):
+            # `data[x]`: the key may select a package, which the base document lacks
+            where = "data." + ".".join(path) if path else "data"
+            raise unsupported(loc, f"a computed key into {where}, where rules are")
         if any(t[: len(path)] == path or path[: len(t)] == t for t in self.data_targets):
             found = _lookup_data(self.data, path)
             doc = ir.DataDoc(path, None if found is _MISSING else (found,), ref.loc)
@@ -1068,6 +1094,9 @@ class _Lowerer:
                 return ir.Fail(f"{what}, got {len(args)}", loc, args)
             return ir.Call(".".join(target), args, loc, func=target)
         name = ".".join(name_parts)
+        if name == "walk":
+            # a relation: OPA iterates `x := walk(y)`, regorus answers something else
+            raise unsupported(loc, "`walk` other than `walk(x, [path, value])`")
         if not known_builtin(name):
             return self._unknown_function(name, loc, args)
         return ir.Call(name, args, loc)

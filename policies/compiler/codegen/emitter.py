@@ -64,6 +64,7 @@ class Emitter:
         # What `with` replaces (analysis.mock_tables): data path i is global $dm{i} (its
         # value, 0 when not replaced); function j is $fm{j}, its mode (0: itself, 1: the
         # value in $fv{j}, 2 + n: the n-th replacement function).
+        self.walk_used = False  # the module needs the $a1w_walk helper (terms.WALK_FUNCTION)
         self.scratch = False  # code thrown away (rules no entrypoint reaches): nothing refused
         self.data_mocks: list[tuple[str, ...]] = []
         self.func_mocks: dict[str, list[ir.MockFn]] = {}

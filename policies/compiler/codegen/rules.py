@@ -20,7 +20,7 @@ from policies.compiler.codegen.abi import (
 from policies.compiler.codegen.analysis import UNDEFINED
 from policies.compiler.codegen.emitter import Unsafe
 from policies.compiler.codegen.queries import QueryEmitter
-from policies.compiler.codegen.terms import TermEmitter
+from policies.compiler.codegen.terms import WALK_FUNCTION, TermEmitter
 from policies.compiler.errors import CompileError
 
 
@@ -103,6 +103,8 @@ class Generator(QueryEmitter, TermEmitter):
         if data:
             out.append(f'  (data (i32.const {CONST_BASE}) "{wat_bytes(data)}")')
         out.extend(self.functions)
+        if self.walk_used:
+            out.append(WALK_FUNCTION)
         out.append(")")
         return "\n".join(out)
 

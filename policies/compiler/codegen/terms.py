@@ -354,6 +354,15 @@ class TermEmitter(Emitter):
             expr = f"(call $r{self.rule_ids[call.func]}{''.join(' ' + a for a in args)})"
             return self.guarded(expr, defined)
         name = call.name
+        if name == "walk":  # the front end makes only `walk(x, out)` one (iterating)
+            if not self._arity(call, 1):
+                return self._fail()
+            (value,), defined = self.operands(call.args)
+            self.walk_used = True
+            for export in _WALK_IMPORTS:
+                self.imports.add(export)
+            start = "(call $a1_arr_new (i32.const 4))"
+            return self.guarded(f"(call $a1w_walk {start} {value} {start})", defined)
         if name in IMPURE_BUILTINS:
             if not self._arity(call, IMPURE_BUILTINS[name]):
                 return self._fail()
@@ -519,6 +528,38 @@ class TermEmitter(Emitter):
         else:
             fn.emit(f"(local.set {out} (i32.const 0))", f"(if {defined} (then", *steps, "))")
         return f"(local.get {out})"
+
+
+_WALK_IMPORTS = (
+    "a1_arr_new",
+    "a1_arr_push",
+    "a1_len",
+    "a1_key_at",
+    "a1_val_at",
+    "a1_b_array_concat",
+)
+
+WALK_FUNCTION = """\
+  (func $a1w_walk (param $path i32) (param $v i32) (param $out i32) (result i32)
+    ;; walk(x): every [path, value] pair below $v, depth first, children in Rego's order
+    (local $pair i32) (local $n i32) (local $i i32) (local $key i32)
+    (local.set $pair (call $a1_arr_push (call $a1_arr_push (call $a1_arr_new (i32.const 2))
+      (local.get $path)) (local.get $v)))
+    (local.set $out (call $a1_arr_push (local.get $out) (local.get $pair)))
+    (local.set $n (call $a1_len (local.get $v)))
+    (local.set $i (i32.const 0))
+    (block $done
+      (loop $next
+        (br_if $done (i32.ge_s (local.get $i) (local.get $n)))
+        (local.set $key (call $a1_arr_push (call $a1_arr_new (i32.const 1))
+          (call $a1_key_at (local.get $v) (local.get $i))))
+        (local.set $out (call $a1w_walk
+          (call $a1_b_array_concat (local.get $path) (local.get $key))
+          (call $a1_val_at (local.get $v) (local.get $i))
+          (local.get $out)))
+        (local.set $i (i32.add (local.get $i) (i32.const 1)))
+        (br $next)))
+    (local.get $out))"""
 
 
 def _constant_pattern(call: ir.Call) -> bool:
