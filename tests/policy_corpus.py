@@ -128,7 +128,6 @@ tr := trim(input.s, " x")
 tp := trim_prefix(input.s, "pre")
 ts := trim_suffix(input.s, "suf")
 rp := replace(input.s, "a", "bb")
-sf := sprintf("%s-%d-%v", [input.s, input.n, input.xs])
 cs := count(input.s)
 """,
     "aggregates": """

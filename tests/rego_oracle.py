@@ -2,11 +2,15 @@
 
 Results are compared as JSON (regorus prints sets as sorted arrays, and so does
 the evaluator's ``json_form``), with every number as a float so 1 and 1.0 agree.
+Two floats agree within a relative 1e-15 (a few units in the last place): regorus
+divides and reads decimals through its own decimal arithmetic and can land a unit
+or two off the correctly rounded double the runtime computes (1 / 11).
 """
 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -74,4 +78,16 @@ class Compiled:
 def agree(ours: Outcome, theirs: Outcome) -> bool:
     if ours[0] != theirs[0]:
         return False
-    return ours[0] == "error" or ours[1] == theirs[1]
+    return ours[0] == "error" or _same(ours[1], theirs[1])
+
+
+def _same(a: Any, b: Any) -> bool:
+    if a == b:
+        return True
+    if type(a) is float and type(b) is float:
+        return math.isclose(a, b, rel_tol=1e-15, abs_tol=0.0)
+    if type(a) is list and type(b) is list:
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    if type(a) is dict and type(b) is dict:
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    return False

@@ -31,7 +31,6 @@ VALUE_CALLS = [
     "lower({s})",
     "upper({s})",
     "count({c})",
-    'sprintf("%v/%v", [{s}, {t}])',
     'object.get({c}, {s}, "dflt")',
     "[{s}, {t}]",
     "{{{s}: {t}}}",
