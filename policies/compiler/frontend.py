@@ -1054,7 +1054,8 @@ class _Lowerer:
         # The base data document: fold constant keys into a constant, unless a
         # `with data.…` may replace a part of it.
         path = const_prefix(keys)
-        if len(path) < len(keys) and any(r[: len(path)] == path for r in self.rules):
+        computed = len(path) < len(keys) and not isinstance(keys[len(path)], ir.Const)
+        if computed and any(r[: len(path)] == path for r in self.rules):
             # `data[x]`: the key may select a package, which the base document lacks
             where = "data." + ".".join(path) if path else "data"
             raise unsupported(loc, f"a computed key into {where}, where rules are")
