@@ -13,8 +13,7 @@ with one expected binding, or an expected error) is compiled with
 - ``wrong``: a value other than OPA's, or a value where OPA expects an error;
 - ``error``: an evaluation error where OPA has a value or undefined (A1 follows
   regorus: a builtin given bad arguments is an error, OPA's non-strict mode makes
-  it undefined; and a call of a function nobody defines is an error when it is
-  evaluated, as in regorus; the sidecar denies either way). Not counted as compiled;
+  it undefined; the sidecar denies either way). Not counted as compiled;
 - ``refused``: refused at build time as ``unsupported`` (fails closed, never wrong);
 - ``build``: another build error where OPA builds the policy.
 
