@@ -11,9 +11,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import pytest
+
+from policies.runtime.host import REGISTRY, BuiltinError
 from tests.rego_oracle import Compiled, Oracle, Outcome, agree
 
-__all__ = ["Pair"]
+__all__ = ["Pair", "call", "refused"]
 
 
 class Pair:
@@ -46,3 +49,15 @@ class Pair:
             allowed = ours[0] == "error" and any(t in ours[1] for t in tolerate)
             assert allowed, f"{rule} on {input_doc!r}: ours {ours!r}, regorus {theirs!r}"
         return ours
+
+
+def call(name: str, *args: Any) -> Any:
+    """A registered pure host builtin called directly, as the evaluator calls it."""
+    return REGISTRY[name].fn(*args)
+
+
+def refused(name: str, *args: Any) -> str:
+    """The message of the ``BuiltinError`` a call raises (the test fails if none)."""
+    with pytest.raises(BuiltinError) as info:
+        call(name, *args)
+    return str(info.value)

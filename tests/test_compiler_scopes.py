@@ -433,7 +433,7 @@ def scope_programs(draw: st.DrawFn) -> tuple[dict[str, str], Any]:
         body = pick(_BODIES).format(n=pick(_NAMES), u=use)
         head = pick(
             ["{n} := {u} if {{ {b} }}", "{n} if {{ {b} }}", "{n} contains {u} if {{ {b} }}"]
-        )  # noqa: E501
+        )
         lines.append(head.format(n=name, u=pick(_USES).format(n=pick(_NAMES)), b=body))
     data: dict[str, Any] = {"doc": {"k": draw(st.sampled_from([1, "s", [1], {"a": 2}]))}}
     if draw(st.booleans()):

@@ -17,24 +17,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from policies.runtime.host import REGISTRY
 from policies.runtime.host import clock as host_clock
-from policies.runtime.host.base import BuiltinError
 from policies.runtime.values import UNDEFINED
-from tests.host_diff import Pair
+from tests.host_diff import Pair, call, refused
 
 NS = 1_000_000_000
 I64_MAX = 2**63 - 1
-
-
-def call(name: str, *args: Any) -> Any:
-    return REGISTRY[name].fn(*args)
-
-
-def refused(name: str, *args: Any) -> str:
-    with pytest.raises(BuiltinError) as info:
-        call(name, *args)
-    return str(info.value)
 
 
 def ns_of(dt: datetime) -> int:

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from policies.compiler import compile_sources
 from policies.runtime import PolicyError, PolicyModule
 from policies.runtime.host import REGISTRY, BuiltinError
+from tests.host_diff import call
 
 ALGORITHMS = {
     "md5": hashes.MD5,
@@ -28,10 +29,6 @@ ALGORITHMS = {
 DIGESTS = ["md5", "sha1", "sha256"]  # OPA has no crypto.sha512, only crypto.hmac.sha512
 HMACS = ["md5", "sha1", "sha256", "sha512"]
 TEXT = st.text(st.characters(blacklist_categories=("Cs",)), max_size=200)
-
-
-def call(name: str, *args: Any) -> Any:
-    return REGISTRY[name].fn(*args)
 
 
 def digest_oracle(name: str, data: str) -> str:
@@ -47,7 +44,7 @@ def hmac_oracle(name: str, data: str, key: str) -> str:
 
 
 def test_exactly_opas_crypto_builtins_are_registered() -> None:
-    names = {n for n in REGISTRY if n.startswith("crypto.")}
+    names = {n for n in REGISTRY if n.startswith("crypto.") and not n.startswith("crypto.x509.")}
     assert names == {
         "crypto.md5",
         "crypto.sha1",

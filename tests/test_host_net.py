@@ -16,23 +16,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from policies.compiler.patterns.cidr import parse_ip_net
-from policies.runtime.host import REGISTRY
 from policies.runtime.host import net as host_net
-from policies.runtime.host.base import BuiltinError
 from policies.runtime.values import RegoSet
-from tests.host_diff import Pair
+from tests.host_diff import Pair, call, refused
 from tests.rego_oracle import Compiled
-
-
-def call(name: str, *args: Any) -> Any:
-    return REGISTRY[name].fn(*args)
-
-
-def refused(name: str, *args: Any) -> str:
-    with pytest.raises(BuiltinError) as info:
-        call(name, *args)
-    return str(info.value)
-
 
 # ---------------------------------------------------------------- regorus's builtins
 
@@ -184,7 +171,11 @@ def test_merge() -> None:
     assert "must be an array" in refused("net.cidr_merge", "10.0.0.0/8")
 
 
-@settings(max_examples=300, deadline=None)
+@settings(
+    max_examples=300,
+    deadline=None,
+    suppress_health_check=[HealthCheck.filter_too_much, HealthCheck.too_slow],
+)
 @given(st.lists(networks.filter(lambda n: n.count(".") == 3), max_size=8))
 def test_merge_covers_exactly_the_same_addresses(items: list[str]) -> None:
     got = call("net.cidr_merge", items)

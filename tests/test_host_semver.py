@@ -3,20 +3,13 @@
 from __future__ import annotations
 
 import functools
-from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from policies.runtime.host import REGISTRY
 from policies.runtime.host.base import BuiltinError
-from tests.host_diff import Pair
-
-
-def call(name: str, *args: Any) -> Any:
-    return REGISTRY[name].fn(*args)
-
+from tests.host_diff import Pair, call
 
 # SemVer 2.0.0, section 11's example chain, in ascending precedence
 CHAIN = ["1.0.0-alpha", "1.0.0-alpha.1", "1.0.0-alpha.beta", "1.0.0-beta", "1.0.0-beta.2",

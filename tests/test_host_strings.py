@@ -20,22 +20,12 @@ from policies.runtime.host import REGISTRY
 from policies.runtime.host import strings as host_strings
 from policies.runtime.host.base import BuiltinError
 from policies.runtime.values import RegoSet
-from tests.host_diff import Pair
+from tests.host_diff import Pair, call, refused
 
 NAMES = [
     "strings.any_prefix_match", "strings.any_suffix_match", "strings.count",
     "strings.replace_n", "strings.split_n", "trim_left", "trim_right", "indexof_n",
 ]  # fmt: skip
-
-
-def call(name: str, *args: Any) -> Any:
-    return REGISTRY[name].fn(*args)
-
-
-def refused(name: str, *args: Any) -> str:
-    with pytest.raises(BuiltinError) as info:
-        call(name, *args)
-    return str(info.value)
 
 
 def test_every_name_is_a_host_builtin_the_runtime_lacks_in_c() -> None:

@@ -14,20 +14,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from policies.runtime.host import REGISTRY
-from policies.runtime.host.base import BuiltinError
 from policies.runtime.values import UNDEFINED
-from tests.host_diff import Pair
-
-
-def call(name: str, *args: Any) -> Any:
-    return REGISTRY[name].fn(*args)
-
-
-def refused(name: str, *args: Any) -> str:
-    with pytest.raises(BuiltinError) as info:
-        call(name, *args)
-    return str(info.value)
+from tests.host_diff import Pair, call, refused
 
 
 @pytest.mark.parametrize(
