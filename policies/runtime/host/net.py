@@ -25,6 +25,7 @@ from __future__ import annotations
 import ipaddress
 from typing import Any
 
+from policies.core.ipaddr import read_ipnet, read_rust_addr
 from policies.runtime.host.base import BuiltinError, builtin, want
 from policies.runtime.values import RegoSet
 
@@ -40,117 +41,7 @@ _MAX_TEXT = 256  # longer than any address or network: refused unread
 
 # ---------------------------------------------------------------- Rust's address grammar
 
-
-class _Reader:
-    """Rust's address parser: ``ipnet``'s older copy (``std=False``: leading zeros in an
-    IPv4 octet allowed, eight groups after ``::``) or today's std (``std=True``)."""
-
-    def __init__(self, text: str, std: bool) -> None:
-        self.s = text
-        self.pos = 0
-        self.std = std
-
-    def take(self, ch: str) -> bool:
-        if self.s[self.pos : self.pos + 1] == ch:
-            self.pos += 1
-            return True
-        return False
-
-    def number(self, radix: int, max_digits: int, upto: int, octet: bool = False) -> int | None:
-        start, value, digits = self.pos, 0, 0
-        while self.pos < len(self.s):
-            ch = self.s[self.pos]
-            d = "0123456789abcdef".find(ch.lower()) if ch.isascii() else -1
-            if d < 0 or d >= radix:
-                break
-            if octet and self.std and digits == 1 and value == 0:
-                self.pos = start  # std: "01" is no octet
-                return None
-            self.pos += 1
-            value = value * radix + d
-            digits += 1
-            if digits > max_digits or value >= upto:
-                self.pos = start
-                return None
-        if digits == 0:
-            self.pos = start
-            return None
-        return value
-
-    def v4(self) -> int | None:
-        start, value = self.pos, 0
-        for i in range(4):
-            if i and not self.take("."):
-                self.pos = start
-                return None
-            n = self.number(10, 3, 0x100, octet=True)
-            if n is None:
-                self.pos = start
-                return None
-            value = value << 8 | n
-        return value
-
-    def groups(self, limit: int) -> tuple[list[int], bool]:
-        out: list[int] = []
-        while len(out) < limit:
-            i = len(out)
-            if i < limit - 1:
-                save = self.pos
-                if i == 0 or self.take(":"):
-                    v4 = self.v4()
-                    if v4 is not None:
-                        out += [v4 >> 16, v4 & 0xFFFF]
-                        return out, True
-                self.pos = save
-            save = self.pos
-            g = self.number(16, 4, 0x10000) if i == 0 or self.take(":") else None
-            if g is None:
-                self.pos = save
-                return out, False
-            out.append(g)
-        return out, False
-
-    def v6(self) -> int | None:
-        start = self.pos
-        head, head_v4 = self.groups(8)
-        if len(head) != 8:
-            if head_v4 or not (self.take(":") and self.take(":")):
-                self.pos = start
-                return None
-            tail, _ = self.groups(7 - len(head) if self.std else 8 - len(head))
-            head = head + [0] * (8 - len(head) - len(tail)) + tail
-        value = 0
-        for g in head:
-            value = value << 16 | g
-        return value
-
-
-_Addr = tuple[int, int]  # (4 or 6, the address as an integer)
-_Net = tuple[int, int, int]  # (family, address as written, prefix)
-
-
-def _rust_addr(text: str) -> _Addr | None:
-    """A bare address as Rust's ``IpAddr::from_str`` reads it."""
-    for family in (4, 6):
-        r = _Reader(text, std=True)
-        value = r.v4() if family == 4 else r.v6()
-        if value is not None and r.pos == len(text):
-            return family, value
-    return None
-
-
-def _ipnet(text: str) -> _Net | None:
-    """``addr/prefix`` as the ``ipnet`` crate reads it."""
-    for family in (4, 6):
-        r = _Reader(text, std=False)
-        value = r.v4() if family == 4 else r.v6()
-        if value is None or not r.take("/"):
-            continue
-        prefix = r.number(10, 2 if family == 4 else 3, 33 if family == 4 else 129)
-        if prefix is None:
-            continue
-        return (family, value, prefix) if r.pos == len(text) else None
-    return None
+_Net = tuple[int, int, int]  # (family, address as written, prefix): read_ipnet's answer
 
 
 def _bits(family: int) -> int:
@@ -170,7 +61,7 @@ def _string(fn: str, position: int, v: Any) -> str:
 
 
 def _rust_network(fn: str, text: str) -> _Net:
-    net = _ipnet(text) if len(text) <= _MAX_TEXT else None
+    net = read_ipnet(text) if len(text) <= _MAX_TEXT else None
     if net is None:
         raise BuiltinError(f"{fn}: error parsing {text[:_MAX_TEXT]}: invalid IP address syntax")
     return net
@@ -180,14 +71,14 @@ def _contains(fn: str, cidr: str, subject: str) -> bool:
     net = _rust_network(fn, cidr)
     family, (first, last) = net[0], _network(net)
     if "/" in subject:
-        sub = _ipnet(subject) if len(subject) <= _MAX_TEXT else None
+        sub = read_ipnet(subject) if len(subject) <= _MAX_TEXT else None
         if sub is None:
             raise BuiltinError(
                 f"{fn}: error parsing {subject[:_MAX_TEXT]} as CIDR: invalid IP address syntax"
             )
         lo, hi = _network(sub)
         return sub[0] == family and first <= lo and hi <= last
-    addr = _rust_addr(subject) if len(subject) <= _MAX_TEXT else None
+    addr = read_rust_addr(subject) if len(subject) <= _MAX_TEXT else None
     if addr is None:
         raise BuiltinError(
             f"{fn}: error parsing {subject[:_MAX_TEXT]} as IP address: invalid IP address syntax"
@@ -215,7 +106,7 @@ def cidr_is_valid(cidr: Any) -> bool:
     addr_text, slash, prefix_text = text.partition("/")
     if not slash or len(addr_text) > _MAX_TEXT:
         return False
-    addr = _rust_addr(addr_text)
+    addr = read_rust_addr(addr_text)
     digits = prefix_text[1:] if prefix_text[:1] in ("+", "-") else prefix_text
     if addr is None or not digits or not (digits.isascii() and digits.isdigit()):
         return False
