@@ -454,6 +454,30 @@ class Engine:
             )  # fmt: skip
         return d
 
+    def _policy(
+        self,
+        snap: Snapshot,
+        loc: _Local,
+        st: ThreadStats,
+        tenant: str | None,
+        subject: dict[str, Any] | None,
+    ) -> tuple[str, PolicyVersion, Any]:
+        """The request's cell (by its tenant, else its subject's, else the default cell),
+        the cell's policy version and this thread's evaluator of it (made on first use)."""
+        if tenant is not None:
+            cell = snap.cells.lookup(tenant)
+        elif subject is not None and isinstance(subject.get("tenant"), str):
+            cell = snap.cells.lookup(subject["tenant"])
+        else:
+            cell = snap.cells.lookup("")
+        pv = snap.version_of_cell(cell)
+        if loc.snap is not snap:
+            self._switch(loc, st, snap)
+        ev = loc.evs[pv.index]
+        if ev is None:
+            ev = loc.evs[pv.index] = pv.module.evaluator(snap.entrypoint)
+        return cell, pv, ev
+
     def _decide(
         self,
         snap: Snapshot,
@@ -472,19 +496,9 @@ class Engine:
         inp: dict[str, Any] = {"method": method, "path": path}
         if tenant is not None:
             inp["tenant"] = tenant
-            cell = snap.cells.lookup(tenant)
-        elif subject is not None and isinstance(subject.get("tenant"), str):
-            cell = snap.cells.lookup(subject["tenant"])
-        else:
-            cell = snap.cells.lookup("")
         if subject is not None:
             inp["subject"] = subject
-        pv = snap.by_cell.get(cell, snap.default)
-        if loc.snap is not snap:
-            self._switch(loc, st, snap)
-        ev = loc.evs[pv.index]
-        if ev is None:
-            ev = loc.evs[pv.index] = pv.module.evaluator(snap.entrypoint)
+        cell, pv, ev = self._policy(snap, loc, st, tenant, subject)
         version = pv.version
         cache = snap.cache if pv.pure else None
         hit = None
@@ -522,19 +536,7 @@ class Engine:
         paths the policy reads, the exact cache (pure policies; keyed on the encoded
         input, so a hit answers only a request equal in everything the policy reads),
         evaluation, OPA-Envoy's decision shapes."""
-        tenant, subject = f.tenant, f.subject
-        if tenant is not None:
-            cell = snap.cells.lookup(tenant)
-        elif subject is not None and isinstance(subject.get("tenant"), str):
-            cell = snap.cells.lookup(subject["tenant"])
-        else:
-            cell = snap.cells.lookup("")
-        pv = snap.by_cell.get(cell, snap.default)
-        if loc.snap is not snap:
-            self._switch(loc, st, snap)
-        ev = loc.evs[pv.index]
-        if ev is None:
-            ev = loc.evs[pv.index] = pv.module.evaluator(snap.entrypoint)
+        cell, pv, ev = self._policy(snap, loc, st, f.tenant, f.subject)
         version = pv.version
         if view is None:  # a front door that cannot present the request: never allow
             self._limited.log(logging.ERROR, "opa", "OPA-Envoy input without a request view")
