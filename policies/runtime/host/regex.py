@@ -492,27 +492,25 @@ def regex_is_valid(pattern: Any) -> bool:
     return True
 
 
-@builtin("regex.find_n")
-def regex_find_n(pattern: Any, value: Any, n: Any) -> list[str]:
-    fn = "regex.find_n"
+def _find_n(fn: str, pattern: Any, value: Any, n: Any) -> tuple[bytes, list[Any]]:
+    """``value`` as UTF-8 and the spans of its first ``n`` matches (all when negative)."""
     want(fn, 1, pattern, "string")
     want(fn, 2, value, "string")
     want(fn, 3, n, "number")
     rx = _regex_for(fn, pattern)
     data = _utf8(value)
-    found = _take(fn, _iter(fn, rx, value, data), _count(fn, n))
+    return data, _take(fn, _iter(fn, rx, value, data), _count(fn, n))
+
+
+@builtin("regex.find_n")
+def regex_find_n(pattern: Any, value: Any, n: Any) -> list[str]:
+    data, found = _find_n("regex.find_n", pattern, value, n)
     return [data[s[0][0] : s[0][1]].decode("utf-8") for s in found]
 
 
 @builtin("regex.find_all_string_submatch_n")
 def regex_find_all_string_submatch_n(pattern: Any, value: Any, n: Any) -> list[list[str]]:
-    fn = "regex.find_all_string_submatch_n"
-    want(fn, 1, pattern, "string")
-    want(fn, 2, value, "string")
-    want(fn, 3, n, "number")
-    rx = _regex_for(fn, pattern)
-    data = _utf8(value)
-    found = _take(fn, _iter(fn, rx, value, data), _count(fn, n))
+    data, found = _find_n("regex.find_all_string_submatch_n", pattern, value, n)
     return [[data[a:b].decode("utf-8") if a >= 0 else "" for a, b in spans] for spans in found]
 
 
