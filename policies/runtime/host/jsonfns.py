@@ -113,39 +113,42 @@ def _write(v: Any, out: _Writer, indent: str | None, level: int) -> None:
     elif t is int or t is float:
         out.add(format_number(v))
     elif isinstance(v, dict):
-        keys = _ordered(v)
-        if not keys:
-            out.add("{}")
-            return
-        out.add("{")
-        for i, k in enumerate(keys):
-            if i:
-                out.add(",")
-            if indent is not None:
-                out.add("\n" + indent * (level + 1))
-            out.add(json.dumps(_key_text(k), ensure_ascii=False))
-            out.add(":" if indent is None else ": ")
-            _write(v[k], out, indent, level + 1)
-        if indent is not None:
-            out.add("\n" + indent * level)
-        out.add("}")
+        _write_items("{}", _ordered(v), v, out, indent, level)
     elif isinstance(v, (list, tuple, RegoSet, set, frozenset)):
         items = v if isinstance(v, (list, tuple)) else _ordered(v)
-        if not items:
-            out.add("[]")
-            return
-        out.add("[")
-        for i, x in enumerate(items):
-            if i:
-                out.add(",")
-            if indent is not None:
-                out.add("\n" + indent * (level + 1))
-            _write(x, out, indent, level + 1)
-        if indent is not None:
-            out.add("\n" + indent * level)
-        out.add("]")
+        _write_items("[]", items, None, out, indent, level)
     else:
         raise BuiltinError(f"{out.fn}: cannot marshal a {type_name(v)}")
+
+
+def _write_items(
+    brackets: str,
+    items: Any,
+    obj: dict[Any, Any] | None,
+    out: _Writer,
+    indent: str | None,
+    level: int,
+) -> None:
+    """An array's items, or (``obj`` given) an object's keys and their values, as serde_json
+    writes them compact or pretty (an empty one stays on its line). Each key is marshalled
+    as it is written, so the running size bounds the work."""
+    if not items:
+        out.add(brackets)
+        return
+    out.add(brackets[0])
+    for i, x in enumerate(items):
+        if i:
+            out.add(",")
+        if indent is not None:
+            out.add("\n" + indent * (level + 1))
+        if obj is not None:
+            out.add(json.dumps(_key_text(x), ensure_ascii=False))
+            out.add(":" if indent is None else ": ")
+            x = obj[x]
+        _write(x, out, indent, level + 1)
+    if indent is not None:
+        out.add("\n" + indent * level)
+    out.add(brackets[1])
 
 
 def marshal(v: Any, fn: str = "json.marshal", indent: str | None = None, prefix: str = "") -> str:
