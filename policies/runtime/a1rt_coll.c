@@ -172,7 +172,7 @@ static int key_named(a1v keys, a1v k) {
     }
 }
 
-static a1v obj_keep(a1v obj, a1v keys, int keep) {
+A1_EXPORT("a1_b_object_remove") a1v a1_b_object_remove(a1v obj, a1v keys) {
     a1_need(obj, A1_OBJ);
     u32 t = a1_tag0(keys);
     if (t != A1_ARR && t != A1_SET && t != A1_OBJ) a1_fail(E_TYPE);
@@ -180,7 +180,7 @@ static a1v obj_keep(a1v obj, a1v keys, int keep) {
     a1v r = a1_coll_alloc(A1_OBJ, 0, n);
     for (u32 i = 0; i < n; i++) {
         a1v key = a1_items(obj)[2 * i];
-        if (key_named(keys, key) == keep) {
+        if (!key_named(keys, key)) {
             a1_items(r)[2 * k] = key;
             a1_items(r)[2 * k + 1] = a1_items(obj)[2 * i + 1];
             k++;
@@ -188,14 +188,6 @@ static a1v obj_keep(a1v obj, a1v keys, int keep) {
     }
     ((u32 *)a1_p(r))[1] = k;
     return r;
-}
-
-A1_EXPORT("a1_b_object_remove") a1v a1_b_object_remove(a1v obj, a1v keys) {
-    return obj_keep(obj, keys, 0);
-}
-
-A1_EXPORT("a1_b_object_filter") a1v a1_b_object_filter(a1v obj, a1v keys) {
-    return obj_keep(obj, keys, 1);
 }
 
 /* Recursive merge: b wins, except that two objects merge. */
@@ -217,51 +209,6 @@ A1_EXPORT("a1_b_object_union") a1v a1_b_object_union(a1v a, a1v b) {
     a1_need(a, A1_OBJ);
     a1_need(b, A1_OBJ);
     return union2(a, b);
-}
-
-A1_EXPORT("a1_b_object_union_n") a1v a1_b_object_union_n(a1v arr) {
-    a1_need(arr, A1_ARR);
-    for (u32 i = 0; i < a1_n(arr); i++) a1_need(a1_items(arr)[i], A1_OBJ);
-    a1v r = a1_obj_new();
-    for (u32 i = 0; i < a1_n(arr); i++) r = union2(r, a1_items(arr)[i]);
-    return r;
-}
-
-static int is_subset(a1v sup, a1v sub) {
-    u32 ts = a1_tag_of(sup), tb = a1_tag_of(sub);
-    if (ts == A1_OBJ && tb == A1_OBJ) {
-        for (u32 i = 0; i < a1_n(sub); i++) {
-            a1v v = a1_get(sup, a1_items(sub)[2 * i]);
-            if (!v || !is_subset(v, a1_items(sub)[2 * i + 1])) return 0;
-        }
-        return 1;
-    }
-    if (ts == A1_SET && tb == A1_SET) {
-        for (u32 i = 0; i < a1_n(sub); i++)
-            if (!a1_get(sup, a1_items(sub)[i])) return 0;
-        return 1;
-    }
-    if (ts == A1_ARR && tb == A1_ARR) { /* sub is a contiguous run of sup */
-        u32 n = a1_n(sup), m = a1_n(sub);
-        if (m == 0) return 1; /* Rust's windows(0) panics; regorus errors */
-        for (u32 i = 0; i + m <= n; i++) {
-            u32 j = 0;
-            while (j < m && a1_eq(a1_items(sup)[i + j], a1_items(sub)[j])) j++;
-            if (j == m) return 1;
-        }
-        return 0;
-    }
-    if (ts == A1_ARR && tb == A1_SET) {
-        for (u32 i = 0; i < a1_n(sub); i++)
-            if (!a1_in(a1_items(sub)[i], sup)) return 0;
-        return 1;
-    }
-    return a1_eq(sup, sub);
-}
-
-A1_EXPORT("a1_b_object_subset") a1v a1_b_object_subset(a1v sup, a1v sub) {
-    if (!sup || !sub) a1_fail(E_INTERNAL);
-    return a1_bool(is_subset(sup, sub));
 }
 
 /* ---- sets of sets ------------------------------------------------------------- */

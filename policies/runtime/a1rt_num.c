@@ -669,14 +669,13 @@ A1_EXPORT("a1_b_format_int") a1v a1_b_format_int(a1v x, a1v base) {
     return a1_str_from(buf, o);
 }
 
-/* numbers.range_step's array from x towards y by step s > 0, exactly for
- * integers (flagged ones included), through doubles for integral floats
- * beyond 2^53 as before. */
-static a1v range_of(a1v a, a1v b, a1v st) {
-    a1n x = a1_n_of(a), y = a1_n_of(b), s = st ? a1_n_of(st) : a1_n_dbl(1);
+/* numbers.range's array from x towards y by step 1, exactly for integers
+ * (flagged ones included), through doubles for integral floats beyond 2^53.
+ * (numbers.range_step is a host builtin.) */
+static a1v range_of(a1v a, a1v b) {
+    a1n x = a1_n_of(a), y = a1_n_of(b), s = a1_n_dbl(1);
     double fs = a1_n_f(s);
     if (!a1_is_int(a1_n_f(x)) || !a1_is_int(a1_n_f(y))) a1_fail(E_RANGE);
-    if (!a1_is_int(fs) || fs <= 0 || fs >= 9223372036854775808.0) a1_fail(E_RANGE);
     if (x.exact && y.exact && s.exact) {
         u64 span = y.i >= x.i ? (u64)y.i - (u64)x.i : (u64)x.i - (u64)y.i;
         if (span >> 63) a1_fail(E_RANGE); /* regorus: not an i64 */
@@ -705,12 +704,5 @@ static a1v range_of(a1v a, a1v b, a1v st) {
 A1_EXPORT("a1_b_numbers_range") a1v a1_b_numbers_range(a1v a, a1v b) {
     a1_need(a, A1_NUM);
     a1_need(b, A1_NUM);
-    return range_of(a, b, 0);
-}
-
-A1_EXPORT("a1_b_numbers_range_step") a1v a1_b_numbers_range_step(a1v a, a1v b, a1v st) {
-    a1_need(a, A1_NUM);
-    a1_need(b, A1_NUM);
-    a1_need(st, A1_NUM);
-    return range_of(a, b, st);
+    return range_of(a, b);
 }

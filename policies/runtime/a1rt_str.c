@@ -208,19 +208,6 @@ A1_EXPORT("a1_b_replace") a1v a1_b_replace(a1v s, a1v old, a1v nw) {
     return replace_all(s, old, nw);
 }
 
-/* strings.replace_n(patterns, s): replace each key by its value, in key order. */
-A1_EXPORT("a1_b_strings_replace_n") a1v a1_b_strings_replace_n(a1v pats, a1v s) {
-    a1_need(pats, A1_OBJ);
-    need_str(s);
-    u32 n = a1_n(pats);
-    const a1v *it = a1_items(pats);
-    for (u32 i = 0; i < n; i++) {
-        if (a1_tag_of(it[2 * i]) != A1_STR || a1_tag_of(it[2 * i + 1]) != A1_STR) a1_fail(E_TYPE);
-    }
-    for (u32 i = 0; i < n; i++) s = replace_all(s, it[2 * i], it[2 * i + 1]);
-    return s;
-}
-
 /* ---- trimming ------------------------------------------------------------------ */
 
 static int in_cutset(u32 cp, a1v cut) {
@@ -238,23 +225,20 @@ static int is_white(u32 c) { /* Unicode White_Space, Rust's char::is_whitespace 
            c == 0x2028 || c == 0x2029 || c == 0x202F || c == 0x205F || c == 0x3000;
 }
 
-/* Trims code points matching (cutset, or white space when cut is 0). */
-static a1v trim_by(a1v s, a1v cut, int left, int right) {
+/* Trims code points matching (cutset, or white space when cut is 0) from both
+ * ends (trim_left/trim_right are host builtins). */
+static a1v trim_by(a1v s, a1v cut) {
     const u8 *p = a1_s(s);
     u32 n = a1_n(s), from = 0, to = n;
-    if (left) {
-        while (from < to) {
-            u32 i = from, cp = a1_utf8_next(p, &i);
-            if (!(cut ? in_cutset(cp, cut) : is_white(cp))) break;
-            from = i;
-        }
+    while (from < to) {
+        u32 i = from, cp = a1_utf8_next(p, &i);
+        if (!(cut ? in_cutset(cp, cut) : is_white(cp))) break;
+        from = i;
     }
-    if (right) {
-        while (to > from) {
-            u32 j = utf8_prev(p, to), k = j, cp = a1_utf8_next(p, &k);
-            if (!(cut ? in_cutset(cp, cut) : is_white(cp))) break;
-            to = j;
-        }
+    while (to > from) {
+        u32 j = utf8_prev(p, to), k = j, cp = a1_utf8_next(p, &k);
+        if (!(cut ? in_cutset(cp, cut) : is_white(cp))) break;
+        to = j;
     }
     return sub_bytes(s, from, to);
 }
@@ -262,24 +246,12 @@ static a1v trim_by(a1v s, a1v cut, int left, int right) {
 A1_EXPORT("a1_b_trim") a1v a1_b_trim(a1v s, a1v cut) {
     need_str(s);
     need_str(cut);
-    return trim_by(s, cut, 1, 1);
-}
-
-A1_EXPORT("a1_b_trim_left") a1v a1_b_trim_left(a1v s, a1v cut) {
-    need_str(s);
-    need_str(cut);
-    return trim_by(s, cut, 1, 0);
-}
-
-A1_EXPORT("a1_b_trim_right") a1v a1_b_trim_right(a1v s, a1v cut) {
-    need_str(s);
-    need_str(cut);
-    return trim_by(s, cut, 0, 1);
+    return trim_by(s, cut);
 }
 
 A1_EXPORT("a1_b_trim_space") a1v a1_b_trim_space(a1v s) {
     need_str(s);
-    return trim_by(s, 0, 1, 1);
+    return trim_by(s, 0);
 }
 
 A1_EXPORT("a1_b_trim_prefix") a1v a1_b_trim_prefix(a1v s, a1v p) {
@@ -305,20 +277,6 @@ A1_EXPORT("a1_b_indexof") a1v a1_b_indexof(a1v s, a1v sub) {
     i32 at = find(p, n, a1_s(sub), a1_n(sub), 0);
     if (at < 0 || (u32)at >= n) return a1_num(-1);
     return a1_num((double)utf8_count(p, (u32)at));
-}
-
-A1_EXPORT("a1_b_indexof_n") a1v a1_b_indexof_n(a1v s, a1v sub) {
-    need_str(s);
-    need_str(sub);
-    const u8 *p = a1_s(s), *q = a1_s(sub);
-    u32 n = a1_n(s), qn = a1_n(sub), i = 0, pos = 0;
-    a1v r = a1_arr_new(4);
-    while (i < n) {
-        if (qn <= n - i && memcmp(p + i, q, qn) == 0) r = a1_arr_push(r, a1_num((double)pos));
-        a1_utf8_next(p, &i);
-        pos++;
-    }
-    return r;
 }
 
 A1_EXPORT("a1_b_substring") a1v a1_b_substring(a1v s, a1v off, a1v len) {
@@ -353,50 +311,6 @@ A1_EXPORT("a1_b_strings_reverse") a1v a1_b_strings_reverse(a1v s) {
         memcpy(out + n - i, p + at, i - at);
     }
     return r;
-}
-
-A1_EXPORT("a1_b_strings_count") a1v a1_b_strings_count(a1v s, a1v sub) {
-    need_str(s);
-    need_str(sub);
-    const u8 *p = a1_s(s);
-    u32 n = a1_n(s), qn = a1_n(sub);
-    if (qn == 0) return a1_num((double)utf8_count(p, n) + 1);
-    u32 c = 0;
-    for (i32 at = find(p, n, a1_s(sub), qn, 0); at >= 0; at = find(p, n, a1_s(sub), qn, (u32)at + qn))
-        c++;
-    return a1_num((double)c);
-}
-
-/* strings.any_prefix_match / any_suffix_match: search and base are each a
- * string or a collection of strings. */
-static void str_or_strs(a1v v) {
-    u32 t = a1_tag0(v);
-    if (t == A1_STR) return;
-    if (t != A1_ARR && t != A1_SET) a1_fail(E_TYPE);
-    for (u32 i = 0; i < a1_n(v); i++) need_str(a1_items(v)[i]);
-}
-
-static a1v any_match(a1v search, a1v base, int suffix) {
-    str_or_strs(search);
-    str_or_strs(base);
-    u32 ns = a1_tag_of(search) == A1_STR ? 1 : a1_n(search);
-    u32 nb = a1_tag_of(base) == A1_STR ? 1 : a1_n(base);
-    for (u32 i = 0; i < ns; i++) {
-        a1v s = a1_tag_of(search) == A1_STR ? search : a1_items(search)[i];
-        for (u32 j = 0; j < nb; j++) {
-            a1v b = a1_tag_of(base) == A1_STR ? base : a1_items(base)[j];
-            if (suffix ? has_suffix(s, b) : has_prefix(s, b)) return a1_bool(1);
-        }
-    }
-    return a1_bool(0);
-}
-
-A1_EXPORT("a1_b_strings_any_prefix_match") a1v a1_b_strings_any_prefix_match(a1v s, a1v b) {
-    return any_match(s, b, 0);
-}
-
-A1_EXPORT("a1_b_strings_any_suffix_match") a1v a1_b_strings_any_suffix_match(a1v s, a1v b) {
-    return any_match(s, b, 1);
 }
 
 /* ---- values as text (a1_to_string) ------------------------------------------------ */
