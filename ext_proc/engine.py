@@ -28,20 +28,14 @@ from ext_proc.config import DEFAULT_ENTRYPOINT, TenantSource
 from ext_proc.decision_log import DecisionLog
 from ext_proc.logutil import RateLimited, describe
 from ext_proc.opa_envoy import A1_INPUT, INPUT_KINDS, OPA_ENVOY_INPUT
-from ext_proc.opa_envoy.decision import Malformed, allow_headers, parse_decision
+from ext_proc.opa_envoy.decision import Malformed, allow_headers, header_refusal, parse_decision
 from ext_proc.opa_envoy.input import InputRefused, RequestView, build_input
 from ext_proc.policy import UNDEFINED, PolicyError
 from ext_proc.request import A1_PREFIX, RequestFacts, RequestReader
 from ext_proc.stats import Stats, StatsKey, ThreadStats
 from policies.core.bounded import ENTRY_OVERHEAD, ByteLRU
 from policies.core.cells import CellTable
-from policies.headers import (
-    CELL_HEADER,
-    VERSION_HEADER,
-    drop_label,
-    forbidden_header_reason,
-    header_value_reason,
-)
+from policies.headers import CELL_HEADER, VERSION_HEADER
 
 log = logging.getLogger("ext_proc.engine")
 
@@ -646,16 +640,12 @@ class Engine:
                     if not isinstance(k, str) or not isinstance(v, str):
                         return deny(500, "policy decision malformed", cell, version, "error")
                     k = k.lower()
-                    why = forbidden_header_reason(k)
-                    label = drop_label(k)
-                    if why is None:
-                        why = header_value_reason(v)
-                        label = "invalid-value"
-                    if why is not None:
+                    refused = header_refusal(k, v)
+                    if refused is not None:
                         # Refused, not fatal: the rest of the decision stands.
-                        dropped.append(label)
+                        dropped.append(refused[1])
                         self._limited.log(logging.WARNING, "header",
-                                          "policy header dropped: %s", why)  # fmt: skip
+                                          "policy header dropped: %s", refused[0])  # fmt: skip
                         continue
                     headers.append((k, header_safe(v)))
             return Decision(True, 200, reason, tuple(headers), b"", cell, version, "allow",

@@ -64,6 +64,16 @@ class Parsed:
         self.dropped: list[str] = []
 
 
+def header_refusal(name: str, value: str) -> tuple[str, str] | None:
+    """Why a policy may not set header ``name`` (lower-case) to ``value``, and the metric
+    label its drop is counted under; None if it may. Both decision shapes use this."""
+    why = forbidden_header_reason(name)
+    if why is not None:
+        return why, drop_label(name)
+    why = header_value_reason(value)
+    return None if why is None else (why, "invalid-value")
+
+
 def _header_objects(field: str, value: Any) -> list[dict[Any, Any]]:
     if isinstance(value, dict):
         return [value]
@@ -79,14 +89,10 @@ def _headers(field: str, value: Any, dropped: list[str], log: Callable[[str], No
             if not isinstance(k, str) or not isinstance(v, str):
                 raise Malformed(f"{field}: header names and values must be strings")
             name = k.lower()
-            why = forbidden_header_reason(name)
-            label = drop_label(name)
-            if why is None:
-                why = header_value_reason(v)
-                label = "invalid-value"
-            if why is not None:
-                dropped.append(label)
-                log(f"policy header dropped ({field}): {why}")
+            refused = header_refusal(name, v)
+            if refused is not None:
+                dropped.append(refused[1])
+                log(f"policy header dropped ({field}): {refused[0]}")
                 continue
             out.append((name, v))
     return tuple(out)
