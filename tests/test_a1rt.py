@@ -29,9 +29,7 @@ VALUES_BASE = 0x10_0000  # test values go where a policy's constants would
 HEAP_BASE = 0x20_0000
 PAGE = 65536
 
-PROP = settings(
-    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow]
-)
+PROP = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 # ---------------------------------------------------------------- harness
@@ -218,8 +216,34 @@ def check(rt: Runtime, export: str, expr: str, *args: Any) -> None:
 
 SPECIAL = [
     *"aAbzZ09 ,./-_%",
-    "é", "É", "ß", "ẞ", "Σ", "σ", "ς", "İ", "ı", "ﬁ", "ǅ", "Ω", "ŉ", "ΐ", "\u0301", "\u0345",
-    "😀", "𐐀", "\t", "\n", "\u00a0", "\u2028", "\u3000", '"', "\\", "\x01", "\x7f", "Ⓐ",
+    "é",
+    "É",
+    "ß",
+    "ẞ",
+    "Σ",
+    "σ",
+    "ς",
+    "İ",
+    "ı",
+    "ﬁ",
+    "ǅ",
+    "Ω",
+    "ŉ",
+    "ΐ",
+    "\u0301",
+    "\u0345",
+    "😀",
+    "𐐀",
+    "\t",
+    "\n",
+    "\u00a0",
+    "\u2028",
+    "\u3000",
+    '"',
+    "\\",
+    "\x01",
+    "\x7f",
+    "Ⓐ",
 ]
 chars = st.one_of(st.sampled_from(SPECIAL), st.characters(exclude_categories=("Cs",)))
 texts = st.text(chars, max_size=8)
@@ -228,8 +252,22 @@ ints = st.one_of(small_ints, st.integers(-(2**40), 2**40))
 # Beyond 2^53 regorus computes with exact decimals and a1rt with doubles (the
 # compiler rejects such literals), and regorus panics printing huge numbers in
 # error messages: values stay below 2^53, except in the formatting tests.
-NICE_FLOATS = [0.5, 1.5, -2.5, 0.1, 0.2, 0.30000000000000004, 1e-7, 2.5e-10, 123456789.125,
-               -0.75, 3.0e15 + 0.5, 1 / 3, 5e-324, 4503599627370495.5]
+NICE_FLOATS = [
+    0.5,
+    1.5,
+    -2.5,
+    0.1,
+    0.2,
+    0.30000000000000004,
+    1e-7,
+    2.5e-10,
+    123456789.125,
+    -0.75,
+    3.0e15 + 0.5,
+    1 / 3,
+    5e-324,
+    4503599627370495.5,
+]
 floats = st.one_of(
     st.sampled_from(NICE_FLOATS), st.floats(-1e6, 1e6, allow_nan=False, allow_infinity=False)
 )
@@ -273,12 +311,44 @@ def test_exports_and_imports() -> None:
     assert [(i.module, i.name) for i in module.imports] == [("env", "memory")]
     names = {e.name for e in module.exports}
     for required in [
-        "a1_reset", "a1_alloc", "a1_fail", "a1_err", "a1_bool", "a1_num", "a1_null",
-        "a1_arr_new", "a1_arr_push", "a1_set_new", "a1_set_add", "a1_obj_new", "a1_obj_put",
-        "a1_tag", "a1_truthy", "a1_len", "a1_key_at", "a1_val_at", "a1_get", "a1_num_of",
-        "a1_cmp", "a1_eq", "a1_cmp_op", "a1_in", "a1_in2", "a1_add", "a1_sub", "a1_mul",
-        "a1_div", "a1_rem", "a1_or", "a1_and", "a1_b_startswith", "a1_to_string",
-        "a1_b_object_get", "a1_dfa_match", "a1_cidr_match", "__heap_base",
+        "a1_reset",
+        "a1_alloc",
+        "a1_fail",
+        "a1_err",
+        "a1_bool",
+        "a1_num",
+        "a1_null",
+        "a1_arr_new",
+        "a1_arr_push",
+        "a1_set_new",
+        "a1_set_add",
+        "a1_obj_new",
+        "a1_obj_put",
+        "a1_tag",
+        "a1_truthy",
+        "a1_len",
+        "a1_key_at",
+        "a1_val_at",
+        "a1_get",
+        "a1_num_of",
+        "a1_cmp",
+        "a1_eq",
+        "a1_cmp_op",
+        "a1_in",
+        "a1_in2",
+        "a1_add",
+        "a1_sub",
+        "a1_mul",
+        "a1_div",
+        "a1_rem",
+        "a1_or",
+        "a1_and",
+        "a1_b_startswith",
+        "a1_to_string",
+        "a1_b_object_get",
+        "a1_dfa_match",
+        "a1_cidr_match",
+        "__heap_base",
     ]:
         assert required in names, required
 
@@ -311,8 +381,17 @@ def test_scalars_and_layout(rt: Runtime) -> None:
 
 def test_truthy_len(rt: Runtime) -> None:
     rt.reset()
-    cases = [(None, 1, -1), (False, 0, -1), (True, 1, -1), (0, 1, -1), ("", 1, -1),
-             ([1, 2], 1, 2), (RegoSet([1]), 1, 1), ({"a": 1}, 1, 1), ([], 1, 0)]
+    cases = [
+        (None, 1, -1),
+        (False, 0, -1),
+        (True, 1, -1),
+        (0, 1, -1),
+        ("", 1, -1),
+        ([1, 2], 1, 2),
+        (RegoSet([1]), 1, 1),
+        ({"a": 1}, 1, 1),
+        ([], 1, 0),
+    ]
     for v, truthy, n in cases:
         p = rt.put(v)
         assert rt.call("a1_truthy", p) == truthy, v
@@ -527,8 +606,15 @@ def test_in2_matches_regorus(rt: Runtime, k: Any, v: Any, coll: Any) -> None:
 
 arith_floats = st.floats(-1e6, 1e6).filter(lambda x: x == 0 or abs(x) > 1e-6)
 arith_operands = st.one_of(small_ints, arith_floats, st.integers(-(2**26), 2**26), sets, values)
-OPS = {"+": "a1_add", "-": "a1_sub", "*": "a1_mul", "/": "a1_div", "%": "a1_rem",
-       "|": "a1_or", "&": "a1_and"}
+OPS = {
+    "+": "a1_add",
+    "-": "a1_sub",
+    "*": "a1_mul",
+    "/": "a1_div",
+    "%": "a1_rem",
+    "|": "a1_or",
+    "&": "a1_and",
+}
 
 
 @given(st.sampled_from(sorted(OPS)), arith_operands, arith_operands)
@@ -546,9 +632,16 @@ def test_arithmetic_matches_regorus(rt: Runtime, op: str, a: Any, b: Any) -> Non
 
 
 def test_arithmetic_codes(rt: Runtime) -> None:
-    cases = [("a1_div", 1, 0, E_DIV0), ("a1_rem", 1, 0, E_DIV0), ("a1_rem", 1.5, 0, E_DIV0),
-             ("a1_rem", 1.5, 1, E_RANGE), ("a1_add", "a", 1, E_TYPE), ("a1_sub", [1], [1], E_TYPE),
-             ("a1_or", 1, 2, E_TYPE), ("a1_mul", 1e300, 1e300, E_RANGE)]
+    cases = [
+        ("a1_div", 1, 0, E_DIV0),
+        ("a1_rem", 1, 0, E_DIV0),
+        ("a1_rem", 1.5, 0, E_DIV0),
+        ("a1_rem", 1.5, 1, E_RANGE),
+        ("a1_add", "a", 1, E_TYPE),
+        ("a1_sub", [1], [1], E_TYPE),
+        ("a1_or", 1, 2, E_TYPE),
+        ("a1_mul", 1e300, 1e300, E_RANGE),
+    ]
     for fn, a, b, code in cases:
         with pytest.raises(Trapped) as err:
             rt.apply(fn, a, b)
@@ -568,8 +661,10 @@ BUILTINS: dict[str, list[Strat]] = {
     "contains": [maybe(texts), maybe(texts)],
     "lower": [maybe(texts)],
     "upper": [maybe(texts)],
-    "concat": [maybe(texts), maybe(st.one_of(st.lists(texts, max_size=4),
-                                             st.lists(texts, max_size=4).map(RegoSet)))],
+    "concat": [
+        maybe(texts),
+        maybe(st.one_of(st.lists(texts, max_size=4), st.lists(texts, max_size=4).map(RegoSet))),
+    ],
     "split": [maybe(texts), maybe(st.sampled_from(["", ",", "ab", "é", "a"]) | texts)],
     "trim": [maybe(texts), maybe(texts)],
     "trim_prefix": [maybe(texts), maybe(texts)],
@@ -588,18 +683,38 @@ BUILTINS: dict[str, list[Strat]] = {
     "array.concat": [maybe(arrays), maybe(arrays)],
     "array.slice": [maybe(arrays), maybe(idx), maybe(idx)],
     "array.reverse": [maybe(arrays)],
-    "object.get": [maybe(objects), st.one_of(texts, st.lists(st.one_of(texts, idx), max_size=3),
-                                             values), values],
+    "object.get": [
+        maybe(objects),
+        st.one_of(texts, st.lists(st.one_of(texts, idx), max_size=3), values),
+        values,
+    ],
     "object.keys": [maybe(objects)],
     "object.remove": [maybe(objects), maybe(arrays | sets | objects)],
     "object.union": [maybe(objects), maybe(objects)],
     "union": [maybe(st.lists(sets, max_size=3).map(RegoSet))],
     "intersection": [maybe(st.lists(sets, max_size=3).map(RegoSet))],
-    "is_null": [values], "is_boolean": [values], "is_number": [values], "is_string": [values],
-    "is_array": [values], "is_set": [values], "is_object": [values], "type_name": [values],
-    "to_number": [maybe(st.one_of(st.none(), st.booleans(), numbers, texts,
-                                  st.from_regex(r"\A\s?-?(0|[1-9][0-9]{0,5})(\.[0-9]{1,6})?"
-                                                r"([eE][+-]?[0-9])?\s?\Z")))],
+    "is_null": [values],
+    "is_boolean": [values],
+    "is_number": [values],
+    "is_string": [values],
+    "is_array": [values],
+    "is_set": [values],
+    "is_object": [values],
+    "type_name": [values],
+    "to_number": [
+        maybe(
+            st.one_of(
+                st.none(),
+                st.booleans(),
+                numbers,
+                texts,
+                st.from_regex(
+                    r"\A\s?-?(0|[1-9][0-9]{0,5})(\.[0-9]{1,6})?"
+                    r"([eE][+-]?[0-9])?\s?\Z"
+                ),
+            )
+        )
+    ],
     "abs": [maybe(numbers)],
     "round": [maybe(numbers)],
     "ceil": [maybe(numbers)],
@@ -607,8 +722,10 @@ BUILTINS: dict[str, list[Strat]] = {
     "format_int": [maybe(numbers), maybe(st.sampled_from([2, 8, 10, 16, 3, 16.5]))],
     # Bounded even when the type is wrong: regorus materialises the whole range, and
     # numbers.range(0, 1e18) would take the test process's memory with it.
-    "numbers.range": [maybe_bounded(st.integers(-5, 5) | st.just(1.5)),
-                      maybe_bounded(st.integers(-5, 5))],
+    "numbers.range": [
+        maybe_bounded(st.integers(-5, 5) | st.just(1.5)),
+        maybe_bounded(st.integers(-5, 5)),
+    ],
 }
 
 # Small tweaks so that the interesting cases are not rare.
@@ -639,8 +756,11 @@ def test_c_builtins_are_the_compilers() -> None:
 @pytest.mark.parametrize("builtin", sorted(BUILTINS))
 def test_builtin_matches_regorus(rt: Runtime, builtin: str) -> None:
     @given(st.tuples(*BUILTINS[builtin]))
-    @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow,
-                                                                       HealthCheck.function_scoped_fixture])
+    @settings(
+        max_examples=80,
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+    )
     def prop(args: tuple[Any, ...]) -> None:
         expr = f"{builtin}({', '.join(f'a{i}' for i in range(len(args)))})"
         check(rt, export_name(builtin), expr, *args)
@@ -648,13 +768,22 @@ def test_builtin_matches_regorus(rt: Runtime, builtin: str) -> None:
     prop()
 
 
-@pytest.mark.parametrize(("builtin", "args"), [
-    ("count", ("😀",)), ("count", ("ab😀é",)), ("count", ("",)),
-    ("indexof", ("😀a😀b", "b")), ("substring", ("a😀b😀", 1, 2)),
-    ("strings.reverse", ("a😀é",)), ("split", ("a😀b", "")),
-    ("trim", ("😀a😀", "😀")), ("upper", ("𐐨ß😀",)),
-    ("lower", ("𐐀ΑΣ😀",)), ("replace", ("😀", "", "-")),
-])
+@pytest.mark.parametrize(
+    ("builtin", "args"),
+    [
+        ("count", ("😀",)),
+        ("count", ("ab😀é",)),
+        ("count", ("",)),
+        ("indexof", ("😀a😀b", "b")),
+        ("substring", ("a😀b😀", 1, 2)),
+        ("strings.reverse", ("a😀é",)),
+        ("split", ("a😀b", "")),
+        ("trim", ("😀a😀", "😀")),
+        ("upper", ("𐐨ß😀",)),
+        ("lower", ("𐐀ΑΣ😀",)),
+        ("replace", ("😀", "", "-")),
+    ],
+)
 def test_astral_strings(rt: Runtime, builtin: str, args: tuple[Any, ...]) -> None:
     # Code points above U+FFFF: regorus counts them twice in count() only.
     expr = f"{builtin}({', '.join(f'a{i}' for i in range(len(args)))})"
@@ -712,10 +841,30 @@ def test_number_format_random_doubles(rt: Runtime) -> None:
         x = struct.unpack("<d", rng.getrandbits(64).to_bytes(8, "little"))[0]
         if math.isfinite(x):
             assert_shortest(x, fmt_num(rt, x))
-    for x in [5e-324, 2.2250738585072014e-308, 2.225073858507201e-308, 1.7976931348623157e308,
-              0.1, 0.2, 0.3, 2.0**-1074 * 3, 1e23, 9.007199254740993e15, 2.0**64, 2.0**63,
-              18446744073709551615.0, 1e22, 4.35e-6, 123.456, -1.5, 2.0**-20,
-              562949953421312.25, -0.0, 1e21, 1e-7]:
+    for x in [
+        5e-324,
+        2.2250738585072014e-308,
+        2.225073858507201e-308,
+        1.7976931348623157e308,
+        0.1,
+        0.2,
+        0.3,
+        2.0**-1074 * 3,
+        1e23,
+        9.007199254740993e15,
+        2.0**64,
+        2.0**63,
+        18446744073709551615.0,
+        1e22,
+        4.35e-6,
+        123.456,
+        -1.5,
+        2.0**-20,
+        562949953421312.25,
+        -0.0,
+        1e21,
+        1e-7,
+    ]:
         assert_shortest(x, fmt_num(rt, x))
     assert fmt_num(rt, 562949953421312.25) == "562949953421312.3"  # a tie: Rust rounds up
     assert fmt_num(rt, 1e21) == "1" + "0" * 21
@@ -761,10 +910,38 @@ def test_parse_numbers_roundtrip(rt: Runtime, x: float) -> None:
         assert got == float(s), (s, got)
 
 
-@pytest.mark.parametrize("s", ["0", "-0", "1e400", "1e-400", "01", "1.", ".5", "+5", " 1 ",
-                               "\t2\n", "", "-", "1e", "0.1e1", "1" + "0" * 400 + "e-400",
-                               "0." + "0" * 400 + "1e400", "1_0", "0x10", "NaN", "Infinity", "1e+2",
-                               "1E-2", "-0.0", "00.5", "1e09", " ", "1 2"])
+@pytest.mark.parametrize(
+    "s",
+    [
+        "0",
+        "-0",
+        "1e400",
+        "1e-400",
+        "01",
+        "1.",
+        ".5",
+        "+5",
+        " 1 ",
+        "\t2\n",
+        "",
+        "-",
+        "1e",
+        "0.1e1",
+        "1" + "0" * 400 + "e-400",
+        "0." + "0" * 400 + "1e400",
+        "1_0",
+        "0x10",
+        "NaN",
+        "Infinity",
+        "1e+2",
+        "1E-2",
+        "-0.0",
+        "00.5",
+        "1e09",
+        " ",
+        "1 2",
+    ],
+)
 def test_to_number_edges(rt: Runtime, s: str) -> None:
     check(rt, "a1_b_to_number", "to_number(a0)", s)
 
@@ -772,13 +949,31 @@ def test_to_number_edges(rt: Runtime, s: str) -> None:
 HALF_MIN = "2.4703282292062327208828439643411068618252990130716238221279284125033775363510437593264"
 
 
-@pytest.mark.parametrize("s", [
-    "123456789012345678901234567890.0", "9007199254740993.0", "9007199254740995e0",
-    "1.7976931348623157e308", "1.7976931348623158e308", "2.2250738585072011e-308",
-    "2.2250738585072012e-308", HALF_MIN + "e-324", HALF_MIN + "1e-324", "4.9406564584124654e-324",
-    "0.1", "0." + "3" * 800, "1" * 900 + "e-900", "7" * 30 + "." + "1" * 30, "8.5e-323",
-    "1e-320", "1e23", "8.98846567431158e307", "4.4501477170144023e-308", "1e-7",
-])
+@pytest.mark.parametrize(
+    "s",
+    [
+        "123456789012345678901234567890.0",
+        "9007199254740993.0",
+        "9007199254740995e0",
+        "1.7976931348623157e308",
+        "1.7976931348623158e308",
+        "2.2250738585072011e-308",
+        "2.2250738585072012e-308",
+        HALF_MIN + "e-324",
+        HALF_MIN + "1e-324",
+        "4.9406564584124654e-324",
+        "0.1",
+        "0." + "3" * 800,
+        "1" * 900 + "e-900",
+        "7" * 30 + "." + "1" * 30,
+        "8.5e-323",
+        "1e-320",
+        "1e23",
+        "8.98846567431158e307",
+        "4.4501477170144023e-308",
+        "1e-7",
+    ],
+)
 def test_to_number_correctly_rounded(rt: Runtime, s: str) -> None:
     # regorus (serde_json) is not always correctly rounded here; Python is.
     rt.reset()
@@ -786,16 +981,32 @@ def test_to_number_correctly_rounded(rt: Runtime, s: str) -> None:
     assert got == float(s)
 
 
-@pytest.mark.parametrize("s", ["9007199254740993", "-9007199254740993", " 9223372036854775807\n",
-                               "-9223372036854775808", "9007199254740992", "1234567890123456"])
+@pytest.mark.parametrize(
+    "s",
+    [
+        "9007199254740993",
+        "-9007199254740993",
+        " 9223372036854775807\n",
+        "-9223372036854775808",
+        "9007199254740992",
+        "1234567890123456",
+    ],
+)
 def test_to_number_integers_exact(rt: Runtime, s: str) -> None:
     rt.reset()
     got = rt.get(rt.call("a1_b_to_number", rt.put(s)))
     assert type(got) is int and got == int(s)
 
 
-@pytest.mark.parametrize("s", ["9223372036854775808", "-9223372036854775809",
-                               "123456789012345678901234567890", "1" + "0" * 400])
+@pytest.mark.parametrize(
+    "s",
+    [
+        "9223372036854775808",
+        "-9223372036854775809",
+        "123456789012345678901234567890",
+        "1" + "0" * 400,
+    ],
+)
 def test_to_number_integers_past_int64_refused(rt: Runtime, s: str) -> None:
     rt.reset()
     with pytest.raises(Trapped) as info:
