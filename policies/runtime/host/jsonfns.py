@@ -16,6 +16,7 @@ from decimal import Decimal
 from typing import Any
 
 from policies.runtime.host.base import BuiltinError, builtin, type_name, want
+from policies.runtime.host.strings import BoundedText
 from policies.runtime.values import (
     MAX_EXACT_INT,
     MIN_EXACT_INT,
@@ -87,19 +88,14 @@ def _is_set(v: Any) -> bool:
     return isinstance(v, (RegoSet, set, frozenset))
 
 
-class _Writer:
-    """Text pieces with a running size: a result past MAX_TEXT is refused, not built."""
+class _Writer(BoundedText):
+    """JSON text of builtin ``fn``: a result past MAX_TEXT is refused, not built."""
+
+    __slots__ = ("fn",)
 
     def __init__(self, fn: str) -> None:
+        super().__init__(f"{fn}: result larger than {MAX_TEXT} characters", MAX_TEXT)
         self.fn = fn
-        self.parts: list[str] = []
-        self.size = 0
-
-    def add(self, s: str) -> None:
-        self.size += len(s)
-        if self.size > MAX_TEXT:
-            raise BuiltinError(f"{self.fn}: result larger than {MAX_TEXT} characters")
-        self.parts.append(s)
 
 
 def _write(v: Any, out: _Writer, indent: str | None, level: int) -> None:
@@ -160,9 +156,9 @@ def marshal(v: Any, fn: str = "json.marshal", indent: str | None = None, prefix:
     out = _Writer(fn)
     if indent is None:
         _write(v, out, None, 0)
-        return "".join(out.parts)
+        return out.text()
     _write(v, out, "\x00", 0)  # a level marker no JSON text holds raw
-    text = "".join(out.parts)
+    text = out.text()
     lines = text.split("\n")
     grown = len(text) + len(lines) * len(prefix) + text.count("\x00") * (len(indent) - 1)
     if grown > MAX_TEXT:

@@ -27,7 +27,7 @@ from decimal import Decimal
 from typing import Any
 
 from policies.runtime.host.base import BuiltinError, builtin, want
-from policies.runtime.host.strings import MAX_RESULT_CHARS
+from policies.runtime.host.strings import MAX_RESULT_CHARS, BoundedText
 from policies.runtime.values import RegoSet, rego_sort_key
 
 __all__ = ["MAX_PAD", "go_sprintf", "rego_text", "sprintf"]
@@ -219,15 +219,8 @@ def _number_text(v: int | float) -> str:
 
 def rego_text(v: Any, limit: int = MAX_RESULT_CHARS) -> str:
     """``v`` as OPA's ``Term.String()`` writes it; longer than ``limit`` is refused."""
-    out: list[str] = []
-    size = 0
-
-    def put(s: str) -> None:
-        nonlocal size
-        size += len(s)
-        if size > limit:
-            raise BuiltinError(f"sprintf: an argument's text is longer than {limit} characters")
-        out.append(s)
+    out = BoundedText(f"sprintf: an argument's text is longer than {limit} characters", limit)
+    put = out.add
 
     def walk(x: Any) -> None:
         t = type(x)
@@ -269,7 +262,7 @@ def rego_text(v: Any, limit: int = MAX_RESULT_CHARS) -> str:
             raise BuiltinError(f"sprintf: cannot print a {t.__name__}")
 
     walk(v)
-    return "".join(out)
+    return out.text()
 
 
 def _integral(x: int | float) -> int | float:
@@ -314,8 +307,8 @@ class _Printer:
 
     def __init__(self, fmt: str, args: list[GoArg]) -> None:
         self.fmt, self.args = fmt, args
-        self.out: list[str] = []
-        self.size = 0
+        self.out = BoundedText(f"sprintf: result longer than {MAX_RESULT_CHARS} characters")
+        self.write = self.out.add
         self.reordered = False
         self.good = True
         self._close: tuple[int, int] = (-1, -1)  # last search for "]": (from, found at)
@@ -328,12 +321,6 @@ class _Printer:
         self.plus_v = self.sharp_v = False
 
     # ---- output
-
-    def write(self, s: str) -> None:
-        self.size += len(s)
-        if self.size > MAX_RESULT_CHARS:
-            raise BuiltinError(f"sprintf: result longer than {MAX_RESULT_CHARS} characters")
-        self.out.append(s)
 
     def padding(self, n: int) -> None:
         if n > 0:
@@ -701,7 +688,7 @@ class _Printer:
                 self.write(_TYPE[arg[0]] + "=")
                 self.print_arg(arg, "v")
             self.write(")")
-        return "".join(self.out)
+        return self.out.text()
 
     def verb(self, verb: str, arg: GoArg) -> None:
         if self.wid > MAX_PAD or self.prec > MAX_PAD:

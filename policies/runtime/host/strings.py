@@ -20,10 +20,32 @@ import re2
 from policies.runtime.host.base import BuiltinError, builtin, want
 from policies.runtime.values import RegoSet
 
-__all__ = ["MAX_RESULT_CHARS"]
+__all__ = ["MAX_RESULT_CHARS", "BoundedText"]
 
 MAX_RESULT_CHARS = 16 << 20
 """Longest string a builtin here builds (the policy's whole memory is 16 MiB)."""
+
+
+class BoundedText:
+    """A result built piece by piece with a running length: past ``limit`` characters the
+    builtin fails with ``too_long`` before the text exists (Go or regorus would build it)."""
+
+    __slots__ = ("limit", "parts", "size", "too_long")
+
+    def __init__(self, too_long: str, limit: int = MAX_RESULT_CHARS) -> None:
+        self.parts: list[str] = []
+        self.size = 0
+        self.limit = limit
+        self.too_long = too_long
+
+    def add(self, s: str) -> None:
+        self.size += len(s)
+        if self.size > self.limit:
+            raise BuiltinError(self.too_long)
+        self.parts.append(s)
+
+    def text(self) -> str:
+        return "".join(self.parts)
 
 
 def _strings(fn: str, position: int, v: Any) -> list[str]:
@@ -103,23 +125,16 @@ def replace_n(patterns: Any, value: Any) -> str:
         return value
     data = value.encode("utf-8")
     prog = _replacer(keys) if keys else None
-    out: list[str] = []
-    size = 0
-
-    def emit(piece: str) -> None:
-        nonlocal size
-        size += len(piece)
-        if size > MAX_RESULT_CHARS:
-            raise BuiltinError(f"{fn}: result longer than {MAX_RESULT_CHARS} characters")
-        out.append(piece)
+    out = BoundedText(f"{fn}: result longer than {MAX_RESULT_CHARS} characters")
+    emit = out.add
 
     def between(chunk: bytes) -> None:
         text = chunk.decode("utf-8")
         if empty is None:
             emit(text)
         elif text:
-            if size + len(text) * (len(empty) + 1) > MAX_RESULT_CHARS:
-                raise BuiltinError(f"{fn}: result longer than {MAX_RESULT_CHARS} characters")
+            if out.size + len(text) * (len(empty) + 1) > MAX_RESULT_CHARS:
+                raise BuiltinError(out.too_long)
             emit(empty + empty.join(text))
 
     pos = 0
@@ -136,7 +151,7 @@ def replace_n(patterns: Any, value: Any) -> str:
     between(data[pos:])
     if empty is not None:
         emit(empty)
-    return "".join(out)
+    return out.text()
 
 
 @builtin("strings.split_n")

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from policies.runtime.host.base import BuiltinError, builtin, want
-from policies.runtime.host.strings import MAX_RESULT_CHARS
+from policies.runtime.host.strings import MAX_RESULT_CHARS, BoundedText
 from policies.runtime.values import RegoSet
 
 __all__ = ["MAX_STEPS", "render"]
@@ -260,16 +260,10 @@ def _block(kind: str, tokens: list[tuple[str, str]], action: str) -> _Block:
 
 class _Run:
     def __init__(self, root: Any) -> None:
-        self.out: list[str] = []
-        self.size = 0
+        self.out = BoundedText(f"{FN}: result longer than {MAX_RESULT_CHARS} characters")
+        self.emit = self.out.add
         self.steps = 0
         self.root = root
-
-    def emit(self, text: str) -> None:
-        self.size += len(text)
-        if self.size > MAX_RESULT_CHARS:
-            raise BuiltinError(f"{FN}: result longer than {MAX_RESULT_CHARS} characters")
-        self.out.append(text)
 
     def value(self, operand: Any, dot: Any, scope: list[dict[str, Any]]) -> Any:
         kind = operand[0]
@@ -387,7 +381,7 @@ def render(template: str, variables: dict[str, Any]) -> str:
     tree = _parse(template)
     run = _Run(variables)
     run.run(tree, variables, [{"$": variables}])
-    return "".join(run.out).replace("<no value>", "<undefined>")
+    return run.out.text().replace("<no value>", "<undefined>")
 
 
 def _json_only(value: Any, depth: int = 0) -> None:
