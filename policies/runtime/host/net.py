@@ -55,11 +55,6 @@ def _network(net: _Net) -> tuple[int, int]:
     return value & ~host, (value & ~host) | host
 
 
-def _string(fn: str, position: int, v: Any) -> str:
-    want(fn, position, v, "string")
-    return v
-
-
 def _rust_network(fn: str, text: str) -> _Net:
     net = read_ipnet(text) if len(text) <= _MAX_TEXT else None
     if net is None:
@@ -89,20 +84,20 @@ def _contains(fn: str, cidr: str, subject: str) -> bool:
 @builtin("net.cidr_contains")
 def cidr_contains(cidr: Any, cidr_or_ip: Any) -> bool:
     fn = "net.cidr_contains"
-    return _contains(fn, _string(fn, 1, cidr), _string(fn, 2, cidr_or_ip))
+    return _contains(fn, want(fn, 1, cidr, "string"), want(fn, 2, cidr_or_ip, "string"))
 
 
 @builtin("net.cidr_overlap")
 def cidr_overlap(cidr: Any, cidr_or_ip: Any) -> bool:
     fn = "net.cidr_overlap"
-    return _contains(fn, _string(fn, 1, cidr), _string(fn, 2, cidr_or_ip))
+    return _contains(fn, want(fn, 1, cidr, "string"), want(fn, 2, cidr_or_ip, "string"))
 
 
 @builtin("net.cidr_is_valid")
 def cidr_is_valid(cidr: Any) -> bool:
     """regorus: Rust's address, then a prefix that Rust's ``i16`` parser takes (a sign,
     leading zeros) within the family's width."""
-    text = _string("net.cidr_is_valid", 1, cidr)
+    text = want("net.cidr_is_valid", 1, cidr, "string")
     addr_text, slash, prefix_text = text.partition("/")
     if not slash or len(addr_text) > _MAX_TEXT:
         return False
@@ -131,7 +126,7 @@ def cidr_expand(cidr: Any) -> list[str]:
     """Every address of the network, in order (regorus: an array; the network and
     broadcast addresses included, as OPA lists them)."""
     fn = "net.cidr_expand"
-    net = _rust_network(fn, _string(fn, 1, cidr))
+    net = _rust_network(fn, want(fn, 1, cidr, "string"))
     first, last = _network(net)
     if last - first + 1 > MAX_EXPAND:
         raise BuiltinError(f"{fn}: {cidr} has {last - first + 1} addresses, more than {MAX_EXPAND}")
@@ -184,8 +179,8 @@ def _go_contains(net: _GoNet, ip: _GoAddr) -> bool:
 @builtin("net.cidr_intersects")
 def cidr_intersects(a: Any, b: Any) -> bool:
     fn = "net.cidr_intersects"
-    na = _go_cidr(fn, _string(fn, 1, a))
-    nb = _go_cidr(fn, _string(fn, 2, b))
+    na = _go_cidr(fn, want(fn, 1, a, "string"))
+    nb = _go_cidr(fn, want(fn, 2, b, "string"))
     return _go_contains(na, nb.network_address) or _go_contains(nb, na.network_address)
 
 
