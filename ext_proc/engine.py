@@ -583,16 +583,13 @@ class Engine:
                               "OPA-Envoy deny with http_status %d: answered 403 instead",
                               p.status_refused)  # fmt: skip
         reason = "denied"
-        headers: tuple[tuple[str, str], ...] = ((REASON_HEADER, reason), *p.headers)
-        if p.body is None:
-            d = deny(p.status, reason, cell, version)
-            if p.headers or p.metadata or dropped:
-                both = (*d.headers, *p.headers)
-                return Decision(False, p.status, reason, both, d.body, cell, version, "deny",
-                                dropped, None, (), (), p.metadata)  # fmt: skip
-            return d
-        return Decision(False, p.status, reason, headers, p.body.encode(), cell, version, "deny",
-                        dropped, None, (), (), p.metadata)  # fmt: skip
+        if p.body is None:  # A1's deny body and its headers, then the policy's
+            plain = deny(p.status, reason, cell, version)
+            headers, body = (*plain.headers, *p.headers), plain.body
+        else:
+            headers, body = ((REASON_HEADER, reason), *p.headers), p.body.encode()
+        return Decision(False, p.status, reason, headers, body, cell, version, "deny", dropped,
+                        None, (), (), p.metadata)  # fmt: skip
 
     @staticmethod
     def _switch(loc: _Local, st: ThreadStats, snap: Snapshot) -> None:
