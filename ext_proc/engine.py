@@ -312,7 +312,6 @@ class Engine:
         # ``opa-envoy``: the policy reads OPA-Envoy's input document and answers in its
         # decision shapes (ext_proc.opa_envoy); the front doors then hand ``decide_facts``
         # a view of the whole request.
-        self.input_kind = input_kind
         self.opa_envoy = input_kind == OPA_ENVOY_INPUT
         self.entrypoint = entrypoint
         self.cache_size = cache_size
