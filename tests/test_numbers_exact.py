@@ -121,13 +121,18 @@ def side() -> Side:
 
 def same(x: Any, y: Any) -> bool:
     """Equal values: two integers exactly (2^53 + 1 != 2^53), a float by its double
-    (regorus prints 2^63 as a float as 9223372036854776000, which JSON reads as an int)."""
+    (regorus prints 2^63 as a float as 9223372036854776000, which JSON reads as an int),
+    a fraction within regorus's last-place misreading of JSON decimals."""
     if isinstance(x, bool) or isinstance(y, bool):
         return x is y
     if type(x) is int and type(y) is int:
         return x == y
     if isinstance(x, (int, float)) and isinstance(y, (int, float)):
-        return float(x) == float(y)
+        if float(x) == float(y):
+            return True
+        # a fraction regorus read from JSON may be a unit in the last place off
+        fractional = any(type(v) is float and not v.is_integer() for v in (x, y))
+        return fractional and math.isclose(x, y, rel_tol=1e-15)
     if isinstance(x, list) and isinstance(y, list):
         return len(x) == len(y) and all(same(a, b) for a, b in zip(x, y, strict=True))
     if isinstance(x, dict) and isinstance(y, dict):
@@ -200,8 +205,8 @@ def test_integer_arithmetic_and_order(side: Side, a: int, b: int) -> None:
     else:
         ours = side.our("div")
         assert ours == ("value", float(Fraction(a, b))), (a, b, ours)  # correctly rounded
-        theirs = side.theirs("div")[1]  # regorus: within one unit in the last place
-        assert abs(theirs - ours[1]) <= math.ulp(ours[1]), (a, b, ours, theirs)
+        theirs = side.theirs("div")[1]  # regorus: within a few units in the last place
+        assert abs(theirs - ours[1]) <= 4 * math.ulp(ours[1]), (a, b, ours, theirs)
     if b == -1 and a == I64_MIN:
         assert side.our("rem") == ("value", 0)  # regorus panics here
     elif b:

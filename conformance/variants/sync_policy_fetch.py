@@ -76,12 +76,12 @@ def patch(address: str) -> None:
     fetcher = Fetcher(address)
     original = Engine.decide_facts
 
-    def decide_after_fetch(self: Engine, f: Any) -> Any:
+    def decide_after_fetch(self: Engine, f: Any, *args: Any, **kwargs: Any) -> Any:
         try:
             fetcher.fetch()
         except Exception:
             return deny(503, "policy fetch from the control plane failed")
-        return original(self, f)
+        return original(self, f, *args, **kwargs)
 
     Engine.decide_facts = decide_after_fetch  # type: ignore[method-assign]
 
