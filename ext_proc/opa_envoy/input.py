@@ -28,6 +28,7 @@ import base64
 import re
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
 from envoy.service.auth.v3 import external_auth_pb2
 from google.protobuf import json_format
@@ -79,19 +80,8 @@ def _unescape(s: str, plus: bool) -> str | None:
         return s
     if _BAD_ESCAPE.search(s):
         return None
-    out = bytearray()
-    i = 0
-    n = len(s)
-    while i < n:
-        c = s[i]
-        if c == "%":
-            out.append(int(s[i + 1 : i + 3], 16))
-            i += 3
-        else:
-            out += c.encode()
-            i += 1
     try:
-        return out.decode()
+        return unquote_to_bytes(s).decode()
     except UnicodeDecodeError:
         raise InputRefused(400, "percent-decoded request text is not valid UTF-8") from None
 
