@@ -40,10 +40,8 @@ _U32_MAX = 2**32 - 1
 
 def _integer(fn: str, position: int, v: Any) -> int:
     want(fn, position, v, "number")
-    if type(v) is float:
-        if not v.is_integer():
-            raise BuiltinError(f"{fn}: operand {position} must be an integer but got {v}")
-        return int(v)
+    if type(v) is float and not v.is_integer():
+        raise BuiltinError(f"{fn}: operand {position} must be an integer but got {v}")
     return int(v)
 
 
@@ -266,12 +264,7 @@ def rand_intn(ctx: EvalContext, key: Any, n: Any) -> int:
     """
     fn = "rand.intn"
     want(fn, 1, key, "string")
-    want(fn, 2, n, "number")
-    if type(n) is float:
-        if not n.is_integer():
-            raise BuiltinError(f"{fn}: operand 2 must be an integer but got {n}")
-        n = int(n)
-    n = abs(n)
+    n = abs(_integer(fn, 2, n))
     if n == 0:
         return 0
     memo = ctx.memo
