@@ -44,8 +44,10 @@ ints = st.one_of(
 )
 # Halves and quarters: regorus rounds tiny fractions through decimals (0 + 5.960464477539063e-08
 # is 5.960464477539065e-08 there), which is not what these tests are about.
+# At most 15 significant digits: regorus reads those exactly from JSON (longer ones it
+# may read a unit in the last place off, which would test its reader, not arithmetic).
 fractional = st.builds(
-    lambda k, d: k + d, st.integers(-(2**45), 2**45), st.sampled_from([0.5, 0.25, -0.75, 0.125])
+    lambda k, d: k + d, st.integers(-(2**36), 2**36), st.sampled_from([0.5, 0.25, -0.75, 0.125])
 )
 
 OPS = {
