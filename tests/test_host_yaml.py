@@ -160,3 +160,24 @@ def test_unmarshal_agrees_with_regorus_on_yaml_soup(pair: Pair, text: str) -> No
 def test_marshal_round_trips_through_regorus(pair: Pair, v: Any) -> None:
     ours, theirs = pair.outcomes("round", {"v": v})
     assert ours == theirs, (v, ours, theirs)
+
+
+def test_underscore_words_are_strings_in_both_yaml_versions() -> None:
+    """`_` and `_1` are no numbers in YAML 1.1 either: read as strings, written plain."""
+    from policies.runtime.host import REGISTRY
+
+    for text in ["_", "_1", "__", "a_1"]:
+        assert REGISTRY["yaml.unmarshal"].fn(text) == text
+        assert REGISTRY["yaml.unmarshal"].fn(REGISTRY["yaml.marshal"].fn(text)) == text
+    assert "read differently" in _refusal("1_000")
+
+
+def _refusal(text: str) -> str:
+    from policies.runtime.host import REGISTRY
+    from policies.runtime.host.base import BuiltinError
+
+    try:
+        REGISTRY["yaml.unmarshal"].fn(text)
+    except BuiltinError as err:
+        return str(err)
+    raise AssertionError(f"{text!r} was not refused")
