@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 
 from policies.compiler.errors import CompileError
 from policies.compiler.ir import Loc
+from policies.compiler.limits import check_rego
 
 LONG_STRING = 200
 """String literals longer than this many bytes become placeholders."""
@@ -137,6 +138,8 @@ def respell(text: str, file: str = "<policy>") -> Respelled:
     here, with its place in ``file``."""
     source = text.encode()
     data, map0 = _apply(source, _Templates(source, file).edits())
+    if map0.edits:
+        _check_limits(text, data, map0, file)
     nonce = hashlib.sha256(data).hexdigest()[:16]
     strings: dict[str, str] = {}
     by_value: dict[str, bytes] = {}
@@ -311,3 +314,18 @@ class _Templates:
                 pos = self._template(m.start(), depth + 1)
                 continue
             pos = m.end()
+
+
+def _check_limits(text: str, data: bytes, mapping: _Map, file: str) -> None:
+    """The nesting limits again, now that template expressions are plain Rego (the
+    first check read each template as one string): regorus's parse time doubles
+    with each level of some brackets."""
+    try:
+        check_rego(file, data.decode())
+    except CompileError as err:
+        if err.loc is None:
+            raise
+        place = Respelled(text, data.decode(), {}, [mapping]).old_line_col(
+            err.loc.line, err.loc.col
+        )
+        raise CompileError(Loc(file, *place), err.kind, err.message) from None
