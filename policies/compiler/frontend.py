@@ -49,7 +49,7 @@ def parse_sources(sources: Mapping[str, str], data: Any = None) -> ir.Program:
     check_value("data document", data)
     modules = []
     for name, text in sources.items():
-        spelled = respell(text)
+        spelled = respell(text, name)
         engine = regorus.Engine()
         try:
             engine.add_policy(name, spelled.text)
