@@ -8,7 +8,8 @@ engine is rebuilt after one (it leaves the rule marked as being evaluated).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import functools
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import pytest
@@ -16,7 +17,7 @@ import pytest
 from policies.runtime.host import REGISTRY, BuiltinError
 from tests.rego_oracle import Compiled, Oracle, Outcome, agree
 
-__all__ = ["Pair", "call", "refused"]
+__all__ = ["Pair", "call", "expr_pair", "ours", "refused", "same", "value"]
 
 
 class Pair:
@@ -61,3 +62,37 @@ def refused(name: str, *args: Any) -> str:
     with pytest.raises(BuiltinError) as info:
         call(name, *args)
     return str(info.value)
+
+
+# One expression as the rule p/x: the helpers of the builtin families' differential tests.
+
+
+@functools.cache
+def expr_pair(expr: str) -> tuple[Compiled, Oracle]:
+    """``x := expr`` compiled by us and loaded in regorus (cached by the text)."""
+    src = {"p.rego": f"package p\nx := {expr}\n"}
+    return Compiled(src, ["p/x"]), Oracle(src)
+
+
+def ours(expr: str, input_doc: Any = None) -> Outcome:
+    return expr_pair(expr)[0].eval("p/x", {} if input_doc is None else input_doc)
+
+
+def same(
+    expr: str, input_doc: Any = None, *, prepare: Callable[[Any], Any] = lambda doc: doc
+) -> Outcome:
+    """Our outcome, asserting regorus's is the same (errors agree as errors); ``prepare``
+    writes the input in a form regorus's JSON reader takes exactly."""
+    compiled, oracle = expr_pair(expr)
+    doc = {} if input_doc is None else prepare(input_doc)
+    mine, theirs = compiled.eval("p/x", doc), oracle.eval("p/x", doc)
+    assert agree(mine, theirs), (expr, input_doc, mine, theirs)
+    return mine
+
+
+def value(
+    expr: str, input_doc: Any = None, *, prepare: Callable[[Any], Any] = lambda doc: doc
+) -> Any:
+    kind, v = same(expr, input_doc, prepare=prepare)
+    assert kind == "value", (expr, kind, v)
+    return v

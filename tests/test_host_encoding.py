@@ -7,7 +7,6 @@ form encoding differs: those inputs are tested against Go's documented behaviour
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 import pytest
@@ -15,37 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from policies.runtime import PolicyError
-from tests.rego_oracle import Compiled, Oracle, Outcome, agree
-
-
-@functools.cache
-def _pair(expr: str) -> tuple[Compiled, Oracle]:
-    src = {"p.rego": f"package p\nx := {expr}\n"}
-    return Compiled(src, ["p/x"]), Oracle(src)
-
-
-def both(expr: str, input_doc: Any = None) -> tuple[Outcome, Outcome]:
-    ours, theirs = _pair(expr)
-    doc = {} if input_doc is None else input_doc
-    return ours.eval("p/x", doc), theirs.eval("p/x", doc)
-
-
-def same(expr: str, input_doc: Any = None) -> Outcome:
-    """Our outcome, asserting regorus's is the same (errors agree as errors)."""
-    ours, theirs = both(expr, input_doc)
-    assert agree(ours, theirs), (expr, input_doc, ours, theirs)
-    return ours
-
-
-def value(expr: str, input_doc: Any = None) -> Any:
-    kind, v = same(expr, input_doc)
-    assert kind == "value", (expr, kind, v)
-    return v
-
-
-def ours(expr: str, input_doc: Any = None) -> Outcome:
-    return _pair(expr)[0].eval("p/x", {} if input_doc is None else input_doc)
-
+from tests.host_diff import expr_pair, ours, same, value
 
 # ------------------------------------------------------------------ unit, per builtin
 
@@ -139,7 +108,7 @@ def test_a_huge_string_is_encoded_within_the_budget() -> None:
 
 def test_arguments_past_the_decode_budget_are_refused() -> None:
     with pytest.raises(PolicyError):
-        _pair("base64.encode(input.s)")[0].evaluators["p/x"].evaluate({"s": "x" * (2 << 20)})
+        expr_pair("base64.encode(input.s)")[0].evaluators["p/x"].evaluate({"s": "x" * (2 << 20)})
 
 
 # ------------------------------------------------------------------ differential

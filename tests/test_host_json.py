@@ -8,7 +8,6 @@ rounds through a lossy step: those are checked to round-trip instead).
 
 from __future__ import annotations
 
-import functools
 import json
 import math
 from decimal import Decimal
@@ -20,13 +19,9 @@ from hypothesis import strategies as st
 
 from policies.runtime.host.base import BuiltinError
 from policies.runtime.host.jsonfns import MAX_NODES, format_number, json_unmarshal
-from tests.rego_oracle import Compiled, Oracle, Outcome, agree
-
-
-@functools.cache
-def _pair(expr: str) -> tuple[Compiled, Oracle]:
-    src = {"p.rego": f"package p\nx := {expr}\n"}
-    return Compiled(src, ["p/x"]), Oracle(src)
+from tests import host_diff
+from tests.host_diff import expr_pair, ours
+from tests.rego_oracle import Outcome
 
 
 def plain(v: Any) -> Any:
@@ -42,21 +37,11 @@ def plain(v: Any) -> Any:
 
 
 def same(expr: str, input_doc: Any = None) -> Outcome:
-    compiled, oracle = _pair(expr)
-    doc = {} if input_doc is None else plain(input_doc)
-    ours, theirs = compiled.eval("p/x", doc), oracle.eval("p/x", doc)
-    assert agree(ours, theirs), (expr, input_doc, ours, theirs)
-    return ours
+    return host_diff.same(expr, input_doc, prepare=plain)
 
 
 def value(expr: str, input_doc: Any = None) -> Any:
-    kind, v = same(expr, input_doc)
-    assert kind == "value", (expr, kind, v)
-    return v
-
-
-def ours(expr: str, input_doc: Any = None) -> Outcome:
-    return _pair(expr)[0].eval("p/x", {} if input_doc is None else input_doc)
+    return host_diff.value(expr, input_doc, prepare=plain)
 
 
 def error_of(expr: str, input_doc: Any = None) -> str:
@@ -271,7 +256,7 @@ def test_unmarshal_of_json_like_text_agrees_with_regorus(text: str) -> None:
     if kind == "value" and any(c in text for c in "eE."):
         # regorus's reader can be one unit in the last place off for fractions and
         # exponents ("1E61"); ours is IEEE's nearest double
-        theirs = _pair("json.unmarshal(input.s)")[1].eval("p/x", doc)
+        theirs = expr_pair("json.unmarshal(input.s)")[1].eval("p/x", doc)
         assert theirs[0] == "value" and _close(got, theirs[1]), (text, got, theirs)
         return
     same("json.unmarshal(input.s)", doc)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 from hypothesis import given, settings
@@ -10,31 +9,7 @@ from hypothesis import strategies as st
 
 from policies.compiler.builtins import BUILTINS
 from policies.runtime.host import REGISTRY
-from tests.rego_oracle import Compiled, Oracle, Outcome, agree
-
-
-@functools.cache
-def _pair(expr: str) -> tuple[Compiled, Oracle]:
-    src = {"p.rego": f"package p\nx := {expr}\n"}
-    return Compiled(src, ["p/x"]), Oracle(src)
-
-
-def same(expr: str, input_doc: Any = None) -> Outcome:
-    compiled, oracle = _pair(expr)
-    doc = {} if input_doc is None else input_doc
-    ours, theirs = compiled.eval("p/x", doc), oracle.eval("p/x", doc)
-    assert agree(ours, theirs), (expr, input_doc, ours, theirs)
-    return ours
-
-
-def value(expr: str, input_doc: Any = None) -> Any:
-    kind, v = same(expr, input_doc)
-    assert kind == "value", (expr, kind, v)
-    return v
-
-
-def ours(expr: str, input_doc: Any = None) -> Outcome:
-    return _pair(expr)[0].eval("p/x", {} if input_doc is None else input_doc)
+from tests.host_diff import ours, same, value
 
 
 def test_the_c_runtimes_object_builtins_stay_the_c_runtimes() -> None:
