@@ -222,7 +222,6 @@ def _supervisor(stack: Stack, launcher: Launcher) -> Supervisor:
 
 def _print_banner(stack: Stack) -> None:
     f = stack.files
-    token = stack.token("acme", ["reader", "writer"])
     cells = ", ".join(f"{n} {stack.cell_url(n)}" for n in stack.cell_names)
     lines = [
         f"A1 stack is up (mode {stack.options.mode}, state {f.state_dir})",
@@ -236,18 +235,29 @@ def _print_banner(stack: Stack) -> None:
     if stack.with_sidecar:
         lines.append(f"  sidecar  gRPC {stack.sidecar_grpc_address}, "
                      f"HTTP {stack.sidecar_http_address}, metrics {stack.metrics_url}")
+    lines += [f"  cells    {cells}", f"  logs     {f.logs}/", f"  status   {f.status}", ""]
+    options = stack.options
+    if options.policy_input == "opa-envoy":
+        # The policy's own input and tokens: A1's token and routes would mislead here.
+        who = ("verifies bearer tokens itself (Envoy runs no jwt_authn)"
+               if options.verifies_tokens else "reads the claims Envoy's jwt_authn verified")
+        lines += [
+            f"The policy reads OPA-Envoy's input (docs/opa-envoy.md), decides at "
+            f"{options.entrypoint or 'envoy/authz/allow'} and {who}. Try:",
+            f"  curl -si -H \"authorization: Bearer $TOKEN\" {stack.http_url}/<path>",
+        ]
+    else:
+        token = stack.token("acme", ["reader", "writer"])
+        lines += [
+            "Try (token for tenant acme, roles reader,writer, valid 1h; "
+            f"mint more with `a1 token --state-dir {f.state_dir}`):",
+            f"  TOKEN={token}",
+            f"  curl -s -H \"authorization: Bearer $TOKEN\" -H 'content-type: application/json' "
+            f"-d '{{\"name\": \"first\"}}' {stack.http_url}/t/acme/items",
+            f"  curl -s --cacert {f.pki.ca_cert} -H \"authorization: Bearer $TOKEN\" "
+            f"{stack.https_url}/t/acme/items",
+        ]
     lines += [
-        f"  cells    {cells}",
-        f"  logs     {f.logs}/",
-        f"  status   {f.status}",
-        "",
-        "Try (token for tenant acme, roles reader,writer, valid 1h; "
-        f"mint more with `a1 token --state-dir {f.state_dir}`):",
-        f"  TOKEN={token}",
-        f"  curl -s -H \"authorization: Bearer $TOKEN\" -H 'content-type: application/json' "
-        f"-d '{{\"name\": \"first\"}}' {stack.http_url}/t/acme/items",
-        f"  curl -s --cacert {f.pki.ca_cert} -H \"authorization: Bearer $TOKEN\" "
-        f"{stack.https_url}/t/acme/items",
         "",
         "A component that dies is reported and restarted alone (docs/supervisor.md). "
         "Ctrl-C stops everything.",
