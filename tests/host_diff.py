@@ -13,11 +13,12 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import pytest
+from hypothesis import strategies as st
 
 from policies.runtime.host import REGISTRY, BuiltinError
 from tests.rego_oracle import Compiled, Oracle, Outcome, agree
 
-__all__ = ["Pair", "call", "expr_pair", "ours", "refused", "same", "value"]
+__all__ = ["Pair", "call", "expr_pair", "mutate", "ours", "refused", "same", "value"]
 
 
 class Pair:
@@ -96,3 +97,20 @@ def value(
     kind, v = same(expr, input_doc, prepare=prepare)
     assert kind == "value", (expr, kind, v)
     return v
+
+
+def mutate(data: st.DataObject, text: str, alphabet: str, max_edits: int = 3) -> str:
+    """``text`` with up to ``max_edits`` characters of ``alphabet`` replaced, inserted or
+    deleted: near-misses of a valid input, where parsers disagree."""
+    chars = list(text)
+    for _ in range(data.draw(st.integers(0, max_edits))):
+        i = data.draw(st.integers(0, len(chars)))
+        c = data.draw(st.sampled_from(alphabet))
+        op = data.draw(st.integers(0, 2))
+        if op == 0 and chars:
+            chars[min(i, len(chars) - 1)] = c
+        elif op == 1:
+            chars.insert(i, c)
+        elif chars:
+            del chars[min(i, len(chars) - 1)]
+    return "".join(chars)

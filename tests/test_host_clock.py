@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from policies.runtime.host import clock as host_clock
 from policies.runtime.values import UNDEFINED
-from tests.host_diff import Pair, call, refused
+from tests.host_diff import Pair, call, mutate, refused
 
 NS = 1_000_000_000
 I64_MAX = 2**63 - 1
@@ -275,21 +275,6 @@ def test_add_date_agrees_with_regorus(
     pair: Pair, ns: int, zone: str | None, y: int, m: int, d: int
 ) -> None:
     pair.check("add", {"a": epoch_arg(ns, zone, None), "y": y, "m": m, "d": d})
-
-
-def mutate(data: st.DataObject, text: str, alphabet: str) -> str:
-    chars = list(text)
-    for _ in range(data.draw(st.integers(0, 3))):
-        i = data.draw(st.integers(0, len(chars)))
-        c = data.draw(st.sampled_from(alphabet))
-        op = data.draw(st.integers(0, 2))
-        if op == 0 and chars:
-            chars[min(i, len(chars) - 1)] = c
-        elif op == 1:
-            chars.insert(i, c)
-        elif chars:
-            del chars[min(i, len(chars) - 1)]
-    return "".join(chars)
 
 
 @DIFF

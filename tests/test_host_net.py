@@ -21,7 +21,7 @@ from policies.compiler.patterns.errors import PatternError
 from policies.core.ipaddr import read_ipnet
 from policies.runtime.host import net as host_net
 from policies.runtime.values import RegoSet
-from tests.host_diff import Pair, call, refused
+from tests.host_diff import Pair, call, mutate, refused
 from tests.rego_oracle import Compiled
 
 # ---------------------------------------------------------------- regorus's builtins
@@ -85,18 +85,7 @@ SEEDS = ["10.0.0.0/8", "192.168.1.1/24", "0.0.0.0/0", "::/0", "fd00::/16",
 
 
 def mutated(data: st.DataObject) -> str:
-    chars = list(data.draw(st.sampled_from(SEEDS)))
-    for _ in range(data.draw(st.integers(0, 2))):
-        i = data.draw(st.integers(0, len(chars)))
-        c = data.draw(st.sampled_from("0123456789abcdef:./ +-x%"))
-        op = data.draw(st.integers(0, 2))
-        if op == 0 and chars:
-            chars[min(i, len(chars) - 1)] = c
-        elif op == 1:
-            chars.insert(i, c)
-        elif chars:
-            del chars[min(i, len(chars) - 1)]
-    return "".join(chars)
+    return mutate(data, data.draw(st.sampled_from(SEEDS)), "0123456789abcdef:./ +-x%", 2)
 
 
 @pytest.fixture(scope="module")
