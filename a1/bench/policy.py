@@ -245,15 +245,8 @@ def report(result: dict[str, Any]) -> str:
         f"reference policy a1/authz/decision: compile {result['compile_ms']:.0f} ms "
         f"(target < 1000 ms)",
         f"input paths the policy reads: {result['input_paths']}",
-        f"{'contender':<11} {'median µs':>10} {'p99 µs':>9} "
-        f"{'median/regorus':>15} {'p99/regorus':>12}",
+        *_table(result["stats"], result["ratios"], 11),
     ]
-    for name, st in result["stats"].items():
-        r = result["ratios"][name]
-        lines.append(
-            f"{name:<11} {st['median_us']:>10.2f} {st['p99_us']:>9.2f} "
-            f"{r['median_vs_regorus']:>15.3f} {r['p99_vs_regorus']:>12.3f}"
-        )
     a1 = result["ratios"]["a1"]["median_vs_regorus"]
     verdict = (
         "meets target (≤ 0.5×)"
@@ -266,15 +259,24 @@ def report(result: dict[str, Any]) -> str:
         "",
         "OPA-Envoy primer (envoy/authz/allow; HS256 verified in the policy); regorus has no",
         "io.jwt.*, so its column runs the primer with the claims taken from the input",
-        f"{'contender':<15} {'median µs':>10} {'p99 µs':>9} {'median/regorus':>15}",
+        *_table(primer["stats"], primer["ratios"], 15),
     ]
-    for name, st in primer["stats"].items():
-        r = primer["ratios"][name]
-        lines.append(
-            f"{name:<15} {st['median_us']:>10.2f} {st['p99_us']:>9.2f} "
-            f"{r['median_vs_regorus']:>15.3f}"
-        )
     return "\n".join(lines)
+
+
+def _table(stats: dict[str, Any], ratios: dict[str, Any], width: int) -> list[str]:
+    """One contender a row: medians and p99s, and both as ratios to the baseline."""
+    lines = [
+        f"{'contender':<{width}} {'median µs':>10} {'p99 µs':>9} "
+        f"{'median/regorus':>15} {'p99/regorus':>12}"
+    ]
+    for name, st in stats.items():
+        r = ratios[name]
+        lines.append(
+            f"{name:<{width}} {st['median_us']:>10.2f} {st['p99_us']:>9.2f} "
+            f"{r['median_vs_regorus']:>15.3f} {r['p99_vs_regorus']:>12.3f}"
+        )
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
