@@ -34,6 +34,7 @@ from envoy.service.auth.v3 import external_auth_pb2
 from google.protobuf import json_format
 from google.protobuf.message import DecodeError
 
+from policies.core.nesting import JSON_TOKENS, too_deep_at
 from policies.runtime.values import MAX_EXACT_INT, MIN_EXACT_INT, UNDEFINED
 
 VERSION = {"ext_authz": "v3", "encoding": "protojson"}
@@ -122,30 +123,6 @@ def parse_query(raw: str, what: str = "query") -> dict[str, list[str]]:
     return out
 
 
-def _json_depth_ok(text: str) -> bool:
-    """Arrays/objects nest at most ``MAX_DEPTH`` deep (a linear scan, strings skipped)."""
-    depth = 0
-    in_str = False
-    esc = False
-    for c in text:
-        if in_str:
-            if esc:
-                esc = False
-            elif c == "\\":
-                esc = True
-            elif c == '"':
-                in_str = False
-        elif c == '"':
-            in_str = True
-        elif c == "[" or c == "{":
-            depth += 1
-            if depth > MAX_DEPTH:
-                return False
-        elif c == "]" or c == "}":
-            depth -= 1
-    return True
-
-
 def _int(text: str) -> int:
     n = int(text)
     if not MIN_EXACT_INT <= n <= MAX_EXACT_INT:
@@ -160,7 +137,7 @@ def _no_constant(name: str) -> Any:
 def parse_json_body(text: str) -> Any:
     import json
 
-    if not _json_depth_ok(text):
+    if too_deep_at(JSON_TOKENS, text, MAX_DEPTH) is not None:
         raise InputRefused(400, f"request body nests deeper than {MAX_DEPTH}")
     try:
         return json.loads(text, parse_int=_int, parse_constant=_no_constant)

@@ -17,6 +17,7 @@ from typing import Any
 
 from policies.compiler.errors import CompileError, unsupported
 from policies.compiler.ir import Loc
+from policies.core.nesting import JSON_TOKENS, too_deep_at
 from policies.runtime.values import MAX_EXACT_INT
 
 REGO_MAX_DEPTH = 32
@@ -43,10 +44,9 @@ JSON_MAX_DEPTH = 64
 _REGO_TOKENS = re.compile(
     r'"(?:[^"\\\n]+|\\.)*"?|`[^`]*`?|#[^\n]*|:=|==|!=|<=|>=|[\[{(\]}),;\n|&+\-*/%<>=]|[\w.]+'
 )
-_JSON_TOKENS = re.compile(r'"(?:[^"\\]+|\\.)*"?|[\[{\]}]')
+_SEPARATORS = frozenset(",;")
 _OPEN = frozenset("[{(")
 _CLOSE = frozenset("]})")
-_SEPARATORS = frozenset(",;")
 _OPERATORS = frozenset(
     [":=", "==", "!=", "<=", ">=", "|", "&", "+", "-", "*", "/", "%", "<", ">", "="]
 )
@@ -55,18 +55,6 @@ _OPERATORS = frozenset(
 def _too_deep(file: str, text: str, offset: int, limit: int, message: str = "") -> CompileError:
     loc = Loc.at(file, text, offset)
     return CompileError(loc, "syntax", message or f"nesting deeper than {limit}")
-
-
-def _scan(tokens: re.Pattern[str], file: str, text: str, limit: int) -> None:
-    depth = 0
-    for m in tokens.finditer(text):
-        c = m.group()
-        if c in _OPEN:
-            depth += 1
-            if depth > limit:
-                raise _too_deep(file, text, m.start(), limit)
-        elif c in _CLOSE:
-            depth = max(depth - 1, 0)
 
 
 def check_rego(
@@ -124,7 +112,9 @@ def check_rego(
 
 def check_json(file: str, text: str, limit: int = JSON_MAX_DEPTH) -> None:
     """Refuse JSON text whose arrays and objects nest deeper than ``limit``."""
-    _scan(_JSON_TOKENS, file, text, limit)
+    at = too_deep_at(JSON_TOKENS, text, limit)
+    if at is not None:
+        raise _too_deep(file, text, at, limit)
 
 
 def exact_range() -> str:
