@@ -10,8 +10,10 @@ from a1.commands import (
     bench_control,
     bench_policy,
     bench_sidecar,
+    compose,
     conformance,
     control,
+    images,
     policy,
     stack,
 )
@@ -25,6 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
     stack.register(sub)
     control.register(sub)
     conformance.register(sub)
+    images.register(sub)
+    compose.register(sub)
     bench = sub.add_parser("bench", help="side-by-side benchmarks")
     bench_sub = bench.add_subparsers(dest="bench", required=True, metavar="BENCH")
     bench_policy.register(bench_sub)
