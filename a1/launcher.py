@@ -343,6 +343,22 @@ class Launcher:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(proc.pid, sig)
 
+    def pause(self, name: str) -> None:
+        """Freeze the child's whole group (SIGSTOP); the docker runtime's is docker pause,
+        so a nemesis pauses a component the same way on either runtime."""
+        self.signal(name, signal.SIGSTOP)
+
+    def resume(self, name: str) -> None:
+        self.signal(name, signal.SIGCONT)
+
+    def paused(self, name: str) -> bool:
+        """The child is stopped (state T in /proc), i.e. paused."""
+        try:
+            stat = Path(f"/proc/{self[name].pid}/stat").read_text()
+        except OSError:
+            return False
+        return stat.rsplit(")", 1)[1].split()[0] in ("T", "t")
+
     def kill(self, name: str) -> int:
         """SIGKILL the child's group at once (a fault, not a shutdown); returns its code."""
         proc = self[name]

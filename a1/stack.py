@@ -287,12 +287,7 @@ class Stack:
                             f"sidecar modes ({', '.join(envoy_bootstrap.SIDECAR_MODES)}); "
                             f"this mode runs on a static bootstrap", 2)
         self.config_source = source
-        sockets = []
-        if self.options.sidecar_transport == "unix" and self.with_sidecar:
-            sockets += [self.sidecar_grpc_address, self.sidecar_http_address]
-        if self.uses_control_plane:
-            sockets += [self.xds_address, f"unix:{self.files.relay_socket}"]
-        for address in sockets:
+        for address in self.unix_sockets():
             why = unix_path_error(address.removeprefix("unix:"))
             if why is not None:
                 raise UserError(f"--state-dir: {why}", 2)
@@ -304,8 +299,21 @@ class Stack:
     def launcher(self) -> Launcher:
         """The launcher running this stack's processes (created on first use)."""
         if self._launcher is None:
-            self._launcher = Launcher()
+            self._launcher = self.new_launcher()
         return self._launcher
+
+    def new_launcher(self) -> Launcher:
+        """The launcher a stack without one given makes (the docker runtime's: containers)."""
+        return Launcher()
+
+    def unix_sockets(self) -> list[str]:
+        """The Unix socket addresses the stack's processes listen on (path length checked)."""
+        sockets = []
+        if self.options.sidecar_transport == "unix" and self.with_sidecar:
+            sockets += [self.sidecar_grpc_address, self.sidecar_http_address]
+        if self.uses_control_plane:
+            sockets += [self.xds_address, f"unix:{self.files.relay_socket}"]
+        return sockets
 
     @property
     def entrypoint(self) -> str:
@@ -318,6 +326,11 @@ class Stack:
         return self.options.mode in envoy_bootstrap.SIDECAR_MODES
 
     # -- addresses --------------------------------------------------------------------
+
+    @property
+    def bind_host(self) -> str:
+        """The address Envoy's listeners and admin and the sidecar's metrics bind."""
+        return LOOPBACK
 
     @property
     def http_url(self) -> str:
@@ -381,8 +394,8 @@ class Stack:
                    for n in self.cell_names],
             jwks_path=files.pki.jwks, tls_cert=files.pki.server_cert,
             tls_key=files.pki.server_key, mode=mode or self.options.mode,
-            bind_address=LOOPBACK, http_port=self.ports.http, https_port=self.ports.https,
-            admin_port=self.ports.admin,
+            bind_address=self.bind_host, http_port=self.ports.http,
+            https_port=self.ports.https, admin_port=self.ports.admin,
             sidecar_grpc=self.sidecar_grpc_address,
             sidecar_http=self.sidecar_http_address,
             authz_timeout_ms=self.options.authz_timeout_ms,
@@ -409,7 +422,7 @@ class Stack:
         doc: dict[str, Any] = {
             "grpc_address": self.sidecar_grpc_address,
             "http_address": self.sidecar_http_address,
-            "metrics_address": f"{LOOPBACK}:{self.ports.sidecar_metrics}",
+            "metrics_address": f"{self.bind_host}:{self.ports.sidecar_metrics}",
             "tenant": {"from": "path"},
             "decision_log": {"path": str(files.logs / "decisions.jsonl"), "queue": 10000},
         }
@@ -456,7 +469,7 @@ class Stack:
     def platform_inputs(self) -> PlatformInputs:
         return PlatformInputs(
             cells=[(n, *self.cell_endpoint(n)) for n in self.cell_names],
-            bind_address=LOOPBACK, http_port=self.ports.http, https_port=self.ports.https,
+            bind_address=self.bind_host, http_port=self.ports.http, https_port=self.ports.https,
             sidecar_mode=self.options.mode, sidecar_grpc=self.sidecar_grpc_address,
             sidecar_http=self.sidecar_http_address,
             authz_timeout_ms=self.options.authz_timeout_ms, policy=self.options.policy,
@@ -484,7 +497,7 @@ class Stack:
                      yaml.safe_dump(self.sidecar_settings(), sort_keys=False).encode())
         bootstrap = envoy_bootstrap.render_ads_bootstrap(
             "a1-envoy", f"unix:{files.relay_socket}", admin_port=self.ports.admin,
-            bind_address=LOOPBACK)
+            bind_address=self.bind_host)
         write_atomic(files.envoy_config, envoy_bootstrap.dump(bootstrap).encode())
 
     # -- processes --------------------------------------------------------------------
@@ -494,12 +507,19 @@ class Stack:
         return ProcessSpec(
             name=name,
             argv=[sys.executable, "-m", "a1.cell", "--name", name, "--port", str(port),
-                  "--db", str(self.files.cell_db(name)),
+                  *self.cell_listen_args(name), "--db", str(self.files.cell_db(name)),
                   *(["--xds", self.xds_address] if self.uses_control_plane
                     else ["--cells-table", str(self.files.cells_table)])],
             log_path=self.files.logs / f"{name}.log",
-            ready=http_probe(f"{self.cell_url(name)}/healthz"),
+            ready=self.cell_probe(name),
         )
+
+    def cell_listen_args(self, name: str) -> list[str]:
+        """Where a cell binds beyond its port (default: --host 127.0.0.1)."""
+        return []
+
+    def cell_probe(self, name: str) -> Probe:
+        return http_probe(f"{self.cell_url(name)}/healthz")
 
     def sidecar_spec(self) -> ProcessSpec:
         return ProcessSpec(
@@ -514,13 +534,19 @@ class Stack:
         return ProcessSpec(
             name="control",
             argv=[sys.executable, "-m", "a1", "control", "serve",
-                  "--config", str(files.platform), "--xds-socket",
-                  self.xds_address.removeprefix("unix:"),
+                  "--config", str(files.platform), *self.control_listen_args(),
                   "--status-port", str(self.ports.control),
                   "--signing-key", str(files.signing_key)],
             log_path=files.logs / "control.log",
-            ready=grpc_health_probe(self.xds_address),
+            ready=self.control_probe(),
         )
+
+    def control_listen_args(self) -> list[str]:
+        """Where the control plane serves ADS (and status, beyond its port)."""
+        return ["--xds-socket", self.xds_address.removeprefix("unix:")]
+
+    def control_probe(self) -> Probe:
+        return grpc_health_probe(self.xds_address)
 
     def relay_spec(self) -> ProcessSpec:
         files = self.files
@@ -566,10 +592,7 @@ class Stack:
     def start(self) -> None:
         """Prepare, check the ports, start cells + sidecar, then Envoy; wait until ready."""
         self.prepare()
-        check_ports_free((label, LOOPBACK, port) for label, port
-                         in self.ports.labelled(self.cell_names, self.with_sidecar,
-                                                self.options.sidecar_transport == "tcp",
-                                                self.uses_control_plane))
+        check_ports_free((label, LOOPBACK, port) for label, port in self.host_ports())
         timeout = self.options.ready_timeout
         if self.uses_control_plane:  # the control plane first: everything else reads it
             self.launcher.start(self.control_spec())
@@ -583,6 +606,12 @@ class Stack:
         # Envoy last: its first health-check round then finds every cell up.
         self.launcher.start(self.envoy_spec())
         self.launcher.wait_ready(["envoy"], timeout=timeout)
+
+    def host_ports(self) -> list[tuple[str, int]]:
+        """(label, port) of every loopback port the stack takes on the host."""
+        return self.ports.labelled(self.cell_names, self.with_sidecar,
+                                   self.options.sidecar_transport == "tcp",
+                                   self.uses_control_plane)
 
     def stop(self) -> None:
         if self._launcher is None:

@@ -1,0 +1,200 @@
+"""The Docker engine as the docker runtime sees it: connecting with a one-line error,
+the labels every object of a run carries, who owns a run, the images a stack needs,
+and the leftovers of a run whose owner died.
+
+Ownership: every container and network of a run is labelled with the state directory
+and the owner (``host/pid/start-time``: the start time tells a live owner from a
+recycled pid). Leftovers are only ever removed when they carry *our* state directory
+and run, and their owner is provably dead on this host; anything else with our name
+is someone else's and is reported, never touched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import socket
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from a1.containers import names
+from policies.core.errors import UserError
+
+LABEL_OWNER = f"{names.LABEL_PREFIX}.owner"  # host/pid/start-time of the a1 that made it
+LABEL_STATE_DIR = f"{names.LABEL_PREFIX}.state-dir"
+
+
+def run_id(state_dir: Path) -> str:
+    """A run's id: from its state directory, so a crashed run's objects are found again
+    by name, and two state directories never share a name."""
+    return hashlib.sha256(str(state_dir).encode()).hexdigest()[:10]
+
+
+def connect(what: str = "a1") -> Any:
+    """A docker client that has answered a ping; one-line UserError otherwise."""
+    try:
+        import docker
+        from docker.errors import DockerException
+    except ImportError:  # pragma: no cover - a dependency
+        raise UserError(f"{what}: the docker SDK is not installed (pip install docker)") from None
+    where = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+    try:
+        client = docker.from_env(max_pool_size=64, timeout=60)
+        client.ping()
+    except (DockerException, OSError) as err:
+        why = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise UserError(f"{what}: cannot reach the Docker engine at {where} (DOCKER_HOST): "
+                        f"{why[:300]}; start dockerd") from None
+    return client
+
+
+def _start_time(pid: int) -> str | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[19]  # field 22, after "pid (comm)"
+
+
+def owner_token(pid: int | None = None) -> str:
+    pid = os.getpid() if pid is None else pid
+    return f"{socket.gethostname()}/{pid}/{_start_time(pid) or '?'}"
+
+
+def owner_alive(token: str) -> bool:
+    """True unless ``token``'s process is provably gone (same host, pid absent or a
+    different process now). A malformed or foreign-host token counts as alive: we
+    cannot tell, so we must not remove its objects."""
+    try:
+        host, pid, start = token.split("/")
+        pid_n = int(pid)
+    except ValueError:
+        return True
+    if host != socket.gethostname():
+        return True
+    now = _start_time(pid_n)
+    return now is not None and now == start
+
+
+def labels(run: str, state_dir: Path, component: str | None = None) -> dict[str, str]:
+    out = {names.LABEL_PROJECT: names.PROJECT, names.LABEL_RUN: run,
+           LABEL_STATE_DIR: str(state_dir), LABEL_OWNER: owner_token()}
+    if component is not None:
+        out[names.LABEL_COMPONENT] = component
+    return out
+
+
+def check_images(client: Any, kinds: Iterable[str]) -> None:
+    """Every image the stack runs exists and is current: else a one-line UserError."""
+    from docker.errors import ImageNotFound
+
+    for ref in sorted({names.image_for(k) for k in kinds}):
+        try:
+            image = client.images.get(ref)
+        except ImageNotFound:
+            raise UserError(f"image {ref} is missing: run `a1 images build`") from None
+        stale = _stale_reason(client, ref, image)
+        if stale:
+            raise UserError(f"image {ref} is stale ({stale}): run `a1 images build`")
+
+
+def _stale_reason(client: Any, ref: str, image: Any) -> str | None:
+    """Why ``image`` is out of date, if the image builder can tell (it owns the digest)."""
+    try:
+        from a1.containers.images import freshness  # type: ignore[attr-defined]
+    except ImportError:
+        return None
+    try:
+        return freshness(client, ref, image)  # type: ignore[no-any-return]
+    except Exception:
+        return None
+
+
+def our_objects(client: Any, run: str) -> tuple[list[Any], list[Any]]:
+    """The containers (all states) and networks labelled with ``run``."""
+    flt = {"label": [f"{names.LABEL_PROJECT}={names.PROJECT}", f"{names.LABEL_RUN}={run}"]}
+    return client.containers.list(all=True, filters=flt), client.networks.list(filters=flt)
+
+
+def clear_leftovers(client: Any, run: str, state_dir: Path, container_names: Iterable[str],
+                    network_names: Iterable[str]) -> list[str]:
+    """Remove what a dead earlier run of ``state_dir`` left; returns notes of what went.
+
+    A live owner of the same state directory, or an object with one of our names that
+    is not ours (no labels, another state directory or run), is a UserError naming it.
+    """
+    from docker.errors import NotFound
+
+    notes: list[str] = []
+    mine = str(state_dir)
+    containers, networks = our_objects(client, run)
+    by_name = {c.name: c for c in containers}
+    for name in container_names:  # same name, not labelled as ours: someone else's
+        if name in by_name:
+            continue
+        try:
+            other = client.containers.get(name)
+        except NotFound:
+            continue
+        raise UserError(f"container {name} exists and is not this stack's (labels "
+                        f"{_short_labels(other.labels)}); remove it or use another "
+                        f"--state-dir")
+    for obj in [*containers, *networks]:
+        lab = _labels_of(obj)
+        if lab.get(LABEL_STATE_DIR) != mine:
+            raise UserError(f"{_kind(obj)} {obj.name} has this stack's name but belongs to "
+                            f"state directory {lab.get(LABEL_STATE_DIR)!r}; remove it")
+        owner = lab.get(LABEL_OWNER, "")
+        if owner != owner_token() and owner_alive(owner):
+            raise UserError(f"{mine}: another a1 ({owner}) runs this stack "
+                            f"({_kind(obj)} {obj.name}); stop it first")
+    for c in containers:
+        remove_container(c)
+        notes.append(f"removed container {c.name} left by an earlier run that died")
+    taken = {n.name for n in networks}
+    for net in client.networks.list(names=list(network_names)):
+        if net.name in taken or net.name not in set(network_names):
+            continue
+        raise UserError(f"network {net.name} exists and is not this stack's; remove it "
+                        f"or use another --state-dir")
+    for net in networks:
+        remove_network(net)
+        notes.append(f"removed network {net.name} left by an earlier run that died")
+    return notes
+
+
+def _labels_of(obj: Any) -> dict[str, str]:
+    if hasattr(obj, "image"):  # a container
+        return dict(obj.labels or {})
+    return dict(obj.attrs.get("Labels") or {})
+
+
+def _kind(obj: Any) -> str:
+    return "container" if hasattr(obj, "image") else "network"
+
+
+def _short_labels(lab: dict[str, str] | None) -> str:
+    if not lab:
+        return "none"
+    return ", ".join(f"{k}={v}" for k, v in sorted(lab.items())[:4])
+
+
+def remove_container(container: Any) -> None:
+    from docker.errors import APIError, NotFound
+
+    try:
+        container.remove(force=True, v=True)
+    except NotFound:
+        pass
+    except APIError as err:
+        if "already in progress" not in str(err):
+            raise
+
+
+def remove_network(network: Any) -> None:
+    from docker.errors import NotFound
+
+    with contextlib.suppress(NotFound):
+        network.remove()
