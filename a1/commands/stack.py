@@ -53,6 +53,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                          "with --policy-input opa-envoy)")
     up.add_argument("--verifies-tokens", action="store_true",
                     help="the policy verifies bearer tokens itself: Envoy runs no jwt_authn")
+    up.add_argument("--runtime", choices=("process", "docker"), default="process",
+                    help="run each component as a local process (default) or in its own "
+                    "docker container (images from `a1 images build`; docs/containers.md)")
     up.set_defaults(func=cmd_up)
 
     token = sub.add_parser("token", help="print a development JWT the running stack accepts")
@@ -160,8 +163,7 @@ def cmd_up(args: argparse.Namespace) -> int:
                 raise KeyboardInterrupt
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-    launcher = Launcher()
-    stack = Stack(options, launcher)
+    stack, launcher = _make_stack(options, getattr(args, "runtime", "process"))
     supervisor = _supervisor(stack, launcher)
     adopted = False
     gave_up: GaveUp | None = None
@@ -196,6 +198,18 @@ def cmd_up(args: argparse.Namespace) -> int:
             signal.signal(s, handler)
 
 
+def _make_stack(options: StackOptions, runtime: str) -> tuple[Stack, Launcher]:
+    """The stack and its launcher: processes, or containers (which needs the engine now,
+    so a missing one is a one-line error before anything starts)."""
+    if runtime == "docker":
+        from a1.containers.stack import DockerStack
+
+        stack: Stack = DockerStack(options)
+        return stack, stack.launcher
+    launcher = Launcher()
+    return Stack(options, launcher), launcher
+
+
 def _supervisor(stack: Stack, launcher: Launcher) -> Supervisor:
     """Every component, with who its death affects (docs/supervisor.md)."""
     sup = Supervisor(launcher, RestartPolicy(), stack.files.status)
@@ -223,8 +237,9 @@ def _supervisor(stack: Stack, launcher: Launcher) -> Supervisor:
 def _print_banner(stack: Stack) -> None:
     f = stack.files
     cells = ", ".join(f"{n} {stack.cell_url(n)}" for n in stack.cell_names)
+    runtime = _runtime_line(stack)
     lines = [
-        f"A1 stack is up (mode {stack.options.mode}, state {f.state_dir})",
+        f"A1 stack is up (mode {stack.options.mode}, {runtime[0]}, state {f.state_dir})",
         f"  HTTP     {stack.http_url}",
         f"  HTTPS    {stack.https_url}   (CA {f.pki.ca_cert})",
         f"  admin    {stack.admin_url}",
@@ -235,7 +250,8 @@ def _print_banner(stack: Stack) -> None:
     if stack.with_sidecar:
         lines.append(f"  sidecar  gRPC {stack.sidecar_grpc_address}, "
                      f"HTTP {stack.sidecar_http_address}, metrics {stack.metrics_url}")
-    lines += [f"  cells    {cells}", f"  logs     {f.logs}/", f"  status   {f.status}", ""]
+    lines += [f"  cells    {cells}", *runtime[1:], f"  logs     {f.logs}/",
+              f"  status   {f.status}", ""]
     options = stack.options
     if options.policy_input == "opa-envoy":
         # The policy's own input and tokens: A1's token and routes would mislead here.
@@ -264,6 +280,20 @@ def _print_banner(stack: Stack) -> None:
     ]
     lines += [f"note: {n}" for n in stack.notes]
     print("\n".join(lines), flush=True)
+
+
+def _runtime_line(stack: Stack) -> list[str]:
+    """``runtime ...`` for the banner's head, then the lines that name the containers."""
+    from a1.containers.launcher import ContainerLauncher
+
+    launcher = stack.launcher
+    if not isinstance(launcher, ContainerLauncher):
+        return ["runtime process"]
+    out = ["runtime docker", "  (cells are reachable only inside their networks; "
+           "nothing but the ports above is published)"]
+    names = [launcher.container_name(n) for n in launcher.names()]
+    out.append(f"  containers {', '.join(names)}")
+    return out
 
 
 # -- a1 token -------------------------------------------------------------------------

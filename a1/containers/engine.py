@@ -152,7 +152,6 @@ def clear_leftovers(client: Any, run: str, state_dir: Path, container_names: Ite
                             f"({_kind(obj)} {obj.name}); stop it first")
     for c in containers:
         remove_container(c)
-        notes.append(f"removed container {c.name} left by an earlier run that died")
     taken = {n.name for n in networks}
     for net in client.networks.list(names=list(network_names)):
         if net.name in taken or net.name not in set(network_names):
@@ -161,7 +160,10 @@ def clear_leftovers(client: Any, run: str, state_dir: Path, container_names: Ite
                         f"or use another --state-dir")
     for net in networks:
         remove_network(net)
-        notes.append(f"removed network {net.name} left by an earlier run that died")
+    if containers or networks:
+        owners = sorted({_labels_of(o).get(LABEL_OWNER, "?") for o in [*containers, *networks]})
+        notes.append(f"removed {len(containers)} container(s) and {len(networks)} network(s) "
+                     f"of run {run} left by an earlier a1 that died ({', '.join(owners)})")
     return notes
 
 

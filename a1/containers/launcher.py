@@ -35,9 +35,8 @@ from a1.containers.network import AddressPlan
 from a1.launcher import Launcher, LaunchError, ManagedProcess, Probe, ProcessSpec
 
 # The exec probe: GET a URL from inside a container (cells are on internal networks).
-_EXEC_GET = ("import sys,urllib.request as u\n"
-             "r=u.urlopen(sys.argv[1],timeout=1)\n"
-             "sys.exit(0 if r.status==200 else 1)\n")
+_EXEC_GET = ("import sys,urllib.request as u;"
+             "sys.exit(0 if u.urlopen(sys.argv[1],timeout=1).status==200 else 1)")
 _PYTHONS = {sys.executable, "python", "python3", os.path.basename(sys.executable)}
 
 
@@ -181,13 +180,19 @@ class ContainerLauncher(Launcher):
                              name=f"a1-wait-{spec.name}").start()
             return proc
 
-    def _create(self, spec: ProcessSpec, placement: ContainerPlacement, cname: str) -> Any:
-        from docker.types import EndpointConfig, Mount
-
+    @staticmethod
+    def container_argv(spec: ProcessSpec) -> list[str]:
+        """The container's command: ``spec.argv`` (the host's Python is the image's
+        ``python3``) with its output appended to ``spec.log_path``, as on the host."""
         argv = list(spec.argv)
         if argv and argv[0] in _PYTHONS:
             argv[0] = "python3"
-        command = ["sh", "-c", 'exec "$@" >>"$0" 2>&1', str(spec.log_path), *argv]
+        return ["sh", "-c", 'exec "$@" >>"$0" 2>&1', str(spec.log_path), *argv]
+
+    def _create(self, spec: ProcessSpec, placement: ContainerPlacement, cname: str) -> Any:
+        from docker.types import EndpointConfig, Mount
+
+        command = self.container_argv(spec)
         state = str(self.state_dir)
         mounts = [Mount(target=state, source=state, type="bind"), *self.extra_mounts]
         nets = list(placement.networks.items())

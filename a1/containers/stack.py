@@ -51,6 +51,10 @@ class DockerStack(Stack):
             self._plan = self.make_plan(network.docker_subnets(self.client))
         return self._plan
 
+    def use_plan(self, plan: network.AddressPlan) -> None:
+        """Take ``plan`` (``a1 compose`` chooses subnets without creating networks)."""
+        self._plan = plan
+
     def make_plan(self, taken: list[ipaddress.IPv4Network]) -> network.AddressPlan:
         free = network.free_subnets([*taken, *network.host_routes()])
         return network.plan(self.run, self.cell_names, free, self.uses_control_plane,
