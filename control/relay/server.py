@@ -93,6 +93,7 @@ class Relay:
         self.address = config.listen
         self._streams: dict[int, _Stream] = {}
         self._ids = itertools.count(1)
+        self._arrivals = itertools.count(1)  # every control-plane response, in reading order
         self._server: grpc.aio.Server | None = None
         self._channel: grpc.aio.Channel | None = None
         self._watch: UpstreamWatch | None = None
@@ -266,7 +267,7 @@ class Relay:
             if not st.delta:
                 verdict = st.session.on_request(req)
                 if verdict.record is not None and st.recordable:
-                    await self.store.record(req.type_url, verdict.record)
+                    await self.store.record(req.type_url, verdict.record, verdict.seq)
                 if verdict.kind == "nack":
                     log.warning("relay: stream %d (node %s) NACKed %s: %s", st.id,
                                 st.session.node.id if st.session.node else "?",
@@ -277,7 +278,7 @@ class Relay:
                     await st.call.write(req)
         elif kind == "up" and event[1] == st.generation:
             if not st.delta:
-                st.session.on_response(event[2], upstream=True)
+                st.session.on_response(event[2], upstream=True, seq=event[3])
             await context.write(event[2])
         elif kind == "up_end" and event[1] == st.generation:
             st.call = None
@@ -330,7 +331,9 @@ class Relay:
                 resp = await call.read()
                 if resp is grpc.aio.EOF:
                     break
-                await st.events.put(("up", generation, resp), resp.ByteSize())
+                # numbered as read, so "newer" is the control plane's order on this link
+                await st.events.put(("up", generation, resp, next(self._arrivals)),
+                                    resp.ByteSize())
         except grpc.aio.AioRpcError as err:
             code, details = err.code(), err.details() or ""
         except asyncio.CancelledError:

@@ -8,10 +8,20 @@ of the latest response sent to Envoy, with no ``error_detail``, and whose
 ``error_detail`` is a NACK; a request with an older nonce is stale.
 
 Record rule: a response from the control plane becomes the type's record when Envoy
-ACKs it. Served from the record, a type is answered only when Envoy holds nothing of
-it (``version_info`` empty: a booting Envoy, or a type it subscribes to anew): an
-Envoy that holds a version keeps it, since the relay cannot tell which is newer. A
-recorded version Envoy NACKed is not sent again on that stream.
+ACKs it (unless the record arrived later: ``RecordStore.record``). Served from the
+record, a type is answered only when Envoy holds nothing of it (``version_info`` empty:
+a booting Envoy, or a type it subscribes to anew): an Envoy that holds a version keeps
+it. A recorded version Envoy NACKed is not sent again on that stream.
+
+Never backwards: every response the relay reads from the control plane gets an arrival
+number (``seq``). Per stream and type, ``floor`` is the number of the newest response
+written to Envoy, answered or not (Envoy may be applying it right now). The record is
+written to that stream only if it did not arrive before ``floor`` (the same response
+again is fine: Envoy asking holding nothing gets what it was sent): what Envoy received
+(and ACKed or not before the control plane's stream reset) is never followed by older
+config on the same stream. A stream that NACKed the control plane's response then gets
+nothing more of that type until the control plane is back (Envoy reconnects and a new
+stream starts with no floor).
 """
 
 from __future__ import annotations
@@ -38,19 +48,23 @@ class TypeView:
     held: str = ""  # version_info of Envoy's latest non-stale request: what it holds
     sent: discovery_pb2.DiscoveryResponse | None = None  # latest response written to Envoy
     from_upstream: bool = False  # ``sent`` came from the control plane (an ACK records it)
+    sent_seq: int = -1  # arrival number of ``sent``
+    floor: int = -1  # arrival number of the newest response written (-1: none yet)
     answered: bool = True  # Envoy ACKed or NACKed ``sent``
     want: bool = False  # served from the record: answer when possible
-    nacked: set[str] = field(default_factory=set)  # recorded versions NACKed on this stream
+    nacked: set[str] = field(default_factory=set)  # versions NACKed on this stream
     last_nack: str = ""
 
 
 @dataclass(frozen=True)
 class Verdict:
     """What one request was: ``initial`` | ``ack`` | ``nack`` | ``stale``; ``record`` is
-    the control plane's response it ACKed (to be recorded), if any."""
+    the control plane's response it ACKed (to be recorded), if any, and ``seq`` its
+    arrival number."""
 
     kind: str
     record: discovery_pb2.DiscoveryResponse | None = None
+    seq: int = 0
 
 
 class Session:
@@ -88,18 +102,22 @@ class Session:
         assert sent is not None
         if req.HasField("error_detail"):
             view.last_nack = req.error_detail.message
-            if not view.from_upstream:
-                view.nacked.add(sent.version_info)
+            view.nacked.add(sent.version_info)  # never served from the record on this stream
             view.want = False
             return Verdict("nack")
         if req.version_info != sent.version_info:
             return Verdict("stale")  # neither ACK nor NACK: not Envoy's answer to ``sent``
         view.want = False
-        return Verdict("ack", sent if view.from_upstream else None)
+        if not view.from_upstream:
+            return Verdict("ack")
+        return Verdict("ack", sent, view.sent_seq)
 
-    def on_response(self, resp: discovery_pb2.DiscoveryResponse, *, upstream: bool) -> None:
+    def on_response(self, resp: discovery_pb2.DiscoveryResponse, *, upstream: bool,
+                    seq: int = 0) -> None:
+        """``resp`` (arrival number ``seq``) is being written to Envoy."""
         view = self._view(resp.type_url)
         view.sent, view.from_upstream, view.answered = resp, upstream, False
+        view.sent_seq, view.floor = seq, max(view.floor, seq)
 
     def on_fallback(self) -> None:
         """The control plane is gone: answer from the record every type Envoy holds
@@ -116,16 +134,17 @@ class Session:
             if view is None or not (view.want and view.answered and not view.held):
                 continue
             record = store.get(type_url)
-            if record is None or record.version in view.nacked:
-                continue
+            if record is None or record.version in view.nacked or record.seq < view.floor:
+                continue  # nothing, rejected here, or older than what Envoy was sent
             resp = discovery_pb2.DiscoveryResponse()
             resp.CopyFrom(record.response)
             resp.nonce = f"relay-{self.stream_id}-{next(self._nonces)}"
-            self.on_response(resp, upstream=False)
+            self.on_response(resp, upstream=False, seq=record.seq)
             view.want = False
             out.append(resp)
         return out
 
     def status(self) -> dict[str, dict[str, object]]:
         return {t: {"held": v.held, "subscribed": v.subscribed, "answered": v.answered,
+                    "sent": v.sent.version_info if v.sent is not None else "",
                     "last_nack": v.last_nack} for t, v in self.types.items()}

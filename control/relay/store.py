@@ -1,5 +1,6 @@
-"""What Envoy last ACKed, per type: kept in memory and persisted, so a restarted relay
-can boot a restarted Envoy while the control plane is down.
+"""What Envoy last ACKed (the newest ACKed response, by arrival), per type: kept in
+memory and persisted, so a restarted relay can boot a restarted Envoy while the control
+plane is down.
 
 The disk is an input surface: a file is read with a size bound and without following
 symlinks, framed with a magic line, a bounded JSON header and the payload's sha256, and
@@ -49,11 +50,17 @@ class RecordError(Exception):
 
 @dataclass(frozen=True)
 class Record:
-    """One type's last ACKed response. ``response`` is shared: serve copies of it."""
+    """One type's newest ACKed response. ``response`` is shared: serve copies of it.
+
+    ``seq`` is the relay's arrival number of that response (``Relay`` numbers every
+    response read from the control plane, in order; 0 for one read from disk). Versions
+    are content hashes with no order, so arrival is what "newer" means.
+    """
 
     type_url: str
     response: discovery_pb2.DiscoveryResponse
     size: int
+    seq: int = 0
 
     @property
     def version(self) -> str:
@@ -202,8 +209,12 @@ class RecordStore:
 
     # -- recording -----------------------------------------------------------------
 
-    async def record(self, type_url: str, response: discovery_pb2.DiscoveryResponse) -> None:
-        """Make ``response`` the record of ``type_url`` and persist it before returning.
+    async def record(self, type_url: str, response: discovery_pb2.DiscoveryResponse,
+                     seq: int = 0) -> None:
+        """Make ``response`` (arrival number ``seq``) the record of ``type_url`` and persist
+        it before returning, unless the record is already a response that arrived later: a
+        late ACK of an older response (another Envoy's stream, a slow one) must not replace
+        a newer record, or a restarted Envoy would boot from older config.
 
         Over a bound, the type's old record is dropped rather than kept: the record must
         never hold config that Envoy no longer holds. Disk errors are logged; the memory
@@ -213,6 +224,12 @@ class RecordStore:
             return
         lock = self._locks.setdefault(type_url, asyncio.Lock())
         async with lock:  # FIFO: records land in the order the ACKs arrived
+            held = self._records.get(type_url)
+            if held is not None and held.seq >= seq > 0:
+                log.info("relay: not recording %s version %s: the record (version %s) "
+                         "arrived later", short_type(type_url), response.version_info[:16],
+                         held.version[:16])
+                return
             size = response.ByteSize()
             others = self.total_bytes() - (self._records[type_url].size
                                            if type_url in self._records else 0)
@@ -232,7 +249,7 @@ class RecordStore:
                 return
             kept = discovery_pb2.DiscoveryResponse()
             kept.CopyFrom(response)
-            self._records[type_url] = Record(type_url, kept, size)
+            self._records[type_url] = Record(type_url, kept, size, seq)
             data = encode_record(type_url, self.node_cluster, kept)
             try:
                 await asyncio.to_thread(self._write, type_url, data)
