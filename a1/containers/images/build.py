@@ -43,21 +43,10 @@ def cache_dir(flag: str | None) -> Path:
 
 def connect() -> Any:
     """The Docker engine, or a one-line error naming where it was looked for."""
-    url = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
-    try:
-        import docker
-        from docker.errors import DockerException
+    from a1.containers import engine
 
-        try:
-            client = docker.from_env()
-            client.ping()
-        except DockerException as err:
-            why = " ".join(str(err).split())
-            raise UserError(
-                f"a1 images: cannot reach the Docker engine at {url}: {why}; start dockerd"
-            ) from None
-    except ImportError:
-        raise UserError("a1 images: the docker SDK is not installed (pip install docker)") from None
+    client = engine.connect("a1 images")
+    client.api.timeout = 900  # a silent build step (pip install, an import) may take minutes
     return client
 
 

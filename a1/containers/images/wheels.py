@@ -119,11 +119,14 @@ def _platforms() -> list[str]:
 
 
 def _cached(directory: Path, name: str, version: str) -> Path | None:
-    from packaging.utils import canonicalize_name, parse_wheel_filename
+    from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
     from packaging.version import Version
 
-    for path in directory.glob("*.whl"):
-        wname, wversion, _build, _tags = parse_wheel_filename(path.name)
+    for path in sorted(directory.glob("*.whl")):
+        try:
+            wname, wversion, _build, _tags = parse_wheel_filename(path.name)
+        except InvalidWheelFilename:
+            continue  # not a wheel pip wrote: never installed
         if wname == canonicalize_name(name) and wversion == Version(version):
             return path
     return None
