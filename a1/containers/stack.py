@@ -120,9 +120,16 @@ class DockerStack(Stack):
         return ["--host", self.cell_ip(name)]  # only on its own network: Envoy's side
 
     def cell_probe(self, name: str) -> Probe:
-        launcher = self.launcher
-        assert isinstance(launcher, ContainerLauncher)
-        return launcher.exec_probe(name, f"{self.cell_url(name)}/healthz")
+        """A GET from inside the cell's container (the host cannot reach its network);
+        the launcher is looked up when probing, so building specs needs no engine."""
+        url = f"{self.cell_url(name)}/healthz"
+
+        def check() -> bool:
+            launcher = self.launcher
+            assert isinstance(launcher, ContainerLauncher)
+            return launcher.exec_probe(name, url)()
+
+        return Probe(f"GET {url} -> 200 (inside container a1-{self.run}-{name})", check)
 
     @property
     def xds_address(self) -> str:
