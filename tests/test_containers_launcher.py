@@ -54,7 +54,7 @@ def launcher(client: Any, state: Path) -> Iterator[ContainerLauncher]:
         yield lau
     finally:
         lau.close()
-        assert run_objects(client, run) == []  # close leaves nothing of the run
+        assert run_objects(client, run) == []  # close leaves nothing it made
 
 
 def spec(state: Path, name: str, argv: list[str]) -> ProcessSpec:
@@ -118,16 +118,22 @@ def test_refuses_a_foreign_container_with_its_name(launcher: ContainerLauncher, 
 
 def test_close_leaves_another_runs_objects_alone(launcher: ContainerLauncher, state: Path,
                                                  client: Any) -> None:
-    """A container labelled as A1's but of another run survives this run's close."""
+    """A container labelled as A1's but of another run, or of this run but made by
+    another (live) a1, survives this launcher's close."""
     other = client.containers.create(
         names.image_for("control"), ["true"], name=f"a1-other-{launcher.run}",
         labels={names.LABEL_PROJECT: names.PROJECT, names.LABEL_RUN: "another-run"})
+    sibling = client.containers.create(
+        names.image_for("control"), ["true"], name=f"a1-sibling-{launcher.run}",
+        labels={**engine.labels(launcher.run, state), engine.LABEL_OWNER: "elsewhere/1/1"})
     try:
         launcher.start(spec(state, "envoy", SLEEP))
         launcher.close()
         other.reload()
+        sibling.reload()
     finally:
         engine.remove_container(other)
+        engine.remove_container(sibling)
 
 
 def test_process_launcher_pause_resume(tmp_path: Path) -> None:

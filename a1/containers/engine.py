@@ -112,10 +112,14 @@ def _stale_reason(client: Any, ref: str, image: Any) -> str | None:
         return None
 
 
-def our_objects(client: Any, run: str) -> tuple[list[Any], list[Any]]:
-    """The containers (all states) and networks labelled with ``run``."""
-    flt = {"label": [f"{names.LABEL_PROJECT}={names.PROJECT}", f"{names.LABEL_RUN}={run}"]}
-    return client.containers.list(all=True, filters=flt), client.networks.list(filters=flt)
+def our_objects(client: Any, run: str, owner: str | None = None) -> tuple[list[Any], list[Any]]:
+    """The containers (all states) and networks labelled with ``run`` (and made by
+    ``owner``, an :func:`owner_token`, if given)."""
+    flt = [f"{names.LABEL_PROJECT}={names.PROJECT}", f"{names.LABEL_RUN}={run}"]
+    if owner is not None:
+        flt.append(f"{LABEL_OWNER}={owner}")
+    return (client.containers.list(all=True, filters={"label": flt}),
+            client.networks.list(filters={"label": flt}))
 
 
 def clear_leftovers(client: Any, run: str, state_dir: Path, container_names: Iterable[str],

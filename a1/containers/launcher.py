@@ -314,15 +314,18 @@ class ContainerLauncher(Launcher):
         return proc
 
     def close(self) -> None:
-        """Stop every container newest first, then remove everything labelled with the
-        run (containers in any state, then networks). Idempotent; runs at exit too."""
+        """Stop every container newest first, then remove everything of the run this a1
+        made (containers in any state, then networks). Idempotent; runs at exit too."""
         with self._lock:
             self._closed = True
         try:
             self.stop_all()
         finally:
             try:
-                containers, networks = engine.our_objects(self.client, self.run)
+                # Only what this a1 made: a refused second `a1 up` of the same state
+                # directory must not take down the stack that runs.
+                containers, networks = engine.our_objects(self.client, self.run,
+                                                          engine.owner_token())
                 for c in containers:
                     with contextlib.suppress(Exception):
                         engine.remove_container(c)
