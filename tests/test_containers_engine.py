@@ -139,3 +139,25 @@ def test_spoofed_labels_of_another_state_dir_are_refused(client: Any, made: list
     with pytest.raises(UserError, match="belongs to state directory"):
         engine.clear_leftovers(client, run, tmp_path, [], [])
     c.reload()
+
+
+def test_an_image_not_built_by_a1_is_stale(client: Any, monkeypatch: pytest.MonkeyPatch,
+                                           tmp_path: Path) -> None:
+    """Same name and tag, but not from `a1 images build` (no inputs label): refused."""
+    import io
+    import tarfile
+
+    data = io.BytesIO()
+    with tarfile.open(fileobj=data, mode="w") as tar:
+        info = tarfile.TarInfo("empty")
+        tar.addfile(info, io.BytesIO(b""))
+    ref = f"a1-test-unlabelled:{os.getpid()}"
+    client.api.import_image_from_data(data.getvalue(), repository=ref.split(":")[0],
+                                      tag=ref.split(":")[1])
+    try:
+        monkeypatch.setattr(names, "image_for", lambda kind: ref)
+        with pytest.raises(UserError, match=rf"image {ref} is stale \(not built by `a1 images "
+                                            rf"build`\): run `a1 images build`"):
+            engine.check_images(client, ["envoy"])
+    finally:
+        client.images.remove(ref, force=True)

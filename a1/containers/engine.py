@@ -101,15 +101,13 @@ def check_images(client: Any, kinds: Iterable[str]) -> None:
 
 
 def _stale_reason(client: Any, ref: str, image: Any) -> str | None:
-    """Why ``image`` is out of date, if the image builder can tell (it owns the digest)."""
-    try:
-        from a1.containers.images import freshness  # type: ignore[attr-defined]
-    except ImportError:
-        return None
-    try:
-        return freshness(client, ref, image)  # type: ignore[no-any-return]
-    except Exception:
-        return None
+    """Why ``image`` cannot be trusted as this release's. The full check (every input's
+    digest, ``a1 images list``) builds the project wheel, too slow for every start; an
+    image without the inputs label was not made by ``a1 images build`` at all."""
+    lab = image.labels or {}
+    if not lab.get(names.LABEL_INPUTS) or lab.get(names.LABEL_PROJECT) != names.PROJECT:
+        return "not built by `a1 images build`"
+    return None
 
 
 def our_objects(client: Any, run: str, owner: str | None = None) -> tuple[list[Any], list[Any]]:
