@@ -89,6 +89,19 @@ def test_second_build_is_a_no_op(built: tuple[Any, str]) -> None:
     assert "unique disk: " in out
 
 
+def test_list_says_up_to_date(built: tuple[Any, str]) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "a1", "images", "list"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    for name in (names.IMAGE_BASE, *names.COMPONENT_IMAGES):
+        assert re.search(rf"^{name}:\S+\s+\d+ MB\s+up to date$", proc.stdout, re.M), proc.stdout
+
+
 def test_labels(built: tuple[Any, str]) -> None:
     client, _out = built
     for name in (names.IMAGE_BASE, *names.COMPONENT_IMAGES):

@@ -30,9 +30,9 @@ def inputs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
         path.write_bytes(name.encode())
     monkeypatch.setattr(wheels, "envoy_binary", lambda: files["envoy"])
     monkeypatch.setattr(wheels, "runtime_pins", lambda: {"attrs": "26.1.0"})
-    monkeypatch.setattr(wheels, "dependency_wheels", lambda pins, d: [files["dep"]])
+    monkeypatch.setattr(wheels, "dependency_wheels", lambda pins, d, **kw: [files["dep"]])
     monkeypatch.setattr(wheels, "project_wheel", lambda root, out: files["project"])
-    monkeypatch.setattr(wheels, "pip_wheel", lambda d: files["pip"])
+    monkeypatch.setattr(wheels, "pip_wheel", lambda d, **kw: files["pip"])
     return files
 
 
@@ -225,3 +225,10 @@ def test_the_cli_starts_without_the_builder_dependencies() -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert "build" in proc.stdout
+
+
+def test_list_never_downloads(tmp_path: Path) -> None:
+    """`a1 images list` plans with download=False: a cold cache says so, fetches nothing."""
+    with pytest.raises(wheels.NotCached):
+        wheels.dependency_wheels({"attrs": "26.1.0"}, tmp_path / "none", download=False)
+    assert not (tmp_path / "none").exists()

@@ -67,12 +67,24 @@ def _build(args: argparse.Namespace) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
-    from a1.containers.images import build
+    """Never downloads: with an empty wheel cache the component images' state is unknown."""
+    from a1.containers import names
+    from a1.containers.images import build, wheels
     from a1.containers.images.sizes import mb, table
 
     cache = build.cache_dir(args.cache_dir)
     client = build.connect()
-    images = build.plan(cache, say=lambda _line: None).images
+    try:
+        images = build.plan(cache, say=lambda _line: None, download=False).images
+    except wheels.NotCached:
+        rows = []
+        for name in (names.IMAGE_BASE, *names.COMPONENT_IMAGES):
+            found = build.current(client, names.image_ref(name))
+            size = mb(int(found.attrs.get("Size") or 0)) if found is not None else "-"
+            state = "missing" if found is None else "unknown (no wheel cache: a1 images build)"
+            rows.append((names.image_ref(name), size, state))
+        _say(table(rows))
+        return 0
     rows, total = build.size_rows(client, images)
     _say(table(rows))
     _say(f"unique disk: {mb(total)}")

@@ -81,10 +81,11 @@ class Plan:
         return [self.base, *self.children]
 
 
-def plan(cache: Path, *, say: Callable[[str], None] = print) -> Plan:
+def plan(cache: Path, *, say: Callable[[str], None] = print, download: bool = True) -> Plan:
     """Prepare every input (wheels, Envoy binary) and compute each image's digest.
 
-    Does not run debootstrap: the base's digest is its recipe.
+    Does not run debootstrap: the base's digest is its recipe. Without ``download``
+    a wheel missing from the cache raises ``wheels.NotCached``.
     """
     start = time.monotonic()
     base_inputs = digest_of(
@@ -113,9 +114,9 @@ def plan(cache: Path, *, say: Callable[[str], None] = print) -> Plan:
     )
 
     wheel_dir = cache / "wheels"
-    deps = wheels.dependency_wheels(wheels.runtime_pins(), wheel_dir / "deps")
+    deps = wheels.dependency_wheels(wheels.runtime_pins(), wheel_dir / "deps", download=download)
+    pip = wheels.pip_wheel(wheel_dir / "pip", download=download)
     project = wheels.project_wheel(wheels.source_root(), wheel_dir / "project")
-    pip = wheels.pip_wheel(wheel_dir / "pip")
     files = {f"wheels/{p.name}": p for p in [project, *deps]}
     files[f"pip/{pip.name}"] = pip
     file_digests = {k: wheels.file_digest(v) for k, v in sorted(files.items())}

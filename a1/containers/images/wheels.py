@@ -132,11 +132,19 @@ def _cached(directory: Path, name: str, version: str) -> Path | None:
     return None
 
 
-def dependency_wheels(pins: dict[str, str], directory: Path) -> list[Path]:
+class NotCached(UserError):
+    """A wheel is not in the cache and downloading was not allowed (``a1 images list``)."""
+
+
+def dependency_wheels(
+    pins: dict[str, str], directory: Path, *, download: bool = True
+) -> list[Path]:
     """One binary wheel per pin for cp311 manylinux; downloads only what the cache lacks."""
-    directory.mkdir(parents=True, exist_ok=True)
     missing = [f"{n}=={v}" for n, v in pins.items() if _cached(directory, n, v) is None]
+    if missing and not download:
+        raise NotCached(f"a1 images: {len(missing)} wheels not in the cache {directory}")
     if missing:
+        directory.mkdir(parents=True, exist_ok=True)
         args = ["download", "--only-binary=:all:", "--no-deps", "-d", str(directory)]
         args += ["--python-version", PYTHON, "--implementation", "cp", "--abi", ABI]
         for tag in _platforms():
@@ -151,10 +159,10 @@ def dependency_wheels(pins: dict[str, str], directory: Path) -> list[Path]:
     return wheels
 
 
-def pip_wheel(directory: Path) -> Path:
+def pip_wheel(directory: Path, *, download: bool = True) -> Path:
     """pip's own wheel: Debian's python3 has no pip; pip runs from its wheel."""
     version = md.version("pip")
-    return dependency_wheels({"pip": version}, directory)[0]
+    return dependency_wheels({"pip": version}, directory, download=download)[0]
 
 
 def envoy_binary() -> Path:
