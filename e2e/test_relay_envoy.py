@@ -39,6 +39,8 @@ from google.protobuf import any_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client import CollectorRegistry
 
+from conformance.nemesis.proxy.address import parse_address
+from conformance.nemesis.proxy.server import FaultProxy
 from control.envoy import ads_bootstrap
 from control.xds.cache import Resource, Snapshot, SnapshotCache
 from control.xds.server import XdsServer
@@ -115,9 +117,10 @@ def edge_snapshot(listen_port: int, backend_port: int, route_tag: str) -> Snapsh
 
 class _Backend(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    body = b"backend-ok"
 
     def do_GET(self) -> None:
-        body = b"backend-ok"
+        body = self.body
         self.send_response(200)
         self.send_header("content-length", str(len(body)))
         self.end_headers()
@@ -127,14 +130,29 @@ class _Backend(http.server.BaseHTTPRequestHandler):
         pass
 
 
+class Backend:
+    """An HTTP backend answering ``body``; ``stop`` closes its port (Envoy then 503s)."""
+
+    def __init__(self, body: bytes) -> None:
+        handler = type("Handler", (_Backend,), {"body": body})
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.port = int(self.httpd.server_address[1])
+        self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self._thread.start()
+        self.stopped = False
+
+    def stop(self) -> None:
+        if not self.stopped:
+            self.stopped = True
+            self.httpd.shutdown()
+            self.httpd.server_close()
+
+
 @pytest.fixture
 def backend() -> Iterator[int]:
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Backend)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield httpd.server_address[1]
-    httpd.shutdown()
-    httpd.server_close()
+    b = Backend(b"backend-ok")
+    yield b.port
+    b.stop()
 
 
 def get(url: str) -> tuple[int, dict[str, str], bytes]:
@@ -272,4 +290,106 @@ def test_envoy_through_the_relay_survives_an_outage_and_a_restart_during_it(
         procs.close()
         if server is not None:
             server.stop(grace=0.2)
+        shutil.rmtree(state, ignore_errors=True)
+
+
+
+class Traffic:
+    """Requests Envoy back to back on a thread, recording (status, body) of each."""
+
+    def __init__(self, url: str) -> None:
+        self.url, self.results = url, []  # type: list[tuple[int, bytes]]
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            status, _, body = get(self.url)
+            self.results.append((status, body))
+
+    def more(self, n: int, what: str) -> None:
+        """Wait until ``n`` more requests were made (a window of load, not a pause)."""
+        target = len(self.results) + n
+        wait_until(lambda: len(self.results) >= target, what, timeout=120)
+
+    def stop(self) -> list[tuple[int, bytes]]:
+        self._stop.set()
+        self._thread.join(timeout=30)
+        return self.results
+
+
+def test_envoy_keeps_the_newest_endpoints_through_an_upstream_reset_and_the_resync(
+        tmp_path: Path) -> None:
+    """CI (stateful conformance, ``reset_peer`` on the relay's upstream link while a
+    cell restarted): Envoy 503ed for that cell for ~170 ms after it converged. Here the
+    backend moves from A to B (EDS only) and Envoy ACKs it; A is stopped, so any older
+    endpoint config reaching Envoy shows as a failed request. Then the relay's link to
+    the control plane gets ``reset_peer`` (the relay serves from the record), and is
+    repaired (the relay closes Envoy's stream; Envoy reconnects and re-syncs). Every
+    request of the whole window must reach B."""
+    a, b = Backend(b"backend-a"), Backend(b"backend-b")
+    state = Path(tempfile.mkdtemp(prefix="a1relay", dir="/tmp"))
+    sock = state / "relay.sock"
+    listen_port, admin_port, xds_port = free_port(), free_port(), free_port()
+    cache = SnapshotCache()
+    cache.set_snapshot(GROUP, edge_snapshot(listen_port, a.port, "v1"))
+    server = XdsServer(cache, port=xds_port, registry=CollectorRegistry())
+    server.start()
+    link = FaultProxy(parse_address("127.0.0.1:0", "listen", listen=True),
+                      parse_address(f"127.0.0.1:{xds_port}", "upstream"), name="envoy-xds")
+    link.start()
+    config = tmp_path / "envoy.json"
+    config.write_text(json.dumps(ads_bootstrap("edge-envoy-1", f"unix:{sock}",
+                                               admin_port=admin_port)))
+    procs = Procs(tmp_path)
+    url = f"http://127.0.0.1:{listen_port}/"
+    traffic: Traffic | None = None
+
+    def context() -> str:
+        return f"\nrelay:\n{procs.tail('relay')}\nenvoy:\n{procs.tail('envoy')}"
+
+    def relay_log() -> str:
+        return (tmp_path / "relay.log").read_text(errors="replace")
+
+    try:
+        procs.start("relay", [sys.executable, "-m", "control.relay", "--upstream",
+                              str(link.listen), "--listen", f"unix:{sock}",
+                              "--state-dir", str(state)])
+        wait_until(lambda: relay_serving(sock), "relay health" + context())
+        procs.start("envoy", ["envoy", "-c", str(config), "--use-dynamic-base-id",
+                              "-l", "info"])
+        wait_until(lambda: get(url)[2] == b"backend-a", "traffic to A" + context())
+        v2 = edge_snapshot(listen_port, b.port, "v1")  # the same route: only EDS moves
+        cache.set_snapshot(GROUP, v2)
+        assert server.wait_acked(GROUP, ENDPOINT, v2.version(ENDPOINT), timeout=30), context()
+        wait_until(lambda: get(url)[2] == b"backend-b", "traffic to B" + context())
+        a.stop()
+        before = max(c["stream"] for c in server.connections())
+
+        traffic = Traffic(url)
+        link.add_toxic({"kind": "reset_peer", "name": "reset", "attributes": {"timeout": 200}})
+        wait_until(lambda: "served from the record" in relay_log(),
+                   "the relay serving from the record" + context())
+        traffic.more(200, "load while the link resets")
+        link.remove_toxic("reset")
+        wait_until(lambda: "the control plane is back" in relay_log(),
+                   "the relay closing Envoy's stream to re-sync" + context())
+        wait_until(lambda: any(c["stream"] > before and c["node_id"] == "edge-envoy-1" and
+                               c["types"].get(ENDPOINT, {}).get("acked_version") ==
+                               v2.version(ENDPOINT) for c in server.connections()),
+                   "Envoy re-synced on a new stream" + context(), timeout=60)
+        traffic.more(200, "load after the re-sync")
+        results = traffic.stop()
+        bad = [r for r in results if r != (200, b"backend-b")]
+        assert not bad, f"{len(bad)} of {len(results)} requests went wrong: {bad[:5]}" + \
+            context()
+    finally:
+        if traffic is not None:
+            traffic.stop()
+        procs.close()
+        link.stop()
+        server.stop(grace=0.2)
+        a.stop()
+        b.stop()
         shutil.rmtree(state, ignore_errors=True)
