@@ -113,12 +113,15 @@ def test_base_recipe_strips_docs_and_gives_any_uid_a_home() -> None:
     assert f"ENV HOME={rootfs.HOME}" in dockerfiles.BASE_CHANGES
 
 
-def test_cache_ignores_files_that_are_not_wheels(tmp_path: Path) -> None:
+def test_cache_ignores_files_that_are_not_wheels(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A stray or crafted file in the cache is never taken for a wheel."""
     good = tmp_path / "attrs-26.1.0-py3-none-any.whl"
     good.write_bytes(b"w")
     for bad in ["junk.whl", "attrs-26.1.0.whl", "x; rm -rf y.whl", "attrs-26.1.0-py3-none-any.txt"]:
         (tmp_path / bad).write_bytes(b"x")
+    monkeypatch.setattr(wheels, "verify_against_host", lambda path, name: None)
     assert wheels.dependency_wheels({"attrs": "26.1.0"}, tmp_path) == [good]
     assert wheels._cached(tmp_path, "attrs", "26.2.0") is None  # another version: not it
 
@@ -232,3 +235,35 @@ def test_list_never_downloads(tmp_path: Path) -> None:
     with pytest.raises(wheels.NotCached):
         wheels.dependency_wheels({"attrs": "26.1.0"}, tmp_path / "none", download=False)
     assert not (tmp_path / "none").exists()
+
+
+def fake_wheel(path: Path, members: dict[str, bytes]) -> Path:
+    import zipfile
+
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return path
+
+
+def test_a_cached_wheel_must_match_the_host_install(tmp_path: Path) -> None:
+    """A wheel swapped in the cache (same name, other bytes) is refused, never installed."""
+    import importlib.metadata as md
+
+    dist = md.distribution("attrs")
+    init = next(f for f in dist.files or [] if str(f) == "attr/__init__.py")
+    real = Path(str(dist.locate_file(init))).read_bytes()
+    good = fake_wheel(
+        tmp_path / "good.whl", {"attr/__init__.py": real, "attrs-x.dist-info/RECORD": b"anything"}
+    )
+    wheels.verify_against_host(good, "attrs")
+    bad = fake_wheel(tmp_path / "bad.whl", {"attr/__init__.py": real + b"\nimport os\n"})
+    with pytest.raises(UserError, match=r"bad.whl: attr/__init__.py differs from the host"):
+        wheels.verify_against_host(bad, "attrs")
+    extra = fake_wheel(tmp_path / "extra.whl", {"attr/evil.py": b"x = 1\n"})
+    with pytest.raises(UserError, match=r"attr/evil.py differs"):
+        wheels.verify_against_host(extra, "attrs")
+    junk = tmp_path / "junk.whl"
+    junk.write_bytes(b"not a zip")
+    with pytest.raises(UserError, match=r"junk.whl: not a readable wheel"):
+        wheels.verify_against_host(junk, "attrs")

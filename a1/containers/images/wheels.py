@@ -11,6 +11,7 @@ the engine). docs/images.md records why.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import importlib.metadata as md
 import os
@@ -19,6 +20,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import zipfile
 from pathlib import Path
 
 from policies.core.errors import UserError
@@ -155,8 +157,36 @@ def dependency_wheels(
         path = _cached(directory, name, version)
         if path is None:
             raise UserError(f"a1 images: no cp311 manylinux wheel of {name}=={version}")
+        verify_against_host(path, name)
         wheels.append(path)
     return wheels
+
+
+def verify_against_host(wheel: Path, name: str) -> None:
+    """Every file of a cached wheel must be byte-identical to the host's installed copy
+    (its RECORD hash): the images run exactly what the host tested, and a wheel swapped
+    in a shared or restored cache is refused (fail closed), never installed."""
+    recorded = {
+        str(f).replace("\\", "/"): f.hash.value
+        for f in md.distribution(name).files or []
+        if f.hash is not None and f.hash.mode == "sha256"
+    }
+    try:
+        with zipfile.ZipFile(wheel) as archive:
+            for info in archive.infolist():
+                if info.is_dir() or info.filename.endswith(".dist-info/RECORD"):
+                    continue
+                digest = hashlib.sha256(archive.read(info)).digest()
+                got = base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+                if recorded.get(info.filename) != got:
+                    raise UserError(
+                        f"a1 images: {wheel}: {info.filename} differs from the host's "
+                        f"installed {name}; delete the file to download it again"
+                    )
+    except (zipfile.BadZipFile, OSError) as err:
+        raise UserError(
+            f"a1 images: {wheel}: not a readable wheel ({err}); delete it to download it again"
+        ) from None
 
 
 def pip_wheel(directory: Path, *, download: bool = True) -> Path:
