@@ -267,3 +267,19 @@ def test_a_cached_wheel_must_match_the_host_install(tmp_path: Path) -> None:
     junk.write_bytes(b"not a zip")
     with pytest.raises(UserError, match=r"junk.whl: not a readable wheel"):
         wheels.verify_against_host(junk, "attrs")
+
+
+def test_one_build_per_cache_at_a_time(tmp_path: Path) -> None:
+    """While a build holds the cache, another process cannot take it."""
+    probe = (
+        "import fcntl, sys\n"
+        "f = open(sys.argv[1], 'a')\n"
+        "try:\n    fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)\n"
+        "except BlockingIOError:\n    sys.exit(3)\n"
+    )
+    lock = str(tmp_path / ".lock")
+    with build.locked(tmp_path):
+        held = subprocess.run([sys.executable, "-c", probe, lock], timeout=60, check=False)
+        assert held.returncode == 3
+    free = subprocess.run([sys.executable, "-c", probe, lock], timeout=60, check=False)
+    assert free.returncode == 0

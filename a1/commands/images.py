@@ -75,7 +75,8 @@ def _list(args: argparse.Namespace) -> int:
     cache = build.cache_dir(args.cache_dir)
     client = build.connect()
     try:
-        images = build.plan(cache, say=lambda _line: None, download=False).images
+        with build.locked(cache):
+            images = build.plan(cache, say=lambda _line: None, download=False).images
     except wheels.NotCached:
         rows = []
         for name in (names.IMAGE_BASE, *names.COMPONENT_IMAGES):

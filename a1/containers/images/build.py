@@ -10,13 +10,14 @@ matches is left alone ("up to date"), so a second build does nothing.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,19 @@ def connect() -> Any:
     client = engine.connect("a1 images")
     client.api.timeout = 900  # a silent build step (pip install, an import) may take minutes
     return client
+
+
+@contextlib.contextmanager
+def locked(cache: Path) -> Iterator[None]:
+    """One build per cache at a time: two builds would replace each other's wheels
+    (and the tarball) while the other still copies them into a build context."""
+    cache.mkdir(parents=True, exist_ok=True)
+    with (cache / ".lock").open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def digest_of(parts: dict[str, object]) -> str:
@@ -164,7 +178,13 @@ def build_all(
     client: Any, cache: Path, *, force: bool = False, say: Callable[[str], None] = print
 ) -> tuple[Plan, list[tuple[str, str]]]:
     """Build what is stale or missing; returns the plan and ``(ref, outcome)`` per image."""
-    cache.mkdir(parents=True, exist_ok=True)
+    with locked(cache):
+        return _build_all(client, cache, force=force, say=say)
+
+
+def _build_all(
+    client: Any, cache: Path, *, force: bool, say: Callable[[str], None]
+) -> tuple[Plan, list[tuple[str, str]]]:
     the_plan = plan(cache, say=say)
     outcomes: list[tuple[str, str]] = []
     replaced: list[str] = []

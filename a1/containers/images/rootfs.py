@@ -94,7 +94,7 @@ def build_tarball(cache: Path, *, force: bool = False) -> Path:
         home = root / HOME.lstrip("/")
         home.mkdir(parents=True, exist_ok=True)
         home.chmod(0o1777)
-        partial = out.with_suffix(".partial")
+        partial = Path(tmp) / "rootfs.tar"  # same file system: the replace is atomic
         _run(["tar", "--numeric-owner", "-C", str(root), "-cf", str(partial), "."], "tar")
         partial.replace(out)
     for old in cache.glob(f"rootfs-{SUITE}-*.tar"):  # older recipes: never used again
