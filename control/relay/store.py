@@ -139,6 +139,7 @@ class RecordStore:
         self.max_record_bytes = max_record_bytes
         self.max_state_bytes = max_state_bytes
         self._records: dict[str, Record] = {}
+        self._newest: dict[str, int] = {}  # per type, the latest arrival number recorded
         self._locks: dict[str, asyncio.Lock] = {}
 
     # -- reading ----------------------------------------------------------------
@@ -224,12 +225,12 @@ class RecordStore:
             return
         lock = self._locks.setdefault(type_url, asyncio.Lock())
         async with lock:  # FIFO: records land in the order the ACKs arrived
-            held = self._records.get(type_url)
-            if held is not None and held.seq >= seq > 0:
-                log.info("relay: not recording %s version %s: the record (version %s) "
-                         "arrived later", short_type(type_url), response.version_info[:16],
-                         held.version[:16])
+            if 0 < seq <= self._newest.get(type_url, 0):
+                log.info("relay: not recording %s version %s: a response that arrived later "
+                         "was recorded (or dropped for a bound)", short_type(type_url),
+                         response.version_info[:16])
                 return
+            self._newest[type_url] = max(seq, self._newest.get(type_url, 0))
             size = response.ByteSize()
             others = self.total_bytes() - (self._records[type_url].size
                                            if type_url in self._records else 0)
