@@ -131,7 +131,8 @@ def plan(cache: Path, *, say: Callable[[str], None] = print, download: bool = Tr
     deps = wheels.dependency_wheels(wheels.runtime_pins(), wheel_dir / "deps", download=download)
     pip = wheels.pip_wheel(wheel_dir / "pip", download=download)
     project = wheels.project_wheel(wheels.source_root(), wheel_dir / "project")
-    files = {f"wheels/{p.name}": p for p in [project, *deps]}
+    files = {f"wheels/{p.name}": p for p in deps}
+    files[f"project/{project.name}"] = project
     files[f"pip/{pip.name}"] = pip
     file_digests = {k: wheels.file_digest(v) for k, v in sorted(files.items())}
     children = [envoy]
