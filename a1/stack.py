@@ -599,9 +599,9 @@ class Stack:
             self.launcher.wait_ready(["control"], timeout=timeout)
             self.launcher.start(self.relay_spec())
             self.launcher.wait_ready(["relay"], timeout=timeout)
-        first = [self.launcher.start(self.cell_spec(n)).name for n in self.cell_names]
-        if self.with_sidecar:
-            first.append(self.launcher.start(self.sidecar_spec()).name)
+        specs = [self.cell_spec(n) for n in self.cell_names]
+        specs += [self.sidecar_spec()] if self.with_sidecar else []
+        first = [p.name for p in self.launcher.start_many(specs)]
         self.launcher.wait_ready(first, timeout=timeout)
         # Envoy last: its first health-check round then finds every cell up.
         self.launcher.start(self.envoy_spec())

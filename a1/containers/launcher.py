@@ -26,6 +26,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -148,6 +149,9 @@ class ContainerLauncher(Launcher):
     # -- starting ---------------------------------------------------------------------
 
     def start(self, spec: ProcessSpec) -> ManagedProcess:
+        """Create and start ``spec``'s container. The lock is held only to check and to
+        record, so several starts overlap (``start_many``); a container created after
+        ``close()`` began is removed at once."""
         with self._lock:
             if self._closed:
                 raise LaunchError("launcher is closed")
@@ -155,30 +159,38 @@ class ContainerLauncher(Launcher):
             if old is not None and old.alive():
                 raise LaunchError(f"{spec.name} is already running ({old.describe_exit()})")
             placement = self.placement(spec)
-            cname = self.container_name(spec.name)
-            self._remove_own(cname)
-            spec.log_path.parent.mkdir(parents=True, exist_ok=True)
-            with open(spec.log_path, "ab") as log:
-                offset = log.tell()
-                stamp = time.strftime("%Y-%m-%d %H:%M:%S")
-                log.write(f"=== {stamp} a1 launcher: {' '.join(spec.argv)} "
-                          f"(container {cname})\n".encode())
-            proc = ContainerProcess(spec, None, log_offset=offset,  # type: ignore[arg-type]
-                                    placement=placement)
-            try:
-                proc.container = self._create(spec, placement, cname)
+        cname = self.container_name(spec.name)
+        self._remove_own(cname)
+        spec.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(spec.log_path, "ab") as log:
+            offset = log.tell()
+            stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+            log.write(f"=== {stamp} a1 launcher: {' '.join(spec.argv)} "
+                      f"(container {cname})\n".encode())
+        proc = ContainerProcess(spec, None, log_offset=offset,  # type: ignore[arg-type]
+                                placement=placement)
+        try:
+            proc.container = self._create(spec, placement, cname)
+            with self._lock:
                 self._procs[spec.name] = proc
-                proc.container.start()
-                proc.container.reload()
-                proc.host_pid = int(proc.container.attrs["State"].get("Pid") or 0)
-            except Exception as err:
-                proc._set_exit(127)
+                if self._closed:
+                    engine.remove_container(proc.container)
+                    raise LaunchError("launcher is closed")
+            proc.container.start()
+            proc.container.reload()
+            proc.host_pid = int(proc.container.attrs["State"].get("Pid") or 0)
+        except LaunchError:
+            proc._set_exit(127)
+            raise
+        except Exception as err:
+            proc._set_exit(127)
+            with self._lock:
                 self._procs[spec.name] = proc
-                raise LaunchError(f"{spec.name}: cannot start container {cname}: "
-                                  f"{_one_line(err)}") from None
-            threading.Thread(target=self._wait, args=(proc,), daemon=True,
-                             name=f"a1-wait-{spec.name}").start()
-            return proc
+            raise LaunchError(f"{spec.name}: cannot start container {cname}: "
+                              f"{_one_line(err)}") from None
+        threading.Thread(target=self._wait, args=(proc,), daemon=True,
+                         name=f"a1-wait-{spec.name}").start()
+        return proc
 
     @staticmethod
     def container_argv(spec: ProcessSpec) -> list[str]:
@@ -188,6 +200,15 @@ class ContainerLauncher(Launcher):
         if argv and argv[0] in _PYTHONS:
             argv[0] = "python3"
         return ["sh", "-c", 'exec "$@" >>"$0" 2>&1', str(spec.log_path), *argv]
+
+    def start_many(self, specs: Sequence[ProcessSpec]) -> list[ManagedProcess]:
+        """Create and start the containers at once (each is mostly engine round trips);
+        every one started is recorded before an error is raised, so close() finds it."""
+        if len(specs) < 2:
+            return [self.start(s) for s in specs]
+        with ThreadPoolExecutor(max_workers=len(specs), thread_name_prefix="a1-start") as pool:
+            futures = [pool.submit(self.start, s) for s in specs]
+        return [f.result() for f in futures]
 
     def _create(self, spec: ProcessSpec, placement: ContainerPlacement, cname: str) -> Any:
         from docker.types import EndpointConfig, Mount
@@ -307,6 +328,27 @@ class ContainerLauncher(Launcher):
         with contextlib.suppress(Exception):
             engine.remove_container(proc.container)
         return proc.returncode
+
+    def stop_all(self) -> None:
+        """Stop Envoy first (no new requests), then every other container at once: a
+        docker stop is mostly waiting on the engine, and serial stops add up."""
+        with self._lock:
+            procs = list(reversed(self._procs.values()))
+
+        def stop(proc: ManagedProcess) -> None:
+            try:
+                self.stop(proc.name)
+            except Exception as err:  # keep stopping the others
+                print(f"a1 launcher: stopping {proc.name}: {err}", file=sys.stderr)
+
+        first = [p for p in procs if p.name == "envoy"]
+        for proc in first:
+            stop(proc)
+        rest = [p for p in procs if p not in first]
+        if rest:
+            with ThreadPoolExecutor(max_workers=len(rest),
+                                    thread_name_prefix="a1-stop") as pool:
+                list(pool.map(stop, rest))
 
     def _container(self, name: str) -> ContainerProcess:
         proc = self[name]
