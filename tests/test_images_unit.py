@@ -289,3 +289,16 @@ def test_one_build_per_cache_at_a_time(tmp_path: Path) -> None:
         assert held.returncode == 3
     free = subprocess.run([sys.executable, "-c", probe, lock], timeout=60, check=False)
     assert free.returncode == 0
+
+
+def test_follow_returns_each_steps_image() -> None:
+    """The ids of the images the steps made are what the cleanup keeps as layer cache."""
+    stream = [
+        {"stream": "Step 1/2 : FROM a1-base:0.1.0 AS deps\n"},
+        {"stream": " ---> 0123456789ab\n"},
+        {"stream": "Step 2/2 : RUN true\n"},
+        {"stream": " ---> Using cache\n"},
+        {"stream": " ---> abcdefabcdef\n"},
+        {"stream": "Successfully built abcdefabcdef\n"},
+    ]
+    assert build.follow("x", stream, lambda _l: None) == {"0123456789ab", "abcdefabcdef"}

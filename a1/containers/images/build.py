@@ -14,6 +14,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -30,6 +31,7 @@ DEFAULT_CACHE = Path("~/.cache/a1/images")
 CACHE_ENV = "A1_IMAGE_CACHE"
 PYTHON_COMPONENTS = ("sidecar", "control", "cell")
 TAIL = 12  # lines of a failing build step shown
+STEP_ID = re.compile(r"^ ---> ([0-9a-f]{12})$")  # the classic builder's "this step's image"
 
 
 def cache_dir(flag: str | None) -> Path:
@@ -191,6 +193,7 @@ def _build_all(
     replaced: list[str] = []
     base_rebuilt = False
     first_python = True
+    stages: set[str] | None = None  # this run's python build stages, if it built any
     for image in the_plan.images:
         start = time.monotonic()
         old = current(client, image.ref)
@@ -206,15 +209,16 @@ def _build_all(
             # --force rebuilds without the layer cache, once: the other python images
             # then reuse the first one's fresh install layer (shared on disk).
             nocache = force and (image.component == "envoy" or first_python)
-            _build_child(client, image, nocache=nocache, say=say)
+            made = _build_child(client, image, nocache=nocache, say=say)
             if image.component != "envoy":
                 first_python = False
+                stages = (stages or set()) | made
         new = current(client, image.ref)
         if old is not None and new is not None and old.id != new.id:
             replaced.append(old.id)
         say(f"{image.name:<12} built ({time.monotonic() - start:.1f} s)")
         outcomes.append((image.ref, "built"))
-    _remove_replaced(client, replaced)
+    _remove_replaced(client, replaced, stages)
     return the_plan, outcomes
 
 
@@ -253,7 +257,9 @@ def _context(image: Image, root: Path) -> None:
             shutil.copy2(src, dest)
 
 
-def _build_child(client: Any, image: Image, *, nocache: bool, say: Callable[[str], None]) -> None:
+def _build_child(
+    client: Any, image: Image, *, nocache: bool, say: Callable[[str], None]
+) -> set[str]:
     with tempfile.TemporaryDirectory(prefix=f"{image.name}-ctx-") as tmp:
         _context(image, Path(tmp))
         stream = client.api.build(
@@ -266,14 +272,16 @@ def _build_child(client: Any, image: Image, *, nocache: bool, say: Callable[[str
             nocache=nocache,
             decode=True,
         )
-        follow(image.ref, stream, say)
+        return follow(image.ref, stream, say)
 
 
-def follow(ref: str, stream: Iterable[dict[str, Any]], say: Callable[[str], None]) -> None:
+def follow(ref: str, stream: Iterable[dict[str, Any]], say: Callable[[str], None]) -> set[str]:
     """Condense the engine's build stream to its ``Step`` lines; on an error, raise with
-    the failing step and its last lines."""
+    the failing step and its last lines. Returns the short ids of the images each step
+    made or reused (the build stages among them are kept as the layer cache)."""
     step = ""
     lines: list[str] = []
+    ids: set[str] = set()
     for chunk in stream:
         if "error" in chunk or "errorDetail" in chunk:
             detail = chunk.get("error") or chunk.get("errorDetail", {}).get("message", "")
@@ -290,20 +298,34 @@ def follow(ref: str, stream: Iterable[dict[str, Any]], say: Callable[[str], None
                     say(f"{'':<12}   {line[:96]}")
             else:
                 lines.append(line)
+                made = STEP_ID.match(line)
+                if made:
+                    ids.add(made.group(1))
+    return ids
 
 
-def _remove_replaced(client: Any, ids: list[str]) -> None:
-    """Drop the images a rebuild replaced (unless a container still uses one) and any
-    dangling A1 image left behind, so rebuilds do not pile up."""
+def _remove_replaced(client: Any, ids: list[str], stages: set[str] | None) -> None:
+    """Drop what a rebuild replaced, so rebuilds do not pile up: the old images (unless a
+    container still uses one), dangling A1 images, and build stages older than this
+    run's. The current stages are kept: they are the layer cache that lets a source
+    change rebuild only A1's layer. Stage images inherit the base's labels
+    (component=base); with ``stages`` None (no python image built) none is touched."""
     from docker.errors import APIError
 
-    for image_id in ids:
-        with contextlib.suppress(APIError):  # still used by a container, or already gone
-            client.images.remove(image_id)
+    for _pass in range(2):  # an old base goes once the old images on it are gone
+        for image_id in ids:
+            with contextlib.suppress(APIError):  # in use by a container, or already gone
+                client.images.remove(image_id)
+    project = f"{names.LABEL_PROJECT}={names.PROJECT}"
     with contextlib.suppress(APIError):
-        client.images.prune(
-            filters={"dangling": True, "label": f"{names.LABEL_PROJECT}={names.PROJECT}"}
-        )
+        dangling = client.images.list(filters={"dangling": True, "label": project})
+        for image in dangling:
+            if image.labels.get(names.LABEL_COMPONENT) == "base" and (
+                stages is None or image.id.removeprefix("sha256:")[:12] in stages
+            ):
+                continue
+            with contextlib.suppress(APIError):
+                client.images.remove(image.id)
 
 
 def size_rows(client: Any, images: list[Image]) -> tuple[list[tuple[str, str, str]], int]:
