@@ -1,5 +1,5 @@
 """Image sizes: each image's own size and the disk they take together (layers the
-images share, the base and the python install layer, count once)."""
+images share, the base and the python install layers, count once)."""
 
 from __future__ import annotations
 
