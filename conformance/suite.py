@@ -50,6 +50,7 @@ class SuiteOptions:
     env: dict[str, str] = field(default_factory=dict)
     netns_cell: str | None = None
     rate: float | None = None  # open loop at this many ops/s; None: closed loop
+    runtime: str = "process"  # "process" or "docker" (every process a container)
 
 
 @dataclass
@@ -79,15 +80,15 @@ def session(options: SuiteOptions, scenario_ids: Sequence[str],
     out.mkdir(parents=True, exist_ok=True)
     recorder = Recorder(out / "history.jsonl")
     recorder.record(Meta(run_id=uuid.uuid4().hex[:12], seed=seed, profile=options.profile,
-                         implementation="a1", version=a1_version(),
+                         implementation="a1", version=a1_version(), runtime=options.runtime,
                          started_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
                          extra={"scenarios": list(scenario_ids),
                                 "spec": str(options.user_spec or "embedded defaults")}))
     try:
-        progress(f"starting the stack in {run_dir}")
-        target = Target(TargetOptions(root=run_dir / "stack", user_spec=options.user_spec,
-                                      netns_cell=options.netns_cell, wrap=options.wrap,
-                                      env=options.env, seed=seed))
+        progress(f"starting the stack ({options.runtime} runtime) in {run_dir}")
+        target = make_target(options.runtime, TargetOptions(
+            root=run_dir / "stack", user_spec=options.user_spec, netns_cell=options.netns_cell,
+            wrap=options.wrap, env=options.env, seed=seed))
         with target:
             schedule = Schedule.open(options.rate) if options.rate else Schedule.closed()
             # Started by the first scenario, with its tenant groups (Run.play).
@@ -107,6 +108,18 @@ def session(options: SuiteOptions, scenario_ids: Sequence[str],
             shutil.rmtree(run_dir, ignore_errors=True)
 
 
+RUNTIMES = ("process", "docker")
+
+
+def make_target(runtime: str, options: TargetOptions) -> Target:
+    """The target on ``runtime``: host processes, or one container per process."""
+    if runtime == "docker":
+        from conformance.harness.docker_target import DockerTarget
+
+        return DockerTarget(options)
+    return Target(options)
+
+
 def finish(run: Run, options: SuiteOptions, started: float) -> SuiteResult:
     """Judge the run's history and write its report (``options.report``)."""
     results = judge(run.recorder.history)
@@ -116,7 +129,8 @@ def finish(run: Run, options: SuiteOptions, started: float) -> SuiteResult:
         from conformance.report import write_report
 
         write_report(options.report, run.recorder.history, results,
-                     profile=options.profile, version=a1_version(), duration_s=duration)
+                     profile=options.profile, version=a1_version(), runtime=options.runtime,
+                     duration_s=duration)
     return result
 
 
@@ -154,7 +168,8 @@ def rejudge(history_path: Path, report: Path | None = None) -> list[CheckResult]
 
         meta = history.meta
         write_report(report, history, results, profile=meta.profile if meta else "unknown",
-                     version=meta.version if meta else a1_version(), duration_s=0.0)
+                     version=meta.version if meta else a1_version(),
+                     runtime=meta.runtime if meta else "process", duration_s=0.0)
     return results
 
 

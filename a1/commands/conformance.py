@@ -40,6 +40,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="open-loop load at OPS requests/s (default: closed loop, 6 workers "
                         "spread over the tenant groups)")
     p.add_argument("--keep", action="store_true", help="keep the run directory and its logs")
+    p.add_argument("--runtime", choices=("process", "docker"), default="process",
+                   help="process: every component a host process; docker: every component, "
+                        "the sink and the fault proxies in containers (images from `a1 images "
+                        "build`), with container nemeses (docs/conformance.md)")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--check", metavar="HISTORY", type=Path,
                       help="judge a saved history.jsonl offline instead of running")
@@ -94,6 +98,9 @@ def run(args: argparse.Namespace) -> int:
     if args.selftest:
         from conformance.selftest import run_selftest
 
+        if args.runtime != "process":
+            raise UserError("--selftest: the broken variants run on the process runtime; "
+                            "drop --runtime docker", 2)
         return run_selftest(only=args.only, seed=args.seed, report=args.report)
     if args.config is not None and not (args.config / "platform.yaml").is_file():
         raise UserError(f"--config {args.config}: no platform.yaml in this directory", 2)
@@ -114,13 +121,15 @@ def run(args: argparse.Namespace) -> int:
     opts = suite.SuiteOptions(profile=args.profile,
                               user_spec=args.config, report=args.report, seed=args.seed,
                               keep=args.keep, rate=args.rate,
-                              netns_cell=suite.netns_cell(args.config))
+                              runtime=args.runtime,
+                              netns_cell=(suite.netns_cell(args.config)
+                                          if args.runtime == "process" else None))
     try:
         result = suite.run_scenarios(scenarios, opts, progress)
     finally:
         progress.done()
     print(suite.summary(result.results))
-    print(f"seed {result.seed}, {result.duration_s:.0f} s"
+    print(f"runtime {args.runtime}, seed {result.seed}, {result.duration_s:.0f} s"
           + (f", report in {args.report}" if args.report else "")
           + (f", run directory {result.run_dir}" if args.keep else ""))
     return 0 if result.ok else 1

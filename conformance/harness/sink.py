@@ -94,9 +94,13 @@ class Sink:
         max_body: int = MAX_BODY,
         max_file_bytes: int = MAX_FILE_BYTES,
         max_samples: int = MAX_SAMPLES,
+        scrape_hosts: tuple[str, ...] = (),
     ) -> None:
         self.out_dir = Path(out_dir)
-        self.scrape_url = check_target(scrape_url) if scrape_url is not None else None
+        # A scrape goes to loopback unless a host is named (the docker runtime's sidecar
+        # is another container): ``scrape_hosts`` are the only others allowed.
+        self.scrape_url = (check_target(scrape_url, scrape_hosts) if scrape_url is not None
+                           else None)
         self.scrape_interval = scrape_interval
         self.scrape_timeout = min(max(scrape_interval, 0.1), 2.0)
         self.max_body = max_body
@@ -445,6 +449,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="decisions.jsonl and last_scrape.prom go here")
     parser.add_argument("--scrape", metavar="URL", help="the sidecar's http://HOST:PORT/metrics")
     parser.add_argument("--scrape-interval", type=_interval, default=1.0, metavar="S")
+    parser.add_argument("--scrape-host", action="append", default=[], metavar="HOST",
+                        help="a non-loopback host --scrape may name (repeatable)")
     parser.add_argument("--max-body", type=positive, default=MAX_BODY, metavar="BYTES")
     parser.add_argument("--max-file-bytes", type=positive, default=MAX_FILE_BYTES,
                         metavar="BYTES")
@@ -453,7 +459,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         sink = Sink(args.out, host, port, scrape_url=args.scrape,
                     scrape_interval=args.scrape_interval, max_body=args.max_body,
-                    max_file_bytes=args.max_file_bytes)  # fmt: skip
+                    max_file_bytes=args.max_file_bytes,
+                    scrape_hosts=tuple(h.lower() for h in args.scrape_host))  # fmt: skip
     except ScrapeError as err:
         print(f"sink: --scrape: {err}", file=sys.stderr)
         return 2

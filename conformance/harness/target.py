@@ -58,7 +58,13 @@ class TargetOptions:
 
 
 class Target(Stack):
-    """A Stack whose links between planes run through fault proxies (see the module)."""
+    """A Stack whose links between planes run through fault proxies (see the module).
+
+    Where the harness listens and how the host reaches it are small methods
+    (``proxy_control_bind``, ``proxy_control_address``, ``sink_listen``, ...), so the
+    docker runtime's ``DockerTarget`` changes addresses only."""
+
+    runtime = "process"
 
     def __init__(self, options: TargetOptions) -> None:
         user = _read_user_spec(options.user_spec) if options.user_spec else None
@@ -95,7 +101,15 @@ class Target(Stack):
     def proxy(self, link: str) -> ProxyControl:
         if link not in self._control_ports:
             raise UserError(f"link {link!r}: no such link (have {', '.join(self.links)})", 2)
-        return ProxyControl(f"{LOOPBACK}:{self._control_ports[link]}", link=link)
+        return ProxyControl(self.proxy_control_address(link), link=link)
+
+    def proxy_control_address(self, link: str) -> str:
+        """Where the suite (on the host) reaches ``link``'s proxy control API."""
+        return f"{LOOPBACK}:{self._control_ports[link]}"
+
+    def proxy_control_bind(self, link: str) -> str:
+        """Where ``link``'s proxy binds its control API."""
+        return f"{LOOPBACK}:{self._control_ports[link]}"
 
     def _proxy_socket(self, link: str) -> Path:
         return self.files.state_dir / f"proxy-{link}.sock"
@@ -133,7 +147,18 @@ class Target(Stack):
 
     @property
     def sink_url(self) -> str:
+        """The sink as the suite on the host reaches it."""
         return f"http://{LOOPBACK}:{self.sink_port}"
+
+    def sink_listen(self) -> str:
+        return f"{LOOPBACK}:{self.sink_port}"
+
+    def sink_scrape_url(self) -> str:
+        """The sidecar's metrics as the sink reaches them."""
+        return self.metrics_url
+
+    def sink_extra_args(self) -> list[str]:
+        return []
 
     # -- process specs ------------------------------------------------------------------
 
@@ -178,10 +203,11 @@ class Target(Stack):
         return ProcessSpec(
             name="sink",
             argv=[sys.executable, "-m", "conformance.harness.sink", "--listen",
-                  f"{LOOPBACK}:{self.sink_port}", "--out", str(self.files.state_dir / "sink"),
+                  self.sink_listen(), "--out", str(self.files.state_dir / "sink"),
                   # Seldom: a scrape loads the sidecar, and stops while the sink is
                   # paused, so a frequent one would lighten exactly the fault windows.
-                  "--scrape", self.metrics_url, "--scrape-interval", "5"],
+                  "--scrape", self.sink_scrape_url(), "--scrape-interval", "5",
+                  *self.sink_extra_args()],
             log_path=self.files.logs / "sink.log",
             ready=http_probe(f"{self.sink_url}/healthz"))
 
@@ -190,10 +216,24 @@ class Target(Stack):
             name=f"proxy-{link}",
             argv=[sys.executable, "-m", "conformance.nemesis.proxy",
                   "--listen", self._proxy_listen(link), "--upstream", self._proxy_upstream(link),
-                  "--control", f"{LOOPBACK}:{self._control_ports[link]}",
-                  "--seed", str(self.target_options.seed), "--name", link],
+                  "--control", self.proxy_control_bind(link),
+                  "--seed", str(self.target_options.seed), "--name", link,
+                  *self.proxy_extra_args()],
             log_path=self.files.logs / f"proxy-{link}.log",
-            ready=http_probe(f"http://{LOOPBACK}:{self._control_ports[link]}/proxy"))
+            ready=http_probe(f"http://{self.proxy_control_address(link)}/proxy"))
+
+    def proxy_extra_args(self) -> list[str]:
+        return []
+
+    def added_cell(self, name: str, port: int) -> tuple[ProcessSpec, str]:
+        """A cell added to the running platform (I-9): its process spec and the
+        endpoint the spec names for it (where Envoy reaches it)."""
+        return ProcessSpec(
+            name=name,
+            argv=[sys.executable, "-m", "a1.cell", "--name", name, "--port", str(port),
+                  "--db", str(self.files.cell_db(name)), "--xds", self.xds_address],
+            log_path=self.files.logs / f"{name}.log",
+            ready=http_probe(f"http://{LOOPBACK}:{port}/healthz")), f"{LOOPBACK}:{port}"
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -237,12 +277,16 @@ class Target(Stack):
                 raise UserError(f"netns cell {opts.netns_cell!r}: no such cell", 2)
             cleanup_stale()
             self._ns = Netns()
+        self.start_harness()
+        super().start()
+
+    def start_harness(self) -> None:
+        """The sink and every fault proxy, ready before the stack they sit in."""
         self.launcher.start(self.sink_spec())
         for link in self.links:
             self.launcher.start(self.proxy_spec(link))
         self.launcher.wait_ready(["sink", *(f"proxy-{link}" for link in self.links)],
-                                 timeout=opts.ready_timeout)
-        super().start()
+                                 timeout=self.target_options.ready_timeout)
 
     def stop(self) -> None:
         from conformance.nemesis.process import resume_all

@@ -1,9 +1,11 @@
 """Process nemeses: kill, pause and restart the stack's processes by launcher name.
 
-Each builder returns a ``Fault`` over the launcher's primitives (``a1/launcher.py``).
-The launcher starts every child in its own session and process group, and
-``Launcher.signal`` signals that whole group, so a pause also stops a child's own
-children (Envoy's hot-restart wrapper, a server's workers) and they resume together.
+Each builder returns a ``Fault`` over the launcher's primitives (``a1/launcher.py``),
+so the same nemesis runs on either runtime. The process launcher starts every child
+in its own session and process group and pauses the whole group (SIGSTOP), so a
+pause also stops a child's own children and they resume together; the docker
+runtime's ``ContainerLauncher`` pauses the container (the cgroup freezer), kills and
+restarts it under the same name and addresses.
 
 A SIGSTOPped process outlives a failed run badly: it holds its ports and files and
 never reads a SIGTERM. So every pause is recorded in a module registry until its
@@ -108,8 +110,13 @@ def resume_all() -> list[str]:
         # By the paused run's own group, not by name: a restart under the same name
         # is another process. ``alive()`` polls that Popen, so the pid is not reused.
         if entry.proc.alive():
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(entry.proc.pid, signal.SIGCONT)
+            container = getattr(entry.proc, "container", None)
+            if container is not None:  # the docker runtime: that very container
+                with contextlib.suppress(Exception):
+                    container.unpause()
+            else:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(entry.proc.pid, signal.SIGCONT)
             resumed.append(entry.name)
     return resumed
 
@@ -141,10 +148,10 @@ def _pause(launcher: Launcher, names: tuple[str, ...]) -> None:
         for name, proc in zip(names, procs, strict=True):
             _paused[proc.pid] = _Paused(launcher, name, proc)
     for name in names:
-        launcher.signal(name, signal.SIGSTOP)
-    for proc in procs:
-        poll(lambda p=proc: process_state(p.pid) in ("T", None), timeout=SETTLE_TIMEOUT,
-             interval=0.01, what=f"{proc.name} (pid {proc.pid}) to stop")
+        launcher.pause(name)
+    for name, proc in zip(names, procs, strict=True):
+        poll(lambda n=name, p=proc: not p.alive() or launcher.paused(n),
+             timeout=SETTLE_TIMEOUT, interval=0.01, what=f"{proc.name} (pid {proc.pid}) to stop")
 
 
 def _resume(launcher: Launcher, names: tuple[str, ...]) -> None:
@@ -156,8 +163,8 @@ def _resume(launcher: Launcher, names: tuple[str, ...]) -> None:
             proc = launcher[name]
             with _lock:
                 _paused.pop(proc.pid, None)
-            launcher.signal(name, signal.SIGCONT)
-            poll(lambda p=proc: process_state(p.pid) != "T", timeout=SETTLE_TIMEOUT,
+            launcher.resume(name)
+            poll(lambda n=name: not launcher.paused(n), timeout=SETTLE_TIMEOUT,
                  interval=0.01, what=f"{name} (pid {proc.pid}) to resume")
         except Exception as err:
             errors.append(err)

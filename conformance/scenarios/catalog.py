@@ -20,6 +20,7 @@ from conformance.nemesis import process
 from conformance.nemesis.base import Fault, combine
 from conformance.nemesis.churn import churn
 from conformance.nemesis.netns import partition
+from conformance.nemesis.network import cut_cell, cut_control
 from conformance.nemesis.proxy.faults import down, toxic
 from conformance.runner import Run
 from conformance.scenarios.base import Scenario, Windows
@@ -49,6 +50,18 @@ def _resync(run: Run) -> None:
          interval=0.1, what="every xDS client to reconnect")
     poll(lambda: published(run.target), timeout=60, interval=0.1, what="the spec published")
     run.observe(run.load.scenario, "resync_s", round(time.monotonic() - t0, 3))
+
+
+def _docker(run: Run) -> bool:
+    return getattr(run.target, "runtime", "process") == "docker"
+
+
+def _partition_cell(run: Run) -> Fault:
+    """A cell cut off Envoy: a network-namespace partition on the process runtime, the
+    cell's container disconnected from its network on docker."""
+    if _docker(run):
+        return cut_cell(run.target, _last_cell(run))
+    return partition(run.target, f"envoy-{run.target.target_options.netns_cell}")
 
 
 def _both_ways(run: Run, links: tuple[str, ...], kind: str, **attrs: int) -> Fault:
@@ -104,6 +117,9 @@ SCENARIOS: tuple[Scenario, ...] = (
                                  [down(run.target, "envoy-xds"), down(run.target, "sidecar-xds")],
                                  "the data plane serves on last-known-good and re-syncs"),
              after_repair=_resync, profiles=("full",)),
+    Scenario("I-1/cut-control",
+             "control plane cut off its network (docker): the data plane serves on LKG",
+             lambda run: cut_control(run.target), after_repair=_resync, profiles=("full",)),
     Scenario("I-2/pause-policy-source",
              "policy source (the control plane) paused: decisions continue, no slower",
              lambda run: process.pause(run.target, "control")),
@@ -121,7 +137,7 @@ SCENARIOS: tuple[Scenario, ...] = (
              victim_cell=_last_cell, profiles=("full",)),
     Scenario("I-5/partition-cell",
              "one cell cut off by a network partition: only its tenants see errors",
-             lambda run: partition(run.target, f"envoy-{run.target.target_options.netns_cell}"),
+             _partition_cell,
              victim_cell=lambda run: run.target.target_options.netns_cell or _last_cell(run)),
     Scenario("I-6/kill-sidecar", "sidecar killed: deny or 503, never a success",
              lambda run: process.kill(run.target, "sidecar"), no_decisions=True),

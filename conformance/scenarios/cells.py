@@ -9,10 +9,6 @@ before and after are recorded for the checker, which derives who moved.
 
 from __future__ import annotations
 
-import sys
-
-from a1.launcher import ProcessSpec, http_probe
-from a1.stack import LOOPBACK
 from conformance.harness.stacks import published, quiet_ports
 from conformance.harness.waiting import poll
 from conformance.load import groups_for
@@ -30,12 +26,7 @@ def add_cell(run: Run) -> Fault:
     taken = set(target.cell_table().cells)
     name = next(f"cell-{i}" for i in range(len(taken) + 1, 1000) if f"cell-{i}" not in taken)
     port = quiet_ports(1)[0]
-    spec = ProcessSpec(
-        name=name,
-        argv=[sys.executable, "-m", "a1.cell", "--name", name, "--port", str(port),
-              "--db", str(target.files.cell_db(name)), "--xds", target.xds_address],
-        log_path=target.files.logs / f"{name}.log",
-        ready=http_probe(f"http://{LOOPBACK}:{port}/healthz"))
+    spec, endpoint = target.added_cell(name, port)
     scenario = run.load.scenario
 
     def inject() -> None:
@@ -43,7 +34,7 @@ def add_cell(run: Run) -> Fault:
         target.launcher.start(spec)
         target.launcher.wait_ready([name], timeout=30)
         run.observe(scenario, "table_before", target.cell_table().to_dict())
-        edit_add_cell(target.spec_dir, name, [f"{LOOPBACK}:{port}"])
+        edit_add_cell(target.spec_dir, name, [endpoint])
         poll(lambda: published(target), timeout=PUBLISH_TIMEOUT, interval=0.2,
              what=f"{name} added and published")
         after = target.cell_table()

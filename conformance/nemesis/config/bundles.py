@@ -79,7 +79,8 @@ def bundle_wrongly_signed(target: Target) -> ConfigFault:
         assert p is not None
         launcher = target.launcher
         original = launcher[p.process].spec
-        keydir = Path(tempfile.mkdtemp(prefix="a1-rogue-key-"))
+        # In the state directory: the docker runtime's containers see only that.
+        keydir = Path(tempfile.mkdtemp(prefix="rogue-key-", dir=target.state_dir))
         key = keydir / "bundle-signing.key"
         generate_signing_key(key)
         argv = [str(a) for a in original.argv]
@@ -144,6 +145,10 @@ def bundle_from_impostor(target: Target, kind: str = "corrupted") -> ConfigFault
     if kind not in BAD_BUNDLES:
         raise ValueError(f"bundle_from_impostor: kind must be one of {', '.join(BAD_BUNDLES)}")
     unavailable = _unavailable(target, "control", "sidecar")
+    if unavailable is None and getattr(target, "runtime", "process") == "docker":
+        unavailable = ("the impostor serves from the suite's own process on the control "
+                       "plane's address, which on docker is inside the internal control "
+                       "network: process runtime only")
     p = None if unavailable else plane(target)
     held: dict[str, Any] = {}
 

@@ -50,14 +50,15 @@ class RunningProxy:
 
 
 def start_proxy(listen: str, upstream: str, control: str = "127.0.0.1:0", *,
-                seed: int | None = None, link: str = "proxy") -> RunningProxy:
+                seed: int | None = None, link: str = "proxy",
+                exposed: bool = False) -> RunningProxy:
     """Start a proxy and its control API in this process; ConfigError on bad input."""
     control_at = parse_address(control, "--control", listen=True)
     if control_at.path:
         raise ConfigError("--control: must be host:port on loopback, not a unix socket")
     proxy = FaultProxy(parse_address(listen, "--listen", listen=True),
                        parse_address(upstream, "--upstream"), seed=seed, name=link)
-    server = ControlServer(proxy, control_at.host, control_at.port)
+    server = ControlServer(proxy, control_at.host, control_at.port, exposed=exposed)
     try:
         proxy.start()
     except BaseException:

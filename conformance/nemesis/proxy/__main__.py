@@ -33,6 +33,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--control", required=True, help="loopback host:port of the API")
     parser.add_argument("--seed", type=int, default=None, help="seed of the toxicity draws")
     parser.add_argument("--name", default="proxy", help="the link's name, for messages")
+    parser.add_argument("--control-exposed", action="store_true",
+                        help="let --control bind a non-loopback address (only inside a "
+                             "container, on a network no component of the stack joins)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="fault-proxy: %(message)s")
     stop = threading.Event()
@@ -40,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(sig, lambda *_: stop.set())
     try:
         running = start_proxy(args.listen, args.upstream, args.control, seed=args.seed,
-                              link=args.name)
+                              link=args.name, exposed=args.control_exposed)
     except UserError as err:
         print(f"{PROG}: {one_line(err)}", file=sys.stderr)
         return err.code
