@@ -111,3 +111,15 @@ def test_plan_avoids_taken_subnets(tmp_path: Path) -> None:
     taken = list(network.free_subnets([]))[:5]
     s.use_plan(s.make_plan(taken))
     assert not any(n.subnet in taken for n in s.plan.networks)
+
+
+@pytest.mark.parametrize("bad", ["envoy", "control", "Cell", "../x", "a b", "c" * 64])
+def test_cell_names_that_would_clash_or_break_docker_names_are_refused(
+        tmp_path: Path, bad: str) -> None:
+    """A cell name becomes a container, host and network name: a component's name
+    (which would take its address) or a name outside the grammar is a usage error."""
+    from policies.core.errors import UserError
+
+    with pytest.raises(UserError) as err:
+        DockerStack(StackOptions(state_dir=tmp_path / "s", cell_names=(bad, "cell-2")))
+    assert err.value.code == 2 and "--runtime docker" in str(err.value)

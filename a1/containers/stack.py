@@ -34,7 +34,20 @@ class DockerStack(Stack):
         self._client = client
         self._plan: network.AddressPlan | None = None
         super().__init__(options, launcher)
+        self.check_cell_names()
         self.run = engine.run_id(self.files.state_dir)
+
+    def check_cell_names(self) -> None:
+        """A cell name becomes a container, host and network name and a key of the
+        address plan: it must be a valid cell name and not another component's."""
+        from policies.core.cells import cell_name_error
+
+        for name in self.cell_names:
+            why = cell_name_error(name)
+            if why is None and name in (*network.HOSTS, "data"):
+                why = f"cell name {name!r} is taken by a component of the stack"
+            if why is not None:
+                raise UserError(f"--runtime docker: {why}", 2)
 
     # -- the engine and the address plan -------------------------------------------------
 
