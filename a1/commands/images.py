@@ -78,8 +78,8 @@ def _list(args: argparse.Namespace) -> int:
         with build.locked(cache):
             images = build.plan(cache, say=lambda _line: None, download=False).images
     except wheels.NotCached:
-        rows = []
-        for name in (names.IMAGE_BASE, *names.COMPONENT_IMAGES):
+        rows, _total = build.size_rows(client, list(build.fixed_images()))
+        for name in (names.IMAGE_SIDECAR, names.IMAGE_CONTROL, names.IMAGE_CELL):
             found = build.current(client, names.image_ref(name))
             size = mb(int(found.attrs.get("Size") or 0)) if found is not None else "-"
             state = "missing" if found is None else "unknown (no wheel cache: a1 images build)"

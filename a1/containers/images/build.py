@@ -97,13 +97,8 @@ class Plan:
         return [self.base, *self.children]
 
 
-def plan(cache: Path, *, say: Callable[[str], None] = print, download: bool = True) -> Plan:
-    """Prepare every input (wheels, Envoy binary) and compute each image's digest.
-
-    Does not run debootstrap: the base's digest is its recipe. Without ``download``
-    a wheel missing from the cache raises ``wheels.NotCached``.
-    """
-    start = time.monotonic()
+def fixed_images() -> tuple[Image, Image]:
+    """a1-base and a1-envoy: their inputs need no wheel (the recipe, the host's Envoy)."""
     base_inputs = digest_of(
         {
             "rootfs": rootfs.recipe(),
@@ -128,6 +123,18 @@ def plan(cache: Path, *, say: Callable[[str], None] = print, download: bool = Tr
         envoy_df,
         {"envoy": envoy_bin},
     )
+    return base, envoy
+
+
+def plan(cache: Path, *, say: Callable[[str], None] = print, download: bool = True) -> Plan:
+    """Prepare every input (wheels, Envoy binary) and compute each image's digest.
+
+    Does not run debootstrap: the base's digest is its recipe. Without ``download``
+    a wheel missing from the cache raises ``wheels.NotCached``.
+    """
+    start = time.monotonic()
+    base, envoy = fixed_images()
+    base_inputs = base.inputs
 
     wheel_dir = cache / "wheels"
     deps = wheels.dependency_wheels(wheels.runtime_pins(), wheel_dir / "deps", download=download)
