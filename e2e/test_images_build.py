@@ -156,3 +156,33 @@ def test_images_carry_only_what_they_need(built: tuple[Any, str]) -> None:
     )
     home, docs = out.decode().split()
     assert home == rootfs.HOME and docs == "0"
+
+
+def test_a_failing_step_names_the_image_and_shows_its_last_lines(built: tuple[Any, str]) -> None:
+    """A build that fails on the real engine: one head line naming the image and step,
+    then the step's own output; no container is left behind."""
+    from a1.containers.images import build
+    from policies.core.errors import UserError
+
+    client, _out = built
+    base = names.image_ref(names.IMAGE_BASE)
+    image = build.Image(
+        "a1-test-broken",
+        "test",
+        "0" * 64,
+        f"FROM {base}\nRUN echo boom-marker-h1; exit 3\n",
+    )
+    before = {c.id for c in client.containers.list(all=True, filters={"ancestor": base})}
+    with pytest.raises(UserError) as err:
+        build._build_child(client, image, nocache=True, say=lambda _l: None)
+    head, *tail = str(err.value).splitlines()
+    assert head.startswith(f"a1 images: building {image.ref} failed at Step 2/")
+    assert "RUN echo boom-marker-h1" in head
+    assert any("boom-marker-h1" in line for line in tail), tail
+    assert "non-zero code: 3" in tail[-1]
+    after = {c.id for c in client.containers.list(all=True, filters={"ancestor": base})}
+    assert after <= before  # forcerm: the failed step's container is gone
+    from docker.errors import ImageNotFound
+
+    with pytest.raises(ImageNotFound):
+        client.images.get(image.ref)
