@@ -18,7 +18,7 @@ from pathlib import Path
 
 from policies.core.errors import UserError
 
-PROFILES = ("quick", "full")
+PROFILES = ("quick", "full", "docker-ci")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -28,7 +28,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "stack, play each scenario (control window, fault, recovery) under "
                     "steady load, and judge invariants I-1..I-11 (docs/conformance.md).")
     p.add_argument("--profile", choices=PROFILES, default="quick",
-                   help="quick: one scenario per invariant (CI); full: every fault variant")
+                   help="quick: one scenario per invariant (CI); full: every fault variant; "
+                        "docker-ci: a kill, a pause, a network cut, a proxy toxic and a "
+                        "killed sidecar (CI's docker job)")
     p.add_argument("--only", metavar="I-3,I-5", type=_only,
                    help="only these invariants or scenario ids (with --selftest: variants)")
     p.add_argument("--config", metavar="SPEC_DIR", type=Path,
