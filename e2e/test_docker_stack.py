@@ -284,3 +284,21 @@ def test_the_compose_file_runs_the_same_stack(client: Any, tmp_path: Path) -> No
     finally:
         subprocess.run([*dc, "down"], timeout=120, capture_output=True, check=False)
     assert run_objects(client, run) == []
+
+
+def test_ctrl_c_during_start_exits_promptly_and_leaves_nothing(client: Any,
+                                                               tmp_path: Path) -> None:
+    """Interrupted while the cells start (some containers created, some not yet started):
+    every container is found and removed, none waited on for its full stop timeout."""
+    u = Up(tmp_path / "interrupted")
+    try:
+        def cells_starting() -> bool:
+            assert u.proc.poll() is None, u.output()
+            flt = {"label": [f"{names.LABEL_RUN}={u.run}", f"{names.LABEL_COMPONENT}=cell-1"]}
+            return bool(client.containers.list(all=True, filters=flt))
+        poll(cells_starting, timeout=120, interval=0.01, what="the cells' containers")
+        os.kill(u.proc.pid, signal.SIGINT)
+        assert u.wait_exit(15) == 0
+        assert run_objects(client, u.run) == []
+    finally:
+        u.cleanup(client)

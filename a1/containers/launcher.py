@@ -95,8 +95,24 @@ class ContainerProcess(ManagedProcess):
             self._code = code
             self._exited.set()
 
-    def wait_exit(self, timeout: float | None = None) -> int | None:
-        self._exited.wait(timeout)
+    def wait_exit(self, timeout: float) -> int | None:
+        """Wait for the exit the waiter thread records; also ask the engine now and then,
+        for a container that never started (so has no waiter) or that is gone."""
+        from docker.errors import NotFound
+
+        deadline = time.monotonic() + timeout
+        while not self._exited.wait(min(0.5, max(0.0, deadline - time.monotonic()))):
+            try:
+                self.container.reload()
+                state = self.container.attrs["State"]
+                if state.get("Status") not in ("running", "paused", "restarting"):
+                    self._set_exit(int(state.get("ExitCode") or 0))
+            except NotFound:
+                self._set_exit(255)
+            except Exception:
+                pass
+            if time.monotonic() >= deadline:
+                break
         return self.returncode
 
 
