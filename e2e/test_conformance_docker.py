@@ -190,3 +190,36 @@ def test_cli_runtime_usage_errors() -> None:
     done = _a1("conformance", "--runtime", "docker", "--selftest")
     assert done.returncode == 2
     assert done.stderr.strip().count("\n") == 0 and "process runtime" in done.stderr
+
+
+def test_interrupted_run_leaves_nothing() -> None:
+    """SIGINT in the middle of a scenario: the run stops, and every container and
+    network it made is gone (the fault is repaired or removed with its container)."""
+    import signal
+
+    from conformance.harness.waiting import poll
+
+    client = engine_or_skip()
+    images_or_skip(client)
+    runs = Path(tempfile.mkdtemp(prefix="a1ci-"))
+    err = runs / "stderr"
+    try:
+        with open(err, "wb") as out:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "a1", "conformance", "--runtime", "docker", "--profile",
+                 "docker-ci", "--seed", str(SEED)], stdout=subprocess.DEVNULL, stderr=out,
+                env={**os.environ, "TMPDIR": str(runs)})
+        try:
+            poll(lambda: b"fault window" in err.read_bytes() or proc.poll() is not None,
+                 timeout=300, interval=0.5, what="the first fault window")
+            assert proc.poll() is None, err.read_text()[-2000:]
+            assert _objects_under(client, runs), "no container of the run while it runs"
+            proc.send_signal(signal.SIGINT)
+            proc.wait(timeout=120)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        assert _objects_under(client, runs) == []
+    finally:
+        shutil.rmtree(runs, ignore_errors=True)
