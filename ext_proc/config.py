@@ -38,6 +38,7 @@ import socket
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from ext_proc import defaults
 from ext_proc.decision_log import MAX_BATCH_BYTES, SINK_BATCH_BYTES, SINK_TIMEOUT, parse_sink_url
@@ -45,6 +46,7 @@ from ext_proc.defaults import MiB
 from ext_proc.opa_envoy import A1_INPUT, DEFAULT_PATH, INPUT_KINDS, OPA_ENVOY_INPUT
 from policies.core.errors import ConfigError
 from policies.core.unix_socket import unix_path_error
+from policies.core.urls import UrlError, check_http_url
 from policies.core.xds.types import SIDECAR_CLUSTER
 from policies.core.yamlio import read_yaml
 
@@ -60,6 +62,9 @@ class TenantSource:
     kind: str = "path"  # path | header | host
     header: str = ""  # kind == header: lower-case header name
     pattern: str = ""  # kind == host: e.g. "{tenant}.example.com"
+
+
+MAX_METRICS_URL = 2048  # bytes of an announced scrape URL
 
 
 @dataclass(frozen=True)
@@ -111,7 +116,7 @@ _TOP = (
 _LOG_KEYS = ("path", "url", "queue", "max_bytes", "timeout", "batch_bytes")
 _XDS_KEYS = (
     "kind", "address", "state_dir", "trusted_keys", "node_id", "cluster", "delta",
-    "boot_timeout", "max_message_bytes", "max_bundles",
+    "boot_timeout", "max_message_bytes", "max_bundles", "metrics_url",
 )  # fmt: skip
 
 
@@ -213,7 +218,8 @@ def parse_config(d: Any, source: str, base: Path) -> SidecarConfig:
             raise bad("cells", "not used with source.kind: xds (the cell table comes over ADS)")
         module = table = None
         xds = _xds_source(src, bad, string, path, size, integer)
-        xds = replace(xds, metrics_url=_metrics_url(metrics_address))
+        if not xds.metrics_url:  # announced explicitly where loopback is not the sidecar
+            xds = replace(xds, metrics_url=_metrics_url(metrics_address))
     else:
         raise bad("source.kind", f"must be file or xds, got {kind!r}")
     input_kind = string(policy, "input", "policy.input", False) or A1_INPUT
@@ -372,4 +378,21 @@ def _xds_source(src: dict[str, Any], bad: Any, string: Any, path: Any, size: Any
         max_message_bytes=size(src, "max_message_bytes", "source.max_message_bytes", 64 * MiB,
                                4 * MiB, 1024 * MiB),
         max_bundles=integer(src, "max_bundles", "source.max_bundles", 8, 1, 64),
+        metrics_url=_announced_metrics_url(src.get("metrics_url"), bad),
     )
+
+
+def _announced_metrics_url(url: object, bad: Any) -> str:
+    """``source.metrics_url``: the URL the control plane scrapes this sidecar at, when its
+    own loopback is not the sidecar's (a container). Only the shape is checked here: the
+    control plane scrapes a non-loopback host only if its operator allowed it."""
+    if url is None:
+        return ""
+    host = urlsplit(url).hostname if isinstance(url, str) and url.isascii() else None
+    try:
+        checked = check_http_url(url, MAX_METRICS_URL, (host or "",))
+    except UrlError as err:
+        raise bad("source.metrics_url", str(err)) from None
+    if checked.path != "/metrics" or checked.query or checked.port is None:
+        raise bad("source.metrics_url", f"must be http://HOST:PORT/metrics, got {url!r}")
+    return checked.url

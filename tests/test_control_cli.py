@@ -205,3 +205,21 @@ def test_serve_reports_a_busy_port(config: Path, tmp_path: Path) -> None:
             env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert f"127.0.0.1:{port}" in proc.stderr
+
+
+@pytest.mark.parametrize("host", ["", "a b", "http://x", "10.0.0.1:80", "-x", "é.example"])
+def test_serve_refuses_a_bad_scrape_host_naming_the_flag(host: str,
+                                                          capsys: pytest.CaptureFixture[str],
+                                                          tmp_path: Path) -> None:  # fmt: skip
+    with pytest.raises(SystemExit) as exc:
+        main(["control", "serve", "--config", str(tmp_path), "--state-dir", str(tmp_path),
+              "--scrape-host", host])
+    assert exc.value.code == 2 and "--scrape-host" in capsys.readouterr().err
+
+
+def test_scrape_hosts_take_one_canonical_form() -> None:
+    from a1.commands.control import _scrape_host
+
+    assert _scrape_host("10.9.0.5") == "10.9.0.5"
+    assert _scrape_host("[FD00::1]") == "fd00::1"
+    assert _scrape_host("Sidecar.Internal") == "sidecar.internal"

@@ -35,6 +35,7 @@ from control.xds.server import XdsServer
 from ext_proc.config import parse_config
 from ext_proc.metrics import EngineCollector, serve_metrics
 from ext_proc.stats import Stats
+from policies.core.errors import ConfigError
 from policies.core.xds import types
 from policies.core.xds.client import AdsClient, Node
 from tests.waiting import free_port, wait_until
@@ -442,6 +443,35 @@ def test_the_sidecar_config_announces_its_metrics_url(address: str | None, url: 
     assert cfg.xds is not None and cfg.xds.metrics_url == url
     if url:
         assert check_target(url) == url
+
+
+def _xds_doc(**source: Any) -> dict[str, Any]:
+    return {"grpc_address": "127.0.0.1:9001", "metrics_address": "0.0.0.0:9100",
+            "source": {"kind": "xds", "address": "10.9.0.2:18000", "state_dir": "lkg",
+                       "trusted_keys": "keys", **source}}  # fmt: skip
+
+
+def test_a_sidecar_in_a_container_announces_its_own_address(tmp_path: Any) -> None:
+    """Its loopback is not the control plane's: it names its control-network address,
+    and the control plane scrapes it only when that host is allowed (--scrape-host)."""
+    url = "http://10.9.0.5:9100/metrics"
+    cfg = parse_config(_xds_doc(metrics_url=url), "sidecar.yaml", tmp_path)
+    assert cfg.xds is not None and cfg.xds.metrics_url == url
+    with pytest.raises(ScrapeError):
+        check_target(url)
+    assert check_target(url, ["10.9.0.5"]) == url
+
+
+@pytest.mark.parametrize("url", [
+    "https://10.9.0.5:9100/metrics", "http://10.9.0.5:9100/admin", "http://10.9.0.5/metrics",
+    "http://u:p@10.9.0.5:9100/metrics", "http://10.9.0.5:9100/metrics?x=1",
+    "http://10.9.0.5:9100/metrics#f", "http://10.9.0.5:9100/metrics\r\nHost: x",
+    "http://" + "a" * 3000 + ":9100/metrics", "", 9100, ["http://10.9.0.5:9100/metrics"],
+    "http://sidecar\u00e9:9100/metrics",
+])  # fmt: skip
+def test_a_bad_announced_metrics_url_is_refused(url: object, tmp_path: Any) -> None:
+    with pytest.raises(ConfigError, match=r"source\.metrics_url"):
+        parse_config(_xds_doc(metrics_url=url), "sidecar.yaml", tmp_path)
 
 
 def test_the_metrics_url_reaches_the_xds_server_as_node_metadata() -> None:

@@ -52,6 +52,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     serve.add_argument("--status-host", default="127.0.0.1",
                        help="address the status endpoint binds (default 127.0.0.1: it has no "
                        "authentication and can promote or abort a rollout)")
+    serve.add_argument("--scrape-host", action="append", default=[], type=_scrape_host,
+                       metavar="HOST", help="a host beyond loopback whose sidecar metrics the "
+                       "rollout may scrape (repeatable; sidecars announce their URL over xDS, "
+                       "so only hosts named here are ever fetched)")
     serve.add_argument("--signing-key", type=Path, metavar="PATH",
                        help="ed25519 bundle signing key (PEM); its .pub is what sidecars "
                        "trust (default: DIR/bundle-signing.key of --state-dir, created if "
@@ -128,6 +132,23 @@ def _config_dir(p: argparse.ArgumentParser) -> None:
 # -- a1 control serve --------------------------------------------------------------------
 
 
+def _scrape_host(text: str) -> str:
+    """An IP address or a host name, in one canonical (lower-case, unbracketed) form."""
+    import ipaddress
+
+    from policies.core.urls import host_error
+
+    host = text.strip().lower().removeprefix("[").removesuffix("]")
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        pass
+    why = host_error(host)
+    if why:
+        raise argparse.ArgumentTypeError(why)
+    return host
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from control.plane.serve import ControlPlane, PlaneOptions
     from policies.bundle import ensure_signing_key
@@ -166,7 +187,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
                            host=host,
                            xds_port=args.xds_port, status_host=args.status_host,
                            status_port=args.status_port, ack_timeout=args.ack_timeout,
-                           drain=args.drain)
+                           drain=args.drain, scrape_hosts=tuple(args.scrape_host))
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:

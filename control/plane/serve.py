@@ -69,6 +69,9 @@ class PlaneOptions:
     ack_timeout: float = ACK_TIMEOUT
     drain: float = DRAIN
     rollout_interval: float = ROLLOUT_INTERVAL
+    # Hosts beyond loopback whose /metrics the rollout scraper may fetch (sidecars in
+    # containers announce their address on the control network).
+    scrape_hosts: tuple[str, ...] = ()
     watch_poll: float = 0.05
     watch_quiet: float = 0.2
     watch_max_delay: float = 2.0
@@ -364,7 +367,9 @@ class ControlPlane:
     def _scrape_targets(self) -> list[str]:
         """Only sidecars' streams, and only their node metadata: ``connections()`` would
         build every stream's per-type status each round."""
-        return metrics_targets(self.server.nodes(SIDECAR_CLUSTER)) if self._started else []
+        if not self._started:
+            return []
+        return metrics_targets(self.server.nodes(SIDECAR_CLUSTER), self.options.scrape_hosts)
 
     def _on_samples(self, samples: list[Any]) -> None:
         """The scraper's round (on its thread): a breach rolls back within this call."""
