@@ -116,13 +116,15 @@ def test_modes_without_sidecar_pin_one_cell(mode: str) -> None:
     assert "a1_sidecar_grpc" not in clusters and "a1_sidecar_http" not in clusters
 
 
-def test_cell_clusters_are_health_checked_with_outlier_detection() -> None:
+def test_cell_clusters_have_one_health_authority_the_active_check() -> None:
+    """No outlier detection beside the check: the two together flapped a restarted
+    cell out of service after it converged (tests/test_envoy_cell_health.py)."""
     clusters = roundtrip("grpc")["static_resources"]["clusters"]
     cells = [c for c in clusters if c["name"].startswith("cell_")]
     assert len(cells) == 3
     for c in cells:
         assert c["health_checks"][0]["http_health_check"] == {"path": "/healthz"}
-        assert c["outlier_detection"]["consecutive_5xx"] > 0
+        assert "outlier_detection" not in c
 
 
 def test_client_supplied_a1_headers_are_stripped_at_the_edge() -> None:
