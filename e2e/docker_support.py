@@ -43,7 +43,8 @@ def images_or_skip(client: Any, kinds: Iterable[str] = names.KINDS) -> None:
 def run_objects(client: Any, run: str) -> list[str]:
     """Names of every container, network and volume labelled with ``run``."""
     flt = {"label": [f"{names.LABEL_PROJECT}={names.PROJECT}", f"{names.LABEL_RUN}={run}"]}
-    out = [f"container {c.name}" for c in client.containers.list(all=True, filters=flt)]
+    out = [f"container {c.name}" for c in client.containers.list(all=True, filters=flt,
+                                                                          ignore_removed=True)]
     out += [f"network {n.name}" for n in client.networks.list(filters=flt)]
     out += [f"volume {v.name}" for v in client.volumes.list(filters=flt)]
     return out

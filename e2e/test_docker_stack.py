@@ -295,7 +295,7 @@ def test_ctrl_c_during_start_exits_promptly_and_leaves_nothing(client: Any,
         def cells_starting() -> bool:
             assert u.proc.poll() is None, u.output()
             flt = {"label": [f"{names.LABEL_RUN}={u.run}", f"{names.LABEL_COMPONENT}=cell-1"]}
-            return bool(client.containers.list(all=True, filters=flt))
+            return bool(client.containers.list(all=True, filters=flt, ignore_removed=True))
         poll(cells_starting, timeout=120, interval=0.01, what="the cells' containers")
         os.kill(u.proc.pid, signal.SIGINT)
         assert u.wait_exit(15) == 0

@@ -40,17 +40,19 @@ def state(tmp_path: Path) -> Path:
 @pytest.fixture
 def launcher(client: Any, state: Path) -> Iterator[ContainerLauncher]:
     run = engine.run_id(state)
-    plan = network.plan(run, ["c1"], network.free_subnets(
-        [*network.docker_subnets(client), *network.host_routes()]),
-        with_control=False, with_sidecar=False)
+
+    def make_plan(taken: list[Any]) -> network.AddressPlan:
+        return network.plan(run, ["c1"], network.free_subnets([*taken, *network.host_routes()]),
+                            with_control=False, with_sidecar=False)
 
     def place(spec: ProcessSpec) -> ContainerPlacement:
         member = "envoy" if spec.name != "c1" else "c1"
-        return ContainerPlacement("control", plan.networks_of(member))
+        assert lau.plan is not None
+        return ContainerPlacement("control", lau.plan.networks_of(member))
 
     lau = ContainerLauncher(run, state, place, client)
     try:
-        lau.create_networks(plan)
+        lau.provision_networks(make_plan)
         yield lau
     finally:
         lau.close()
@@ -146,3 +148,36 @@ def test_process_launcher_pause_resume(tmp_path: Path) -> None:
         lau.resume("p")
         poll(lambda: not lau.paused("p"), timeout=5, what="p running")
         assert lau["p"].alive()
+
+
+def test_a_subnet_taken_meanwhile_means_a_new_plan(client: Any, tmp_path: Path) -> None:
+    """Another run creates a network on our planned subnet between plan and create: the
+    engine refuses the overlap, what was made is removed, and a new plan is created."""
+    from docker.types import IPAMConfig, IPAMPool
+
+    state = tmp_path / "s"
+    state.mkdir()
+    run = engine.run_id(state)
+    free = network.free_subnets([*network.docker_subnets(client), *network.host_routes()])
+    first, second = next(free), next(free)
+    rival = client.networks.create(f"a1-test-rival-{run}", driver="bridge", ipam=IPAMConfig(
+        pool_configs=[IPAMPool(subnet=str(second))]))
+    plans = []
+
+    def make_plan(taken: list[Any]) -> network.AddressPlan:
+        # The first plan is made "before" the rival existed: it ignores what is taken.
+        subs = iter([first, second]) if not plans else network.free_subnets(
+            [*taken, *network.host_routes()])
+        plans.append(network.plan(run, ["c1"], subs, with_control=False, with_sidecar=False))
+        return plans[-1]
+
+    lau = ContainerLauncher(run, state, lambda spec: ContainerPlacement("control", {}), client)
+    try:
+        plan = lau.provision_networks(make_plan)
+        assert len(plans) == 2 and plan is plans[1]
+        assert not {n.subnet for n in plan.networks} & {first, second}
+        assert sorted(run_objects(client, run)) == sorted(f"network {n.name}"
+                                                          for n in plan.networks)
+    finally:
+        lau.close()
+        rival.remove()

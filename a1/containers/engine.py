@@ -116,7 +116,8 @@ def our_objects(client: Any, run: str, owner: str | None = None) -> tuple[list[A
     flt = [f"{names.LABEL_PROJECT}={names.PROJECT}", f"{names.LABEL_RUN}={run}"]
     if owner is not None:
         flt.append(f"{LABEL_OWNER}={owner}")
-    return (client.containers.list(all=True, filters={"label": flt}),
+    # ignore_removed: a container removed between the list and its inspect is just gone.
+    return (client.containers.list(all=True, filters={"label": flt}, ignore_removed=True),
             client.networks.list(filters={"label": flt}))
 
 

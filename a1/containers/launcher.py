@@ -28,12 +28,14 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from ipaddress import IPv4Network
 from pathlib import Path
 from typing import Any
 
-from a1.containers import engine, names
+from a1.containers import engine, names, network
 from a1.containers.network import AddressPlan
 from a1.launcher import Launcher, LaunchError, ManagedProcess, Probe, ProcessSpec
+from policies.core.errors import UserError
 
 # The exec probe: GET a URL from inside a container (cells are on internal networks).
 _EXEC_GET = ("import sys,urllib.request as u;"
@@ -151,6 +153,28 @@ class ContainerLauncher(Launcher):
                 ipam=IPAMConfig(pool_configs=[IPAMPool(subnet=str(net.subnet),
                                                        gateway=net.gateway)]),
                 labels=engine.labels(self.run, self.state_dir, f"network-{net.role}"))
+
+    def provision_networks(self, make_plan: Callable[[list[IPv4Network]], AddressPlan],
+                           attempts: int = 5) -> AddressPlan:
+        """Plan against the subnets in use now and create the networks; when another run
+        took one of them meanwhile (the engine refuses overlapping pools), remove what
+        was made and plan again. Returns the plan that was created."""
+        from docker.errors import APIError
+
+        failed: list[IPv4Network] = []
+        for attempt in range(attempts):
+            plan = make_plan([*network.docker_subnets(self.client), *failed])
+            try:
+                self.create_networks(plan)
+                return plan
+            except APIError as err:
+                for net in engine.our_objects(self.client, self.run, engine.owner_token())[1]:
+                    engine.remove_network(net)
+                if "overlap" not in str(err) or attempt == attempts - 1:
+                    raise UserError(f"--runtime docker: cannot create the stack's networks: "
+                                    f"{_one_line(err)}") from None
+                failed += [n.subnet for n in plan.networks]
+        raise AssertionError("unreachable")
 
     def disconnect(self, name: str, network: str) -> None:
         """Cut ``name``'s container off ``network`` (a fault: its links there fail)."""

@@ -174,24 +174,9 @@ class DockerStack(Stack):
 
     def create_networks(self, attempts: int = 5) -> None:
         """Create the plan's networks; a subnet someone took meanwhile means a new plan."""
-        from docker.errors import APIError
-
         launcher = self.launcher
         assert isinstance(launcher, ContainerLauncher)
-        for attempt in range(attempts):
-            try:
-                launcher.create_networks(self.plan)
-                return
-            except APIError as err:
-                _containers, nets = engine.our_objects(self.client, self.run)
-                for net in nets:
-                    engine.remove_network(net)
-                if "overlap" not in str(err) or attempt == attempts - 1:
-                    raise UserError(f"--runtime docker: cannot create the stack's networks: "
-                                    f"{str(err).splitlines()[-1][:300]}") from None
-                taken = network.docker_subnets(self.client)
-                taken += [n.subnet for n in self.plan.networks]
-                self._plan = self.make_plan(taken)
+        self._plan = launcher.provision_networks(self.make_plan, attempts)
 
     def start(self) -> None:
         self.preflight()
