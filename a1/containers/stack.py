@@ -151,9 +151,21 @@ class DockerStack(Stack):
         return f"{self.plan.ip('control', self.plan.control)}:{network.XDS_PORT}"
 
     def control_listen_args(self) -> list[str]:
+        """ADS on the control network, status on the data network (published), and the
+        rollout may scrape the sidecar at its control-network address, and only there."""
         plan = self.plan
         return ["--host", plan.ip("control", plan.control), "--xds-port", str(network.XDS_PORT),
-                "--status-host", plan.ip("control", plan.data)]
+                "--status-host", plan.ip("control", plan.data),
+                "--scrape-host", plan.ip("sidecar", plan.control)]
+
+    def sidecar_settings(self) -> dict[str, Any]:
+        """The sidecar announces its metrics at its control-network address: inside the
+        control plane's container, loopback is not the sidecar (docs/rollout.md)."""
+        doc = super().sidecar_settings()
+        if "source" in doc:
+            ip = self.plan.ip("sidecar", self.plan.control)
+            doc["source"]["metrics_url"] = f"http://{ip}:{self.ports.sidecar_metrics}/metrics"
+        return doc
 
     def control_probe(self) -> Probe:
         return http_probe(f"{self.control_url}/healthz")

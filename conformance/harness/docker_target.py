@@ -132,19 +132,7 @@ class DockerTarget(Target, DockerStack):
         name = f"a1-{self.run}-{self.proxy_name('sidecar-sink')}"
         doc["decision_log"] = {**doc["decision_log"],
                                "url": f"http://{name}:{PROXY_PORT}/v1/decisions"}
-        ip = self.plan.ip("sidecar", self.plan.control)
-        doc["source"]["metrics_url"] = f"http://{ip}:{self.ports.sidecar_metrics}/metrics"
         return doc
-
-    def control_listen_args(self) -> list[str]:
-        """The rollout scrapes the sidecar at its control-network address, and only there.
-
-        Until ``DockerStack`` itself announces the sidecar's metrics URL and names the
-        scrape host (docs/rollout.md), the control plane's rollout never reads the
-        canary on ``a1 up --runtime docker``: this override (with ``source.metrics_url``
-        above) is the suite's stand-in and goes once the stack does it."""
-        return [*super().control_listen_args(), "--scrape-host",
-                self.plan.ip("sidecar", self.plan.control)]
 
     def _proxy_upstream(self, link: str) -> str:
         if link == "sidecar-sink":
