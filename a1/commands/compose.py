@@ -9,11 +9,8 @@ from pathlib import Path
 
 import yaml
 
-from a1 import envoy_bootstrap
-from a1.argtypes import positive
-from a1.commands.stack import _existing_cells, _ports, _stack_ports, _state_dir
+from a1.commands.stack import stack_flags, stack_options
 from a1.files import write_atomic
-from a1.stack import DEFAULT_POLICY, DEFAULT_POLICY_DATA, StackOptions
 from policies.core.errors import UserError
 
 
@@ -24,15 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                        "the same stack: containers, networks and subnets, addresses, ports on "
                        "127.0.0.1, healthchecks and start order. Run it with "
                        "`docker compose -f FILE up` (images from `a1 images build`).")
-    p.add_argument("--cells", type=positive, default=None,
-                   help="number of cells (default: those of an existing cells.yaml, else 3)")
-    _state_dir(p)
-    _ports(p)
-    p.add_argument("--mode", choices=envoy_bootstrap.MODES, default="grpc",
-                   help="authorization filter (default grpc ext_authz)")
-    p.add_argument("--policy", type=Path, default=DEFAULT_POLICY, help="Rego policy")
-    p.add_argument("--policy-data", type=Path, default=DEFAULT_POLICY_DATA,
-                   help="data document")
+    stack_flags(p)
     p.add_argument("-o", "--output", type=Path, help="write here instead of stdout")
     p.set_defaults(func=cmd_compose)
 
@@ -41,11 +30,7 @@ def cmd_compose(args: argparse.Namespace) -> int:
     from a1.containers import compose, engine, network
     from a1.containers.stack import DockerStack
 
-    names = _existing_cells(args.state_dir) if args.cells is None else None
-    n_cells = len(names) if names else (args.cells or 3)
-    options = StackOptions(state_dir=args.state_dir, cells=n_cells, cell_names=names,
-                           mode=args.mode, ports=_stack_ports(args, n_cells),
-                           policy=args.policy, policy_data=args.policy_data)
+    options = stack_options(args)
     try:
         client = engine.connect("a1 compose")
     except UserError as err:  # the file can still be written; subnets checked on the host

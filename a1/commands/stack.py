@@ -35,24 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         description="Generate dev keys and config into the state directory, "
                         "start cells, the sidecar and Envoy, wait until healthy, and supervise "
                         "them until Ctrl-C or SIGTERM.")
-    up.add_argument("--cells", type=positive, default=None,
-                    help="number of cells (default: those of an existing cells.yaml, else 3)")
-    _state_dir(up)
-    _ports(up)
-    up.add_argument("--mode", choices=envoy_bootstrap.MODES, default="grpc",
-                    help="authorization filter (default grpc ext_authz)")
-    up.add_argument("--policy", type=Path, default=DEFAULT_POLICY,
-                    help=f"Rego policy (default {_rel(DEFAULT_POLICY)})")
-    up.add_argument("--policy-data", type=Path, default=DEFAULT_POLICY_DATA,
-                    help=f"data document (default {_rel(DEFAULT_POLICY_DATA)})")
-    up.add_argument("--policy-input", choices=sorted(INPUT_KINDS), default="a1",
-                    help="the input the policy expects: a1 (default) or opa-envoy "
-                         "(OPA-Envoy's input and decisions, docs/opa-envoy.md)")
-    up.add_argument("--entrypoint", default=None,
-                    help="decision rule (default a1/authz/decision; envoy/authz/allow "
-                         "with --policy-input opa-envoy)")
-    up.add_argument("--verifies-tokens", action="store_true",
-                    help="the policy verifies bearer tokens itself: Envoy runs no jwt_authn")
+    stack_flags(up)
     up.add_argument("--runtime", choices=("process", "docker"), default="process",
                     help="run each component as a local process (default) or in its own "
                     "docker container (images from `a1 images build`; docs/containers.md)")
@@ -130,6 +113,39 @@ def _stack_ports(args: argparse.Namespace, n_cells: int) -> StackPorts:
                                args.https_port, args.admin_port)
 
 
+def stack_flags(p: argparse.ArgumentParser) -> None:
+    """The flags that describe a stack: `a1 up` and `a1 compose` take the same ones."""
+    p.add_argument("--cells", type=positive, default=None,
+                   help="number of cells (default: those of an existing cells.yaml, else 3)")
+    _state_dir(p)
+    _ports(p)
+    p.add_argument("--mode", choices=envoy_bootstrap.MODES, default="grpc",
+                   help="authorization filter (default grpc ext_authz)")
+    p.add_argument("--policy", type=Path, default=DEFAULT_POLICY,
+                   help=f"Rego policy (default {_rel(DEFAULT_POLICY)})")
+    p.add_argument("--policy-data", type=Path, default=DEFAULT_POLICY_DATA,
+                   help=f"data document (default {_rel(DEFAULT_POLICY_DATA)})")
+    p.add_argument("--policy-input", choices=sorted(INPUT_KINDS), default="a1",
+                   help="the input the policy expects: a1 (default) or opa-envoy "
+                        "(OPA-Envoy's input and decisions, docs/opa-envoy.md)")
+    p.add_argument("--entrypoint", default=None,
+                   help="decision rule (default a1/authz/decision; envoy/authz/allow "
+                        "with --policy-input opa-envoy)")
+    p.add_argument("--verifies-tokens", action="store_true",
+                   help="the policy verifies bearer tokens itself: Envoy runs no jwt_authn")
+
+
+def stack_options(args: argparse.Namespace) -> StackOptions:
+    """The stack ``stack_flags`` describe (cells: --cells, else an earlier run's, else 3)."""
+    names = _existing_cells(args.state_dir) if args.cells is None else None
+    n_cells = len(names) if names else (args.cells or 3)
+    return StackOptions(state_dir=args.state_dir, cells=n_cells, cell_names=names,
+                        mode=args.mode, ports=_stack_ports(args, n_cells),
+                        policy=args.policy, policy_data=args.policy_data,
+                        policy_input=args.policy_input, entrypoint=args.entrypoint,
+                        verifies_tokens=args.verifies_tokens)
+
+
 # -- a1 up ----------------------------------------------------------------------------
 
 
@@ -146,13 +162,7 @@ def _existing_cells(state_dir: Path) -> tuple[str, ...] | None:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    names = _existing_cells(args.state_dir) if args.cells is None else None
-    n_cells = len(names) if names else (args.cells or 3)
-    options = StackOptions(state_dir=args.state_dir, cells=n_cells, cell_names=names,
-                           mode=args.mode, ports=_stack_ports(args, n_cells),
-                           policy=args.policy, policy_data=args.policy_data,
-                           policy_input=args.policy_input, entrypoint=args.entrypoint,
-                           verifies_tokens=args.verifies_tokens)
+    options = stack_options(args)
     stop = threading.Event()
     supervising = threading.Event()
 
