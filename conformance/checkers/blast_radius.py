@@ -35,8 +35,8 @@ STATISTIC = (
 class Bounds:
     """min_ops: load ops each group needs in the fault+recovery windows.
     min_misroutes: misroute probes without which "cells refuse strangers" is unshown.
-    convergence_ops/convergence_s: a restarted cell (process start, then Envoy's
-    health check and outlier ejection lifting) is back within 20 s on a loaded box."""
+    convergence_ops/convergence_s: a restarted cell (process start, its table, then
+    Envoy's health check passing) is back within 20 s on a loaded box."""
 
     min_ops: int = 10
     min_misroutes: int = 1
