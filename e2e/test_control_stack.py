@@ -7,7 +7,8 @@ and check the data plane through real requests under steady load:
 - the control plane killed: traffic stays at 100 %; an Envoy and a sidecar
   restarted during the outage boot from last-known-good and serve; the control
   plane back, a spec change reaches everyone again;
-- a cell added and a cell removed under steady load fail no request;
+- a cell added and a cell removed under steady load fail no request, and so does a
+  cell slow to pass its first health check (Envoy warms its cluster first);
 - a canary policy that breaches the deny-rate bound is rolled back by itself;
 - a tampered or unsigned bundle is refused, and the old policy keeps deciding.
 """
@@ -34,6 +35,7 @@ from a1.stack import Stack
 from conformance.harness.client import Client
 from conformance.harness.stacks import control_status, published, tenants_in_table
 from conformance.harness.waiting import poll
+from conformance.nemesis.proxy import start_proxy
 from control.pipeline.compile import compile_bundle
 from control.pipeline.render import render
 from control.pipeline.state import initial_state
@@ -218,6 +220,51 @@ def test_a_cell_added_and_removed_under_steady_load_fails_no_request(
                for t in movers), load.cells
     clusters = urllib.request.urlopen(f"{stack.admin_url}/clusters", timeout=5).read().decode()
     assert "cell_cell-4::" not in clusters
+
+
+@pytest.fixture
+def slow_cell(stack: Stack, tmp_path: Path) -> Iterator[str]:
+    """A fifth cell that Envoy reaches through a fault proxy adding 1.4 s to every answer
+    (a loaded or far cell): Envoy's first health check of it takes that long. Its
+    endpoint as the spec names it (the proxy)."""
+    port = free_ports(1)[0]
+    spec = ProcessSpec(
+        name="cell-5",
+        argv=[sys.executable, "-m", "a1.cell", "--name", "cell-5", "--port", str(port),
+              "--db", str(tmp_path / "cell-5.db"), "--xds", stack.xds_address],
+        log_path=stack.files.logs / "cell-5.log",
+        ready=http_probe(f"http://127.0.0.1:{port}/healthz"))
+    stack.launcher.start(spec)
+    try:
+        stack.launcher.wait_ready(["cell-5"], timeout=30)
+        with start_proxy("127.0.0.1:0", f"127.0.0.1:{port}", link="envoy-cell-5") as proxy:
+            proxy.control.add("latency", latency=1400)
+            yield f"127.0.0.1:{proxy.listen.port}"
+    finally:
+        stack.launcher.stop("cell-5")
+
+
+def test_a_cell_slow_to_pass_its_first_health_check_is_added_without_a_503(
+        stack: Stack, slow_cell: str) -> None:
+    """A route to a cluster Envoy is still warming (its first health check running)
+    answers 503. Envoy holds the ACK of the phase that adds the cell until it has warmed
+    the cluster, and the publisher waits for that ACK, so no tenant is sent there early
+    (docs/control-plane.md, "ACKs and cluster warming")."""
+    grown = stack.cell_table().add_cell("cell-5")
+    movers = [t for t in (f"slow-{i}" for i in range(5000)) if grown.lookup(t) == "cell-5"][:2]
+    config = str(stack.files.platform)
+    with Load(stack, movers) as load:
+        poll(lambda: load.total() > 20, what="steady load before the change")
+        assert a1_main(["cells", "add", "cell-5", "--endpoint", slow_cell,
+                        "--config", config]) == 0
+        poll(lambda: published(stack), timeout=90, what="cell-5 added")
+        poll(lambda: all("cell-5" in load.cells[t] for t in movers), timeout=30,
+             what="the movers served by cell-5")
+    try:
+        assert load.failures() == {}, f"{dict(load.outcomes)}\n{failed_requests(stack)}"
+    finally:
+        assert a1_main(["cells", "remove", "cell-5", "--config", config]) == 0
+        poll(lambda: published(stack), timeout=90, what="cell-5 removed")
 
 
 DENY_ALL = """package a1.authz
