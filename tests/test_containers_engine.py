@@ -161,3 +161,23 @@ def test_an_image_not_built_by_a1_is_stale(client: Any, monkeypatch: pytest.Monk
             engine.check_images(client, ["envoy"])
     finally:
         client.images.remove(ref, force=True)
+
+
+def test_an_image_built_from_other_source_is_stale(client: Any,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Built by `a1 images build`, but from another checkout or an older commit (its
+    source label differs from this tree's): refused before anything starts."""
+    import io
+
+    images_or_skip(client, ["cell"])
+    ref = f"a1-test-oldsource:{os.getpid()}"
+    dockerfile = f"FROM {names.image_for('cell')}\nLABEL {names.LABEL_SOURCE}=0123abcd\n"
+    client.images.build(fileobj=io.BytesIO(dockerfile.encode()), tag=ref, pull=False, rm=True)
+    try:
+        monkeypatch.setattr(names, "image_for", lambda kind: ref)
+        with pytest.raises(UserError, match=rf"image {ref} is stale \(built from other A1 "
+                                            r"source than this checkout's\): run `a1 images "
+                                            r"build`"):
+            engine.check_images(client, ["cell"])
+    finally:
+        client.images.remove(ref, force=True)

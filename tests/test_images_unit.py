@@ -302,3 +302,54 @@ def test_follow_returns_each_steps_image() -> None:
         {"stream": "Successfully built abcdefabcdef\n"},
     ]
     assert build.follow("x", stream, lambda _l: None) == {"0123456789ab", "abcdefabcdef"}
+
+
+def _tree(root: Path) -> Path:
+    root.mkdir(parents=True)
+    (root / "pyproject.toml").write_text("[project]\nname = 'a1'\n")
+    for pkg in wheels.PACKAGES:
+        (root / pkg).mkdir(parents=True)
+        (root / pkg / "__init__.py").write_text(f"# {pkg}\n")
+    return root
+
+
+def test_source_digest_follows_every_packaged_byte_and_path_only(tmp_path: Path) -> None:
+    root = _tree(tmp_path / "a")
+    first = wheels.source_digest(root)
+    assert first == wheels.source_digest(_tree(tmp_path / "b"))  # paths are relative
+    cache = root / "a1" / "__pycache__"
+    cache.mkdir()
+    (cache / "x.cpython-311.pyc").write_bytes(b"compiled")
+    (root / "a1" / "stray.pyc").write_bytes(b"compiled")
+    (root / "a1.egg-info").mkdir()
+    (root / "README.md").write_text("not packaged")
+    assert wheels.source_digest(root) == first  # what the wheel build leaves out
+    (root / "control" / "__init__.py").write_text("# control!\n")
+    changed = wheels.source_digest(root)
+    assert changed != first
+    (root / "control" / "__init__.py").rename(root / "control" / "other.py")
+    assert wheels.source_digest(root) not in (first, changed)  # a rename is a change
+    # A file's bytes cannot slide into its name: "ab"+"c" and "a"+"bc" differ.
+    (root / "control" / "other.py").unlink()
+    (root / "control" / "ab").write_text("c")
+    one = wheels.source_digest(root)
+    (root / "control" / "ab").unlink()
+    (root / "control" / "a").write_text("bc")
+    assert wheels.source_digest(root) != one
+
+
+def test_the_python_images_carry_the_source_digest_in_label_and_inputs(
+        inputs: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = _tree(tmp_path / "src")
+    monkeypatch.setattr(wheels, "source_root", lambda: root)
+    the_plan = build.plan(tmp_path / "cache", say=lambda _l: None)
+    by_name = {i.name: i for i in the_plan.images}
+    source = wheels.source_digest(root)
+    for component in names.PYTHON_COMPONENTS:
+        assert build.labels(by_name[f"a1-{component}"])[names.LABEL_SOURCE] == source
+    assert names.LABEL_SOURCE not in build.labels(by_name[names.IMAGE_ENVOY])
+    before = {i.name: i.inputs for i in the_plan.images}
+    (root / "a1" / "new.py").write_text("x = 1\n")  # even a file the wheel would skip
+    after = {i.name: i.inputs for i in build.plan(tmp_path / "cache", say=lambda _l: None).images}
+    changed = {n for n in before if before[n] != after[n]}
+    assert changed == {f"a1-{c}" for c in names.PYTHON_COMPONENTS}

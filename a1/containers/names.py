@@ -13,6 +13,7 @@ LABEL_PROJECT = f"{LABEL_PREFIX}.project"  # value "a1" on every container, netw
 LABEL_RUN = f"{LABEL_PREFIX}.run"  # the run's id
 LABEL_COMPONENT = f"{LABEL_PREFIX}.component"  # envoy, sidecar, control, relay, cell-1, ...
 LABEL_INPUTS = f"{LABEL_PREFIX}.inputs"  # on images: sha256 of everything the image is built from
+LABEL_SOURCE = f"{LABEL_PREFIX}.source"  # on the python images: sha256 of A1's source tree
 PROJECT = "a1"
 
 
@@ -40,6 +41,7 @@ def image_ref(name: str) -> str:
 
 
 KINDS = ("envoy", "sidecar", "control", "cell")
+PYTHON_COMPONENTS = ("sidecar", "control", "cell")  # the images holding A1 itself
 
 
 def image_for(kind: str) -> str:

@@ -29,7 +29,7 @@ from policies.core.errors import UserError
 
 DEFAULT_CACHE = Path("~/.cache/a1/images")
 CACHE_ENV = "A1_IMAGE_CACHE"
-PYTHON_COMPONENTS = ("sidecar", "control", "cell")
+PYTHON_COMPONENTS = names.PYTHON_COMPONENTS
 TAIL = 12  # lines of a failing build step shown
 STEP_ID = re.compile(r"^ ---> ([0-9a-f]{12})$")  # the classic builder's "this step's image"
 
@@ -80,6 +80,7 @@ class Image:
     inputs: str
     dockerfile: str = ""
     files: dict[str, Path] = field(default_factory=dict)  # context path -> host file
+    source: str = ""  # the python images: wheels.source_digest of the tree they hold
 
     @property
     def ref(self) -> str:
@@ -139,7 +140,9 @@ def plan(cache: Path, *, say: Callable[[str], None] = print, download: bool = Tr
     wheel_dir = cache / "wheels"
     deps = wheels.dependency_wheels(wheels.runtime_pins(), wheel_dir / "deps", download=download)
     pip = wheels.pip_wheel(wheel_dir / "pip", download=download)
-    project = wheels.project_wheel(wheels.source_root(), wheel_dir / "project")
+    root = wheels.source_root()
+    source = wheels.source_digest(root)
+    project = wheels.project_wheel(root, wheel_dir / "project")
     files = {f"wheels/{p.name}": p for p in deps}
     files[f"project/{project.name}"] = project
     files[f"pip/{pip.name}"] = pip
@@ -151,9 +154,13 @@ def plan(cache: Path, *, say: Callable[[str], None] = print, download: bool = Tr
             Image(
                 f"a1-{component}",
                 component,
-                digest_of({"base": base_inputs, "dockerfile": text, "files": file_digests}),
+                # The source digest too: `a1 up` compares it with the checkout's, so an
+                # image must be relabelled when any source file changed.
+                digest_of({"base": base_inputs, "dockerfile": text, "files": file_digests,
+                           "source": source}),
                 text,
                 files,
+                source,
             )
         )
     say(f"{'wheels':<12} ready: {len(files)} wheels ({time.monotonic() - start:.1f} s)")
@@ -161,11 +168,14 @@ def plan(cache: Path, *, say: Callable[[str], None] = print, download: bool = Tr
 
 
 def labels(image: Image) -> dict[str, str]:
-    return {
+    out = {
         names.LABEL_PROJECT: names.PROJECT,
         names.LABEL_COMPONENT: image.component,
         names.LABEL_INPUTS: image.inputs,
     }
+    if image.source:
+        out[names.LABEL_SOURCE] = image.source
+    return out
 
 
 def current(client: Any, ref: str) -> Any | None:
