@@ -71,6 +71,19 @@ class Up:
     def container(self, client: Any, name: str) -> Any:
         return client.containers.get(f"a1-{self.run}-{name}")
 
+    def reaper_pids(self) -> list[int]:
+        """This a1's sweepers (``a1.containers.reaper --run RUN --owner HOST/PID/START``)."""
+        owner = f"/{self.proc.pid}/".encode()
+        out = []
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                with contextlib.suppress(OSError):
+                    argv = (entry / "cmdline").read_bytes().split(b"\0")
+                    if (b"a1.containers.reaper" in argv and self.run.encode() in argv
+                            and any(owner in a for a in argv)):
+                        out.append(int(entry.name))
+        return out
+
     def cleanup(self, client: Any) -> None:
         """Whatever happened: the process gone, the run's objects removed."""
         if self.proc.poll() is None:
@@ -234,7 +247,12 @@ def test_crash_leftovers_are_cleaned_by_the_next_run_and_attackers_refused(
         assert "another a1" in second.err.read_text()
         assert status(first, "acme") == 200
 
-        first.proc.kill()  # a crash: no cleanup ran
+        # A crash that took the sweeper too (a host reset, a cgroup OOM kill): nothing
+        # cleaned up, so the next run must.
+        sweepers = first.reaper_pids()
+        assert len(sweepers) == 1, sweepers
+        os.kill(sweepers[0], signal.SIGKILL)
+        first.proc.kill()
         first.proc.wait()
         left = run_objects(client, run)
         assert any(o.startswith("container") for o in left)
@@ -258,6 +276,26 @@ def test_crash_leftovers_are_cleaned_by_the_next_run_and_attackers_refused(
         for c in (foreign, spoof):
             if c is not None:
                 engine.remove_container(c)
+
+
+def test_a_sigkilled_a1_up_leaves_nothing(client: Any, tmp_path: Path) -> None:
+    """No cleanup code of a1 runs on SIGKILL; its sweeper sees the pipe close and
+    removes the run's containers and networks, and then exits itself."""
+    u = Up(tmp_path / "killed")
+    try:
+        u.wait_up()
+        sweepers = u.reaper_pids()
+        assert len(sweepers) == 1, sweepers
+        assert run_objects(client, u.run)
+        u.proc.kill()
+        u.proc.wait()
+        poll(lambda: run_objects(client, u.run) == [], timeout=60,
+             what="the sweeper to remove the killed run's objects")
+        poll(lambda: not u.reaper_pids(), timeout=30, what="the sweeper to exit")
+        log = (u.state / "logs" / "reaper.log").read_text()
+        assert "ended without cleaning up" in log, log
+    finally:
+        u.cleanup(client)
 
 
 @pytest.mark.skipif(shutil.which("docker-compose") is None,

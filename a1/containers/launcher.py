@@ -13,7 +13,8 @@ so ``log_tail`` and ``with_log`` are unchanged. One waiter thread per container
 
 A restart removes the old container and creates a fresh one, same name and addresses.
 ``close()`` (also at interpreter exit) removes every container and network labelled
-with the run, whatever state they are in.
+with the run, whatever state they are in; if this process dies without running it
+(SIGKILL), a sweeper process it started removes them (``a1.containers.reaper``).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import atexit
 import contextlib
 import os
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -134,7 +136,19 @@ class ContainerLauncher(Launcher):
         self.image_for = image_for
         self.extra_mounts = list(mounts)
         self.plan: AddressPlan | None = None
+        self._reaper = self._start_reaper()
         atexit.register(self.close)
+
+    def _start_reaper(self) -> subprocess.Popen[bytes]:
+        """The sweeper that removes this run's objects if this process dies uncleanly
+        (``a1.containers.reaper``): it waits for end-of-file on the pipe only we hold."""
+        log = self.state_dir / "logs" / "reaper.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with open(log, "ab") as out:
+            return subprocess.Popen(
+                [sys.executable, "-m", "a1.containers.reaper", "--run", self.run,
+                 "--owner", engine.owner_token()],
+                stdin=subprocess.PIPE, stdout=out, stderr=out, start_new_session=True)
 
     def container_name(self, name: str) -> str:
         return f"a1-{self.run}-{name}"
@@ -418,6 +432,12 @@ class ContainerLauncher(Launcher):
                 print(f"a1: removing run {self.run}'s containers and networks: "
                       f"{_one_line(err)}", file=sys.stderr)
             atexit.unregister(self.close)
+            # Done: the sweeper finds nothing of ours and exits (collected off this path).
+            reaper = self._reaper
+            if reaper.stdin is not None and not reaper.stdin.closed:
+                with contextlib.suppress(OSError):
+                    reaper.stdin.close()
+                threading.Thread(target=reaper.wait, daemon=True, name="a1-reaper").start()
 
 
 def _one_line(err: BaseException) -> str:
