@@ -15,6 +15,7 @@ and check the data plane through real requests under steady load:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import re
@@ -152,21 +153,28 @@ def test_a_control_plane_outage_loses_nothing_and_restarts_boot_from_last_known_
          == table.lookup(moved), timeout=60, what="the override lifted")
 
 
-@pytest.fixture
-def fourth_cell(stack: Stack, tmp_path: Path) -> Iterator[int]:
+@contextlib.contextmanager
+def extra_cell(stack: Stack, name: str, tmp_path: Path) -> Iterator[int]:
+    """A cell process not yet in the spec (it takes its table from the control plane,
+    as an operator's new cell does); its port while it runs."""
     port = free_ports(1)[0]
-    spec = ProcessSpec(
-        name="cell-4",
-        argv=[sys.executable, "-m", "a1.cell", "--name", "cell-4", "--port", str(port),
-              "--db", str(tmp_path / "cell-4.db"), "--xds", stack.xds_address],
-        log_path=stack.files.logs / "cell-4.log",
-        ready=http_probe(f"http://127.0.0.1:{port}/healthz"))
-    stack.launcher.start(spec)
+    stack.launcher.start(ProcessSpec(
+        name=name,
+        argv=[sys.executable, "-m", "a1.cell", "--name", name, "--port", str(port),
+              "--db", str(tmp_path / f"{name}.db"), "--xds", stack.xds_address],
+        log_path=stack.files.logs / f"{name}.log",
+        ready=http_probe(f"http://127.0.0.1:{port}/healthz")))
     try:
-        stack.launcher.wait_ready(["cell-4"], timeout=30)
+        stack.launcher.wait_ready([name], timeout=30)
         yield port
     finally:
-        stack.launcher.stop("cell-4")
+        stack.launcher.stop(name)
+
+
+@pytest.fixture
+def fourth_cell(stack: Stack, tmp_path: Path) -> Iterator[int]:
+    with extra_cell(stack, "cell-4", tmp_path) as port:
+        yield port
 
 
 def failed_requests(stack: Stack, last: int = 20) -> str:
@@ -227,21 +235,10 @@ def slow_cell(stack: Stack, tmp_path: Path) -> Iterator[str]:
     """A fifth cell that Envoy reaches through a fault proxy adding 1.4 s to every answer
     (a loaded or far cell): Envoy's first health check of it takes that long. Its
     endpoint as the spec names it (the proxy)."""
-    port = free_ports(1)[0]
-    spec = ProcessSpec(
-        name="cell-5",
-        argv=[sys.executable, "-m", "a1.cell", "--name", "cell-5", "--port", str(port),
-              "--db", str(tmp_path / "cell-5.db"), "--xds", stack.xds_address],
-        log_path=stack.files.logs / "cell-5.log",
-        ready=http_probe(f"http://127.0.0.1:{port}/healthz"))
-    stack.launcher.start(spec)
-    try:
-        stack.launcher.wait_ready(["cell-5"], timeout=30)
-        with start_proxy("127.0.0.1:0", f"127.0.0.1:{port}", link="envoy-cell-5") as proxy:
-            proxy.control.add("latency", latency=1400)
-            yield f"127.0.0.1:{proxy.listen.port}"
-    finally:
-        stack.launcher.stop("cell-5")
+    with (extra_cell(stack, "cell-5", tmp_path) as port,
+          start_proxy("127.0.0.1:0", f"127.0.0.1:{port}", link="envoy-cell-5") as proxy):
+        proxy.control.add("latency", latency=1400)
+        yield f"127.0.0.1:{proxy.listen.port}"
 
 
 def test_a_cell_slow_to_pass_its_first_health_check_is_added_without_a_503(

@@ -202,6 +202,19 @@ def _short_labels(lab: dict[str, str] | None) -> str:
     return ", ".join(f"{k}={v}" for k, v in sorted(lab.items())[:4])
 
 
+def remove_owned(client: Any, run: str, owner: str) -> tuple[int, int]:
+    """Remove every container (any state), then every network, of ``run`` made by
+    ``owner``, going on past one that will not go; ``(containers, networks)`` found."""
+    containers, networks = our_objects(client, run, owner)
+    for c in containers:
+        with contextlib.suppress(Exception):
+            remove_container(c)
+    for net in networks:
+        with contextlib.suppress(Exception):
+            remove_network(net)
+    return len(containers), len(networks)
+
+
 def remove_container(container: Any) -> None:
     from docker.errors import APIError, NotFound
 

@@ -420,14 +420,7 @@ class ContainerLauncher(Launcher):
             try:
                 # Only what this a1 made: a refused second `a1 up` of the same state
                 # directory must not take down the stack that runs.
-                containers, networks = engine.our_objects(self.client, self.run,
-                                                          engine.owner_token())
-                for c in containers:
-                    with contextlib.suppress(Exception):
-                        engine.remove_container(c)
-                for net in networks:
-                    with contextlib.suppress(Exception):
-                        engine.remove_network(net)
+                engine.remove_owned(self.client, self.run, engine.owner_token())
             except Exception as err:
                 print(f"a1: removing run {self.run}'s containers and networks: "
                       f"{_one_line(err)}", file=sys.stderr)

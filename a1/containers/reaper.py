@@ -17,7 +17,6 @@ The next ``a1 up`` of the state directory still clears what a dead sweeper left
 from __future__ import annotations
 
 import argparse
-import contextlib
 import signal
 import sys
 
@@ -34,21 +33,14 @@ def main(argv: list[str] | None = None) -> int:
     while sys.stdin.buffer.read(4096):
         pass
     try:
-        client = engine.connect("a1 reaper")
-        containers, networks = engine.our_objects(client, args.run, args.owner)
+        containers, networks = engine.remove_owned(engine.connect("a1 reaper"), args.run,
+                                                   args.owner)
     except Exception as err:  # the engine is gone too: nothing to sweep from here
         print(f"a1 reaper: run {args.run}: {err}".splitlines()[0], file=sys.stderr)
         return 1
-    for c in containers:
-        with contextlib.suppress(Exception):
-            engine.remove_container(c)
-    for net in networks:
-        with contextlib.suppress(Exception):
-            engine.remove_network(net)
     if containers or networks:
         print(f"a1 reaper: run {args.run}: its a1 ended without cleaning up; removed "
-              f"{len(containers)} container(s) and {len(networks)} network(s)",
-              file=sys.stderr)
+              f"{containers} container(s) and {networks} network(s)", file=sys.stderr)
     return 0
 
 
