@@ -353,3 +353,11 @@ def test_the_python_images_carry_the_source_digest_in_label_and_inputs(
     after = {i.name: i.inputs for i in build.plan(tmp_path / "cache", say=lambda _l: None).images}
     changed = {n for n in before if before[n] != after[n]}
     assert changed == {f"a1-{c}" for c in names.PYTHON_COMPONENTS}
+
+
+def test_source_digest_ends_on_a_symlink_loop(tmp_path: Path) -> None:
+    """A loop in the tree (a link to an ancestor) is walked once, not forever."""
+    root = _tree(tmp_path / "src")
+    (root / "a1" / "sub").mkdir()
+    (root / "a1" / "sub" / "up").symlink_to(root / "a1")
+    assert len(wheels.source_digest(root)) == 64

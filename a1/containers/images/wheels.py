@@ -100,8 +100,14 @@ def source_digest(root: Path) -> str:
     commit without building a wheel."""
     digest = hashlib.sha256()
     files = [root / "pyproject.toml"]
+    seen: set[str] = set()  # real directories walked: a symlink loop is walked once
     for pkg in PACKAGES:
         for dirpath, dirnames, filenames in os.walk(root / pkg, followlinks=True):
+            real = os.path.realpath(dirpath)
+            if real in seen:
+                dirnames[:] = []
+                continue
+            seen.add(real)
             dirnames[:] = sorted(d for d in dirnames if not _skipped(d))
             files += [Path(dirpath) / f for f in sorted(filenames) if not _skipped(f)]
     for path in files:
