@@ -88,7 +88,7 @@ def test_digest_of_ignores_key_order() -> None:
 def test_dockerfiles_only_start_from_the_local_base() -> None:
     base = f"FROM {names.image_ref(names.IMAGE_BASE)}"
     texts = [dockerfiles.envoy()] + [
-        dockerfiles.python(c, "pip-23.2.1-py3-none-any.whl") for c in build.PYTHON_COMPONENTS
+        dockerfiles.python(c, "pip-23.2.1-py3-none-any.whl") for c in names.PYTHON_COMPONENTS
     ]
     for text in texts:
         stages: list[str] = []
@@ -349,7 +349,7 @@ def test_the_python_images_carry_the_source_digest_in_label_and_inputs(
         assert build.labels(by_name[f"a1-{component}"])[names.LABEL_SOURCE] == source
     assert names.LABEL_SOURCE not in build.labels(by_name[names.IMAGE_ENVOY])
     before = {i.name: i.inputs for i in the_plan.images}
-    (root / "a1" / "new.py").write_text("x = 1\n")  # even a file the wheel would skip
+    (root / "a1" / "new.py").write_text("x = 1\n")  # a new module
     after = {i.name: i.inputs for i in build.plan(tmp_path / "cache", say=lambda _l: None).images}
     changed = {n for n in before if before[n] != after[n]}
     assert changed == {f"a1-{c}" for c in names.PYTHON_COMPONENTS}

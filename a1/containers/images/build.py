@@ -29,7 +29,6 @@ from policies.core.errors import UserError
 
 DEFAULT_CACHE = Path("~/.cache/a1/images")
 CACHE_ENV = "A1_IMAGE_CACHE"
-PYTHON_COMPONENTS = names.PYTHON_COMPONENTS
 TAIL = 12  # lines of a failing build step shown
 STEP_ID = re.compile(r"^ ---> ([0-9a-f]{12})$")  # the classic builder's "this step's image"
 
@@ -148,7 +147,7 @@ def plan(cache: Path, *, say: Callable[[str], None] = print, download: bool = Tr
     files[f"pip/{pip.name}"] = pip
     file_digests = {k: wheels.file_digest(v) for k, v in sorted(files.items())}
     children = [envoy]
-    for component in PYTHON_COMPONENTS:
+    for component in names.PYTHON_COMPONENTS:
         text = dockerfiles.python(component, pip.name)
         children.append(
             Image(

@@ -123,7 +123,8 @@ def project_wheel(root: Path, out: Path) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     for old in out.glob("*.whl"):
         old.unlink()
-    ignore = shutil.ignore_patterns(*_SKIP_DIRS, "*.pyc", "*.egg-info")
+    def ignore(_dir: str, entries: list[str]) -> set[str]:
+        return {e for e in entries if _skipped(e)}  # what source_digest skips, too
     with tempfile.TemporaryDirectory(prefix="a1-wheel-") as tmp:
         src = Path(tmp) / "src"
         src.mkdir()
